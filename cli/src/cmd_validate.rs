@@ -1,0 +1,94 @@
+//! `sfsync validate`: every problem in a config file, with its key and line.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Result;
+
+use crate::common;
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// The sync config (TOML).
+    #[arg(long, short)]
+    config: PathBuf,
+    /// A JSON object of secrets for `${secret:NAME}` references; without it, secret
+    /// references are checked for syntax only.
+    #[arg(long)]
+    secrets: Option<PathBuf>,
+    /// Also sign in to Salesforce and check every object and field against describe.
+    #[arg(long)]
+    online: bool,
+}
+
+pub async fn run(args: Args) -> Result<ExitCode> {
+    let loaded = match common::load_config(&args.config) {
+        Ok(loaded) => loaded,
+        Err(e) => {
+            eprintln!("{e:#}");
+            return Ok(ExitCode::FAILURE);
+        }
+    };
+    // References: environment variables always, secrets when a secrets file is given.
+    let secrets = common::load_secrets(args.secrets.as_deref())?;
+    let resolver = CheckingResolver {
+        secrets,
+        check_secrets: args.secrets.is_some(),
+    };
+    let resolved = match loaded.config.resolve_references(&loaded.text, &resolver) {
+        Ok(resolved) => resolved,
+        Err(e) => {
+            eprintln!("{}: {e}", loaded.path.display());
+            return Ok(ExitCode::FAILURE);
+        }
+    };
+    if args.online {
+        if args.secrets.is_none() && has_secret_refs(&loaded.text) {
+            anyhow::bail!("--online needs --secrets to sign in to Salesforce");
+        }
+        let problems = sfsync_salesforce::check_online(&resolved).await?;
+        if !problems.is_empty() {
+            eprintln!(
+                "{}: {} problem(s) against the org:",
+                loaded.path.display(),
+                problems.len()
+            );
+            for p in &problems {
+                eprintln!("  {}: {}", p.key, p.message);
+            }
+            return Ok(ExitCode::FAILURE);
+        }
+    }
+    let c = &loaded.config;
+    println!(
+        "{}: valid ({} sync{}, {} destination{}){}",
+        loaded.path.display(),
+        c.syncs.len(),
+        if c.syncs.len() == 1 { "" } else { "s" },
+        c.destinations.len(),
+        if c.destinations.len() == 1 { "" } else { "s" },
+        if args.online { ", checked against the org" } else { "" }
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn has_secret_refs(text: &str) -> bool {
+    text.contains("${secret:")
+}
+
+/// Resolves secrets only when a secrets file was given; otherwise answers a placeholder so
+/// that only their syntax is checked.
+struct CheckingResolver {
+    secrets: sfsync_mapping::secrets::SecretMap,
+    check_secrets: bool,
+}
+
+impl sfsync_mapping::secrets::Resolver for CheckingResolver {
+    fn secret(&self, name: &str) -> Option<String> {
+        if self.check_secrets {
+            sfsync_mapping::secrets::Resolver::secret(&self.secrets, name)
+        } else {
+            Some(String::new())
+        }
+    }
+}

@@ -1,0 +1,53 @@
+//! `sfsync`: the local face of the pipeline. Argument parsing lives here and only
+//! validates; each command's work lives in its own module.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+mod cmd_deliver;
+mod cmd_extract;
+mod cmd_init;
+mod cmd_map;
+mod cmd_validate;
+mod common;
+
+#[derive(Parser)]
+#[command(name = "sfsync", version, about = "Sync Salesforce to the tools where people act on customer data")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Check a config file; with --online, also against the org's describe.
+    Validate(cmd_validate::Args),
+    /// Salesforce records (JSON lines on stdin) -> calls (JSON lines on stdout).
+    Map(cmd_map::Args),
+    /// One sync's changed records from Salesforce as JSON lines on stdout.
+    Extract(cmd_extract::Args),
+    /// Calls (JSON lines on stdin) -> one destination.
+    Deliver(cmd_deliver::Args),
+    /// Write a commented starter config.
+    Init(cmd_init::Args),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    common::init_tracing();
+    let result = match cli.command {
+        Command::Validate(args) => common::block_on(cmd_validate::run(args)),
+        Command::Map(args) => cmd_map::run(args),
+        Command::Extract(args) => common::block_on(cmd_extract::run(args)),
+        Command::Deliver(args) => common::block_on(cmd_deliver::run(args)),
+        Command::Init(args) => common::block_on(cmd_init::run(args)),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("sfsync: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}

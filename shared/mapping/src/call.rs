@@ -1,0 +1,126 @@
+//! The calls the mapping produces: Segment-spec `identify`, `track` and `group`, plus a
+//! `delete` call of our own that every destination renders in its own form.
+//!
+//! The JSON shape is what `sfsync map` prints and what travels between the map and deliver
+//! stages, so field names follow the Segment spec (camelCase) and optional fields are omitted
+//! rather than written as `null`.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::config::SyncKind;
+
+/// The Segment call type, plus `delete`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CallType {
+    Identify,
+    Track,
+    Group,
+    Delete,
+}
+
+impl CallType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CallType::Identify => "identify",
+            CallType::Track => "track",
+            CallType::Group => "group",
+            CallType::Delete => "delete",
+        }
+    }
+}
+
+/// What a `delete` call removes downstream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Entity {
+    Person,
+    Object,
+    Relationship,
+}
+
+/// Where a call came from. Destinations read `kind` to tell a relationship from an object
+/// that merely has a related user (both are `group` calls with `userId` and `groupId`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Source {
+    pub sync: String,
+    pub object: String,
+    pub kind: SyncKind,
+    pub record_id: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Context {
+    pub sfsync: Source,
+}
+
+/// One Segment-spec call.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Call {
+    #[serde(rename = "type")]
+    pub call_type: CallType,
+    /// Deterministic: the same record version always yields the same id (see `message_id`).
+    pub message_id: String,
+    /// RFC 3339 UTC with milliseconds.
+    pub timestamp: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_id: Option<String>,
+    /// Never set by the mapping; destinations that drop calls without a user set it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub anonymous_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub event: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traits: Option<Map<String, Value>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub properties: Option<Map<String, Value>>,
+    /// `delete` calls: what is deleted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub entity: Option<Entity>,
+    /// `delete` calls of objects and relationships: the object type. `group` calls carry it
+    /// as `traits.object_type_id`, as Customer.io expects.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub object_type_id: Option<String>,
+    pub context: Context,
+}
+
+impl Call {
+    pub fn source(&self) -> &Source {
+        &self.context.sfsync
+    }
+
+    /// True for a `group` call made by a relationship sync.
+    pub fn is_relationship(&self) -> bool {
+        self.context.sfsync.kind == SyncKind::Relationships
+    }
+
+    /// The object type of an object or relationship call, wherever the call carries it.
+    pub fn object_type(&self) -> Option<&str> {
+        self.object_type_id.as_deref().or_else(|| {
+            self.traits
+                .as_ref()
+                .and_then(|t| t.get("object_type_id"))
+                .and_then(Value::as_str)
+        })
+    }
+
+    /// The relationship's own attributes (relationship calls only).
+    pub fn relationship_attributes(&self) -> Option<&Map<String, Value>> {
+        self.traits
+            .as_ref()
+            .and_then(|t| t.get("relationshipAttributes"))
+            .and_then(Value::as_object)
+    }
+
+    /// Milliseconds since the epoch of `timestamp`, for APIs that want numbers.
+    pub fn timestamp_millis(&self) -> Option<i64> {
+        crate::time::parse_salesforce_datetime(&self.timestamp)
+            .ok()
+            .map(|t| t.timestamp_millis())
+    }
+}

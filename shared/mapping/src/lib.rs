@@ -1,0 +1,15 @@
+//! sfsync's mapping core: the sync configuration and the pure translation of Salesforce
+//! records into Segment-spec calls.
+//!
+//! This crate does no I/O: no async runtime, no AWS, no HTTP. Every other crate of sfsync
+//! builds on it, and it is the one to read first.
+
+pub mod call;
+pub mod config;
+pub mod mapper;
+pub mod secrets;
+pub mod time;
+
+pub use call::{Call, CallType, Entity, Source};
+pub use config::{Config, ConfigError, ConfigProblem, DestinationConfig, DestinationKind, SyncConfig, SyncKind};
+pub use mapper::{map_record, message_id, Skip, SkipReason};

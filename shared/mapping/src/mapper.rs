@@ -1,0 +1,460 @@
+//! Salesforce record in, Segment-spec call out.
+//!
+//! The rules, in the order a record meets them:
+//! 1. It needs an `Id` and a `SystemModstamp`: together with the sync name and the call type
+//!    they make the deterministic `messageId`, so a retried or re-extracted record version is
+//!    deduplicated downstream, and a new version gets a new id.
+//! 2. A deleted record (`IsDeleted: true`) becomes a `delete` call when the sync has
+//!    `deletes = true`, and is skipped otherwise.
+//! 3. Otherwise the sync's kind decides the call: people → `identify`, events → `track`,
+//!    objects → `group`, relationships → `group` with both ids and the selected fields in
+//!    `traits.relationshipAttributes`.
+//! 4. Selected fields pass through under their own names, except the reserved traits of
+//!    Customer.io's Salesforce mapping (see `PEOPLE_RESERVED` and `OBJECT_RESERVED`).
+//!    Parent fields (`Account.Name`) appear flattened under their dotted path, without
+//!    Salesforce's `attributes` noise; a null parent gives null for each of its fields, so a
+//!    cleared lookup clears downstream.
+//!
+//! A record that cannot be mapped is skipped with a typed reason; mapping never panics.
+
+use serde_json::{Map, Value};
+use uuid::Uuid;
+
+use crate::call::{Call, CallType, Context, Entity, Source};
+use crate::config::{SyncConfig, SyncKind};
+use crate::time::{format_rfc3339, parse_date_or_datetime, parse_salesforce_datetime};
+
+/// Reserved traits for people: Salesforce field → trait. `CreatedDate` is handled apart: it
+/// stays as it is and adds `created_at` (epoch seconds). `Name` falls back to the
+/// concatenation of the name parts when it was not selected.
+pub const PEOPLE_RESERVED: &[(&str, &str)] = &[
+    ("Description", "description"),
+    ("Email", "email"),
+    ("FirstName", "firstName"),
+    ("LastName", "lastName"),
+    ("Name", "name"),
+    ("Phone", "phone"),
+    ("Title", "title"),
+    ("Website", "website"),
+];
+
+/// Reserved traits for objects (and nothing else is renamed for them).
+pub const OBJECT_RESERVED: &[(&str, &str)] = &[
+    ("Description", "description"),
+    ("Email", "email"),
+    ("Name", "name"),
+    ("Phone", "phone"),
+];
+
+/// The parts of a person's name, in the order Salesforce composes `Name`.
+const NAME_PARTS: &[&str] = &["FirstName", "MiddleName", "LastName", "Suffix"];
+
+/// UUID namespace for message ids (a random v4, fixed forever: changing it would re-send
+/// every record as new).
+const MESSAGE_ID_NAMESPACE: Uuid = Uuid::from_u128(0x6f1d_3c2a_9b7e_4c5d_8a41_2f0e_d3b6_9c17);
+
+/// Why a record was not mapped.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SkipReason {
+    #[error("the record is not a JSON object")]
+    NotAnObject,
+    #[error("the record has no Id")]
+    MissingRecordId,
+    #[error("identifier field {field} is missing, null or empty")]
+    MissingIdentifier { field: String },
+    #[error("field {field} is missing or null")]
+    MissingField { field: String },
+    #[error("field {field} should be {expected}, found {found}")]
+    WrongType {
+        field: String,
+        expected: &'static str,
+        found: &'static str,
+    },
+    #[error("field {field} is not a valid date or datetime: {value:?}")]
+    InvalidDate { field: String, value: String },
+    #[error("event name field {field} is missing, null or empty")]
+    MissingEventName { field: String },
+    #[error("deleted record, and the sync does not propagate deletes")]
+    DeletedWithoutDeletes,
+}
+
+impl SkipReason {
+    /// A short stable code, for counting and for metrics.
+    pub fn code(&self) -> &'static str {
+        match self {
+            SkipReason::NotAnObject => "not_an_object",
+            SkipReason::MissingRecordId => "missing_record_id",
+            SkipReason::MissingIdentifier { .. } => "missing_identifier",
+            SkipReason::MissingField { .. } => "missing_field",
+            SkipReason::WrongType { .. } => "wrong_type",
+            SkipReason::InvalidDate { .. } => "invalid_date",
+            SkipReason::MissingEventName { .. } => "missing_event_name",
+            SkipReason::DeletedWithoutDeletes => "deleted_without_deletes",
+        }
+    }
+
+    /// True when the skip is deliberate (configuration), not a data problem.
+    pub fn is_deliberate(&self) -> bool {
+        matches!(self, SkipReason::DeletedWithoutDeletes)
+    }
+}
+
+/// A record that was not mapped, with its Id when it had one.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("record {}: {reason}", record_id.as_deref().unwrap_or("(no Id)"))]
+pub struct Skip {
+    pub record_id: Option<String>,
+    pub reason: SkipReason,
+}
+
+/// The deterministic message id of one record version's call: a UUID v5 (36 characters,
+/// so it also serves as Mixpanel's `$insert_id` and Amplitude's `insert_id`).
+pub fn message_id(sync: &str, record_id: &str, modstamp_millis: i64, call: CallType) -> String {
+    let mut name = Vec::with_capacity(sync.len() + record_id.len() + 32);
+    for part in [
+        sync.as_bytes(),
+        record_id.as_bytes(),
+        modstamp_millis.to_string().as_bytes(),
+        call.as_str().as_bytes(),
+    ] {
+        name.extend_from_slice(part);
+        name.push(0x1f);
+    }
+    Uuid::new_v5(&MESSAGE_ID_NAMESPACE, &name).to_string()
+}
+
+/// Maps one record of `sync`.
+pub fn map_record(sync: &SyncConfig, record: Value) -> Result<Call, Skip> {
+    let Value::Object(mut record) = record else {
+        return Err(Skip {
+            record_id: None,
+            reason: SkipReason::NotAnObject,
+        });
+    };
+    let record_id = match record.get("Id") {
+        Some(Value::String(id)) if !id.is_empty() => id.clone(),
+        _ => {
+            return Err(Skip {
+                record_id: None,
+                reason: SkipReason::MissingRecordId,
+            });
+        }
+    };
+    let skip = |reason| Skip {
+        record_id: Some(record_id.clone()),
+        reason,
+    };
+    let modstamp = datetime(&record, "SystemModstamp").map_err(skip)?;
+    let deleted = matches!(record.get("IsDeleted"), Some(Value::Bool(true)));
+
+    let call_type = match (deleted, sync.kind) {
+        (true, _) => CallType::Delete,
+        (false, SyncKind::People) => CallType::Identify,
+        (false, SyncKind::Events) => CallType::Track,
+        (false, SyncKind::Objects | SyncKind::Relationships) => CallType::Group,
+    };
+    let mut call = Call {
+        call_type,
+        message_id: message_id(
+            &sync.name,
+            &record_id,
+            modstamp.timestamp_millis(),
+            call_type,
+        ),
+        timestamp: format_rfc3339(modstamp),
+        user_id: None,
+        anonymous_id: None,
+        group_id: None,
+        event: None,
+        traits: None,
+        properties: None,
+        entity: None,
+        object_type_id: None,
+        context: Context {
+            sfsync: Source {
+                sync: sync.name.clone(),
+                object: sync.object.clone(),
+                kind: sync.kind,
+                record_id: record_id.clone(),
+            },
+        },
+    };
+
+    if deleted {
+        if !sync.deletes {
+            return Err(skip(SkipReason::DeletedWithoutDeletes));
+        }
+        fill_delete(sync, &record, &mut call).map_err(skip)?;
+        return Ok(call);
+    }
+
+    match sync.kind {
+        SyncKind::People => {
+            call.user_id = Some(required_id(&record, sync.user_id.as_deref()).map_err(skip)?);
+            call.traits = Some(people_traits(sync, &mut record).map_err(skip)?);
+        }
+        SyncKind::Events => {
+            call.user_id = Some(required_id(&record, sync.user_id.as_deref()).map_err(skip)?);
+            call.event = Some(event_name(sync, &record).map_err(skip)?);
+            let field = sync.timestamp_field();
+            let at = match lookup(&record, field) {
+                Some(Value::String(s)) => {
+                    parse_date_or_datetime(s).map_err(|_| SkipReason::InvalidDate {
+                        field: field.to_string(),
+                        value: s.clone(),
+                    })
+                }
+                Some(Value::Null) | None => Err(SkipReason::MissingField {
+                    field: field.to_string(),
+                }),
+                Some(other) => Err(wrong_type(field, "a date string", other)),
+            }
+            .map_err(skip)?;
+            call.timestamp = format_rfc3339(at);
+            call.properties = Some(selected_fields(sync, &mut record, &[]));
+        }
+        SyncKind::Objects => {
+            call.group_id = Some(required_id(&record, sync.group_id.as_deref()).map_err(skip)?);
+            if let Some(field) = sync.user_id.as_deref() {
+                // The related record (e.g. OwnerId) is optional: a null one just leaves
+                // the call without a user.
+                call.user_id = optional_id(&record, field).map_err(skip)?;
+            }
+            let mut traits = selected_fields(sync, &mut record, OBJECT_RESERVED);
+            traits.insert(
+                "object_type_id".into(),
+                Value::String(sync.object_type_id.clone().unwrap_or_default()),
+            );
+            call.traits = Some(traits);
+        }
+        SyncKind::Relationships => {
+            call.user_id = Some(required_id(&record, sync.user_id.as_deref()).map_err(skip)?);
+            call.group_id = Some(required_id(&record, sync.group_id.as_deref()).map_err(skip)?);
+            let attributes = selected_fields(sync, &mut record, &[]);
+            let mut traits = Map::new();
+            traits.insert(
+                "object_type_id".into(),
+                Value::String(sync.object_type_id.clone().unwrap_or_default()),
+            );
+            traits.insert("relationshipAttributes".into(), Value::Object(attributes));
+            call.traits = Some(traits);
+        }
+    }
+    Ok(call)
+}
+
+fn fill_delete(sync: &SyncConfig, record: &Map<String, Value>, call: &mut Call) -> Result<(), SkipReason> {
+    match sync.kind {
+        SyncKind::People => {
+            call.entity = Some(Entity::Person);
+            call.user_id = Some(required_id(record, sync.user_id.as_deref())?);
+        }
+        SyncKind::Objects => {
+            call.entity = Some(Entity::Object);
+            call.group_id = Some(required_id(record, sync.group_id.as_deref())?);
+            call.object_type_id = sync.object_type_id.clone();
+        }
+        SyncKind::Relationships => {
+            call.entity = Some(Entity::Relationship);
+            call.user_id = Some(required_id(record, sync.user_id.as_deref())?);
+            call.group_id = Some(required_id(record, sync.group_id.as_deref())?);
+            call.object_type_id = sync.object_type_id.clone();
+        }
+        // Validation forbids `deletes` on events; a hand-built config still must not panic.
+        SyncKind::Events => return Err(SkipReason::DeletedWithoutDeletes),
+    }
+    Ok(())
+}
+
+fn people_traits(sync: &SyncConfig, record: &mut Map<String, Value>) -> Result<Map<String, Value>, SkipReason> {
+    let created_at = if has_field(sync, "CreatedDate") {
+        match lookup(record, "CreatedDate") {
+            Some(Value::String(s)) => Some(Value::from(
+                parse_salesforce_datetime(s)
+                    .map_err(|_| SkipReason::InvalidDate {
+                        field: "CreatedDate".into(),
+                        value: s.clone(),
+                    })?
+                    .timestamp(),
+            )),
+            Some(Value::Null) => Some(Value::Null),
+            None => None,
+            Some(other) => return Err(wrong_type("CreatedDate", "a datetime string", other)),
+        }
+    } else {
+        None
+    };
+    let composed_name = if has_field(sync, "Name") {
+        None
+    } else {
+        composed_name(sync, record)
+    };
+    let mut traits = selected_fields(sync, record, PEOPLE_RESERVED);
+    if let Some(created_at) = created_at {
+        traits.insert("created_at".into(), created_at);
+    }
+    if let Some(name) = composed_name {
+        traits.insert("name".into(), Value::String(name));
+    }
+    Ok(traits)
+}
+
+/// FirstName MiddleName LastName Suffix, of those selected and present, joined by spaces.
+fn composed_name(sync: &SyncConfig, record: &Map<String, Value>) -> Option<String> {
+    let parts: Vec<&str> = NAME_PARTS
+        .iter()
+        .filter(|part| has_field(sync, part))
+        .filter_map(|part| match lookup(record, part) {
+            Some(Value::String(s)) if !s.trim().is_empty() => Some(s.trim()),
+            _ => None,
+        })
+        .collect();
+    (!parts.is_empty()).then(|| parts.join(" "))
+}
+
+/// The selected fields, renamed where `reserved` says so. Top-level values are moved out of
+/// the record rather than cloned: this is the hot path.
+fn selected_fields(
+    sync: &SyncConfig,
+    record: &mut Map<String, Value>,
+    reserved: &[(&str, &str)],
+) -> Map<String, Value> {
+    let mut out = Map::new();
+    for field in &sync.fields {
+        if field.contains('.') {
+            if let Some(value) = lookup(record, field) {
+                out.insert(field.clone(), value.clone());
+            }
+            continue;
+        }
+        let Some((key, value)) = take_field(record, field) else {
+            // Not in the record (e.g. MiddleName in an org without it): leave it out rather
+            // than send a null that would clear it downstream.
+            continue;
+        };
+        let name = reserved
+            .iter()
+            .find(|(sf, _)| *sf == key)
+            .map(|(_, trait_name)| (*trait_name).to_string())
+            .unwrap_or(key);
+        out.insert(name, strip_attributes(value));
+    }
+    out
+}
+
+/// Removes a top-level field, matching its name case-insensitively (Salesforce answers in
+/// canonical casing whatever the SOQL said). Returns the record's own spelling.
+fn take_field(record: &mut Map<String, Value>, field: &str) -> Option<(String, Value)> {
+    if let Some(v) = record.remove(field) {
+        return Some((field.to_string(), v));
+    }
+    let key = record
+        .keys()
+        .find(|k| k.eq_ignore_ascii_case(field))?
+        .clone();
+    record.remove(&key).map(|v| (key, v))
+}
+
+/// A nested object selected whole (a compound address) still must not carry `attributes`.
+fn strip_attributes(value: Value) -> Value {
+    match value {
+        Value::Object(mut map) => {
+            map.remove("attributes");
+            Value::Object(map)
+        }
+        other => other,
+    }
+}
+
+fn has_field(sync: &SyncConfig, name: &str) -> bool {
+    sync.fields.iter().any(|f| f.eq_ignore_ascii_case(name))
+}
+
+static NULL: Value = Value::Null;
+
+/// Looks up a field or a parent path. A null parent yields null for the path; an absent
+/// field yields `None`.
+fn lookup<'r>(record: &'r Map<String, Value>, path: &str) -> Option<&'r Value> {
+    let mut current = record;
+    let mut parts = path.split('.').peekable();
+    while let Some(part) = parts.next() {
+        let value = get_ci(current, part)?;
+        if parts.peek().is_none() {
+            return Some(value);
+        }
+        match value {
+            Value::Object(map) => current = map,
+            Value::Null => return Some(&NULL),
+            _ => return None,
+        }
+    }
+    None
+}
+
+fn get_ci<'r>(map: &'r Map<String, Value>, key: &str) -> Option<&'r Value> {
+    map.get(key).or_else(|| {
+        map.iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(key))
+            .map(|(_, v)| v)
+    })
+}
+
+fn datetime(record: &Map<String, Value>, field: &str) -> Result<chrono::DateTime<chrono::Utc>, SkipReason> {
+    match lookup(record, field) {
+        Some(Value::String(s)) => parse_salesforce_datetime(s).map_err(|_| SkipReason::InvalidDate {
+            field: field.to_string(),
+            value: s.clone(),
+        }),
+        Some(Value::Null) | None => Err(SkipReason::MissingField {
+            field: field.to_string(),
+        }),
+        Some(other) => Err(wrong_type(field, "a datetime string", other)),
+    }
+}
+
+/// An identifier that must be there. Numbers are accepted (numeric external ids) and
+/// written as strings.
+fn required_id(record: &Map<String, Value>, field: Option<&str>) -> Result<String, SkipReason> {
+    let field = field.unwrap_or("Id");
+    optional_id(record, field)?.ok_or_else(|| SkipReason::MissingIdentifier {
+        field: field.to_string(),
+    })
+}
+
+fn optional_id(record: &Map<String, Value>, field: &str) -> Result<Option<String>, SkipReason> {
+    match lookup(record, field) {
+        Some(Value::String(s)) if !s.trim().is_empty() => Ok(Some(s.clone())),
+        Some(Value::Number(n)) => Ok(Some(n.to_string())),
+        Some(Value::String(_) | Value::Null) | None => Ok(None),
+        Some(other) => Err(wrong_type(field, "a string or number", other)),
+    }
+}
+
+fn event_name(sync: &SyncConfig, record: &Map<String, Value>) -> Result<String, SkipReason> {
+    if let Some(name) = &sync.event {
+        return Ok(name.clone());
+    }
+    let field = sync.event_field.as_deref().unwrap_or("Subject");
+    match lookup(record, field) {
+        Some(Value::String(s)) if !s.trim().is_empty() => Ok(s.clone()),
+        Some(Value::String(_) | Value::Null) | None => Err(SkipReason::MissingEventName {
+            field: field.to_string(),
+        }),
+        Some(other) => Err(wrong_type(field, "a string", other)),
+    }
+}
+
+fn wrong_type(field: &str, expected: &'static str, found: &Value) -> SkipReason {
+    SkipReason::WrongType {
+        field: field.to_string(),
+        expected,
+        found: match found {
+            Value::Null => "null",
+            Value::Bool(_) => "a boolean",
+            Value::Number(_) => "a number",
+            Value::String(_) => "a string",
+            Value::Array(_) => "an array",
+            Value::Object(_) => "an object",
+        },
+    }
+}
