@@ -9,8 +9,11 @@ mod cmd_deliver;
 mod cmd_extract;
 mod cmd_init;
 mod cmd_map;
+mod cmd_runs;
+mod cmd_sync;
 mod cmd_validate;
 mod common;
+mod local_run;
 
 #[derive(Parser)]
 #[command(name = "sfsync", version, about = "Sync Salesforce to the tools where people act on customer data")]
@@ -31,6 +34,10 @@ enum Command {
     Deliver(cmd_deliver::Args),
     /// Write a commented starter config.
     Init(cmd_init::Args),
+    /// Run all (or the named) syncs locally, incrementally: extract, map, deliver.
+    Sync(cmd_sync::Args),
+    /// Show the latest run reports.
+    Runs(cmd_runs::Args),
 }
 
 fn main() -> ExitCode {
@@ -42,6 +49,8 @@ fn main() -> ExitCode {
         Command::Extract(args) => common::block_on(cmd_extract::run(args)),
         Command::Deliver(args) => common::block_on(cmd_deliver::run(args)),
         Command::Init(args) => common::block_on(cmd_init::run(args)),
+        Command::Sync(args) => common::block_on(cmd_sync::run(args)),
+        Command::Runs(args) => common::block_on(cmd_runs::run(args)),
     };
     match result {
         Ok(code) => code,

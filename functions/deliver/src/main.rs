@@ -1,1 +1,21 @@
-fn main() {}
+use aws_lambda_events::event::sqs::SqsEvent;
+use lambda_runtime::{Error, LambdaEvent, service_fn};
+use sfsync_deliver::{DeliverState, handle};
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    tracing_subscriber::fmt()
+        .json()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_current_span(true)
+        .without_time()
+        .init();
+    let sdk = sfsync_pipeline::aws::sdk_config().await;
+    let state = DeliverState::from_env(&sdk).await?;
+    let state = &state;
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| async move {
+        let deadline = sfsync_pipeline::aws::deadline_instant(event.context.deadline);
+        Ok::<_, Error>(handle(state, event.payload, deadline).await?)
+    }))
+    .await
+}

@@ -93,9 +93,14 @@ impl SkipReason {
         }
     }
 
-    /// True when the skip is deliberate (configuration), not a data problem.
+    /// True when the sync's own rules leave the record out (a deleted record in a sync
+    /// without `deletes`; a record without the identifier the sync keys on, such as a Task
+    /// on an account only), as opposed to a data problem (bad date, wrong type, no Id).
     pub fn is_deliberate(&self) -> bool {
-        matches!(self, SkipReason::DeletedWithoutDeletes)
+        matches!(
+            self,
+            SkipReason::DeletedWithoutDeletes | SkipReason::MissingIdentifier { .. }
+        )
     }
 }
 

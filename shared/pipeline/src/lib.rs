@@ -1,1 +1,31 @@
+//! The three stages of sfsync — extract, map, deliver — as library functions that the Lambda
+//! handlers and the local `sfsync` command both call. Only the edges differ, behind traits:
+//!
+//! | edge | AWS | local |
+//! |---|---|---|
+//! | queue | SQS (`queue::SqsQueue`) | the next stage, inline (`local::InlineQueue`) |
+//! | checkpoints, leases, run reports | DynamoDB (`state::dynamo`) | files (`state::file`) |
+//! | secrets | Secrets Manager (`aws::load_secret`) | a JSON file |
 
+pub mod aws;
+pub mod deliver;
+pub mod extract;
+pub mod local;
+pub mod map;
+pub mod message;
+pub mod queue;
+pub mod report;
+pub mod state;
+
+use std::time::Duration;
+
+/// Exponential backoff with full jitter: a random wait in [0, base · 2^(attempt−1)], capped
+/// at 20 s, so that many retrying clients spread out instead of retrying in lockstep.
+pub fn backoff(base: Duration, attempt: u32) -> Duration {
+    let cap = Duration::from_secs(20);
+    let ceiling = base
+        .saturating_mul(1u32 << attempt.saturating_sub(1).min(16))
+        .min(cap);
+    let jitter: f64 = rand::random();
+    ceiling.mul_f64(jitter)
+}

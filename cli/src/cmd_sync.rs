@@ -1,0 +1,50 @@
+//! `sfsync sync`: one local run of all (or the named) syncs through the same stage
+//! functions as the Lambdas. A second run is incremental.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Result;
+
+use crate::{common, local_run};
+
+#[derive(clap::Args)]
+pub struct Args {
+    #[arg(long, short)]
+    config: PathBuf,
+    #[arg(long)]
+    secrets: Option<PathBuf>,
+    /// Checkpoints, leases, run reports and dead letters.
+    #[arg(long, default_value = ".sfsync")]
+    state: PathBuf,
+    /// Only this sync (repeatable); default all.
+    #[arg(long = "sync")]
+    syncs: Vec<String>,
+    /// Ignore checkpoints and extract everything again.
+    #[arg(long)]
+    full: bool,
+    /// No progress output.
+    #[arg(long, short)]
+    quiet: bool,
+}
+
+pub async fn run(args: Args) -> Result<ExitCode> {
+    let config = common::load_resolved(&args.config, args.secrets.as_deref())?;
+    let outcome = local_run::run(
+        config,
+        local_run::LocalRun {
+            state_dir: args.state.clone(),
+            syncs: args.syncs,
+            full: args.full,
+            budget: std::time::Duration::from_secs(60),
+        },
+        !args.quiet,
+    )
+    .await?;
+    local_run::print_reports(&outcome, &args.state);
+    Ok(if outcome.all_delivered() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}

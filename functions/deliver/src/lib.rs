@@ -1,0 +1,227 @@
+//! The deliver function: calls messages from the delivery queue → their destination.
+//! - delivered calls are done;
+//! - dead calls (permanent errors, oversize, too many attempts) go to the dead-letter queue
+//!   with their reason, and the message is acknowledged;
+//! - retryable calls: when nothing of a message went through, the message itself is reported
+//!   failed and its visibility timeout set to honour Retry-After (SQS redrives it to the
+//!   dead-letter queue after maxReceiveCount); when some went through, only the rest is
+//!   enqueued again, delayed, so delivered calls are not sent twice.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
+use sfsync_destinations::Destination;
+use sfsync_mapping::Config;
+use sfsync_pipeline::aws::{self, SetupError};
+use sfsync_pipeline::deliver::{DeliverOutput, decode_delivery, deliver_message};
+use sfsync_pipeline::message::{CallsMessage, DEFAULT_MAX_BODY_BYTES, DeadLetter, MESSAGE_VERSION, Packer};
+use sfsync_pipeline::queue::{Queue, SqsQueue};
+use sfsync_pipeline::report::RunCounts;
+use sfsync_pipeline::state::StateStore;
+use sfsync_pipeline::state::dynamo::DynamoStore;
+
+pub struct DeliverState {
+    pub config: Arc<Config>,
+    pub destinations: HashMap<String, Destination>,
+    pub sqs: aws_sdk_sqs::Client,
+    pub delivery_queue: SqsQueue,
+    pub dead_letter_queue: SqsQueue,
+    pub store: DynamoStore,
+    /// Longest a single message may spend retrying inside one invocation.
+    pub max_budget: Duration,
+}
+
+impl DeliverState {
+    /// Reads `SFSYNC_SECRET_ID`, `DELIVERY_QUEUE_URL`, `DEAD_LETTER_QUEUE_URL` and
+    /// `STATE_TABLE`, and builds every destination once.
+    pub async fn from_env(sdk: &aws_config::SdkConfig) -> Result<DeliverState, SetupError> {
+        let secrets = aws::load_secret(
+            &aws_sdk_secretsmanager::Client::new(sdk),
+            &aws::env("SFSYNC_SECRET_ID")?,
+        )
+        .await?;
+        let config = aws::function_config(&secrets)?;
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .build()
+            .map_err(|e| SetupError::Config { source_name: "http".into(), message: e.to_string() })?;
+        let mut destinations = HashMap::new();
+        for d in &config.destinations {
+            let built = Destination::new(d, http.clone()).map_err(|e| SetupError::Config {
+                source_name: format!("destination {}", d.name),
+                message: e.to_string(),
+            })?;
+            destinations.insert(d.name.clone(), built);
+        }
+        let sqs = aws_sdk_sqs::Client::new(sdk);
+        Ok(DeliverState {
+            config: Arc::new(config),
+            destinations,
+            delivery_queue: SqsQueue::new(sqs.clone(), aws::env("DELIVERY_QUEUE_URL")?),
+            dead_letter_queue: SqsQueue::new(sqs.clone(), aws::env("DEAD_LETTER_QUEUE_URL")?),
+            sqs,
+            store: DynamoStore::new(aws_sdk_dynamodb::Client::new(sdk), aws::env("STATE_TABLE")?),
+            max_budget: Duration::from_secs(120),
+        })
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DeliverFailure {
+    #[error("an SQS record has no messageId: the whole batch is retried")]
+    NoMessageId,
+}
+
+pub async fn handle(state: &DeliverState, event: SqsEvent, deadline: Option<Instant>) -> Result<SqsBatchResponse, DeliverFailure> {
+    let mut response = SqsBatchResponse::default();
+    for message in event.records {
+        let Some(id) = message.message_id.clone().filter(|id| !id.is_empty()) else {
+            return Err(DeliverFailure::NoMessageId);
+        };
+        let span = tracing::info_span!("deliver", message_id = %id);
+        let _enter = span.enter();
+        let budget = aws::budget_until(deadline, Duration::from_secs(10), state.max_budget);
+        match handle_one(state, &message, budget).await {
+            Ok(()) => {}
+            Err(Failed { reason, visibility }) => {
+                tracing::warn!(reason = %reason, "message left on the queue");
+                if let (Some(after), Some(receipt)) = (visibility, message.receipt_handle.as_deref()) {
+                    set_visibility(state, receipt, after).await;
+                }
+                response.add_failure(id);
+            }
+        }
+    }
+    Ok(response)
+}
+
+struct Failed {
+    reason: String,
+    /// Make the message visible again after this long (Retry-After).
+    visibility: Option<Duration>,
+}
+
+fn failed(reason: impl Into<String>) -> Failed {
+    Failed { reason: reason.into(), visibility: None }
+}
+
+async fn handle_one(state: &DeliverState, message: &SqsMessage, budget: Duration) -> Result<(), Failed> {
+    let body = message.body.as_deref().ok_or_else(|| failed("message has no body"))?;
+    let calls = decode_delivery(body).map_err(|e| failed(e.to_string()))?;
+    let Some(destination) = state.destinations.get(&calls.destination) else {
+        // The destination was removed from the config: these calls can never go.
+        let dead: Vec<DeadLetter> = calls
+            .calls
+            .into_iter()
+            .map(|call| DeadLetter {
+                v: MESSAGE_VERSION,
+                run_id: calls.run_id.clone(),
+                destination: calls.destination.clone(),
+                reason: format!("destination {:?} is not in the config", calls.destination),
+                call,
+            })
+            .collect();
+        return send_dead(state, &dead).await;
+    };
+    let (run_id, attempt, dest_name) = (calls.run_id.clone(), calls.attempt, calls.destination.clone());
+    let syncs = count_by_sync(&calls);
+    let out = deliver_message(destination, calls, budget).await;
+    record_counts(state, &run_id, &syncs, &out).await;
+    send_dead(state, &out.dead).await?;
+    if out.retry.is_empty() {
+        return Ok(());
+    }
+    let wait = out.retry_after.unwrap_or(Duration::from_secs(30));
+    if out.delivered == 0 && out.dead.is_empty() {
+        // Nothing went through: leave the message where it is, visible again after the wait.
+        return Err(Failed {
+            reason: out.retry_reason.unwrap_or_else(|| "destination unavailable".into()),
+            visibility: Some(wait),
+        });
+    }
+    // Some went through: enqueue only the rest, so delivered calls are not repeated.
+    let mut packer = Packer::new(Packer::calls_prefix(&run_id, &dest_name, attempt + 1), DEFAULT_MAX_BODY_BYTES, true);
+    for call in &out.retry {
+        packer.push(call).map_err(|e| failed(e.to_string()))?;
+    }
+    let bodies: Vec<String> = packer
+        .finish()
+        .map_err(|e| failed(e.to_string()))?
+        .into_iter()
+        .map(|b| b.body)
+        .collect();
+    state
+        .delivery_queue
+        .send(bodies, Some(wait))
+        .await
+        .map_err(|e| failed(format!("cannot re-enqueue {} calls: {e}", out.retry.len())))
+}
+
+fn count_by_sync(calls: &CallsMessage) -> Vec<String> {
+    let mut syncs: Vec<String> = calls.calls.iter().map(|c| c.source().sync.clone()).collect();
+    syncs.sort();
+    syncs.dedup();
+    syncs
+}
+
+async fn record_counts(state: &DeliverState, run_id: &str, syncs: &[String], out: &DeliverOutput) {
+    // Attribute per sync from the calls themselves.
+    let mut by_sync: HashMap<&str, RunCounts> = HashMap::new();
+    for dead in &out.dead {
+        by_sync.entry(dead.call.source().sync.as_str()).or_default().dead += 1;
+    }
+    for call in &out.retry {
+        by_sync.entry(call.source().sync.as_str()).or_default().retried += 1;
+    }
+    if let Some(first) = syncs.first() {
+        let c = by_sync.entry(first.as_str()).or_default();
+        c.delivered += out.delivered;
+        c.destination_requests += out.requests;
+    }
+    for (sync, counts) in by_sync {
+        if let Err(e) = state.store.add_counts(run_id, sync, &counts).await {
+            tracing::warn!(error = %e, "run counters not updated");
+        }
+    }
+}
+
+async fn send_dead(state: &DeliverState, dead: &[DeadLetter]) -> Result<(), Failed> {
+    if dead.is_empty() {
+        return Ok(());
+    }
+    for letter in dead {
+        tracing::error!(
+            destination = %letter.destination,
+            record_id = %letter.call.source().record_id,
+            message_id = %letter.call.message_id,
+            reason = %letter.reason,
+            "call dead-lettered"
+        );
+    }
+    let bodies = dead
+        .iter()
+        .map(|d| serde_json::to_string(d).map_err(|e| failed(e.to_string())))
+        .collect::<Result<Vec<_>, _>>()?;
+    state
+        .dead_letter_queue
+        .send(bodies, None)
+        .await
+        .map_err(|e| failed(format!("cannot dead-letter {} calls: {e}", dead.len())))
+}
+
+async fn set_visibility(state: &DeliverState, receipt: &str, after: Duration) {
+    let seconds = after.as_secs().clamp(1, 12 * 3600) as i32;
+    if let Err(e) = state
+        .sqs
+        .change_message_visibility()
+        .queue_url(state.delivery_queue.url())
+        .receipt_handle(receipt)
+        .visibility_timeout(seconds)
+        .send()
+        .await
+    {
+        tracing::warn!(error = %aws_sdk_sqs::error::DisplayErrorContext(&e), "cannot extend the visibility timeout");
+    }
+}

@@ -1,0 +1,79 @@
+//! The map function: records messages from the records queue → calls messages on the
+//! delivery queue, one stream per destination. Each SQS message is handled on its own: a
+//! malformed one fails alone (and reaches the dead-letter queue after maxReceiveCount).
+
+use std::sync::Arc;
+
+use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
+use sfsync_mapping::Config;
+use sfsync_pipeline::aws::{self, SetupError};
+use sfsync_pipeline::map::map_message;
+use sfsync_pipeline::message::{DEFAULT_MAX_BODY_BYTES, RecordsMessage, decode};
+use sfsync_pipeline::queue::{Queue, SqsQueue};
+use sfsync_pipeline::state::StateStore;
+use sfsync_pipeline::state::dynamo::DynamoStore;
+
+pub struct MapState {
+    pub config: Arc<Config>,
+    pub delivery_queue: SqsQueue,
+    pub store: DynamoStore,
+}
+
+impl MapState {
+    /// Reads `SFSYNC_SECRET_ID`, `DELIVERY_QUEUE_URL` and `STATE_TABLE`.
+    pub async fn from_env(sdk: &aws_config::SdkConfig) -> Result<MapState, SetupError> {
+        let secrets = aws::load_secret(
+            &aws_sdk_secretsmanager::Client::new(sdk),
+            &aws::env("SFSYNC_SECRET_ID")?,
+        )
+        .await?;
+        Ok(MapState {
+            config: Arc::new(aws::function_config(&secrets)?),
+            delivery_queue: SqsQueue::new(aws_sdk_sqs::Client::new(sdk), aws::env("DELIVERY_QUEUE_URL")?),
+            store: DynamoStore::new(aws_sdk_dynamodb::Client::new(sdk), aws::env("STATE_TABLE")?),
+        })
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum MapFailure {
+    #[error("an SQS record has no messageId: the whole batch is retried")]
+    NoMessageId,
+}
+
+/// One invocation: every message mapped and forwarded, or reported as a batch item failure.
+pub async fn handle(state: &MapState, event: SqsEvent) -> Result<SqsBatchResponse, MapFailure> {
+    let mut response = SqsBatchResponse::default();
+    for message in event.records {
+        let Some(id) = message.message_id.clone().filter(|id| !id.is_empty()) else {
+            // Reporting an empty identifier would fail the batch anyway; say why.
+            return Err(MapFailure::NoMessageId);
+        };
+        let span = tracing::info_span!("map", message_id = %id);
+        let _enter = span.enter();
+        if let Err(e) = handle_one(state, &message).await {
+            tracing::error!(error = %e, "message not mapped; it will be retried");
+            response.add_failure(id);
+        }
+    }
+    Ok(response)
+}
+
+async fn handle_one(state: &MapState, message: &SqsMessage) -> Result<(), String> {
+    let body = message.body.as_deref().ok_or("message has no body")?;
+    let records: RecordsMessage = decode(body).map_err(|e| e.to_string())?;
+    let (run_id, sync) = (records.run_id.clone(), records.sync.clone());
+    let output = map_message(&state.config, records, DEFAULT_MAX_BODY_BYTES, true).map_err(|e| e.to_string())?;
+    for line in &output.skipped {
+        tracing::warn!(run_id = %run_id, sync = %sync, "skipped {line}");
+    }
+    for bodies in output.bodies.into_values() {
+        state.delivery_queue.send(bodies, None).await.map_err(|e| e.to_string())?;
+    }
+    // Counters are best effort: a lost increment must not re-send the records.
+    if let Err(e) = state.store.add_counts(&run_id, &sync, &output.counts).await {
+        tracing::warn!(error = %e, "run counters not updated");
+    }
+    tracing::info!(run_id = %run_id, sync = %sync, mapped = output.counts.mapped, skipped = output.counts.skipped, "mapped");
+    Ok(())
+}

@@ -1,0 +1,310 @@
+//! Amplitude: HTTP V2 API `POST https://api2.amplitude.com/2/httpapi` for events, Identify
+//! API `POST /identify` for user properties and group membership, Group Identify API
+//! `POST /groupidentify` for group properties (EU: `https://api.eu.amplitude.com`).
+//!
+//! Field names from Amplitude's "HTTP V2 API" reference (amplitude.com/docs/apis/analytics/http-v2:
+//! `api_key`, `events[{user_id, device_id, event_type, time, insert_id, event_properties}]`,
+//! the 400 body `events_with_invalid_fields` / `events_with_missing_fields` /
+//! `silenced_events`), "Identify API" (amplitude.com/docs/apis/analytics/identify: form
+//! fields `api_key`, `identification=[{user_id, user_properties, groups}]`) and "Group
+//! Identify API" (amplitude.com/docs/apis/analytics/group-identify: `identification=[{group_type,
+//! group_value, group_properties}]`).
+//!
+//! - track → an event with `insert_id` = the messageId (Amplitude dedupes on it for 7 days)
+//!   and `time` in ms.
+//! - identify → `/identify` with `user_properties: {"$set": traits}`.
+//! - object → `/groupidentify` with `group_properties: {"$set": traits}`. The group type is
+//!   the Salesforce object name of the call's `object_type_id` when the destination was
+//!   built with object names (`Destination::with_object_names`), else `object_type_<id>`.
+//! - relationship → `/identify` with `groups: {group_type: groupId}`. Amplitude keeps one value
+//!   per group type set this way (the latest relationship wins) and has no relationship
+//!   attributes: they are not sent.
+//! - deletes → Amplitude deletes users only through its User Privacy API, which needs the
+//!   project's secret key (not part of this destination's config), and has no object or
+//!   membership delete in these APIs. Deletes are therefore sent as the semantic events
+//!   "User Deleted" (user_id), "Object Deleted" (device_id `sfsync-object-<groupId>`) and
+//!   "Relationship Deleted" (user_id), with `event_properties: {objectId, objectTypeId}`.
+//! - A 400 from `/2/httpapi` that lists event indices rejected the whole request: the listed
+//!   events are dead, the others are resent. A 429 without `Retry-After` waits 15 s, as
+//!   Amplitude asks for throttled users and devices.
+//! - Limits: ≤ 2000 events and 1 MB per `/2/httpapi` and `/identify` request; ≤ 1024
+//!   identifications and 1 MB per `/groupidentify` request. gzip is not documented: never used.
+
+use std::collections::{HashMap, HashSet};
+use std::time::Duration;
+
+use reqwest::header::{self, HeaderMap, HeaderValue};
+use serde_json::{Map, Value, json};
+use sfsync_mapping::{Call, CallType};
+
+use crate::engine::{
+    Encoded, ItemVerdict, Protocol, Request, Response, Route, RouteSpec, Verdict, join_body,
+    json_headers, standard_verdict,
+};
+use crate::wire::{self, BuildContext, Secret};
+use crate::{BuildError, Limits};
+
+const EVENTS: Route = 0;
+const IDENTIFY: Route = 1;
+const GROUP_IDENTIFY: Route = 2;
+
+pub(crate) const LIMITS: Limits = Limits {
+    max_calls: 2000,
+    max_batch_bytes: 1_000_000,
+    max_call_bytes: 1_000_000,
+};
+
+const GROUP_LIMITS: Limits = Limits {
+    max_calls: 1024,
+    max_batch_bytes: 1_000_000,
+    max_call_bytes: 1_000_000,
+};
+
+pub(crate) struct Amplitude {
+    api_key: Secret,
+    urls: [String; 3],
+    object_names: HashMap<String, String>,
+    routes: [RouteSpec; 3],
+}
+
+pub(crate) fn build(
+    ctx: &BuildContext<'_>,
+    object_names: &HashMap<String, String>,
+) -> Result<Amplitude, BuildError> {
+    let api_key = ctx.required("api_key")?;
+    let base = ctx.base_url(&[
+        ("us", "https://api2.amplitude.com"),
+        ("eu", "https://api.eu.amplitude.com"),
+    ])?;
+    let route = |name, limits| RouteSpec {
+        name,
+        limits,
+        separator: b"",
+        gzip: false,
+    };
+    Ok(Amplitude {
+        api_key: Secret::new(api_key),
+        urls: [
+            wire::join_url(&base, "/2/httpapi"),
+            wire::join_url(&base, "/identify"),
+            wire::join_url(&base, "/groupidentify"),
+        ],
+        object_names: object_names.clone(),
+        routes: [
+            RouteSpec {
+                separator: b",",
+                ..route("Amplitude /2/httpapi", LIMITS)
+            },
+            RouteSpec {
+                separator: b"%2C",
+                ..route("Amplitude /identify", LIMITS)
+            },
+            RouteSpec {
+                separator: b"%2C",
+                ..route("Amplitude /groupidentify", GROUP_LIMITS)
+            },
+        ],
+    })
+}
+
+impl Amplitude {
+    fn group_type(&self, call: &Call) -> Result<String, String> {
+        let id = wire::object_type(call)?;
+        Ok(self
+            .object_names
+            .get(id)
+            .cloned()
+            .unwrap_or_else(|| format!("object_type_{id}")))
+    }
+
+    /// One call as (route, Amplitude JSON).
+    pub(crate) fn render(&self, call: &Call) -> Result<(Route, Value), String> {
+        let event = |event_type: &str,
+                     user_id: Option<&str>,
+                     device_id: Option<String>,
+                     properties: Map<String, Value>|
+         -> Result<Value, String> {
+            let mut e = Map::new();
+            if let Some(u) = user_id {
+                e.insert("user_id".into(), json!(u));
+            }
+            if let Some(d) = device_id {
+                e.insert("device_id".into(), json!(d));
+            }
+            e.insert("event_type".into(), json!(event_type));
+            e.insert("time".into(), json!(wire::timestamp_millis(call)?));
+            e.insert(
+                "insert_id".into(),
+                json!(wire::dedupe_insert_id(&call.message_id)),
+            );
+            e.insert("event_properties".into(), Value::Object(properties));
+            e.insert("library".into(), json!(concat!("sfsync/", env!("CARGO_PKG_VERSION"))));
+            Ok(Value::Object(e))
+        };
+        Ok(match call.call_type {
+            CallType::Track => {
+                let name = call
+                    .event
+                    .as_deref()
+                    .filter(|e| !e.is_empty())
+                    .ok_or_else(|| "track call has no event name".to_string())?;
+                (
+                    EVENTS,
+                    event(
+                        name,
+                        Some(wire::user_id(call)?),
+                        None,
+                        call.properties.clone().unwrap_or_default(),
+                    )?,
+                )
+            }
+            CallType::Identify => (
+                IDENTIFY,
+                json!({
+                    "user_id": wire::user_id(call)?,
+                    "user_properties": { "$set": call.traits.clone().unwrap_or_default() },
+                }),
+            ),
+            CallType::Group if call.is_relationship() => {
+                let mut groups = Map::new();
+                groups.insert(self.group_type(call)?, json!(wire::group_id(call)?));
+                (
+                    IDENTIFY,
+                    json!({ "user_id": wire::user_id(call)?, "groups": groups }),
+                )
+            }
+            CallType::Group => (
+                GROUP_IDENTIFY,
+                json!({
+                    "group_type": self.group_type(call)?,
+                    "group_value": wire::group_id(call)?,
+                    "group_properties": { "$set": wire::object_traits(call) },
+                }),
+            ),
+            CallType::Delete => {
+                let delete = wire::delete_event(call)?;
+                (
+                    EVENTS,
+                    event(
+                        delete.event,
+                        delete.user_id,
+                        delete.anonymous_id,
+                        delete.properties,
+                    )?,
+                )
+            }
+        })
+    }
+}
+
+impl Protocol for Amplitude {
+    fn routes(&self) -> &[RouteSpec] {
+        &self.routes
+    }
+
+    fn encode(&self, call: &Call) -> Result<Encoded, String> {
+        let (route, value) = self.render(call)?;
+        let json = wire::to_json(&value);
+        let bytes = if route == EVENTS {
+            json
+        } else {
+            // Form routes: items are stored percent-encoded, so sizes are what is sent.
+            let mut encoded = Vec::with_capacity(json.len() * 2);
+            wire::form_encode(&json, &mut encoded);
+            encoded
+        };
+        Ok(Encoded { route, bytes })
+    }
+
+    fn request(&self, route: Route, items: &[&[u8]], _calls: &[&Call]) -> Request {
+        let url = self.urls.get(route).cloned().unwrap_or_default();
+        if route == EVENTS {
+            let mut prefix = b"{\"api_key\":".to_vec();
+            prefix.extend_from_slice(&wire::to_json(&json!(self.api_key.expose())));
+            prefix.extend_from_slice(b",\"events\":[");
+            return Request {
+                url,
+                headers: json_headers(),
+                body: join_body(&prefix, items, b",", b"]}"),
+            };
+        }
+        let mut prefix = b"api_key=".to_vec();
+        wire::form_encode(self.api_key.expose().as_bytes(), &mut prefix);
+        prefix.extend_from_slice(b"&identification=%5B");
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/x-www-form-urlencoded"),
+        );
+        Request {
+            url,
+            headers,
+            body: join_body(&prefix, items, b"%2C", b"%5D"),
+        }
+    }
+
+    fn classify(&self, route: Route, response: &Response, calls: &[&Call]) -> Verdict {
+        if route == EVENTS && response.status == 400 {
+            let rejected = rejected_events(&response.body, calls.len());
+            if !rejected.is_empty() {
+                let reason = crate::engine::describe(response);
+                return Verdict::PerItem(
+                    (0..calls.len())
+                        .map(|i| match rejected.get(&i) {
+                            Some(why) => ItemVerdict::Dead(format!("HTTP 400: {why}")),
+                            None => ItemVerdict::Resend(format!(
+                                "resent after other events of its request were rejected ({reason})"
+                            )),
+                        })
+                        .collect(),
+                );
+            }
+        }
+        standard_verdict(response, calls.len(), self.throttle_wait())
+    }
+
+    fn throttle_wait(&self) -> Option<Duration> {
+        Some(Duration::from_secs(15))
+    }
+}
+
+/// The events a 400 names: index → why.
+fn rejected_events(body: &[u8], n: usize) -> HashMap<usize, String> {
+    let mut out: HashMap<usize, String> = HashMap::new();
+    let Ok(Value::Object(map)) = serde_json::from_slice::<Value>(body) else {
+        return out;
+    };
+    let mut add = |index: &Value, why: String| {
+        if let Some(i) = index.as_u64().and_then(|i| usize::try_from(i).ok())
+            && i < n
+        {
+            out.entry(i)
+                .and_modify(|r| {
+                    r.push_str("; ");
+                    r.push_str(&why);
+                })
+                .or_insert(why);
+        }
+    };
+    for (key, what) in [
+        ("events_with_invalid_fields", "invalid"),
+        ("events_with_missing_fields", "missing"),
+    ] {
+        if let Some(Value::Object(fields)) = map.get(key) {
+            for (field, indices) in fields {
+                for index in indices.as_array().into_iter().flatten() {
+                    add(index, format!("{what} field {field}"));
+                }
+            }
+        }
+    }
+    if let Some(Value::Array(indices)) = map.get("silenced_events") {
+        let mut seen = HashSet::new();
+        for index in indices {
+            if seen.insert(index.to_string()) {
+                add(index, "device silenced by Amplitude".into());
+            }
+        }
+    }
+    out
+}

@@ -1,0 +1,264 @@
+//! Customer.io Track API v2: `POST https://track.customer.io/api/v2/batch` (EU
+//! `https://track-eu.customer.io/api/v2/batch`), Basic auth `SITE_ID:API_KEY`.
+//!
+//! Field names from Customer.io's "Journeys Track API" reference (docs.customer.io/api/track/,
+//! v2 `batch` operation and its `person` / `object` entity schemas: `type`, `identifiers`,
+//! `action`, `attributes`, `cio_relationships`, `relationship_attributes`, `name`, `id`,
+//! `timestamp`) and its 207 response (`errors[{batch_index, reason, field, message}]`).
+//!
+//! Each call is one entity operation in `{"batch":[…]}`:
+//! - identify → `{"type":"person","identifiers":{"id":userId},"action":"identify","attributes":traits}`
+//! - object → `{"type":"object","identifiers":{"object_type_id","object_id"},"action":"identify","attributes":…}`;
+//!   when the object call names a user (e.g. its owner), the person is related through
+//!   `cio_relationships:[{"identifiers":{"id":userId}}]`, as a Data Pipelines group call would.
+//! - relationship → the person with `"action":"add_relationships"` and
+//!   `cio_relationships:[{"identifiers":{object_type_id, object_id},"relationship_attributes":{…}}]`
+//! - track → `"action":"event"`, `name`, `attributes` = properties and `id` = a ULID derived
+//!   from the call (timestamp ms + 80 bits of SHA-256(messageId)), so a resent event dedupes.
+//! - deletes → `"action":"delete"` on the person or the object; a relationship delete is
+//!   `"action":"delete_relationships"` on the person.
+//! - `timestamp` is unix seconds.
+//!
+//! 200: all accepted. 207: partial success; the listed `batch_index`es failed validation and
+//! are dead (the rest were accepted and are never resent). 400: the whole request is invalid.
+//! Limits: ≤ 500 KB per request, ≤ 32 KB per entity; no count limit is documented (sfsync caps
+//! batches at 10,000). gzip is not documented for this API: off unless `gzip = true`.
+
+use std::collections::HashMap;
+
+use reqwest::header;
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
+use sfsync_mapping::{Call, CallType, Entity};
+
+use crate::engine::{
+    Encoded, ItemVerdict, Protocol, Request, Response, Route, RouteSpec, Verdict, describe,
+    join_body, json_headers, standard_verdict,
+};
+use crate::wire::{self, BuildContext};
+use crate::{BuildError, Limits};
+
+pub(crate) const LIMITS: Limits = Limits {
+    max_calls: 10_000,
+    max_batch_bytes: 500_000,
+    max_call_bytes: 32 * 1024,
+};
+
+pub(crate) struct CustomerioTrack {
+    url: String,
+    auth: reqwest::header::HeaderValue,
+    route: [RouteSpec; 1],
+}
+
+pub(crate) fn build(ctx: &BuildContext<'_>) -> Result<CustomerioTrack, BuildError> {
+    let site_id = ctx.required("site_id")?;
+    let api_key = ctx.required("api_key")?;
+    let base = ctx.base_url(&[
+        ("us", "https://track.customer.io"),
+        ("eu", "https://track-eu.customer.io"),
+    ])?;
+    Ok(CustomerioTrack {
+        url: wire::join_url(&base, "/api/v2/batch"),
+        auth: wire::basic_auth(site_id, api_key),
+        route: [RouteSpec {
+            name: "Customer.io /api/v2/batch",
+            limits: LIMITS,
+            separator: b",",
+            gzip: ctx.config.gzip == Some(true),
+        }],
+    })
+}
+
+fn person(user_id: &str) -> Value {
+    json!({ "id": user_id })
+}
+
+fn object_identifiers(call: &Call) -> Result<Value, String> {
+    Ok(json!({
+        "object_type_id": wire::object_type(call)?,
+        "object_id": wire::group_id(call)?,
+    }))
+}
+
+/// One call as a Track API v2 entity operation.
+pub(crate) fn render(call: &Call) -> Result<Value, String> {
+    let seconds = wire::timestamp_millis(call)?.div_euclid(1000);
+    let value = match call.call_type {
+        CallType::Identify => json!({
+            "type": "person",
+            "identifiers": person(wire::user_id(call)?),
+            "action": "identify",
+            "attributes": call.traits.clone().unwrap_or_default(),
+            "timestamp": seconds,
+        }),
+        CallType::Track => {
+            let name = call
+                .event
+                .as_deref()
+                .filter(|e| !e.is_empty())
+                .ok_or_else(|| "track call has no event name".to_string())?;
+            json!({
+                "type": "person",
+                "identifiers": person(wire::user_id(call)?),
+                "action": "event",
+                "name": name,
+                "id": wire::event_ulid(call)?,
+                "attributes": call.properties.clone().unwrap_or_default(),
+                "timestamp": seconds,
+            })
+        }
+        CallType::Group if call.is_relationship() => {
+            let mut relationship = Map::new();
+            relationship.insert("identifiers".into(), object_identifiers(call)?);
+            if let Some(attributes) = call.relationship_attributes() {
+                relationship.insert(
+                    "relationship_attributes".into(),
+                    Value::Object(attributes.clone()),
+                );
+            }
+            json!({
+                "type": "person",
+                "identifiers": person(wire::user_id(call)?),
+                "action": "add_relationships",
+                "cio_relationships": [relationship],
+                "timestamp": seconds,
+            })
+        }
+        CallType::Group => {
+            let mut op = json!({
+                "type": "object",
+                "identifiers": object_identifiers(call)?,
+                "action": "identify",
+                "attributes": wire::object_traits(call),
+                "timestamp": seconds,
+            });
+            if let (Some(user), Value::Object(map)) = (
+                call.user_id.as_deref().filter(|u| !u.is_empty()),
+                &mut op,
+            ) {
+                map.insert(
+                    "cio_relationships".into(),
+                    json!([{ "identifiers": person(user) }]),
+                );
+            }
+            op
+        }
+        CallType::Delete => match call.entity {
+            Some(Entity::Person) => json!({
+                "type": "person",
+                "identifiers": person(wire::user_id(call)?),
+                "action": "delete",
+                "timestamp": seconds,
+            }),
+            Some(Entity::Object) => json!({
+                "type": "object",
+                "identifiers": object_identifiers(call)?,
+                "action": "delete",
+                "timestamp": seconds,
+            }),
+            Some(Entity::Relationship) => json!({
+                "type": "person",
+                "identifiers": person(wire::user_id(call)?),
+                "action": "delete_relationships",
+                "cio_relationships": [{ "identifiers": object_identifiers(call)? }],
+                "timestamp": seconds,
+            }),
+            None => return Err("delete call has no entity (person, object or relationship)".into()),
+        },
+    };
+    Ok(value)
+}
+
+#[derive(Deserialize)]
+struct PartialResponse {
+    #[serde(default)]
+    errors: Vec<ItemError>,
+}
+
+#[derive(Deserialize)]
+struct ItemError {
+    batch_index: Option<usize>,
+    #[serde(default)]
+    reason: Option<String>,
+    #[serde(default)]
+    field: Option<String>,
+    #[serde(default)]
+    message: Option<String>,
+}
+
+impl Protocol for CustomerioTrack {
+    fn routes(&self) -> &[RouteSpec] {
+        &self.route
+    }
+
+    fn encode(&self, call: &Call) -> Result<Encoded, String> {
+        Ok(Encoded {
+            route: 0,
+            bytes: wire::to_json(&render(call)?),
+        })
+    }
+
+    fn request(&self, _route: Route, items: &[&[u8]], _calls: &[&Call]) -> Request {
+        let mut headers = json_headers();
+        headers.insert(header::AUTHORIZATION, self.auth.clone());
+        Request {
+            url: self.url.clone(),
+            headers,
+            body: join_body(b"{\"batch\":[", items, b",", b"]}"),
+        }
+    }
+
+    fn classify(&self, _route: Route, response: &Response, calls: &[&Call]) -> Verdict {
+        if response.status != 207 {
+            return standard_verdict(response, calls.len(), None);
+        }
+        let Ok(parsed) = serde_json::from_slice::<PartialResponse>(&response.body) else {
+            // Some calls failed and we cannot tell which: dead-letter the batch (replaying
+            // it is safe: identifies are idempotent and events dedupe on their id).
+            return Verdict::Dead {
+                reason: format!("{} (unreadable partial-success body)", describe(response)),
+            };
+        };
+        let mut failed: HashMap<usize, String> = HashMap::new();
+        let mut unattributed = Vec::new();
+        for e in parsed.errors {
+            let index = e.batch_index.filter(|i| *i < calls.len());
+            let mut parts: Vec<String> = Vec::new();
+            if let Some(f) = e.field.filter(|f| !f.is_empty()) {
+                parts.push(f);
+            }
+            if let Some(r) = e.reason.filter(|r| !r.is_empty()) {
+                parts.push(r);
+            }
+            if let Some(m) = e.message.filter(|m| !m.is_empty()) {
+                parts.push(m);
+            }
+            let reason = format!("HTTP 207: rejected: {}", parts.join(": "));
+            let Some(index) = index else {
+                unattributed.push(reason);
+                continue;
+            };
+            failed
+                .entry(index)
+                .and_modify(|r| {
+                    r.push_str("; ");
+                    r.push_str(&reason);
+                })
+                .or_insert(reason);
+        }
+        if failed.is_empty() && !unattributed.is_empty() {
+            // Errors we cannot pin on a call: dead-letter the batch rather than lose them.
+            return Verdict::Dead {
+                reason: wire::truncate(&unattributed.join("; "), 1000),
+            };
+        }
+        Verdict::PerItem(
+            (0..calls.len())
+                .map(|i| match failed.remove(&i) {
+                    Some(reason) => ItemVerdict::Dead(wire::truncate(&reason, 1000)),
+                    None => ItemVerdict::Delivered,
+                })
+                .collect(),
+        )
+    }
+}

@@ -1,0 +1,44 @@
+//! RudderStack HTTP API: `POST <data plane URL>/v1/batch`, Basic auth `WRITE_KEY:`.
+//!
+//! Field names from RudderStack's "HTTP API" reference
+//! (rudderstack.com/docs/api/http-api/, section Batch) and its event spec
+//! (rudderstack.com/docs/event-spec/standard-events/), which follow Segment's; the wire
+//! form is shared with Segment and Customer.io (see `segment_spec`).
+//!
+//! - `endpoint` is required: it is the data plane URL; `/v1/batch` is appended.
+//! - RudderStack drops a call with neither userId nor anonymousId, so a group call without
+//!   a user gets the stable anonymousId `sfsync-object-<groupId>`.
+//! - Deletions become the semantic track events "User Deleted", "Object Deleted" and
+//!   "Relationship Deleted".
+//! - Limits: the data plane takes 4 MB per request by default (`Gateway.maxReqSizeInKB`);
+//!   sfsync keeps Segment's 32 KB per call and caps batches at 10,000 calls. gzip bodies are
+//!   accepted by rudder-server 1.4 and later, on by default (`gzip = false` for older ones).
+
+use crate::engine::RouteSpec;
+use crate::segment_spec::SegmentSpec;
+use crate::wire::{self, BuildContext};
+use crate::{BuildError, Limits};
+
+pub(crate) const LIMITS: Limits = Limits {
+    max_calls: 10_000,
+    max_batch_bytes: 4_000_000,
+    max_call_bytes: 32 * 1024,
+};
+
+pub(crate) fn build(ctx: &BuildContext<'_>) -> Result<SegmentSpec, BuildError> {
+    let write_key = ctx.required("write_key")?;
+    // The data plane URL has no default.
+    ctx.required("endpoint")?;
+    let base = ctx.base_url(&[])?;
+    Ok(SegmentSpec {
+        url: wire::join_url(&base, "/v1/batch"),
+        auth: wire::basic_auth(write_key, ""),
+        route: [RouteSpec {
+            name: "RudderStack /v1/batch",
+            limits: LIMITS,
+            separator: b",",
+            gzip: true,
+        }],
+        anonymous_objects: true,
+    })
+}

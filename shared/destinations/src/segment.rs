@@ -1,0 +1,46 @@
+//! Segment HTTP Tracking API: `POST https://api.segment.io/v1/batch` (EU workspaces:
+//! `https://events.eu1.segmentapis.com/v1/batch`), Basic auth `WRITE_KEY:`.
+//!
+//! Field names from Segment's "HTTP API Source" reference
+//! (segment.com/docs/connections/sources/catalog/libraries/server/http-api, section Batch)
+//! and the Segment Spec (segment.com/docs/connections/spec). The wire form is shared with
+//! Customer.io and RudderStack; see `segment_spec`.
+//!
+//! - Segment silently drops a call with neither userId nor anonymousId, so a group call
+//!   without a user gets the stable anonymousId `sfsync-object-<groupId>`.
+//! - Deletions become the semantic track events "User Deleted", "Object Deleted" and
+//!   "Relationship Deleted" (Segment's own deletion is the Public API's regulations, which
+//!   needs a workspace token, not a write key).
+//! - Limits: ≤ 2500 calls, 500 KB per batch, 32 KB per call. gzip bodies are accepted
+//!   (`Content-Encoding: gzip`), on by default.
+//! - 400 only for bad JSON or oversize; 429 carries `Retry-After` / `X-RateLimit-Reset`.
+
+use crate::engine::RouteSpec;
+use crate::segment_spec::SegmentSpec;
+use crate::wire::{self, BuildContext};
+use crate::{BuildError, Limits};
+
+pub(crate) const LIMITS: Limits = Limits {
+    max_calls: 2500,
+    max_batch_bytes: 500_000,
+    max_call_bytes: 32 * 1024,
+};
+
+pub(crate) fn build(ctx: &BuildContext<'_>) -> Result<SegmentSpec, BuildError> {
+    let write_key = ctx.required("write_key")?;
+    let base = ctx.base_url(&[
+        ("us", "https://api.segment.io"),
+        ("eu", "https://events.eu1.segmentapis.com"),
+    ])?;
+    Ok(SegmentSpec {
+        url: wire::join_url(&base, "/v1/batch"),
+        auth: wire::basic_auth(write_key, ""),
+        route: [RouteSpec {
+            name: "Segment /v1/batch",
+            limits: LIMITS,
+            separator: b",",
+            gzip: true,
+        }],
+        anonymous_objects: true,
+    })
+}

@@ -1,0 +1,135 @@
+//! The Segment-spec wire form shared by Customer.io Data Pipelines, Segment and RudderStack:
+//! `POST …/v1/batch` with `{"batch":[call, …]}` and Basic auth `KEY:`.
+//!
+//! Field names follow the Segment Spec (segment.com/docs/connections/spec: common fields,
+//! identify, track, group) and the HTTP Tracking API's `/v1/batch`
+//! (segment.com/docs/connections/sources/catalog/libraries/server/http-api).
+//!
+//! - identify/track/group pass through with `type`, `messageId` (the dedupe key),
+//!   `timestamp`, `userId`/`anonymousId`, `traits`/`properties`, `event`, `groupId`, and
+//!   `context` (our `context.sfsync`).
+//! - Relationships are `group` calls with both `userId` and `groupId`; the relationship's
+//!   own attributes stay in `traits.relationshipAttributes` and the object type in
+//!   `traits.object_type_id` (Customer.io's convention; harmless elsewhere).
+//! - `delete` calls become the semantic track events Customer.io defines: "User Deleted"
+//!   (userId), "Object Deleted" (anonymousId `sfsync-object-<groupId>`) and "Relationship
+//!   Deleted" (userId), with `properties: {objectId, objectTypeId}` for the last two.
+//! - Segment and RudderStack silently drop a call with neither userId nor anonymousId, so
+//!   (when `anonymous_objects` is set) a `group` call without a user gets the stable
+//!   anonymousId `sfsync-object-<groupId>`. Customer.io takes a group call without a user
+//!   (it only updates the object), so it is sent as is.
+
+use reqwest::header::{self, HeaderValue};
+use serde_json::{Map, Value};
+use sfsync_mapping::{Call, CallType};
+
+use crate::engine::{Encoded, Protocol, Request, Route, RouteSpec, join_body, json_headers};
+use crate::wire;
+
+pub(crate) struct SegmentSpec {
+    pub url: String,
+    pub auth: HeaderValue,
+    pub route: [RouteSpec; 1],
+    pub anonymous_objects: bool,
+}
+
+impl Protocol for SegmentSpec {
+    fn routes(&self) -> &[RouteSpec] {
+        &self.route
+    }
+
+    fn encode(&self, call: &Call) -> Result<Encoded, String> {
+        let value = render(call, self.anonymous_objects)?;
+        Ok(Encoded {
+            route: 0,
+            bytes: wire::to_json(&value),
+        })
+    }
+
+    fn request(&self, _route: Route, items: &[&[u8]], _calls: &[&Call]) -> Request {
+        let mut headers = json_headers();
+        headers.insert(header::AUTHORIZATION, self.auth.clone());
+        Request {
+            url: self.url.clone(),
+            headers,
+            body: join_body(b"{\"batch\":[", items, b",", b"]}"),
+        }
+    }
+}
+
+/// One call as a Segment-spec message.
+pub(crate) fn render(call: &Call, anonymous_objects: bool) -> Result<Value, String> {
+    let mut m = Map::new();
+    m.insert("messageId".into(), Value::String(call.message_id.clone()));
+    m.insert("timestamp".into(), Value::String(call.timestamp.clone()));
+    let mut context = Map::new();
+    context.insert(
+        "sfsync".into(),
+        serde_json::to_value(&call.context.sfsync).unwrap_or(Value::Null),
+    );
+    m.insert("context".into(), Value::Object(context));
+
+    let set_user = |m: &mut Map<String, Value>, user: Option<&str>, anon: Option<&str>| {
+        if let Some(u) = user.filter(|u| !u.is_empty()) {
+            m.insert("userId".into(), Value::String(u.to_string()));
+        }
+        if let Some(a) = anon.filter(|a| !a.is_empty()) {
+            m.insert("anonymousId".into(), Value::String(a.to_string()));
+        }
+    };
+    let has_user = |m: &Map<String, Value>| m.contains_key("userId") || m.contains_key("anonymousId");
+    let kind = wire::kind_name(call);
+
+    match call.call_type {
+        CallType::Identify => {
+            m.insert("type".into(), Value::String("identify".into()));
+            set_user(&mut m, call.user_id.as_deref(), call.anonymous_id.as_deref());
+            m.insert(
+                "traits".into(),
+                Value::Object(call.traits.clone().unwrap_or_default()),
+            );
+        }
+        CallType::Track => {
+            m.insert("type".into(), Value::String("track".into()));
+            let event = call
+                .event
+                .as_deref()
+                .filter(|e| !e.is_empty())
+                .ok_or_else(|| "track call has no event name".to_string())?;
+            m.insert("event".into(), Value::String(event.to_string()));
+            set_user(&mut m, call.user_id.as_deref(), call.anonymous_id.as_deref());
+            m.insert(
+                "properties".into(),
+                Value::Object(call.properties.clone().unwrap_or_default()),
+            );
+        }
+        CallType::Group => {
+            m.insert("type".into(), Value::String("group".into()));
+            let group_id = wire::group_id(call)?;
+            m.insert("groupId".into(), Value::String(group_id.to_string()));
+            set_user(&mut m, call.user_id.as_deref(), call.anonymous_id.as_deref());
+            if !has_user(&m) && anonymous_objects {
+                m.insert(
+                    "anonymousId".into(),
+                    Value::String(wire::anonymous_object_id(group_id)),
+                );
+            }
+            m.insert(
+                "traits".into(),
+                Value::Object(call.traits.clone().unwrap_or_default()),
+            );
+            return Ok(Value::Object(m));
+        }
+        CallType::Delete => {
+            let delete = wire::delete_event(call)?;
+            m.insert("type".into(), Value::String("track".into()));
+            m.insert("event".into(), Value::String(delete.event.into()));
+            set_user(&mut m, delete.user_id, delete.anonymous_id.as_deref());
+            m.insert("properties".into(), Value::Object(delete.properties));
+        }
+    }
+    if !has_user(&m) {
+        return Err(format!("{kind} call has neither userId nor anonymousId"));
+    }
+    Ok(Value::Object(m))
+}

@@ -1,0 +1,258 @@
+//! The extract stage: one sync's changes since its checkpoint, packed into records messages
+//! and enqueued; the checkpoint advanced only after the enqueue succeeded.
+
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use sfsync_mapping::SyncConfig;
+use sfsync_salesforce::{Client, Cursor, Window};
+
+use crate::message::Packer;
+use crate::queue::Queue;
+use crate::report::{RunReport, RunStatus};
+use crate::state::{Checkpoint, StateError, StateStore};
+
+#[derive(Debug, Clone)]
+pub struct ExtractSettings {
+    /// Who holds the lease (a Lambda request id, or host + pid locally).
+    pub owner: String,
+    /// Ignore the checkpoint and extract everything (a replay or backfill).
+    pub full: bool,
+    /// Re-read this far before the checkpoint, for late-committed records.
+    pub lookback: Duration,
+    /// Stop cleanly when less than `margin` is left before this instant.
+    pub deadline: Option<Instant>,
+    pub margin: Duration,
+    pub max_body_bytes: usize,
+    pub compress: bool,
+    /// How long the lease lasts if this run dies without releasing it.
+    pub lease_ttl: Duration,
+}
+
+impl ExtractSettings {
+    pub fn new(owner: impl Into<String>) -> ExtractSettings {
+        ExtractSettings {
+            owner: owner.into(),
+            full: false,
+            lookback: Duration::from_secs(300),
+            deadline: None,
+            margin: Duration::from_secs(30),
+            max_body_bytes: crate::message::DEFAULT_MAX_BODY_BYTES,
+            compress: true,
+            lease_ttl: Duration::from_secs(16 * 60),
+        }
+    }
+
+    fn time_is_short(&self) -> bool {
+        self.deadline
+            .is_some_and(|d| d.saturating_duration_since(Instant::now()) < self.margin)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ExtractError {
+    /// Another run holds the lease: this run did nothing and that is fine.
+    #[error(transparent)]
+    LeaseHeld(StateError),
+    #[error(transparent)]
+    State(#[from] StateError),
+}
+
+/// The oldest start the getDeleted endpoint serves.
+const DELETED_REACH: chrono::Duration = chrono::Duration::days(15);
+
+/// Extracts one sync. The returned report says how it ended; `Err` only when the run could
+/// not start (lease held, state store unreachable).
+pub async fn extract_sync<Q: Queue, S: StateStore>(
+    client: &Client,
+    sync: &SyncConfig,
+    queue: &Q,
+    store: &S,
+    run_id: &str,
+    started_at: DateTime<Utc>,
+    settings: &ExtractSettings,
+) -> Result<RunReport, ExtractError> {
+    let lease_until = Utc::now()
+        + chrono::Duration::from_std(settings.lease_ttl).unwrap_or(chrono::Duration::minutes(16));
+    match store.acquire_lease(&sync.name, &settings.owner, lease_until).await {
+        Ok(()) => {}
+        Err(e @ StateError::LeaseHeld { .. }) => return Err(ExtractError::LeaseHeld(e)),
+        Err(e) => return Err(e.into()),
+    }
+    let mut report = RunReport::new(run_id, &sync.name, started_at);
+    let result = run(client, sync, queue, store, settings, &mut report).await;
+    if let Err(e) = result {
+        report.status = RunStatus::Failed;
+        report.error = Some(e);
+    }
+    report.finished_at = Some(Utc::now());
+    let saved = store.put_run(&report).await;
+    let released = store.release_lease(&sync.name, &settings.owner).await;
+    saved?;
+    released?;
+    Ok(report)
+}
+
+/// The body of a run; an `Err` is the run's failure message (the checkpoint is wherever the
+/// last successful enqueue left it).
+async fn run<Q: Queue, S: StateStore>(
+    client: &Client,
+    sync: &SyncConfig,
+    queue: &Q,
+    store: &S,
+    settings: &ExtractSettings,
+    report: &mut RunReport,
+) -> Result<(), String> {
+    let calls_before = client.usage().calls;
+    store.put_run(report).await.map_err(|e| e.to_string())?;
+    let previous = store.checkpoint(&sync.name).await.map_err(|e| e.to_string())?;
+    let mut version = previous.as_ref().map_or(0, |c| c.version);
+    let until = report.started_at;
+    let lookback = chrono::Duration::from_std(settings.lookback).unwrap_or_default();
+    let after = match (&previous, settings.full) {
+        (Some(cp), false) => Some(Cursor {
+            modstamp: cp.cursor.modstamp - lookback,
+            id: String::new(),
+        }),
+        _ => None,
+    };
+    report.window_start = after.as_ref().map(|c| c.modstamp);
+    report.window_end = Some(until);
+
+    let plan = client.plan(sync).await.map_err(|e| e.to_string())?;
+    let mut extraction = client.extract(
+        &plan,
+        Window {
+            after: after.clone(),
+            until,
+            include_deleted: sync.deletes,
+            api: sync.api,
+            where_clause: sync.where_clause.clone(),
+        },
+    );
+    let mut cursor = previous.as_ref().map(|c| c.cursor.clone());
+    let mut finished = false;
+    let outcome: Result<(), String> = loop {
+        if settings.time_is_short() {
+            report.status = RunStatus::Partial;
+            break Ok(());
+        }
+        let page = match extraction.next_page().await {
+            Ok(Some(page)) => page,
+            Ok(None) => {
+                finished = true;
+                break Ok(());
+            }
+            Err(e @ sfsync_salesforce::Error::ApiLimit { .. }) => {
+                report.status = RunStatus::ApiLimit;
+                report.error = Some(e.to_string());
+                break Ok(());
+            }
+            Err(e) => break Err(e.to_string()),
+        };
+        report.api = Some(format!("{:?}", extraction.api_used()).to_lowercase());
+        let n = page.records.len() as u64;
+        let deleted = page
+            .records
+            .iter()
+            .filter(|r| r.get("IsDeleted").and_then(|v| v.as_bool()) == Some(true))
+            .count() as u64;
+        if let Err(e) = enqueue(queue, report, &sync.name, settings, &page.records).await {
+            break Err(e);
+        }
+        report.counts.extracted += n;
+        report.counts.deleted_found += deleted;
+        if let Some(last) = page.last
+            && cursor.as_ref().is_none_or(|c| &last > c)
+        {
+            if let Err(e) = save(store, sync, &mut version, &last, &report.run_id).await {
+                break Err(e);
+            }
+            cursor = Some(last);
+        }
+    };
+    outcome?;
+
+    if finished {
+        // Hard deletes (and anything purged from the Recycle Bin) are only visible through
+        // getDeleted, which reaches 15 days back.
+        if sync.deletes
+            && let Some(start) = after.as_ref().map(|c| c.modstamp)
+        {
+            if until - start < DELETED_REACH {
+                let deleted = client
+                    .deleted(&sync.object, start, until)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                report.counts.deleted_found += deleted.len() as u64;
+                report.counts.extracted += deleted.len() as u64;
+                enqueue(queue, report, &sync.name, settings, &deleted).await?;
+            } else {
+                tracing::warn!(sync = %sync.name, "the last run is more than 15 days old: hard deletes since then cannot be detected");
+            }
+        }
+        // Everything up to `until` is enqueued: the next run starts there (minus look-back).
+        let end = Cursor {
+            modstamp: until,
+            id: String::new(),
+        };
+        if cursor.as_ref().is_none_or(|c| &end > c) {
+            save(store, sync, &mut version, &end, &report.run_id).await?;
+        }
+        report.status = RunStatus::Complete;
+    }
+    report.salesforce_api_calls = client.usage().calls - calls_before;
+    Ok(())
+}
+
+async fn enqueue<Q: Queue>(
+    queue: &Q,
+    report: &mut RunReport,
+    sync: &str,
+    settings: &ExtractSettings,
+    records: &[serde_json::Value],
+) -> Result<(), String> {
+    if records.is_empty() {
+        return Ok(());
+    }
+    let mut packer = Packer::new(
+        Packer::records_prefix(&report.run_id, sync),
+        settings.max_body_bytes,
+        settings.compress,
+    );
+    for record in records {
+        if let Err(e) = packer.push(record) {
+            // A record that cannot fit any message is reported, never silently dropped:
+            // the run fails and the checkpoint stays before it.
+            let id = record.get("Id").and_then(|v| v.as_str()).unwrap_or("(no Id)");
+            return Err(format!("record {id} cannot be enqueued: {e}"));
+        }
+    }
+    let bodies = packer.finish().map_err(|e| e.to_string())?;
+    report.counts.messages += bodies.len() as u64;
+    queue
+        .send(bodies.into_iter().map(|b| b.body).collect(), None)
+        .await
+        .map_err(|e| e.to_string())
+}
+
+async fn save<S: StateStore>(
+    store: &S,
+    sync: &SyncConfig,
+    version: &mut u64,
+    cursor: &Cursor,
+    run_id: &str,
+) -> Result<(), String> {
+    let next = Checkpoint {
+        cursor: cursor.clone(),
+        run_id: run_id.to_string(),
+        updated_at: Utc::now(),
+        version: *version + 1,
+    };
+    store
+        .put_checkpoint(&sync.name, *version, &next)
+        .await
+        .map_err(|e| e.to_string())?;
+    *version += 1;
+    Ok(())
+}

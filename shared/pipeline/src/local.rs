@@ -1,0 +1,320 @@
+//! The local edges: the next stage run inline as the queue, so that `send` returning means
+//! the records were mapped and delivered (or dead-lettered to a file). That is the local
+//! meaning of "durably enqueued": the checkpoint of `sfsync sync` never passes a record that
+//! did not reach its destination or the dead-letter file.
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use sfsync_destinations::Destination;
+use sfsync_mapping::Config;
+
+use crate::deliver::{MAX_ATTEMPTS, deliver_message};
+use crate::map::map_message;
+use crate::message::{CallsMessage, DeadLetter, MESSAGE_VERSION, RecordsMessage, decode};
+use crate::queue::{Queue, QueueError};
+use crate::report::RunCounts;
+use crate::state::StateStore;
+
+/// Messages are never put on a wire locally: no compression, and one body per page.
+pub const LOCAL_MAX_BODY_BYTES: usize = 64 << 20;
+
+/// Progress of a local run, for bars or plain lines.
+#[derive(Debug, Clone)]
+pub enum Progress {
+    Extracted { sync: String, records: u64 },
+    Delivered { sync: String, destination: String, calls: u64 },
+    Waiting { destination: String, seconds: u64, reason: String },
+}
+
+pub type ProgressFn = Arc<dyn Fn(Progress) + Send + Sync>;
+
+pub struct InlineQueue<S: StateStore> {
+    config: Arc<Config>,
+    destinations: HashMap<String, Arc<Destination>>,
+    store: S,
+    dead_letters: Mutex<Option<std::fs::File>>,
+    dead_letter_path: PathBuf,
+    progress: ProgressFn,
+    /// How long one delivery keeps retrying inside the destination client.
+    budget: Duration,
+    /// Totals per sync, for the CLI's summary.
+    totals: Mutex<HashMap<String, RunCounts>>,
+}
+
+impl<S: StateStore> InlineQueue<S> {
+    pub fn new(
+        config: Arc<Config>,
+        destinations: Vec<Arc<Destination>>,
+        store: S,
+        dead_letter_path: PathBuf,
+        progress: ProgressFn,
+    ) -> InlineQueue<S> {
+        InlineQueue {
+            config,
+            destinations: destinations.into_iter().map(|d| (d.name().to_string(), d)).collect(),
+            store,
+            dead_letters: Mutex::new(None),
+            dead_letter_path,
+            progress,
+            budget: Duration::from_secs(60),
+            totals: Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub fn with_budget(mut self, budget: Duration) -> Self {
+        self.budget = budget;
+        self
+    }
+
+    pub fn totals(&self, sync: &str) -> RunCounts {
+        self.totals
+            .lock()
+            .map(|t| t.get(sync).cloned().unwrap_or_default())
+            .unwrap_or_default()
+    }
+
+    fn write_dead(&self, dead: &[DeadLetter]) -> Result<(), QueueError> {
+        if dead.is_empty() {
+            return Ok(());
+        }
+        let io = |e: std::io::Error| {
+            QueueError::Downstream(format!("cannot write dead letters to {}: {e}", self.dead_letter_path.display()))
+        };
+        let mut guard = self
+            .dead_letters
+            .lock()
+            .map_err(|_| QueueError::Downstream("dead-letter file lock poisoned".into()))?;
+        if guard.is_none() {
+            if let Some(parent) = self.dead_letter_path.parent() {
+                std::fs::create_dir_all(parent).map_err(io)?;
+            }
+            let file = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&self.dead_letter_path)
+                .map_err(io)?;
+            *guard = Some(file);
+        }
+        if let Some(file) = guard.as_mut() {
+            for letter in dead {
+                let line = serde_json::to_string(letter).map_err(|e| QueueError::Downstream(e.to_string()))?;
+                writeln!(file, "{line}").map_err(io)?;
+            }
+            file.sync_data().map_err(io)?;
+        }
+        Ok(())
+    }
+
+    /// Delivers one calls message, retrying what comes back retryable until it is delivered
+    /// or dead; returns the counts.
+    async fn deliver_all(&self, destination: &Destination, mut message: CallsMessage, sync: &str) -> Result<RunCounts, QueueError> {
+        let mut counts = RunCounts::default();
+        loop {
+            let attempt = message.attempt;
+            let out = deliver_message(destination, message.clone(), self.budget).await;
+            counts.delivered += out.delivered;
+            counts.destination_requests += out.requests;
+            counts.dead += out.dead.len() as u64;
+            self.write_dead(&out.dead)?;
+            if out.delivered > 0 {
+                (self.progress)(Progress::Delivered {
+                    sync: sync.to_string(),
+                    destination: destination.name().to_string(),
+                    calls: out.delivered,
+                });
+            }
+            if out.retry.is_empty() {
+                return Ok(counts);
+            }
+            counts.retried += out.retry.len() as u64;
+            let wait = out
+                .retry_after
+                .unwrap_or_else(|| crate::backoff(Duration::from_secs(1), attempt + 1).max(Duration::from_millis(200)));
+            (self.progress)(Progress::Waiting {
+                destination: destination.name().to_string(),
+                seconds: wait.as_secs(),
+                reason: out.retry_reason.clone().unwrap_or_default(),
+            });
+            tokio::time::sleep(wait).await;
+            message = CallsMessage {
+                v: MESSAGE_VERSION,
+                run_id: message.run_id,
+                destination: message.destination,
+                attempt: (attempt + 1).min(MAX_ATTEMPTS),
+                calls: out.retry,
+            };
+        }
+    }
+
+    async fn process(&self, body: &str) -> Result<(), QueueError> {
+        let records: RecordsMessage = decode(body).map_err(|e| QueueError::Downstream(e.to_string()))?;
+        let sync = records.sync.clone();
+        let run_id = records.run_id.clone();
+        (self.progress)(Progress::Extracted {
+            sync: sync.clone(),
+            records: records.records.len() as u64,
+        });
+        let mapped = map_message(&self.config, records, LOCAL_MAX_BODY_BYTES, false)
+            .map_err(|e| QueueError::Downstream(e.to_string()))?;
+        for line in &mapped.skipped {
+            tracing::info!(sync = %sync, "skipped {line}");
+        }
+        let mut counts = mapped.counts;
+        for (name, bodies) in mapped.bodies {
+            let destination = self
+                .destinations
+                .get(&name)
+                .ok_or_else(|| QueueError::Downstream(format!("destination {name} is not set up")))?;
+            for body in bodies {
+                let message: CallsMessage = decode(&body).map_err(|e| QueueError::Downstream(e.to_string()))?;
+                let delivered = self.deliver_all(destination, message, &sync).await?;
+                counts.add(&delivered);
+            }
+        }
+        self.store
+            .add_counts(&run_id, &sync, &counts)
+            .await
+            .map_err(|e| QueueError::Downstream(e.to_string()))?;
+        if let Ok(mut totals) = self.totals.lock() {
+            totals.entry(sync).or_default().add(&counts);
+        }
+        Ok(())
+    }
+}
+
+impl<S: StateStore> Queue for InlineQueue<S> {
+    async fn send(&self, bodies: Vec<String>, _delay: Option<Duration>) -> Result<(), QueueError> {
+        for body in bodies {
+            self.process(&body).await?;
+        }
+        Ok(())
+    }
+}
+
+/// What to run locally.
+pub struct LocalRun {
+    pub state_dir: PathBuf,
+    /// Only these syncs (empty: all).
+    pub syncs: Vec<String>,
+    /// Ignore checkpoints.
+    pub full: bool,
+    /// How long one delivery keeps retrying inside the destination client.
+    pub budget: Duration,
+}
+
+pub struct LocalOutcome {
+    pub run_id: String,
+    pub reports: Vec<crate::report::RunReport>,
+    /// Syncs skipped because another run held their lease.
+    pub busy: Vec<String>,
+    pub dead_letter_path: PathBuf,
+}
+
+impl LocalOutcome {
+    /// True when every record was delivered or deliberately skipped.
+    pub fn all_delivered(&self) -> bool {
+        self.busy.is_empty()
+            && self.reports.iter().all(|r| {
+                r.status == crate::report::RunStatus::Complete && r.counts.dead == 0 && r.counts.skipped == 0
+            })
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LocalError {
+    #[error("no sync named {name:?} (syncs: {known})")]
+    UnknownSync { name: String, known: String },
+    #[error("salesforce: {0}")]
+    Salesforce(#[from] sfsync_salesforce::Error),
+    #[error("destination {name}: {message}")]
+    Destination { name: String, message: String },
+    #[error(transparent)]
+    State(#[from] crate::state::StateError),
+    #[error("http client: {0}")]
+    Http(String),
+}
+
+/// One local run of the selected syncs through the same stages as the Lambdas.
+pub async fn run_local(config: Config, options: LocalRun, progress: ProgressFn) -> Result<LocalOutcome, LocalError> {
+    use crate::extract::{ExtractError, ExtractSettings, extract_sync};
+    use crate::report::new_run_id;
+    use crate::state::file::FileStore;
+
+    let selected: Vec<sfsync_mapping::SyncConfig> = if options.syncs.is_empty() {
+        config.syncs.clone()
+    } else {
+        let mut out = Vec::new();
+        for name in &options.syncs {
+            let sync = config.sync(name).ok_or_else(|| LocalError::UnknownSync {
+                name: name.clone(),
+                known: config.syncs.iter().map(|s| s.name.as_str()).collect::<Vec<_>>().join(", "),
+            })?;
+            out.push(sync.clone());
+        }
+        out
+    };
+    let client = sfsync_salesforce::Client::new(sfsync_salesforce::ClientConfig::from_config(&config.salesforce)?)?;
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .map_err(|e| LocalError::Http(e.to_string()))?;
+    let mut destinations = Vec::new();
+    for d in &config.destinations {
+        let built = Destination::new(d, http.clone()).map_err(|e| LocalError::Destination {
+            name: d.name.clone(),
+            message: e.to_string(),
+        })?;
+        destinations.push(Arc::new(built));
+    }
+    let store = FileStore::new(&options.state_dir)?;
+    let dead_letter_path = options.state_dir.join("dead-letters.jsonl");
+    let lookback = Duration::from_secs(config.salesforce.lookback_seconds);
+    let config = Arc::new(config);
+    let queue = InlineQueue::new(config.clone(), destinations, store.clone(), dead_letter_path.clone(), progress)
+        .with_budget(options.budget);
+
+    let started_at = chrono::Utc::now();
+    let run_id = new_run_id(started_at);
+    let owner = format!(
+        "{}:{}",
+        std::env::var("HOSTNAME").unwrap_or_else(|_| "local".into()),
+        std::process::id()
+    );
+    let mut settings = ExtractSettings::new(owner);
+    settings.full = options.full;
+    settings.lookback = lookback;
+    settings.compress = false;
+    settings.max_body_bytes = LOCAL_MAX_BODY_BYTES;
+
+    let mut outcome = LocalOutcome {
+        run_id: run_id.clone(),
+        reports: Vec::new(),
+        busy: Vec::new(),
+        dead_letter_path,
+    };
+    for sync in &selected {
+        match extract_sync(&client, sync, &queue, &store, &run_id, started_at, &settings).await {
+            Ok(_) => {}
+            Err(ExtractError::LeaseHeld(e)) => {
+                tracing::warn!(sync = %sync.name, error = %e, "skipped: another run holds the lease");
+                outcome.busy.push(sync.name.clone());
+                continue;
+            }
+            Err(ExtractError::State(e)) => return Err(e.into()),
+        }
+        // The stored report carries what every stage added.
+        if let Some(report) = store
+            .runs(usize::MAX)
+            .await?
+            .into_iter()
+            .find(|r| r.run_id == run_id && r.sync == sync.name)
+        {
+            outcome.reports.push(report);
+        }
+    }
+    Ok(outcome)
+}

@@ -1,0 +1,409 @@
+//! The messages between stages: versioned JSON carrying many records or calls each, packed
+//! by size, each with enough context (run id, sync or destination) to be processed alone.
+//!
+//! SQS bills every 64 KiB of a request as one request, so bytes are what cost money. Bodies
+//! are therefore gzip-compressed and base64-encoded by default (Salesforce records compress
+//! about 5-8x, which more than pays for base64's third): see docs/benchmarks.md.
+//!
+//! Wire form of a body: either the message itself (`{"v":1,"kind":"records",…}`), or an
+//! envelope `{"v":1,"encoding":"gzip+base64","payload":"…"}` whose payload decodes to it.
+
+use std::io::{Read, Write};
+
+use base64::Engine;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use sfsync_mapping::Call;
+
+/// The version every body carries; a reader rejects versions it does not know.
+pub const MESSAGE_VERSION: u32 = 1;
+
+/// SQS's classic body limit. AWS accepts larger bodies in some regions now, but every
+/// 64 KiB is billed as a request either way, so there is nothing to gain beyond it.
+pub const DEFAULT_MAX_BODY_BYTES: usize = 256 * 1024;
+
+/// Extracted records of one sync, for the map stage.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RecordsMessage {
+    pub v: u32,
+    pub run_id: String,
+    pub sync: String,
+    pub records: Vec<Value>,
+}
+
+/// Calls for one destination, for the deliver stage.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CallsMessage {
+    pub v: u32,
+    pub run_id: String,
+    pub destination: String,
+    /// How many times these calls were handed back for a later retry.
+    #[serde(default)]
+    pub attempt: u32,
+    pub calls: Vec<Call>,
+}
+
+/// A call that cannot be delivered, with the reason, as written to the dead-letter queue
+/// (or the local dead-letter file).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeadLetter {
+    pub v: u32,
+    pub run_id: String,
+    pub destination: String,
+    pub reason: String,
+    pub call: Call,
+}
+
+#[derive(Serialize, Deserialize)]
+struct Envelope {
+    v: u32,
+    encoding: String,
+    payload: String,
+}
+
+const GZIP_BASE64: &str = "gzip+base64";
+
+#[derive(Debug, thiserror::Error)]
+pub enum MessageError {
+    #[error("message body is not valid JSON: {0}")]
+    Json(#[from] serde_json::Error),
+    #[error("message version {0} is not supported (this build reads version {MESSAGE_VERSION})")]
+    Version(u32),
+    #[error("message encoding {0:?} is not supported")]
+    Encoding(String),
+    #[error("message payload cannot be decoded: {0}")]
+    Payload(String),
+    #[error("an item of {size} bytes cannot fit in a message of at most {max} bytes")]
+    ItemTooLarge { size: usize, max: usize },
+}
+
+/// Reads a body written by `Packer`, compressed or not.
+pub fn decode<T: for<'de> Deserialize<'de>>(body: &str) -> Result<T, MessageError> {
+    #[derive(Deserialize)]
+    struct Probe {
+        v: u32,
+        #[serde(default)]
+        encoding: Option<String>,
+    }
+    let probe: Probe = serde_json::from_str(body)?;
+    if probe.v != MESSAGE_VERSION {
+        return Err(MessageError::Version(probe.v));
+    }
+    match probe.encoding.as_deref() {
+        None => Ok(serde_json::from_str(body)?),
+        Some(GZIP_BASE64) => {
+            let envelope: Envelope = serde_json::from_str(body)?;
+            let compressed = base64::engine::general_purpose::STANDARD
+                .decode(envelope.payload)
+                .map_err(|e| MessageError::Payload(e.to_string()))?;
+            let mut json = Vec::new();
+            flate2::read::GzDecoder::new(&compressed[..])
+                .take(64 << 20) // a body inflating past 64 MiB is not one of ours
+                .read_to_end(&mut json)
+                .map_err(|e| MessageError::Payload(e.to_string()))?;
+            let inner: T = serde_json::from_slice(&json)?;
+            Ok(inner)
+        }
+        Some(other) => Err(MessageError::Encoding(other.to_string())),
+    }
+}
+
+/// Builds bodies of at most `max_body_bytes` from a stream of items, each serialized once.
+///
+/// `prefix` is the message's JSON up to the opening bracket of its item array (e.g.
+/// `{"v":1,"run_id":…,"records":[`); the packer closes it with `]}`.
+pub struct Packer {
+    prefix: String,
+    max_body_bytes: usize,
+    compress: bool,
+    /// Items of the body being filled, comma-separated.
+    items: Vec<u8>,
+    count: usize,
+    /// Observed compression ratio (raw / encoded), used to decide how much raw JSON to
+    /// gather before compressing. Starts cautious and adapts.
+    ratio: f64,
+    done: Vec<PackedBody>,
+}
+
+/// One finished body and how many items it carries.
+#[derive(Debug, Clone)]
+pub struct PackedBody {
+    pub body: String,
+    pub items: usize,
+}
+
+impl Packer {
+    pub fn new(prefix: String, max_body_bytes: usize, compress: bool) -> Packer {
+        Packer {
+            prefix,
+            max_body_bytes,
+            compress,
+            items: Vec::new(),
+            count: 0,
+            ratio: 2.0,
+            done: Vec::new(),
+        }
+    }
+
+    /// Prefix for a records message.
+    pub fn records_prefix(run_id: &str, sync: &str) -> String {
+        format!(
+            "{{\"v\":{MESSAGE_VERSION},\"run_id\":{},\"sync\":{},\"records\":[",
+            json_string(run_id),
+            json_string(sync)
+        )
+    }
+
+    /// Prefix for a calls message.
+    pub fn calls_prefix(run_id: &str, destination: &str, attempt: u32) -> String {
+        format!(
+            "{{\"v\":{MESSAGE_VERSION},\"run_id\":{},\"destination\":{},\"attempt\":{attempt},\"calls\":[",
+            json_string(run_id),
+            json_string(destination)
+        )
+    }
+
+    /// Adds one item. An item that could never fit a body is refused with its size.
+    pub fn push<T: Serialize>(&mut self, item: &T) -> Result<(), MessageError> {
+        let json = serde_json::to_vec(item)?;
+        self.push_json(json)
+    }
+
+    fn push_json(&mut self, json: Vec<u8>) -> Result<(), MessageError> {
+        let overhead = self.prefix.len() + 2;
+        let alone = overhead + json.len();
+        if !self.compress && alone > self.max_body_bytes {
+            return Err(MessageError::ItemTooLarge {
+                size: json.len(),
+                max: self.max_body_bytes,
+            });
+        }
+        // Raw bytes we allow before closing: the limit itself uncompressed, or the limit
+        // times the observed ratio (with a margin) when compressing.
+        let raw_budget = if self.compress {
+            ((self.max_body_bytes as f64) * self.ratio * 0.9) as usize
+        } else {
+            self.max_body_bytes
+        };
+        if self.count > 0 && overhead + self.items.len() + 1 + json.len() > raw_budget {
+            self.close()?;
+        }
+        if self.count > 0 {
+            self.items.push(b',');
+        }
+        self.items.extend_from_slice(&json);
+        self.count += 1;
+        Ok(())
+    }
+
+    /// Closes the body being filled, if any.
+    fn close(&mut self) -> Result<(), MessageError> {
+        if self.count == 0 {
+            return Ok(());
+        }
+        let items = std::mem::take(&mut self.items);
+        let count = std::mem::take(&mut self.count);
+        let raw = self.wrap(&items);
+        if !self.compress {
+            self.done.push(PackedBody {
+                body: raw,
+                items: count,
+            });
+            return Ok(());
+        }
+        let encoded = encode_gzip(&raw)?;
+        if encoded.len() <= self.max_body_bytes {
+            self.ratio = (raw.len() as f64 / encoded.len().max(1) as f64).clamp(1.0, 20.0);
+            self.done.push(PackedBody {
+                body: encoded,
+                items: count,
+            });
+            return Ok(());
+        }
+        if count == 1 {
+            return Err(MessageError::ItemTooLarge {
+                size: items.len(),
+                max: self.max_body_bytes,
+            });
+        }
+        // Compressed worse than hoped: split the items in two and try each half.
+        self.ratio = (self.ratio * 0.7).max(1.0);
+        let parts = split_items(&items);
+        let half = parts.len() / 2;
+        for chunk in [&parts[..half], &parts[half..]] {
+            for part in chunk {
+                if self.count > 0 {
+                    self.items.push(b',');
+                }
+                self.items.extend_from_slice(part);
+                self.count += 1;
+            }
+            self.close()?;
+        }
+        Ok(())
+    }
+
+    fn wrap(&self, items: &[u8]) -> String {
+        let mut s = String::with_capacity(self.prefix.len() + items.len() + 2);
+        s.push_str(&self.prefix);
+        // Items are serde_json output: valid UTF-8.
+        s.push_str(&String::from_utf8_lossy(items));
+        s.push_str("]}");
+        s
+    }
+
+    /// Bodies finished so far (call between items to send early and keep memory bounded).
+    pub fn take_ready(&mut self) -> Vec<PackedBody> {
+        std::mem::take(&mut self.done)
+    }
+
+    /// Closes the last body and returns everything not yet taken.
+    pub fn finish(mut self) -> Result<Vec<PackedBody>, MessageError> {
+        self.close()?;
+        Ok(self.done)
+    }
+}
+
+fn encode_gzip(raw: &str) -> Result<String, MessageError> {
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    encoder
+        .write_all(raw.as_bytes())
+        .and_then(|_| encoder.finish())
+        .map_err(|e| MessageError::Payload(e.to_string()))
+        .map(|compressed| {
+            let payload = base64::engine::general_purpose::STANDARD.encode(compressed);
+            format!(
+                "{{\"v\":{MESSAGE_VERSION},\"encoding\":\"{GZIP_BASE64}\",\"payload\":\"{payload}\"}}"
+            )
+        })
+}
+
+/// Splits comma-joined JSON items back into items (commas inside strings, objects and
+/// arrays are not separators).
+fn split_items(items: &[u8]) -> Vec<&[u8]> {
+    let mut out = Vec::new();
+    let (mut depth, mut in_string, mut escaped, mut start) = (0i32, false, false, 0usize);
+    for (i, &b) in items.iter().enumerate() {
+        if in_string {
+            match (escaped, b) {
+                (true, _) => escaped = false,
+                (false, b'\\') => escaped = true,
+                (false, b'"') => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'{' | b'[' => depth += 1,
+            b'}' | b']' => depth -= 1,
+            b',' if depth == 0 => {
+                out.push(&items[start..i]);
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    if start < items.len() {
+        out.push(&items[start..]);
+    }
+    out
+}
+
+fn json_string(s: &str) -> String {
+    serde_json::Value::String(s.to_string()).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn records(n: usize, pad: usize) -> Vec<Value> {
+        (0..n)
+            .map(|i| json!({"Id": format!("003{i:015}"), "Name": "José, \"the\" [x]", "Pad": "x".repeat(pad), "N": i}))
+            .collect()
+    }
+
+    fn pack(records: &[Value], max: usize, compress: bool) -> Vec<PackedBody> {
+        let mut p = Packer::new(Packer::records_prefix("run-1", "contacts"), max, compress);
+        for r in records {
+            p.push(r).unwrap();
+        }
+        p.finish().unwrap()
+    }
+
+    #[test]
+    fn every_record_comes_back_in_order_and_every_body_fits() {
+        for compress in [false, true] {
+            let input = records(3000, 200);
+            let bodies = pack(&input, 64 * 1024, compress);
+            assert!(bodies.len() > 1, "should need several bodies");
+            let mut out = Vec::new();
+            for b in &bodies {
+                assert!(b.body.len() <= 64 * 1024, "{} > limit", b.body.len());
+                let m: RecordsMessage = decode(&b.body).unwrap();
+                assert_eq!(m.items_len(), b.items);
+                assert_eq!((m.run_id.as_str(), m.sync.as_str()), ("run-1", "contacts"));
+                out.extend(m.records);
+            }
+            assert_eq!(out, input);
+        }
+    }
+
+    #[test]
+    fn compression_packs_many_more_records_per_body() {
+        let input = records(5000, 300);
+        let plain = pack(&input, 256 * 1024, false).len();
+        let compressed = pack(&input, 256 * 1024, true).len();
+        assert!(compressed * 4 <= plain, "plain {plain} bodies, compressed {compressed}");
+    }
+
+    #[test]
+    fn an_item_that_cannot_fit_is_refused_with_its_size() {
+        let mut p = Packer::new(Packer::records_prefix("r", "s"), 1024, false);
+        let err = p.push(&json!({"Big": "y".repeat(5000)})).unwrap_err();
+        assert!(matches!(err, MessageError::ItemTooLarge { max: 1024, .. }), "{err}");
+        // Incompressible data is refused when compressing too.
+        let noise: String = (0..20_000u32).map(|i| char::from(b'!' + ((i.wrapping_mul(2654435761) >> 24) % 90) as u8)).collect();
+        let mut p = Packer::new(Packer::records_prefix("r", "s"), 4096, true);
+        p.push(&json!({"Noise": noise})).unwrap();
+        assert!(matches!(p.finish(), Err(MessageError::ItemTooLarge { .. })));
+    }
+
+    #[test]
+    fn bad_bodies_give_clear_errors() {
+        assert!(matches!(decode::<RecordsMessage>("not json"), Err(MessageError::Json(_))));
+        assert!(matches!(
+            decode::<RecordsMessage>(r#"{"v":7,"run_id":"r","sync":"s","records":[]}"#),
+            Err(MessageError::Version(7))
+        ));
+        assert!(matches!(
+            decode::<RecordsMessage>(r#"{"v":1,"encoding":"zstd","payload":""}"#),
+            Err(MessageError::Encoding(_))
+        ));
+        assert!(matches!(
+            decode::<RecordsMessage>(r#"{"v":1,"encoding":"gzip+base64","payload":"!!!"}"#),
+            Err(MessageError::Payload(_))
+        ));
+        assert!(matches!(
+            decode::<RecordsMessage>(r#"{"v":1,"run_id":"r","sync":"s"}"#),
+            Err(MessageError::Json(_))
+        ));
+    }
+
+    #[test]
+    fn split_respects_strings_and_nesting() {
+        let items = br#"{"a":"x,y"},[1,2],"s,\"t","#;
+        let parts = split_items(&items[..items.len() - 1]);
+        assert_eq!(parts.len(), 3);
+        assert_eq!(parts[0], br#"{"a":"x,y"}"#);
+        assert_eq!(parts[2], br#""s,\"t""#);
+    }
+
+    impl RecordsMessage {
+        fn items_len(&self) -> usize {
+            self.records.len()
+        }
+    }
+}

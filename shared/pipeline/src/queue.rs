@@ -1,0 +1,186 @@
+//! Where a stage hands messages to the next one: SQS in AWS, the next stage itself locally.
+//!
+//! `send` returns only once every body is durably accepted (SQS answered success for each
+//! entry). The extract stage relies on that: its checkpoint moves only after `send` returned.
+
+use std::future::Future;
+use std::time::Duration;
+
+use aws_sdk_sqs::types::SendMessageBatchRequestEntry;
+
+#[derive(Debug, thiserror::Error)]
+pub enum QueueError {
+    #[error("queue {queue}: {message}")]
+    Send { queue: String, message: String },
+    #[error("the next stage failed: {0}")]
+    Downstream(String),
+}
+
+pub trait Queue: Send + Sync {
+    /// Sends every body, or fails; on failure some bodies may have been sent (at-least-once:
+    /// the caller's retry sends them again, which deterministic ids make harmless).
+    fn send(
+        &self,
+        bodies: Vec<String>,
+        delay: Option<Duration>,
+    ) -> impl Future<Output = Result<(), QueueError>> + Send;
+}
+
+/// SQS through `SendMessageBatch`: up to 10 entries and at most `max_batch_bytes` per
+/// request; entries that failed for a reason on SQS's side are retried with backoff.
+#[derive(Clone, Debug)]
+pub struct SqsQueue {
+    client: aws_sdk_sqs::Client,
+    url: String,
+    max_batch_bytes: usize,
+    max_attempts: u32,
+    retry_base: Duration,
+}
+
+impl SqsQueue {
+    pub fn new(client: aws_sdk_sqs::Client, url: impl Into<String>) -> SqsQueue {
+        SqsQueue {
+            client,
+            url: url.into(),
+            max_batch_bytes: crate::message::DEFAULT_MAX_BODY_BYTES,
+            max_attempts: 5,
+            retry_base: Duration::from_millis(100),
+        }
+    }
+
+    pub fn with_retry(mut self, max_attempts: u32, base: Duration) -> SqsQueue {
+        self.max_attempts = max_attempts.max(1);
+        self.retry_base = base;
+        self
+    }
+
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// Groups bodies into SendMessageBatch requests: ≤ 10 entries, ≤ max_batch_bytes.
+    fn batches(&self, bodies: Vec<String>) -> Vec<Vec<String>> {
+        let mut out: Vec<Vec<String>> = Vec::new();
+        let mut size = 0;
+        for body in bodies {
+            let fits = out
+                .last()
+                .is_some_and(|b| b.len() < 10 && size + body.len() <= self.max_batch_bytes);
+            if !fits {
+                out.push(Vec::new());
+                size = 0;
+            }
+            size += body.len();
+            if let Some(last) = out.last_mut() {
+                last.push(body);
+            }
+        }
+        out
+    }
+
+    async fn send_batch(&self, batch: Vec<String>, delay: Option<Duration>) -> Result<(), QueueError> {
+        let mut pending: Vec<(String, String)> = batch
+            .into_iter()
+            .enumerate()
+            .map(|(i, body)| (i.to_string(), body))
+            .collect();
+        let delay_seconds = delay.map(|d| d.as_secs().min(900) as i32);
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let entries = pending
+                .iter()
+                .map(|(id, body)| {
+                    SendMessageBatchRequestEntry::builder()
+                        .id(id)
+                        .message_body(body)
+                        .set_delay_seconds(delay_seconds)
+                        .build()
+                        .map_err(|e| self.error(e.to_string()))
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            let result = self
+                .client
+                .send_message_batch()
+                .queue_url(&self.url)
+                .set_entries(Some(entries))
+                .send()
+                .await;
+            let retry_ids: Vec<String> = match result {
+                Ok(output) => {
+                    let failed = output.failed();
+                    if let Some(f) = failed.iter().find(|f| f.sender_fault()) {
+                        // Our fault (too large, invalid characters): retrying cannot help.
+                        return Err(self.error(format!(
+                            "entry rejected: {} {}",
+                            f.code(),
+                            f.message().unwrap_or_default()
+                        )));
+                    }
+                    failed.iter().map(|f| f.id().to_string()).collect()
+                }
+                Err(e) => {
+                    let message = aws_sdk_sqs::error::DisplayErrorContext(&e).to_string();
+                    if attempt >= self.max_attempts {
+                        return Err(self.error(message));
+                    }
+                    tracing::warn!(queue = %self.url, attempt, error = %message, "SendMessageBatch failed; retrying");
+                    pending.iter().map(|(id, _)| id.clone()).collect()
+                }
+            };
+            if retry_ids.is_empty() {
+                return Ok(());
+            }
+            pending.retain(|(id, _)| retry_ids.contains(id));
+            if attempt >= self.max_attempts {
+                return Err(self.error(format!(
+                    "{} entr{} still failing after {attempt} attempts",
+                    pending.len(),
+                    if pending.len() == 1 { "y" } else { "ies" }
+                )));
+            }
+            tracing::warn!(queue = %self.url, attempt, failed = pending.len(), "retrying failed SendMessageBatch entries");
+            tokio::time::sleep(crate::backoff(self.retry_base, attempt)).await;
+        }
+    }
+
+    fn error(&self, message: String) -> QueueError {
+        QueueError::Send {
+            queue: self.url.clone(),
+            message,
+        }
+    }
+}
+
+impl Queue for SqsQueue {
+    async fn send(&self, bodies: Vec<String>, delay: Option<Duration>) -> Result<(), QueueError> {
+        for batch in self.batches(bodies) {
+            self.send_batch(batch, delay).await?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn queue() -> SqsQueue {
+        let conf = aws_sdk_sqs::Config::builder()
+            .behavior_version(aws_sdk_sqs::config::BehaviorVersion::latest())
+            .build();
+        SqsQueue::new(aws_sdk_sqs::Client::from_conf(conf), "q")
+    }
+
+    #[test]
+    fn batches_respect_count_and_bytes() {
+        let q = queue();
+        let bodies: Vec<String> = (0..25).map(|_| "x".repeat(1000)).collect();
+        let batches = q.batches(bodies);
+        assert_eq!(batches.iter().map(Vec::len).collect::<Vec<_>>(), vec![10, 10, 5]);
+        let big: Vec<String> = (0..5).map(|_| "y".repeat(100 * 1024)).collect();
+        let batches = q.batches(big);
+        assert_eq!(batches.iter().map(Vec::len).collect::<Vec<_>>(), vec![2, 2, 1]);
+        assert!(batches.iter().all(|b| b.iter().map(String::len).sum::<usize>() <= 256 * 1024));
+    }
+}

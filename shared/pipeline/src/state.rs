@@ -1,0 +1,498 @@
+//! Checkpoints, leases and run reports: DynamoDB in AWS, files in a state directory locally.
+//!
+//! Both implementations give the same guarantees: a checkpoint write is conditional on the
+//! version read (so two writers cannot silently overwrite each other), a lease is held by one
+//! owner until it expires or is released, and run counters add up atomically.
+
+use std::future::Future;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use sfsync_salesforce::Cursor;
+
+use crate::report::{RunCounts, RunReport};
+
+/// How far a sync's extraction has durably got.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Checkpoint {
+    /// Everything up to and including this (SystemModstamp, Id) is enqueued.
+    pub cursor: Cursor,
+    pub run_id: String,
+    pub updated_at: DateTime<Utc>,
+    /// Incremented on every write; writes are conditional on it.
+    pub version: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    #[error("sync {sync} is being extracted by another run ({owner}) until {until}")]
+    LeaseHeld {
+        sync: String,
+        owner: String,
+        until: DateTime<Utc>,
+    },
+    #[error("the checkpoint of sync {sync} was changed by someone else (expected version {expected})")]
+    Conflict { sync: String, expected: u64 },
+    #[error("state store: {0}")]
+    Store(String),
+}
+
+pub trait StateStore: Send + Sync {
+    fn checkpoint(
+        &self,
+        sync: &str,
+    ) -> impl Future<Output = Result<Option<Checkpoint>, StateError>> + Send;
+
+    /// Writes `next` if the stored version is still `expected` (0 = none stored yet).
+    fn put_checkpoint(
+        &self,
+        sync: &str,
+        expected: u64,
+        next: &Checkpoint,
+    ) -> impl Future<Output = Result<(), StateError>> + Send;
+
+    /// Takes the sync's lease for `owner` until `until`, unless another owner holds an
+    /// unexpired one.
+    fn acquire_lease(
+        &self,
+        sync: &str,
+        owner: &str,
+        until: DateTime<Utc>,
+    ) -> impl Future<Output = Result<(), StateError>> + Send;
+
+    fn release_lease(
+        &self,
+        sync: &str,
+        owner: &str,
+    ) -> impl Future<Output = Result<(), StateError>> + Send;
+
+    /// Creates or replaces the extract side of a run report (counts added by later stages
+    /// are kept).
+    fn put_run(&self, report: &RunReport) -> impl Future<Output = Result<(), StateError>> + Send;
+
+    /// Adds to a run's counters (map and deliver stages report here).
+    fn add_counts(
+        &self,
+        run_id: &str,
+        sync: &str,
+        counts: &RunCounts,
+    ) -> impl Future<Output = Result<(), StateError>> + Send;
+
+    /// The newest run reports first.
+    fn runs(&self, limit: usize) -> impl Future<Output = Result<Vec<RunReport>, StateError>> + Send;
+}
+
+pub mod file {
+    //! Files under a state directory (`.sfsync/` by default), each written atomically
+    //! (temporary file + rename), so a crash leaves the old or the new version, never half.
+
+    use std::path::{Path, PathBuf};
+
+    use super::*;
+
+    #[derive(Debug, Clone)]
+    pub struct FileStore {
+        dir: PathBuf,
+        lock: std::sync::Arc<tokio::sync::Mutex<()>>,
+    }
+
+    #[derive(Serialize, Deserialize)]
+    struct LeaseFile {
+        owner: String,
+        until: DateTime<Utc>,
+    }
+
+    impl FileStore {
+        pub fn new(dir: impl Into<PathBuf>) -> Result<FileStore, StateError> {
+            let dir = dir.into();
+            for sub in ["checkpoints", "leases", "runs"] {
+                std::fs::create_dir_all(dir.join(sub)).map_err(|e| {
+                    StateError::Store(format!("cannot create {}: {e}", dir.join(sub).display()))
+                })?;
+            }
+            Ok(FileStore {
+                dir,
+                lock: Default::default(),
+            })
+        }
+
+        pub fn dir(&self) -> &Path {
+            &self.dir
+        }
+
+        fn path(&self, sub: &str, name: &str) -> PathBuf {
+            self.dir.join(sub).join(format!("{name}.json"))
+        }
+
+        fn read<T: for<'de> Deserialize<'de>>(&self, path: &Path) -> Result<Option<T>, StateError> {
+            match std::fs::read(path) {
+                Ok(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|e| {
+                    StateError::Store(format!("{} is corrupt: {e}", path.display()))
+                }),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+                Err(e) => Err(StateError::Store(format!("cannot read {}: {e}", path.display()))),
+            }
+        }
+
+        fn write<T: Serialize>(&self, path: &Path, value: &T) -> Result<(), StateError> {
+            let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+            let bytes = serde_json::to_vec_pretty(value)
+                .map_err(|e| StateError::Store(e.to_string()))?;
+            let io = |e: std::io::Error| StateError::Store(format!("cannot write {}: {e}", path.display()));
+            {
+                use std::io::Write;
+                let mut f = std::fs::File::create(&tmp).map_err(io)?;
+                f.write_all(&bytes).map_err(io)?;
+                f.sync_all().map_err(io)?;
+            }
+            std::fs::rename(&tmp, path).map_err(io)
+        }
+    }
+
+    impl StateStore for FileStore {
+        async fn checkpoint(&self, sync: &str) -> Result<Option<Checkpoint>, StateError> {
+            self.read(&self.path("checkpoints", sync))
+        }
+
+        async fn put_checkpoint(&self, sync: &str, expected: u64, next: &Checkpoint) -> Result<(), StateError> {
+            let _guard = self.lock.lock().await;
+            let path = self.path("checkpoints", sync);
+            let current: Option<Checkpoint> = self.read(&path)?;
+            if current.map_or(0, |c| c.version) != expected {
+                return Err(StateError::Conflict {
+                    sync: sync.to_string(),
+                    expected,
+                });
+            }
+            self.write(&path, next)
+        }
+
+        async fn acquire_lease(&self, sync: &str, owner: &str, until: DateTime<Utc>) -> Result<(), StateError> {
+            let _guard = self.lock.lock().await;
+            let path = self.path("leases", sync);
+            if let Some(held) = self.read::<LeaseFile>(&path)?
+                && held.owner != owner
+                && held.until > Utc::now()
+            {
+                return Err(StateError::LeaseHeld {
+                    sync: sync.to_string(),
+                    owner: held.owner,
+                    until: held.until,
+                });
+            }
+            self.write(
+                &path,
+                &LeaseFile {
+                    owner: owner.to_string(),
+                    until,
+                },
+            )
+        }
+
+        async fn release_lease(&self, sync: &str, owner: &str) -> Result<(), StateError> {
+            let _guard = self.lock.lock().await;
+            let path = self.path("leases", sync);
+            if let Some(held) = self.read::<LeaseFile>(&path)?
+                && held.owner == owner
+            {
+                std::fs::remove_file(&path)
+                    .map_err(|e| StateError::Store(format!("cannot remove {}: {e}", path.display())))?;
+            }
+            Ok(())
+        }
+
+        async fn put_run(&self, report: &RunReport) -> Result<(), StateError> {
+            let _guard = self.lock.lock().await;
+            let path = self.path("runs", &report.key());
+            let mut next = report.clone();
+            if let Some(existing) = self.read::<RunReport>(&path)? {
+                next.counts.keep_downstream(&existing.counts);
+            }
+            self.write(&path, &next)
+        }
+
+        async fn add_counts(&self, run_id: &str, sync: &str, counts: &RunCounts) -> Result<(), StateError> {
+            let _guard = self.lock.lock().await;
+            let path = self.path("runs", &RunReport::key_of(run_id, sync));
+            let mut report = self
+                .read::<RunReport>(&path)?
+                .unwrap_or_else(|| RunReport::placeholder(run_id, sync));
+            report.counts.add(counts);
+            self.write(&path, &report)
+        }
+
+        async fn runs(&self, limit: usize) -> Result<Vec<RunReport>, StateError> {
+            let dir = self.dir.join("runs");
+            let mut names: Vec<PathBuf> = std::fs::read_dir(&dir)
+                .map_err(|e| StateError::Store(format!("cannot list {}: {e}", dir.display())))?
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.extension().is_some_and(|x| x == "json"))
+                .collect();
+            // Run ids start with their UTC start time, so names sort by time.
+            names.sort();
+            names.reverse();
+            let mut out = Vec::new();
+            for path in names.into_iter().take(limit) {
+                if let Some(r) = self.read(&path)? {
+                    out.push(r);
+                }
+            }
+            Ok(out)
+        }
+    }
+}
+
+pub mod dynamo {
+    //! One DynamoDB table, keys `pk` and `sk` (strings):
+    //! - `sync#NAME` / `checkpoint`: the checkpoint, written with a condition on `version`;
+    //! - `sync#NAME` / `lease`: owner and expiry, taken with a condition, `ttl` for cleanup;
+    //! - `runs` / `RUN_ID#SYNC`: run reports; counters added with `ADD`; `ttl` after 30 days.
+
+    use std::collections::HashMap;
+
+    use aws_sdk_dynamodb::types::AttributeValue;
+
+    use super::*;
+
+    #[derive(Clone, Debug)]
+    pub struct DynamoStore {
+        client: aws_sdk_dynamodb::Client,
+        table: String,
+    }
+
+    const RUN_TTL_DAYS: i64 = 30;
+
+    impl DynamoStore {
+        pub fn new(client: aws_sdk_dynamodb::Client, table: impl Into<String>) -> DynamoStore {
+            DynamoStore {
+                client,
+                table: table.into(),
+            }
+        }
+
+        fn err<E: std::error::Error + 'static>(&self, what: &str, e: aws_sdk_dynamodb::error::SdkError<E>) -> StateError {
+            StateError::Store(format!(
+                "{what} on table {}: {}",
+                self.table,
+                aws_sdk_dynamodb::error::DisplayErrorContext(&e)
+            ))
+        }
+    }
+
+    fn s(v: impl Into<String>) -> AttributeValue {
+        AttributeValue::S(v.into())
+    }
+    fn n(v: impl ToString) -> AttributeValue {
+        AttributeValue::N(v.to_string())
+    }
+    fn get_s(item: &HashMap<String, AttributeValue>, k: &str) -> Option<String> {
+        item.get(k).and_then(|v| v.as_s().ok()).cloned()
+    }
+    fn get_n(item: &HashMap<String, AttributeValue>, k: &str) -> Option<u64> {
+        item.get(k).and_then(|v| v.as_n().ok()).and_then(|v| v.parse().ok())
+    }
+
+    fn is_conditional<E>(e: &aws_sdk_dynamodb::error::SdkError<E>) -> bool
+    where
+        E: aws_sdk_dynamodb::error::ProvideErrorMetadata,
+    {
+        e.as_service_error()
+            .and_then(|se| se.code())
+            .is_some_and(|c| c == "ConditionalCheckFailedException")
+    }
+
+    impl StateStore for DynamoStore {
+        async fn checkpoint(&self, sync: &str) -> Result<Option<Checkpoint>, StateError> {
+            let out = self
+                .client
+                .get_item()
+                .table_name(&self.table)
+                .key("pk", s(format!("sync#{sync}")))
+                .key("sk", s("checkpoint"))
+                .consistent_read(true)
+                .send()
+                .await
+                .map_err(|e| self.err("GetItem", e))?;
+            let Some(item) = out.item else { return Ok(None) };
+            let body = get_s(&item, "body")
+                .ok_or_else(|| StateError::Store(format!("checkpoint of {sync} has no body")))?;
+            serde_json::from_str(&body)
+                .map(Some)
+                .map_err(|e| StateError::Store(format!("checkpoint of {sync} is corrupt: {e}")))
+        }
+
+        async fn put_checkpoint(&self, sync: &str, expected: u64, next: &Checkpoint) -> Result<(), StateError> {
+            let body = serde_json::to_string(next).map_err(|e| StateError::Store(e.to_string()))?;
+            let mut req = self
+                .client
+                .put_item()
+                .table_name(&self.table)
+                .item("pk", s(format!("sync#{sync}")))
+                .item("sk", s("checkpoint"))
+                .item("version", n(next.version))
+                .item("body", s(body));
+            req = if expected == 0 {
+                req.condition_expression("attribute_not_exists(pk)")
+            } else {
+                req.condition_expression("version = :expected")
+                    .expression_attribute_values(":expected", n(expected))
+            };
+            match req.send().await {
+                Ok(_) => Ok(()),
+                Err(e) if is_conditional(&e) => Err(StateError::Conflict {
+                    sync: sync.to_string(),
+                    expected,
+                }),
+                Err(e) => Err(self.err("PutItem checkpoint", e)),
+            }
+        }
+
+        async fn acquire_lease(&self, sync: &str, owner: &str, until: DateTime<Utc>) -> Result<(), StateError> {
+            let result = self
+                .client
+                .put_item()
+                .table_name(&self.table)
+                .item("pk", s(format!("sync#{sync}")))
+                .item("sk", s("lease"))
+                .item("owner", s(owner))
+                .item("until", n(until.timestamp()))
+                .item("ttl", n(until.timestamp() + 3600))
+                .condition_expression("attribute_not_exists(pk) OR #until < :now OR #owner = :me")
+                .expression_attribute_names("#until", "until")
+                .expression_attribute_names("#owner", "owner")
+                .expression_attribute_values(":now", n(Utc::now().timestamp()))
+                .expression_attribute_values(":me", s(owner))
+                .send()
+                .await;
+            match result {
+                Ok(_) => Ok(()),
+                Err(e) if is_conditional(&e) => {
+                    let held = self
+                        .client
+                        .get_item()
+                        .table_name(&self.table)
+                        .key("pk", s(format!("sync#{sync}")))
+                        .key("sk", s("lease"))
+                        .consistent_read(true)
+                        .send()
+                        .await
+                        .ok()
+                        .and_then(|o| o.item);
+                    let owner = held.as_ref().and_then(|i| get_s(i, "owner")).unwrap_or_default();
+                    let until = held
+                        .as_ref()
+                        .and_then(|i| get_n(i, "until"))
+                        .and_then(|t| DateTime::from_timestamp(t as i64, 0))
+                        .unwrap_or_else(Utc::now);
+                    Err(StateError::LeaseHeld {
+                        sync: sync.to_string(),
+                        owner,
+                        until,
+                    })
+                }
+                Err(e) => Err(self.err("PutItem lease", e)),
+            }
+        }
+
+        async fn release_lease(&self, sync: &str, owner: &str) -> Result<(), StateError> {
+            let result = self
+                .client
+                .delete_item()
+                .table_name(&self.table)
+                .key("pk", s(format!("sync#{sync}")))
+                .key("sk", s("lease"))
+                .condition_expression("#owner = :me")
+                .expression_attribute_names("#owner", "owner")
+                .expression_attribute_values(":me", s(owner))
+                .send()
+                .await;
+            match result {
+                Ok(_) => Ok(()),
+                // Not ours any more (expired and taken): nothing to release.
+                Err(e) if is_conditional(&e) => Ok(()),
+                Err(e) => Err(self.err("DeleteItem lease", e)),
+            }
+        }
+
+        async fn put_run(&self, report: &RunReport) -> Result<(), StateError> {
+            // The extract side only; counters that map and deliver add live in their own
+            // attributes and are left alone.
+            let body = serde_json::to_string(report).map_err(|e| StateError::Store(e.to_string()))?;
+            self.client
+                .update_item()
+                .table_name(&self.table)
+                .key("pk", s("runs"))
+                .key("sk", s(report.key()))
+                .update_expression("SET body = :body, #ttl = :ttl")
+                .expression_attribute_names("#ttl", "ttl")
+                .expression_attribute_values(":body", s(body))
+                .expression_attribute_values(
+                    ":ttl",
+                    n(report.started_at.timestamp() + RUN_TTL_DAYS * 86_400),
+                )
+                .send()
+                .await
+                .map_err(|e| self.err("UpdateItem run", e))?;
+            Ok(())
+        }
+
+        async fn add_counts(&self, run_id: &str, sync: &str, counts: &RunCounts) -> Result<(), StateError> {
+            let mut expr = Vec::new();
+            let mut req = self
+                .client
+                .update_item()
+                .table_name(&self.table)
+                .key("pk", s("runs"))
+                .key("sk", s(RunReport::key_of(run_id, sync)));
+            for (name, value) in counts.downstream_fields() {
+                if value > 0 {
+                    expr.push(format!("c_{name} :{name}"));
+                    req = req.expression_attribute_values(format!(":{name}"), n(value));
+                }
+            }
+            if expr.is_empty() {
+                return Ok(());
+            }
+            req.update_expression(format!("ADD {}", expr.join(", ")))
+                .send()
+                .await
+                .map_err(|e| self.err("UpdateItem counters", e))?;
+            Ok(())
+        }
+
+        async fn runs(&self, limit: usize) -> Result<Vec<RunReport>, StateError> {
+            let out = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression("pk = :runs")
+                .expression_attribute_values(":runs", s("runs"))
+                .scan_index_forward(false)
+                .limit(limit.min(1000) as i32)
+                .send()
+                .await
+                .map_err(|e| self.err("Query runs", e))?;
+            let mut reports = Vec::new();
+            for item in out.items() {
+                let sk = get_s(item, "sk").unwrap_or_default();
+                let mut report: RunReport = match get_s(item, "body") {
+                    Some(body) => serde_json::from_str(&body)
+                        .map_err(|e| StateError::Store(format!("run {sk} is corrupt: {e}")))?,
+                    None => {
+                        let (run_id, sync) = sk.split_once('#').unwrap_or((sk.as_str(), ""));
+                        RunReport::placeholder(run_id, sync)
+                    }
+                };
+                let mut downstream = RunCounts::default();
+                for (name, _) in RunCounts::default().downstream_fields() {
+                    if let Some(v) = get_n(item, &format!("c_{name}")) {
+                        downstream.set_downstream(name, v);
+                    }
+                }
+                report.counts.add(&downstream);
+                reports.push(report);
+            }
+            Ok(reports)
+        }
+    }
+}

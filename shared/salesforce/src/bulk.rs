@@ -1,0 +1,514 @@
+//! Bulk API 2.0 query jobs, and turning their CSV back into REST-shaped records.
+//!
+//! A Bulk record must equal the REST record for the same row: values are typed again from
+//! describe (empty → null, numbers, booleans, datetimes in REST's `…+0000` form), dotted
+//! parent columns are nested again with their `attributes`, and a parent whose lookup is
+//! empty becomes `null`. To build parent `attributes` exactly, the job also selects each
+//! parent's reference id; those hidden columns are removed from the records.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::{Map, Value, json};
+use tracing::{debug, info};
+
+use crate::client::{Client, query_string};
+use crate::describe::GlobalDescribe;
+use crate::error::Error;
+use crate::extract::{Cursor, Page};
+use crate::plan::SyncPlan;
+use crate::soql;
+
+pub(crate) enum BulkStep {
+    Page(Page),
+    Done,
+    /// Bulk cannot serve this query (the job was refused): extract over REST instead.
+    Fallback(String),
+}
+
+struct HopInfo {
+    reference_field: String,
+    targets: Vec<String>,
+}
+
+/// The SELECT list of a Bulk job: the plan's, then the hidden parent ids.
+fn bulk_columns(plan: &SyncPlan) -> (Vec<String>, Vec<String>, HashMap<String, HopInfo>) {
+    let mut select = plan.select.clone();
+    let mut hidden = Vec::new();
+    let mut hops = HashMap::new();
+    for column in &plan.columns {
+        let mut prefix = String::new();
+        for hop in &column.hops {
+            let join = |name: &str| {
+                if prefix.is_empty() {
+                    name.to_string()
+                } else {
+                    format!("{prefix}.{name}")
+                }
+            };
+            let reference_path = join(&hop.reference_field);
+            let relationship_path = join(&hop.relationship);
+            hops.entry(relationship_path.to_ascii_lowercase())
+                .or_insert_with(|| HopInfo {
+                    reference_field: hop.reference_field.clone(),
+                    targets: hop.targets.clone(),
+                });
+            if !select
+                .iter()
+                .any(|s| s.eq_ignore_ascii_case(&reference_path))
+            {
+                select.push(reference_path.clone());
+                hidden.push(reference_path);
+            }
+            prefix = relationship_path;
+        }
+    }
+    (select, hidden, hops)
+}
+
+/// The job's SOQL: no ORDER BY (it would defeat Bulk's chunking; the checkpoint is the
+/// maximum cursor seen instead).
+pub(crate) fn bulk_soql(plan: &SyncPlan, condition: &str) -> String {
+    let (select, _, _) = bulk_columns(plan);
+    soql::select(&select, &plan.object, condition, false)
+}
+
+pub(crate) struct BulkState {
+    plan: Arc<SyncPlan>,
+    soql: String,
+    include_deleted: bool,
+    job_id: Option<String>,
+    complete: bool,
+    locator: Option<String>,
+    finished: bool,
+    max: Option<Cursor>,
+    poll_delay: Option<Duration>,
+    started: Option<Instant>,
+    converter: Option<Converter>,
+    pages: u64,
+    records: u64,
+}
+
+impl BulkState {
+    pub(crate) fn new(plan: Arc<SyncPlan>, soql: String, include_deleted: bool) -> BulkState {
+        BulkState {
+            plan,
+            soql,
+            include_deleted,
+            job_id: None,
+            complete: false,
+            locator: None,
+            finished: false,
+            max: None,
+            poll_delay: None,
+            started: None,
+            converter: None,
+            pages: 0,
+            records: 0,
+        }
+    }
+
+    pub(crate) async fn next(&mut self, client: &Client) -> Result<BulkStep, Error> {
+        if self.finished {
+            return Ok(BulkStep::Done);
+        }
+        let job_id = match &self.job_id {
+            Some(id) => id.clone(),
+            None => match self.create(client).await? {
+                Ok(id) => id,
+                Err(reason) => return Ok(BulkStep::Fallback(reason)),
+            },
+        };
+        if !self.complete {
+            self.wait(client, &job_id).await?;
+        }
+        if self.converter.is_none() {
+            let global = client.describe_global().await?;
+            self.converter = Some(Converter::new(&self.plan, client, global));
+        }
+        let config = &client.inner.config;
+        loop {
+            let max_records = config.bulk_page_size.to_string();
+            let mut params = vec![("maxRecords", max_records.as_str())];
+            if let Some(locator) = &self.locator {
+                params.push(("locator", locator.as_str()));
+            }
+            let path = client.data_path(&format!("/jobs/query/{job_id}/results"));
+            let response = client
+                .send(
+                    reqwest::Method::GET,
+                    &path,
+                    Some(&query_string(&params)),
+                    &[("Accept", "text/csv".to_string())],
+                    None,
+                )
+                .await?;
+            let next_locator = response
+                .header("Sforce-Locator")
+                .map(str::trim)
+                .filter(|l| !l.is_empty() && *l != "null")
+                .map(str::to_string);
+            let Some(converter) = &self.converter else {
+                return Err(Error::decode("internal: no Bulk converter"));
+            };
+            let records = converter.convert(&response.body)?;
+            for record in &records {
+                let cursor = Cursor::of_record(record)?;
+                if self.max.as_ref().is_none_or(|m| cursor > *m) {
+                    self.max = Some(cursor);
+                }
+            }
+            self.pages += 1;
+            self.records += records.len() as u64;
+            debug!(job_id = %job_id, page = self.pages, records = records.len(), "bulk results page");
+            match next_locator {
+                Some(locator) => {
+                    self.locator = Some(locator);
+                    if records.is_empty() {
+                        continue;
+                    }
+                    return Ok(BulkStep::Page(Page {
+                        records,
+                        last: None,
+                    }));
+                }
+                None => {
+                    self.finished = true;
+                    info!(job_id = %job_id, pages = self.pages, records = self.records, "bulk results read");
+                    if records.is_empty() && self.max.is_none() {
+                        return Ok(BulkStep::Done);
+                    }
+                    return Ok(BulkStep::Page(Page {
+                        records,
+                        last: self.max.clone(),
+                    }));
+                }
+            }
+        }
+    }
+
+    /// Creates the job. `Ok(Err(reason))` when Salesforce refuses the query for Bulk.
+    async fn create(&mut self, client: &Client) -> Result<Result<String, String>, Error> {
+        let body = json!({
+            "operation": if self.include_deleted { "queryAll" } else { "query" },
+            "query": self.soql,
+            "contentType": "CSV",
+            "columnDelimiter": "COMMA",
+            "lineEnding": "LF",
+        });
+        let path = client.data_path("/jobs/query");
+        let response = match client
+            .send(reqwest::Method::POST, &path, None, &[], Some(&body))
+            .await
+        {
+            Ok(r) => r,
+            Err(Error::Api {
+                status,
+                code,
+                message,
+            }) if (400..500).contains(&status) && status != 401 && status != 403 => {
+                return Ok(Err(format!("{code}: {message}")));
+            }
+            Err(e) => return Err(e),
+        };
+        let info: Value = response.json("bulk job")?;
+        let id = info
+            .get("id")
+            .and_then(Value::as_str)
+            .ok_or_else(|| Error::decode("the Bulk job answer has no id"))?
+            .to_string();
+        info!(job_id = %id, object = %self.plan.object, operation = if self.include_deleted { "queryAll" } else { "query" }, "bulk query job created");
+        self.job_id = Some(id.clone());
+        self.started = Some(Instant::now());
+        Ok(Ok(id))
+    }
+
+    /// Polls until a terminal state, with exponential backoff.
+    async fn wait(&mut self, client: &Client, job_id: &str) -> Result<(), Error> {
+        let config = &client.inner.config;
+        let path = client.data_path(&format!("/jobs/query/{job_id}"));
+        let started = *self.started.get_or_insert_with(Instant::now);
+        loop {
+            let info: Value = client.get(&path, None).await?.json("bulk job")?;
+            let state = info
+                .get("state")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_string();
+            debug!(job_id, state = %state, "bulk job polled");
+            match state.as_str() {
+                "JobComplete" => {
+                    self.complete = true;
+                    return Ok(());
+                }
+                "Failed" => {
+                    let message = info
+                        .get("errorMessage")
+                        .and_then(Value::as_str)
+                        .unwrap_or("no errorMessage given");
+                    return Err(Error::BulkJob {
+                        job_id: job_id.to_string(),
+                        state,
+                        message: client.redact(message),
+                    });
+                }
+                "Aborted" => {
+                    return Err(Error::BulkJob {
+                        job_id: job_id.to_string(),
+                        state,
+                        message: "the job was aborted (by a user or an administrator)".into(),
+                    });
+                }
+                _ => {}
+            }
+            if started.elapsed() >= config.bulk_timeout {
+                return Err(Error::BulkJob {
+                    job_id: job_id.to_string(),
+                    state,
+                    message: format!(
+                        "not complete after {}s; giving up",
+                        config.bulk_timeout.as_secs()
+                    ),
+                });
+            }
+            let delay = self.poll_delay.unwrap_or(config.bulk_poll_initial);
+            tokio::time::sleep(delay).await;
+            self.poll_delay = Some(delay.saturating_mul(2).min(config.bulk_poll_max));
+        }
+    }
+}
+
+/// CSV rows → REST-shaped records.
+pub(crate) struct Converter {
+    object: String,
+    api_version: String,
+    /// lower-case path → (canonical path, describe type)
+    columns: HashMap<String, (String, String)>,
+    hidden: Vec<String>,
+    hops: HashMap<String, HopInfo>,
+    global: Arc<GlobalDescribe>,
+}
+
+impl Converter {
+    pub(crate) fn new(plan: &SyncPlan, client: &Client, global: Arc<GlobalDescribe>) -> Converter {
+        let (select, hidden, hops) = bulk_columns(plan);
+        let mut columns = HashMap::new();
+        for path in &select {
+            let field_type = plan
+                .column(path)
+                .map(|c| c.field_type.clone())
+                .unwrap_or_else(|| "reference".to_string());
+            columns.insert(path.to_ascii_lowercase(), (path.clone(), field_type));
+        }
+        Converter {
+            object: plan.object.clone(),
+            api_version: client.inner.config.api_version.clone(),
+            columns,
+            hidden,
+            hops,
+            global,
+        }
+    }
+
+    fn url(&self, object: &str, id: &str) -> String {
+        format!(
+            "/services/data/v{}/sobjects/{object}/{id}",
+            self.api_version
+        )
+    }
+
+    pub(crate) fn convert(&self, body: &[u8]) -> Result<Vec<Value>, Error> {
+        let body = body.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(body);
+        let mut reader = csv::ReaderBuilder::new()
+            .has_headers(true)
+            .flexible(false)
+            .from_reader(body);
+        let headers: Vec<(String, String)> = reader
+            .byte_headers()
+            .map_err(|e| Error::decode(format!("Bulk results CSV header: {e}")))?
+            .iter()
+            .map(|h| {
+                let name = String::from_utf8_lossy(h).trim().to_string();
+                match self.columns.get(&name.to_ascii_lowercase()) {
+                    Some((path, ty)) => (path.clone(), ty.clone()),
+                    None => (name, "string".to_string()),
+                }
+            })
+            .collect();
+        let mut records = Vec::new();
+        for row in reader.byte_records() {
+            let row = row.map_err(|e| Error::decode(format!("Bulk results CSV: {e}")))?;
+            let mut record = Map::new();
+            for ((path, field_type), raw) in headers.iter().zip(row.iter()) {
+                let raw = String::from_utf8_lossy(raw);
+                insert_path(&mut record, path, typed(&raw, field_type));
+            }
+            self.finalize(&mut record, "");
+            for path in &self.hidden {
+                remove_path(&mut record, path);
+            }
+            let id = record
+                .get("Id")
+                .and_then(Value::as_str)
+                .map(str::to_string)
+                .ok_or_else(|| Error::decode("a Bulk results row has no Id"))?;
+            record.insert(
+                "attributes".into(),
+                json!({"type": self.object, "url": self.url(&self.object, &id)}),
+            );
+            records.push(Value::Object(record));
+        }
+        Ok(records)
+    }
+
+    /// Gives each parent node its `attributes`, or turns it into `null` when its lookup is
+    /// empty.
+    fn finalize(&self, node: &mut Map<String, Value>, prefix: &str) {
+        let keys: Vec<String> = node
+            .iter()
+            .filter(|(k, v)| v.is_object() && k.as_str() != "attributes")
+            .map(|(k, _)| k.clone())
+            .collect();
+        for key in keys {
+            let path = if prefix.is_empty() {
+                key.clone()
+            } else {
+                format!("{prefix}.{key}")
+            };
+            let hop = self.hops.get(&path.to_ascii_lowercase());
+            let reference_id: Option<Option<String>> = hop.and_then(|h| {
+                node.get(&h.reference_field)
+                    .map(|v| v.as_str().map(str::to_string))
+            });
+            let Some(Value::Object(child)) = node.get_mut(&key) else {
+                continue;
+            };
+            self.finalize(child, &path);
+            let present = match &reference_id {
+                Some(id) => id.is_some(),
+                None => child.values().any(|v| !v.is_null()),
+            };
+            if !present {
+                node.insert(key, Value::Null);
+                continue;
+            }
+            let id = reference_id.flatten();
+            let object_type = match hop {
+                Some(h) if h.targets.len() == 1 => h.targets[0].clone(),
+                Some(h) => id
+                    .as_deref()
+                    .and_then(|id| self.global.object_for_id(id))
+                    .map(|o| o.name.clone())
+                    .or_else(|| h.targets.first().cloned())
+                    .unwrap_or_else(|| key.clone()),
+                None => key.clone(),
+            };
+            let mut attributes = Map::new();
+            attributes.insert("type".into(), Value::String(object_type.clone()));
+            if let Some(id) = &id {
+                attributes.insert("url".into(), Value::String(self.url(&object_type, id)));
+            }
+            child.insert("attributes".into(), Value::Object(attributes));
+        }
+    }
+}
+
+fn insert_path(record: &mut Map<String, Value>, path: &str, value: Value) {
+    let mut node = record;
+    let mut segments = path.split('.').peekable();
+    while let Some(segment) = segments.next() {
+        if segments.peek().is_none() {
+            node.insert(segment.to_string(), value);
+            return;
+        }
+        let entry = node
+            .entry(segment.to_string())
+            .or_insert_with(|| Value::Object(Map::new()));
+        if !entry.is_object() {
+            *entry = Value::Object(Map::new());
+        }
+        let Value::Object(next) = entry else {
+            return;
+        };
+        node = next;
+    }
+}
+
+fn remove_path(record: &mut Map<String, Value>, path: &str) {
+    match path.split_once('.') {
+        None => {
+            record.remove(path);
+        }
+        Some((head, rest)) => {
+            if let Some(Value::Object(child)) = record.get_mut(head) {
+                remove_path(child, rest);
+            }
+        }
+    }
+}
+
+/// A CSV cell typed as REST would type it.
+pub(crate) fn typed(raw: &str, field_type: &str) -> Value {
+    if raw.is_empty() {
+        return Value::Null;
+    }
+    match field_type {
+        "boolean" => match raw.to_ascii_lowercase().as_str() {
+            "true" => Value::Bool(true),
+            "false" => Value::Bool(false),
+            _ => Value::String(raw.to_string()),
+        },
+        "int" | "long" => match raw.parse::<i64>() {
+            Ok(n) => Value::from(n),
+            Err(_) => float(raw),
+        },
+        "double" | "currency" | "percent" => float(raw),
+        "datetime" => match sfsync_mapping::time::parse_salesforce_datetime(raw) {
+            Ok(t) => Value::String(soql::rest_datetime(t)),
+            Err(_) => Value::String(raw.to_string()),
+        },
+        _ => Value::String(raw.to_string()),
+    }
+}
+
+fn float(raw: &str) -> Value {
+    match raw
+        .parse::<f64>()
+        .ok()
+        .and_then(serde_json::Number::from_f64)
+    {
+        Some(n) => Value::Number(n),
+        None => Value::String(raw.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn types_cells_like_rest() {
+        assert_eq!(typed("", "string"), Value::Null);
+        assert_eq!(typed("true", "boolean"), json!(true));
+        assert_eq!(typed("42", "int"), json!(42));
+        assert_eq!(typed("1000", "currency"), json!(1000.0));
+        assert_eq!(typed("12.5", "percent"), json!(12.5));
+        assert_eq!(
+            typed("2024-05-01T12:34:56.000Z", "datetime"),
+            json!("2024-05-01T12:34:56.000+0000")
+        );
+        assert_eq!(typed("2024-05-01", "date"), json!("2024-05-01"));
+        assert_eq!(typed("a\u{0}b", "textarea"), json!("a\u{0}b"));
+    }
+
+    #[test]
+    fn nests_and_removes_paths() {
+        let mut record = Map::new();
+        insert_path(&mut record, "Account.Owner.Name", json!("x"));
+        insert_path(&mut record, "Account.OwnerId", json!("005"));
+        assert_eq!(record["Account"]["Owner"]["Name"], json!("x"));
+        remove_path(&mut record, "Account.OwnerId");
+        assert!(record["Account"].get("OwnerId").is_none());
+    }
+}

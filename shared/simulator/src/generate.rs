@@ -1,0 +1,1178 @@
+//! The seeded org generator.
+//!
+//! Every object draws from its own random stream (seed mixed with the object's name), so
+//! changing one count does not reshuffle the other objects. The generator is built for size:
+//! repeated strings (names, picklist values, owner ids) are shared `Arc<str>` values and the
+//! indexes are bulk-built, which keeps a million contacts to a few seconds and about a
+//! kilobyte each.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+
+use crate::ids::make_id;
+use crate::org::{Org, Row, Table, default_anchor, shared_schema};
+use crate::schema::{ACR_ROLES, LEAD_SOURCES, LEAD_STATUSES, ObjectDef, PROJECT_STATUSES, STAGES};
+use crate::value::Val;
+
+/// What to generate. Counts are rows per object; `soft_deleted` applies to each object
+/// that has a Recycle Bin (CampaignMember rows are hard-deleted instead, User rows never).
+#[derive(Debug, Clone, PartialEq)]
+pub struct OrgSpec {
+    pub seed: u64,
+    pub contacts: usize,
+    pub leads: usize,
+    pub users: usize,
+    pub accounts: usize,
+    pub opportunities: usize,
+    pub campaigns: usize,
+    pub campaign_members: usize,
+    pub tasks: usize,
+    pub account_contact_relations: usize,
+    pub opportunity_contact_roles: usize,
+    /// Rows of the custom object `Project__c`.
+    pub custom_objects: usize,
+    /// How many rows share one SystemModstamp in a tie block (every fourth block of this
+    /// many consecutive rows is one); 0 or 1 disables tie blocks.
+    pub tie_block: usize,
+    /// Rows per object moved to the Recycle Bin within the last 15 days.
+    pub soft_deleted: usize,
+    /// Whether the org has MiddleName and Suffix (an org-level feature in Salesforce).
+    pub name_parts: bool,
+    /// The org's "now": generated timestamps lie before it and the clock starts there.
+    pub anchor: DateTime<Utc>,
+}
+
+impl Default for OrgSpec {
+    fn default() -> Self {
+        OrgSpec::demo()
+    }
+}
+
+impl OrgSpec {
+    /// A few hundred rows of each object: quick to generate and to sync.
+    pub fn demo() -> Self {
+        OrgSpec {
+            seed: 42,
+            contacts: 300,
+            leads: 200,
+            users: 10,
+            accounts: 100,
+            opportunities: 150,
+            campaigns: 10,
+            campaign_members: 200,
+            tasks: 300,
+            account_contact_relations: 150,
+            opportunity_contact_roles: 150,
+            custom_objects: 100,
+            tie_block: 25,
+            soft_deleted: 5,
+            name_parts: true,
+            anchor: default_anchor(),
+        }
+    }
+
+    /// A handful of rows of each object.
+    pub fn tiny() -> Self {
+        OrgSpec {
+            seed: 7,
+            contacts: 20,
+            leads: 10,
+            users: 3,
+            accounts: 5,
+            opportunities: 5,
+            campaigns: 2,
+            campaign_members: 10,
+            tasks: 10,
+            account_contact_relations: 8,
+            opportunity_contact_roles: 8,
+            custom_objects: 5,
+            tie_block: 4,
+            soft_deleted: 2,
+            name_parts: true,
+            anchor: default_anchor(),
+        }
+    }
+
+    /// The demo org with `n` contacts (for benchmarks: `with_contacts(1_000_000)`).
+    pub fn with_contacts(n: usize) -> Self {
+        OrgSpec {
+            contacts: n,
+            ..OrgSpec::demo()
+        }
+    }
+}
+
+/// SplitMix64: tiny, fast, and fixed forever, so a seed means the same org in every
+/// version of this crate (library RNGs may change their streams between releases).
+#[derive(Debug, Clone)]
+pub(crate) struct Rng(u64);
+
+impl Rng {
+    pub(crate) fn new(seed: u64) -> Rng {
+        Rng(seed)
+    }
+
+    fn for_object(seed: u64, object: &str) -> Rng {
+        // FNV-1a of the object name, mixed into the seed.
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        for b in object.bytes() {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+        Rng(seed ^ h)
+    }
+
+    pub(crate) fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in `0..n` (0 when n is 0).
+    pub(crate) fn below(&mut self, n: u64) -> u64 {
+        if n == 0 {
+            return 0;
+        }
+        // Multiply-shift: unbiased enough for test data and branch-free.
+        ((u128::from(self.next_u64()) * u128::from(n)) >> 64) as u64
+    }
+
+    /// True with probability `pct`/100.
+    fn chance(&mut self, pct: u64) -> bool {
+        self.below(100) < pct
+    }
+
+    fn pick<'a, T>(&mut self, items: &'a [T]) -> Option<&'a T> {
+        items.get(self.below(items.len() as u64) as usize)
+    }
+}
+
+const FIRST_NAMES: &[(&str, &str)] = &[
+    ("José", "jose"),
+    ("Zoë", "zoe"),
+    ("Łukasz", "lukasz"),
+    ("Anna", "anna"),
+    ("Mohammed", "mohammed"),
+    ("Wei", "wei"),
+    ("Søren", "soren"),
+    ("François", "francois"),
+    ("Aisha", "aisha"),
+    ("John", "john"),
+    ("Mary", "mary"),
+    ("Olga", "olga"),
+    ("Hiroshi", "hiroshi"),
+    ("Priya", "priya"),
+    ("Chloé", "chloe"),
+    ("Björn", "bjorn"),
+    ("Emily", "emily"),
+    ("Carlos", "carlos"),
+    ("Fatima", "fatima"),
+    ("太郎", "taro"),
+];
+
+const LAST_NAMES: &[(&str, &str)] = &[
+    ("山田", "yamada"),
+    ("García", "garcia"),
+    ("O'Brien", "obrien"),
+    ("Nguyễn", "nguyen"),
+    ("Smith", "smith"),
+    ("Dvořák", "dvorak"),
+    ("Müller", "muller"),
+    ("Kowalski", "kowalski"),
+    ("Иванов", "ivanov"),
+    ("Schäfer", "schafer"),
+    ("Johnson", "johnson"),
+    ("Patel", "patel"),
+    ("Silva", "silva"),
+    ("Kim", "kim"),
+    ("Rossi", "rossi"),
+    ("Dubois", "dubois"),
+    ("Andersen", "andersen"),
+    ("Cohen", "cohen"),
+    ("Okafor", "okafor"),
+    ("van der Berg", "vanderberg"),
+];
+
+const MIDDLE_NAMES: &[&str] = &["Marie", "J.", "Ann", "Karl", "Lee"];
+const SUFFIXES: &[&str] = &["Jr.", "Sr.", "III", "PhD"];
+const SALUTATIONS: &[&str] = &["Mr.", "Ms.", "Mrs.", "Dr.", "Prof."];
+const TITLES: &[&str] = &[
+    "CEO",
+    "CTO",
+    "VP, Sales",
+    "Head of \"Growth\"",
+    "Software Engineer",
+    "Account Executive",
+    "Director of Marketing",
+    "Office Manager",
+    "Consultant",
+    "Directeur général",
+];
+const DEPARTMENTS: &[&str] = &["Sales", "Engineering", "Marketing", "Finance", "Operations"];
+const DOMAINS: &[&str] = &["example.com", "example.org", "example.net", "mail.example"];
+const DESCRIPTIONS: &[&str] = &[
+    "Met at Dreamforce.\nWants a demo, \"ASAP\".",
+    "Prefers email; no calls before 10am",
+    "Renewal due, see \"Q3 plan\"",
+    "Première réunion à Paris — très intéressé",
+    "Line one\r\nLine two, with a comma",
+];
+/// City, state, postal code, country, latitude, longitude.
+type Place = (&'static str, Option<&'static str>, &'static str, &'static str, f64, f64);
+const PLACES: &[Place] = &[
+    ("San Francisco", Some("CA"), "94105", "United States", 37.7897, -122.3972),
+    ("Paris", None, "75002", "France", 48.8686, 2.3429),
+    ("東京都", None, "100-0005", "Japan", 35.6812, 139.7671),
+    ("Kraków", Some("Małopolskie"), "30-001", "Poland", 50.0614, 19.9366),
+    ("London", None, "EC1A 1BB", "United Kingdom", 51.5194, -0.0977),
+    ("São Paulo", Some("SP"), "01000-000", "Brazil", -23.5505, -46.6333),
+    ("Austin", Some("TX"), "73301", "United States", 30.2672, -97.7431),
+];
+const STREETS: &[&str] = &["Main St", "Market Street", "Rue de Rivoli", "Hauptstraße", "Elm Ave"];
+const COMPANIES: &[&str] = &[
+    "Acme",
+    "Globex",
+    "Initech",
+    "Umbrella",
+    "Stark Industries",
+    "Wayne Enterprises",
+    "Müller GmbH",
+    "株式会社山田",
+    "Soylent, Inc.",
+    "\"Quoted\" Holdings",
+];
+const SUBJECTS: &[&str] = &[
+    "Call",
+    "Send Letter",
+    "Send Quote",
+    "Email: Re: \"Pricing\", next steps",
+    "Follow up\nafter demo",
+    "Other",
+];
+
+/// Pools of shared strings, so a million rows reuse a few hundred allocations.
+struct Pool(Vec<Arc<str>>);
+
+impl Pool {
+    fn new(items: impl IntoIterator<Item = impl AsRef<str>>) -> Pool {
+        Pool(items.into_iter().map(|s| Arc::from(s.as_ref())).collect())
+    }
+
+    fn pick(&self, rng: &mut Rng) -> Val {
+        match rng.pick(&self.0) {
+            Some(s) => Val::Str(s.clone()),
+            None => Val::Null,
+        }
+    }
+
+    fn get(&self, i: usize) -> Val {
+        match self.0.get(i) {
+            Some(s) => Val::Str(s.clone()),
+            None => Val::Null,
+        }
+    }
+}
+
+const SECOND: i64 = 1000;
+const HOUR: i64 = 3600 * SECOND;
+const DAY: i64 = 24 * HOUR;
+
+/// Builds one row column by column, by field name; unknown names are ignored so that
+/// org options (MiddleName/Suffix) need no special cases here.
+struct RowBuilder<'a> {
+    def: &'a ObjectDef,
+    cols: HashMap<&'static str, usize>,
+}
+
+impl<'a> RowBuilder<'a> {
+    fn new(def: &'a ObjectDef, names: &[&'static str]) -> RowBuilder<'a> {
+        let cols = names
+            .iter()
+            .filter_map(|n| def.column(n).map(|c| (*n, c)))
+            .collect();
+        RowBuilder { def, cols }
+    }
+
+    fn blank(&self) -> Vec<Val> {
+        vec![Val::Null; self.def.n_columns]
+    }
+
+    fn set(&self, vals: &mut [Val], name: &'static str, v: Val) {
+        if let Some(slot) = self.cols.get(name).and_then(|c| vals.get_mut(*c)) {
+            *slot = v;
+        }
+    }
+}
+
+/// Creation and modification times of one object's rows.
+struct Timeline {
+    created: Vec<i64>,
+    modstamp: Vec<i64>,
+    last_modified: Vec<i64>,
+    deleted: Vec<bool>,
+}
+
+fn timeline(rng: &mut Rng, n: usize, spec: &OrgSpec, anchor: i64) -> Timeline {
+    let latest = anchor - SECOND;
+    let span = 400 * DAY;
+    let start = anchor - span;
+    let step = if n == 0 { 0 } else { (span - DAY) / n as i64 };
+    let secs = |ms: i64| ms - ms.rem_euclid(SECOND);
+    let mut created = Vec::with_capacity(n);
+    for i in 0..n {
+        let jitter = rng.below(step.max(1) as u64) as i64;
+        created.push(secs(start + i as i64 * step + jitter).min(latest));
+    }
+    let mut modstamp = Vec::with_capacity(n);
+    for c in &created {
+        let room = (latest - c).max(0);
+        let delta = if rng.chance(70) {
+            rng.below((HOUR.min(room) + 1) as u64) as i64
+        } else {
+            rng.below((room + 1) as u64) as i64
+        };
+        modstamp.push(secs(c + delta).min(latest).max(*c));
+    }
+    // Tie blocks: every fourth run of `tie_block` consecutive rows was changed by one bulk
+    // update, so the rows share one SystemModstamp (thousands of ties are possible).
+    let tb = spec.tie_block;
+    if tb >= 2 {
+        let mut k = 1;
+        while (k + 1) * tb <= n {
+            let range = k * tb..(k + 1) * tb;
+            let newest = created.get(range.clone()).and_then(|s| s.iter().max().copied()).unwrap_or(start);
+            let room = (latest - newest).max(0);
+            let t = secs(newest + rng.below((room + 1) as u64) as i64).max(newest);
+            for m in modstamp.get_mut(range).into_iter().flatten() {
+                *m = t;
+            }
+            k += 4;
+        }
+    }
+    let mut last_modified = Vec::with_capacity(n);
+    for (c, m) in created.iter().zip(&modstamp) {
+        // One row in ten was last bumped by a system process: SystemModstamp moved,
+        // LastModifiedDate did not.
+        if rng.chance(10) && m > c {
+            last_modified.push(secs(c + rng.below((m - c) as u64) as i64));
+        } else {
+            last_modified.push(*m);
+        }
+    }
+    Timeline {
+        created,
+        modstamp,
+        last_modified,
+        deleted: vec![false; n],
+    }
+}
+
+/// Spreads `count` deletions over the rows and stamps them within the last two weeks.
+fn mark_deleted(rng: &mut Rng, tl: &mut Timeline, count: usize, anchor: i64) {
+    let n = tl.created.len();
+    let count = count.min(n);
+    for j in 0..count {
+        let i = j * n / count + (n / count) / 2;
+        let Some(created) = tl.created.get(i).copied() else {
+            continue;
+        };
+        let when = anchor - HOUR - rng.below((14 * DAY) as u64) as i64;
+        let when = (when - when.rem_euclid(SECOND)).max(created).min(anchor - SECOND);
+        if let (Some(d), Some(m), Some(l)) = (
+            tl.deleted.get_mut(i),
+            tl.modstamp.get_mut(i),
+            tl.last_modified.get_mut(i),
+        ) {
+            *d = true;
+            *m = when;
+            *l = when;
+        }
+    }
+}
+
+/// Everything rows of one object have in common: id, audit fields, owner, IsDeleted.
+fn base_row(b: &RowBuilder, tl: &Timeline, i: usize, id: Arc<str>, owner: &Val) -> Vec<Val> {
+    let mut vals = b.blank();
+    let at = |v: &Vec<i64>| v.get(i).copied().unwrap_or(0);
+    b.set(&mut vals, "Id", Val::Str(id));
+    b.set(&mut vals, "CreatedDate", Val::DateTime(at(&tl.created)));
+    b.set(&mut vals, "LastModifiedDate", Val::DateTime(at(&tl.last_modified)));
+    b.set(&mut vals, "SystemModstamp", Val::DateTime(at(&tl.modstamp)));
+    b.set(&mut vals, "CreatedById", owner.clone());
+    b.set(&mut vals, "LastModifiedById", owner.clone());
+    b.set(&mut vals, "OwnerId", owner.clone());
+    b.set(
+        &mut vals,
+        "IsDeleted",
+        Val::Bool(tl.deleted.get(i).copied().unwrap_or(false)),
+    );
+    vals
+}
+
+const COMMON: &[&str] = &[
+    "Id",
+    "CreatedDate",
+    "LastModifiedDate",
+    "SystemModstamp",
+    "CreatedById",
+    "LastModifiedById",
+    "OwnerId",
+    "IsDeleted",
+];
+
+fn with_common(extra: &[&'static str]) -> Vec<&'static str> {
+    COMMON.iter().chain(extra).copied().collect()
+}
+
+struct Gen<'a> {
+    spec: &'a OrgSpec,
+    anchor: i64,
+    users: Vec<Arc<str>>,
+    first: Pool,
+    first_ascii: Vec<&'static str>,
+    last: Pool,
+    last_ascii: Vec<&'static str>,
+}
+
+impl Gen<'_> {
+    fn owner(&self, rng: &mut Rng, fallback: &Arc<str>) -> Val {
+        Val::Str(rng.pick(&self.users).unwrap_or(fallback).clone())
+    }
+
+    fn date_days(&self, rng: &mut Rng, back: i64, ahead: i64) -> Val {
+        let day = self.anchor.div_euclid(DAY) - back + rng.below((back + ahead) as u64) as i64;
+        Val::Date(day as i32)
+    }
+
+    /// A person's name, address, phone and email; used for Contact, Lead and User.
+    fn person(&self, rng: &mut Rng, b: &RowBuilder, vals: &mut [Val], i: usize, addr: &str) {
+        let fi = rng.below(FIRST_NAMES.len() as u64) as usize;
+        let li = rng.below(LAST_NAMES.len() as u64) as usize;
+        let has_first = !rng.chance(3);
+        if has_first {
+            b.set(vals, "FirstName", self.first.get(fi));
+        }
+        b.set(vals, "LastName", self.last.get(li));
+        if rng.chance(10) {
+            b.set(vals, "MiddleName", Val::str(rng.pick(MIDDLE_NAMES).copied().unwrap_or("")));
+        }
+        if rng.chance(3) {
+            b.set(vals, "Suffix", Val::str(rng.pick(SUFFIXES).copied().unwrap_or("")));
+        }
+        if rng.chance(40) {
+            b.set(vals, "Salutation", Val::str(rng.pick(SALUTATIONS).copied().unwrap_or("")));
+        }
+        if !rng.chance(5) {
+            let first = self.first_ascii.get(fi).copied().unwrap_or("x");
+            let last = self.last_ascii.get(li).copied().unwrap_or("x");
+            let domain = rng.pick(DOMAINS).copied().unwrap_or("example.com");
+            let mut email = if has_first {
+                format!("{first}.{last}{i}@{domain}")
+            } else {
+                format!("{last}{i}@{domain}")
+            };
+            // A few addresses keep the case someone typed them in.
+            if rng.chance(3) {
+                email = email.to_uppercase();
+            }
+            b.set(vals, "Email", Val::str(&email));
+        }
+        if rng.chance(70) {
+            b.set(vals, "Phone", Val::str(&format!("+1 415-555-{:04}", rng.below(10_000))));
+        }
+        if rng.chance(30) {
+            b.set(vals, "MobilePhone", Val::str(&format!("(650) 555-{:04}", rng.below(10_000))));
+        }
+        if !rng.chance(15) {
+            self.address(rng, b, vals, addr);
+        }
+    }
+
+    fn address(&self, rng: &mut Rng, b: &RowBuilder, vals: &mut [Val], prefix: &str) {
+        let Some(place) = rng.pick(PLACES) else { return };
+        let (city, state, postal, country, lat, lon) = *place;
+        let street_name = rng.pick(STREETS).copied().unwrap_or("Main St");
+        let mut street = format!("{} {}", 1 + rng.below(9999), street_name);
+        if rng.chance(10) {
+            street.push_str("\nSuite 400");
+        }
+        let names: [&'static str; 8] = match prefix {
+            "Mailing" => [
+                "MailingStreet",
+                "MailingCity",
+                "MailingState",
+                "MailingPostalCode",
+                "MailingCountry",
+                "MailingLatitude",
+                "MailingLongitude",
+                "MailingGeocodeAccuracy",
+            ],
+            "Billing" => [
+                "BillingStreet",
+                "BillingCity",
+                "BillingState",
+                "BillingPostalCode",
+                "BillingCountry",
+                "BillingLatitude",
+                "BillingLongitude",
+                "BillingGeocodeAccuracy",
+            ],
+            _ => [
+                "Street",
+                "City",
+                "State",
+                "PostalCode",
+                "Country",
+                "Latitude",
+                "Longitude",
+                "GeocodeAccuracy",
+            ],
+        };
+        b.set(vals, names[0], Val::str(&street));
+        b.set(vals, names[1], Val::str(city));
+        b.set(vals, names[2], state.map(Val::str).unwrap_or(Val::Null));
+        if !rng.chance(10) {
+            b.set(vals, names[3], Val::str(postal));
+        }
+        b.set(vals, names[4], Val::str(country));
+        if rng.chance(50) {
+            b.set(vals, names[5], Val::Num(lat));
+            b.set(vals, names[6], Val::Num(lon));
+            b.set(vals, names[7], Val::str("Address"));
+        }
+    }
+}
+
+fn address_names(prefix: &str) -> Vec<&'static str> {
+    let all: &[&'static str] = match prefix {
+        "Mailing" => &[
+            "MailingStreet",
+            "MailingCity",
+            "MailingState",
+            "MailingPostalCode",
+            "MailingCountry",
+            "MailingLatitude",
+            "MailingLongitude",
+            "MailingGeocodeAccuracy",
+        ],
+        "Billing" => &[
+            "BillingStreet",
+            "BillingCity",
+            "BillingState",
+            "BillingPostalCode",
+            "BillingCountry",
+            "BillingLatitude",
+            "BillingLongitude",
+            "BillingGeocodeAccuracy",
+        ],
+        _ => &[
+            "Street",
+            "City",
+            "State",
+            "PostalCode",
+            "Country",
+            "Latitude",
+            "Longitude",
+            "GeocodeAccuracy",
+        ],
+    };
+    all.to_vec()
+}
+
+const PERSON: &[&str] = &[
+    "FirstName",
+    "MiddleName",
+    "LastName",
+    "Suffix",
+    "Salutation",
+    "Email",
+    "Phone",
+    "MobilePhone",
+];
+
+fn person_fields(addr: &str, extra: &[&'static str]) -> Vec<&'static str> {
+    let mut v = with_common(PERSON);
+    v.extend(address_names(addr));
+    v.extend_from_slice(extra);
+    v
+}
+
+impl Org {
+    /// Generates an org from `spec`; the same spec always yields the same org.
+    pub fn generate(spec: &OrgSpec) -> Org {
+        let schema = shared_schema(spec.name_parts);
+        let mut org = Org::with_schema(schema.clone(), spec.anchor);
+        let anchor = spec.anchor.timestamp_millis();
+        let mut g = Gen {
+            spec,
+            anchor,
+            users: Vec::new(),
+            first: Pool::new(FIRST_NAMES.iter().map(|p| p.0)),
+            first_ascii: FIRST_NAMES.iter().map(|p| p.1).collect(),
+            last: Pool::new(LAST_NAMES.iter().map(|p| p.0)),
+            last_ascii: LAST_NAMES.iter().map(|p| p.1).collect(),
+        };
+        let fallback = org.default_owner.clone();
+        let lead_sources = Pool::new(LEAD_SOURCES);
+        let titles = Pool::new(TITLES);
+        let departments = Pool::new(DEPARTMENTS);
+        let descriptions = Pool::new(DESCRIPTIONS);
+
+        // Users first: everything else is owned by one of them.
+        let users = org.build_object(spec, "User", spec.users, 0, &person_fields("", &[
+            "Username", "CompanyName", "Department", "Title", "Alias", "IsActive",
+            "TimeZoneSidKey", "UserType", "ManagerId", "LastLoginDate",
+        ]), |rng, b, vals, i, ids| {
+            g.person(rng, b, vals, i, "");
+            let username = if i == 0 {
+                "integration@sfsync-demo.example".to_string()
+            } else {
+                format!("user{i}@sfsync-demo.example")
+            };
+            b.set(vals, "Username", Val::str(&username));
+            if vals.get(b.def.column("Email").unwrap_or(usize::MAX)).is_none_or(Val::is_null) {
+                b.set(vals, "Email", Val::str(&format!("user{i}@sfsync-demo.example")));
+            }
+            b.set(vals, "Alias", Val::str(&format!("u{i}")));
+            b.set(vals, "IsActive", Val::Bool(i == 0 || !rng.chance(10)));
+            b.set(vals, "TimeZoneSidKey", Val::str("America/Los_Angeles"));
+            b.set(vals, "UserType", Val::str("Standard"));
+            b.set(vals, "Title", titles.pick(rng));
+            b.set(vals, "Department", departments.pick(rng));
+            b.set(vals, "CompanyName", Val::str("sfsync Demo"));
+            if i > 0 {
+                b.set(vals, "ManagerId", Val::Str(ids.first().cloned().unwrap_or_else(|| fallback.clone())));
+            }
+            b.set(vals, "LastLoginDate", Val::DateTime(g.anchor - rng.below((30 * DAY) as u64) as i64));
+            // Users are their own creators: the integration user made them all.
+            let first = ids.first().cloned().unwrap_or_else(|| fallback.clone());
+            b.set(vals, "OwnerId", Val::Null);
+            b.set(vals, "CreatedById", Val::Str(first.clone()));
+            b.set(vals, "LastModifiedById", Val::Str(first));
+        });
+        g.users = users;
+        if let Some(first) = g.users.first() {
+            org.default_owner = first.clone();
+        }
+
+        let accounts = org.build_object(spec, "Account", spec.accounts, spec.soft_deleted, &{
+            let mut v = with_common(&[
+                "Name", "Type", "ParentId", "Phone", "Website", "Industry", "AnnualRevenue",
+                "NumberOfEmployees", "Description", "LastActivityDate",
+            ]);
+            v.extend(address_names("Billing"));
+            v
+        }, |rng, b, vals, i, ids| {
+            let company = rng.pick(COMPANIES).copied().unwrap_or("Acme");
+            b.set(vals, "Name", Val::str(&format!("{company} {i}")));
+            b.set(vals, "Type", Val::str(["Prospect", "Customer - Direct", "Customer - Channel", "Partner"][rng.below(4) as usize]));
+            if rng.chance(5) && !ids.is_empty() {
+                b.set(vals, "ParentId", Val::opt_str(rng.pick(ids)));
+            }
+            if rng.chance(80) {
+                g.address(rng, b, vals, "Billing");
+            }
+            b.set(vals, "Phone", Val::str(&format!("+44 20 7946 {:04}", rng.below(10_000))));
+            if rng.chance(80) {
+                b.set(vals, "Website", Val::str(&format!("https://www.{}{i}.example", company.to_ascii_lowercase().replace(|c: char| !c.is_ascii_alphanumeric(), ""))));
+            }
+            b.set(vals, "Industry", Val::str(["Technology", "Finance", "Retail", "Healthcare"][rng.below(4) as usize]));
+            if rng.chance(70) {
+                b.set(vals, "AnnualRevenue", Val::Num((rng.below(500) * 100_000) as f64));
+                b.set(vals, "NumberOfEmployees", Val::Int(1 + rng.below(50_000) as i64));
+            }
+            if rng.chance(20) {
+                b.set(vals, "Description", descriptions.pick(rng));
+            }
+            b.set(vals, "OwnerId", g.owner(rng, &fallback));
+        });
+
+        let contacts = org.build_object(spec, "Contact", spec.contacts, spec.soft_deleted, &person_fields("Mailing", &[
+            "AccountId", "Title", "Department", "LeadSource", "Birthdate", "Description",
+            "HasOptedOutOfEmail", "DoNotCall", "LastActivityDate", "Tier__c", "Score__c",
+        ]), |rng, b, vals, i, _| {
+            g.person(rng, b, vals, i, "Mailing");
+            // One contact in ten is private (no account): the parent comes back null.
+            if !rng.chance(10) {
+                b.set(vals, "AccountId", Val::opt_str(rng.pick(&accounts)));
+            }
+            if !rng.chance(20) {
+                b.set(vals, "Title", titles.pick(rng));
+            }
+            if rng.chance(60) {
+                b.set(vals, "Department", departments.pick(rng));
+            }
+            if rng.chance(70) {
+                b.set(vals, "LeadSource", lead_sources.pick(rng));
+            }
+            if rng.chance(30) {
+                b.set(vals, "Birthdate", g.date_days(rng, 365 * 60, -(365 * 20)));
+            }
+            if rng.chance(10) {
+                b.set(vals, "Description", descriptions.pick(rng));
+            }
+            b.set(vals, "HasOptedOutOfEmail", Val::Bool(rng.chance(5)));
+            b.set(vals, "DoNotCall", Val::Bool(rng.chance(3)));
+            if rng.chance(40) {
+                b.set(vals, "LastActivityDate", g.date_days(rng, 200, 0));
+            }
+            if rng.chance(60) {
+                b.set(vals, "Tier__c", Val::str(["Gold", "Silver", "Bronze"][rng.below(3) as usize]));
+            }
+            if rng.chance(50) {
+                b.set(vals, "Score__c", Val::Num(rng.below(1000) as f64 / 10.0));
+            }
+            b.set(vals, "OwnerId", g.owner(rng, &fallback));
+        });
+
+        let leads = org.build_object(spec, "Lead", spec.leads, spec.soft_deleted, &person_fields("", &[
+            "Title", "Company", "Website", "Description", "LeadSource", "Status", "Industry",
+            "AnnualRevenue", "NumberOfEmployees", "HasOptedOutOfEmail", "IsConverted",
+            "ConvertedDate", "ConvertedAccountId", "ConvertedContactId", "IsUnreadByOwner",
+            "LastActivityDate",
+        ]), |rng, b, vals, i, _| {
+            g.person(rng, b, vals, i, "");
+            let company = rng.pick(COMPANIES).copied().unwrap_or("Acme");
+            b.set(vals, "Company", Val::str(&format!("{company} Prospect {i}")));
+            if !rng.chance(25) {
+                b.set(vals, "Title", titles.pick(rng));
+            }
+            if rng.chance(50) {
+                b.set(vals, "Website", Val::str(&format!("http://lead{i}.example")));
+            }
+            if rng.chance(10) {
+                b.set(vals, "Description", descriptions.pick(rng));
+            }
+            b.set(vals, "LeadSource", lead_sources.pick(rng));
+            let converted = rng.chance(10) && !contacts.is_empty();
+            if converted {
+                b.set(vals, "Status", Val::str("Closed - Converted"));
+                b.set(vals, "IsConverted", Val::Bool(true));
+                b.set(vals, "ConvertedDate", g.date_days(rng, 100, 0));
+                b.set(vals, "ConvertedContactId", Val::opt_str(rng.pick(&contacts)));
+                b.set(vals, "ConvertedAccountId", Val::opt_str(rng.pick(&accounts)));
+            } else {
+                b.set(vals, "Status", Val::str(LEAD_STATUSES[[0, 1, 3][rng.below(3) as usize]]));
+                b.set(vals, "IsConverted", Val::Bool(false));
+            }
+            b.set(vals, "Industry", Val::str(["Technology", "Finance", "Retail", "Healthcare"][rng.below(4) as usize]));
+            if rng.chance(40) {
+                b.set(vals, "AnnualRevenue", Val::Num((rng.below(100) * 50_000) as f64));
+                b.set(vals, "NumberOfEmployees", Val::Int(1 + rng.below(5000) as i64));
+            }
+            b.set(vals, "HasOptedOutOfEmail", Val::Bool(rng.chance(5)));
+            b.set(vals, "IsUnreadByOwner", Val::Bool(rng.chance(30)));
+            b.set(vals, "OwnerId", g.owner(rng, &fallback));
+        });
+
+        let campaigns = org.build_object(spec, "Campaign", spec.campaigns, spec.soft_deleted, &with_common(&[
+            "Name", "Type", "Status", "StartDate", "EndDate", "ExpectedRevenue", "BudgetedCost",
+            "ActualCost", "IsActive", "Description",
+        ]), |rng, b, vals, i, _| {
+            let kind = ["Conference", "Webinar", "Email", "Advertisement"][rng.below(4) as usize];
+            b.set(vals, "Name", Val::str(&format!("{kind} {}", 2023 + i % 3)));
+            b.set(vals, "Type", Val::str(kind));
+            b.set(vals, "Status", Val::str(["Planned", "In Progress", "Completed", "Aborted"][rng.below(4) as usize]));
+            b.set(vals, "StartDate", g.date_days(rng, 300, 30));
+            b.set(vals, "EndDate", g.date_days(rng, 100, 200));
+            b.set(vals, "BudgetedCost", Val::Num((rng.below(100) * 1000) as f64));
+            if rng.chance(50) {
+                b.set(vals, "ActualCost", Val::Num((rng.below(100) * 1000) as f64));
+            }
+            b.set(vals, "ExpectedRevenue", Val::Num((rng.below(100) * 10_000) as f64));
+            b.set(vals, "IsActive", Val::Bool(rng.chance(60)));
+            if rng.chance(30) {
+                b.set(vals, "Description", descriptions.pick(rng));
+            }
+            b.set(vals, "OwnerId", g.owner(rng, &fallback));
+        });
+
+        let opportunities = org.build_object(spec, "Opportunity", spec.opportunities, spec.soft_deleted, &with_common(&[
+            "AccountId", "Name", "Description", "StageName", "Amount", "Probability", "CloseDate",
+            "Type", "LeadSource", "IsClosed", "IsWon", "CampaignId", "LastActivityDate",
+        ]), |rng, b, vals, i, _| {
+            let account = rng.pick(&accounts).cloned();
+            b.set(vals, "AccountId", Val::opt_str(account.as_ref()));
+            b.set(vals, "Name", Val::str(&format!("Deal {i} — {}", ["Renewal", "Upsell", "New, big", "Pilot \"A\""][rng.below(4) as usize])));
+            let stage_i = rng.below(STAGES.len() as u64) as usize;
+            let stage = STAGES.get(stage_i).copied().unwrap_or("Prospecting");
+            b.set(vals, "StageName", Val::str(stage));
+            if rng.chance(85) {
+                b.set(vals, "Amount", Val::Num((1 + rng.below(2000)) as f64 * 500.0));
+            }
+            let closed = stage.starts_with("Closed");
+            let probability = match stage {
+                "Closed Won" => 100.0,
+                "Closed Lost" => 0.0,
+                _ => 10.0 + 20.0 * stage_i as f64,
+            };
+            b.set(vals, "Probability", Val::Num(probability));
+            b.set(vals, "CloseDate", g.date_days(rng, 200, 200));
+            b.set(vals, "Type", Val::str(["New Business", "Existing Business"][rng.below(2) as usize]));
+            b.set(vals, "LeadSource", lead_sources.pick(rng));
+            b.set(vals, "IsClosed", Val::Bool(closed));
+            b.set(vals, "IsWon", Val::Bool(stage == "Closed Won"));
+            if rng.chance(10) {
+                b.set(vals, "CampaignId", Val::opt_str(rng.pick(&campaigns)));
+            }
+            if rng.chance(10) {
+                b.set(vals, "Description", descriptions.pick(rng));
+            }
+            b.set(vals, "OwnerId", g.owner(rng, &fallback));
+        });
+
+        // CampaignMember needs a campaign and a person; without them there are none.
+        let cm_count = if campaigns.is_empty() || (contacts.is_empty() && leads.is_empty()) {
+            0
+        } else {
+            spec.campaign_members
+        };
+        org.build_object(spec, "CampaignMember", cm_count, spec.soft_deleted, &with_common(&[
+            "CampaignId", "LeadId", "ContactId", "Status", "HasResponded", "FirstRespondedDate",
+            "LeadOrContactId",
+        ]), |rng, b, vals, _, _| {
+            b.set(vals, "CampaignId", Val::opt_str(rng.pick(&campaigns)));
+            let person = if leads.is_empty() || (!contacts.is_empty() && rng.chance(70)) {
+                b.set(vals, "ContactId", Val::opt_str(rng.pick(&contacts)));
+                vals.get(b.def.column("ContactId").unwrap_or(usize::MAX)).cloned()
+            } else {
+                b.set(vals, "LeadId", Val::opt_str(rng.pick(&leads)));
+                vals.get(b.def.column("LeadId").unwrap_or(usize::MAX)).cloned()
+            };
+            b.set(vals, "LeadOrContactId", person.unwrap_or(Val::Null));
+            let responded = rng.chance(30);
+            b.set(vals, "Status", Val::str(if responded { "Responded" } else { "Sent" }));
+            b.set(vals, "HasResponded", Val::Bool(responded));
+            if responded {
+                b.set(vals, "FirstRespondedDate", g.date_days(rng, 100, 0));
+            }
+        });
+
+        let projects_ids = org.build_object(spec, "Project__c", spec.custom_objects, spec.soft_deleted, &with_common(&[
+            "Name", "LastActivityDate", "Budget__c", "Status__c", "Account__c",
+            "Primary_Contact__c", "Start_Date__c", "Description__c",
+        ]), |rng, b, vals, i, _| {
+            b.set(vals, "Name", Val::str(&format!("PRJ-{:06}", i + 1)));
+            if rng.chance(80) {
+                b.set(vals, "Budget__c", Val::Num((1 + rng.below(1000)) as f64 * 250.0));
+            }
+            b.set(vals, "Status__c", Val::str(PROJECT_STATUSES[rng.below(4) as usize]));
+            if !rng.chance(15) {
+                b.set(vals, "Account__c", Val::opt_str(rng.pick(&accounts)));
+            }
+            if rng.chance(60) {
+                b.set(vals, "Primary_Contact__c", Val::opt_str(rng.pick(&contacts)));
+            }
+            b.set(vals, "Start_Date__c", g.date_days(rng, 300, 60));
+            if rng.chance(20) {
+                b.set(vals, "Description__c", descriptions.pick(rng));
+            }
+            b.set(vals, "OwnerId", g.owner(rng, &fallback));
+        });
+
+        org.build_object(spec, "Task", spec.tasks, spec.soft_deleted, &with_common(&[
+            "WhoId", "WhatId", "Subject", "ActivityDate", "Status", "Priority", "IsHighPriority",
+            "Description", "Type", "AccountId", "IsClosed", "IsArchived", "CallDurationInSeconds",
+            "TaskSubtype",
+        ]), |rng, b, vals, _, _| {
+            // Who: a contact (60%), a lead (25%) or nobody.
+            let r = rng.below(100);
+            if r < 60 && !contacts.is_empty() {
+                b.set(vals, "WhoId", Val::opt_str(rng.pick(&contacts)));
+            } else if r < 85 && !leads.is_empty() {
+                b.set(vals, "WhoId", Val::opt_str(rng.pick(&leads)));
+            }
+            let w = rng.below(100);
+            if w < 30 && !accounts.is_empty() {
+                let a = Val::opt_str(rng.pick(&accounts));
+                b.set(vals, "WhatId", a.clone());
+                b.set(vals, "AccountId", a);
+            } else if w < 45 && !opportunities.is_empty() {
+                b.set(vals, "WhatId", Val::opt_str(rng.pick(&opportunities)));
+            } else if w < 50 && !projects_ids.is_empty() {
+                b.set(vals, "WhatId", Val::opt_str(rng.pick(&projects_ids)));
+            }
+            let subject = SUBJECTS[rng.below(SUBJECTS.len() as u64) as usize];
+            b.set(vals, "Subject", Val::str(subject));
+            b.set(vals, "ActivityDate", g.date_days(rng, 300, 30));
+            let status = ["Not Started", "In Progress", "Completed", "Completed", "Deferred"][rng.below(5) as usize];
+            b.set(vals, "Status", Val::str(status));
+            let priority = ["High", "Normal", "Normal", "Low"][rng.below(4) as usize];
+            b.set(vals, "Priority", Val::str(priority));
+            b.set(vals, "IsHighPriority", Val::Bool(priority == "High"));
+            b.set(vals, "IsClosed", Val::Bool(status == "Completed"));
+            b.set(vals, "IsArchived", Val::Bool(false));
+            let kind = ["Call", "Email", "Meeting", "Other"][rng.below(4) as usize];
+            b.set(vals, "Type", Val::str(kind));
+            b.set(vals, "TaskSubtype", Val::str(match kind {
+                "Call" => "Call",
+                "Email" => "Email",
+                _ => "Task",
+            }));
+            if kind == "Call" {
+                b.set(vals, "CallDurationInSeconds", Val::Int(rng.below(3600) as i64));
+            }
+            if rng.chance(15) {
+                b.set(vals, "Description", descriptions.pick(rng));
+            }
+            b.set(vals, "OwnerId", g.owner(rng, &fallback));
+        });
+
+        // Relationship objects need both ends.
+        let contact_accounts: Vec<Val> = {
+            let col = org.schema.object("Contact").and_then(|d| d.column("AccountId"));
+            org.schema
+                .object_index("Contact")
+                .and_then(|o| org.tables.get(o))
+                .map(|t| {
+                    t.rows
+                        .iter()
+                        .map(|r| col.map(|c| r.get(c).clone()).unwrap_or(Val::Null))
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        let acr_count = if accounts.is_empty() || contacts.is_empty() {
+            0
+        } else {
+            spec.account_contact_relations
+        };
+        let roles = Pool::new(ACR_ROLES);
+        org.build_object(spec, "AccountContactRelation", acr_count, spec.soft_deleted, &with_common(&[
+            "AccountId", "ContactId", "Roles", "IsDirect", "IsActive", "StartDate", "EndDate",
+        ]), |rng, b, vals, i, _| {
+            let ci = i % contacts.len().max(1);
+            b.set(vals, "ContactId", Val::opt_str(contacts.get(ci)));
+            // The first relation of a contact with an account is its direct one.
+            let direct = i < contacts.len()
+                && contact_accounts.get(ci).is_some_and(|a| !a.is_null());
+            if direct {
+                b.set(vals, "AccountId", contact_accounts.get(ci).cloned().unwrap_or(Val::Null));
+            } else {
+                b.set(vals, "AccountId", Val::opt_str(rng.pick(&accounts)));
+            }
+            b.set(vals, "IsDirect", Val::Bool(direct));
+            b.set(vals, "IsActive", Val::Bool(!rng.chance(10)));
+            match rng.below(3) {
+                0 => {}
+                1 => b.set(vals, "Roles", roles.pick(rng)),
+                _ => {
+                    let a = rng.below(ACR_ROLES.len() as u64) as usize;
+                    let c = (a + 1 + rng.below(ACR_ROLES.len() as u64 - 1) as usize) % ACR_ROLES.len();
+                    let (x, y) = (a.min(c), a.max(c));
+                    b.set(vals, "Roles", Val::str(&format!("{};{}", ACR_ROLES[x], ACR_ROLES[y])));
+                }
+            }
+            if rng.chance(50) {
+                b.set(vals, "StartDate", g.date_days(rng, 700, 0));
+            }
+            if rng.chance(10) {
+                b.set(vals, "EndDate", g.date_days(rng, 30, 300));
+            }
+            b.set(vals, "OwnerId", Val::Null);
+        });
+
+        let ocr_count = if opportunities.is_empty() || contacts.is_empty() {
+            0
+        } else {
+            spec.opportunity_contact_roles
+        };
+        org.build_object(spec, "OpportunityContactRole", ocr_count, spec.soft_deleted, &with_common(&[
+            "OpportunityId", "ContactId", "Role", "IsPrimary",
+        ]), |rng, b, vals, i, _| {
+            b.set(vals, "OpportunityId", Val::opt_str(opportunities.get(i % opportunities.len().max(1))));
+            // Any contact, including ones in the Recycle Bin: the role outlives them.
+            b.set(vals, "ContactId", Val::opt_str(rng.pick(&contacts)));
+            if rng.chance(80) {
+                b.set(vals, "Role", roles.pick(rng));
+            }
+            b.set(vals, "IsPrimary", Val::Bool(i < opportunities.len()));
+            b.set(vals, "OwnerId", Val::Null);
+        });
+        org
+    }
+
+    /// Generates `n` rows of `object` with `fill`, marks `deleted` of them deleted, loads
+    /// them with bulk-built indexes and returns every generated id (deleted ones included).
+    fn build_object<F>(
+        &mut self,
+        spec: &OrgSpec,
+        object: &str,
+        n: usize,
+        deleted: usize,
+        names: &[&'static str],
+        mut fill: F,
+    ) -> Vec<Arc<str>>
+    where
+        F: FnMut(&mut Rng, &RowBuilder, &mut Vec<Val>, usize, &[Arc<str>]),
+    {
+        let schema = self.schema.clone();
+        let Some(obj) = schema.object_index(object) else {
+            return Vec::new();
+        };
+        let Some(def) = schema.objects.get(obj) else {
+            return Vec::new();
+        };
+        let anchor = spec.anchor.timestamp_millis();
+        let mut rng = Rng::for_object(spec.seed, object);
+        let mut tl = timeline(&mut rng, n, spec, anchor);
+        let deletable = def.col_is_deleted.is_some() && object != "User";
+        if deletable {
+            mark_deleted(&mut rng, &mut tl, deleted, anchor);
+        }
+        let b = RowBuilder::new(def, names);
+        let ids: Vec<Arc<str>> = (0..n)
+            .map(|i| Arc::from(make_id(def.key_prefix, i as u64 + 1).as_str()))
+            .collect();
+        let owner = Val::Str(self.default_owner.clone());
+        let mut rows = Vec::with_capacity(n);
+        for (i, id) in ids.iter().enumerate() {
+            let mut vals = base_row(&b, &tl, i, id.clone(), &owner);
+            fill(&mut rng, &b, &mut vals, i, &ids[..i]);
+            if !def.soft_deletable {
+                // No Recycle Bin: the row is generated live and purged below.
+                b.set(&mut vals, "IsDeleted", Val::Bool(false));
+            }
+            rows.push(Row {
+                vals: vals.into_boxed_slice(),
+                purged: false,
+            });
+        }
+        let Some(table) = self.tables.get_mut(obj) else {
+            return ids;
+        };
+        *table = bulk_table(def, rows, n as u64);
+        if deletable && !def.soft_deletable {
+            for (i, gone) in tl.deleted.iter().enumerate() {
+                let (Some(true), Some(id), Some(when)) = (Some(*gone), ids.get(i), tl.modstamp.get(i))
+                else {
+                    continue;
+                };
+                purge(table, def, i as u32, id, *when);
+            }
+        }
+        ids
+    }
+}
+
+/// A table whose indexes are built in one pass over pre-sorted keys.
+fn bulk_table(def: &ObjectDef, rows: Vec<Row>, next_seq: u64) -> Table {
+    let mut keys: Vec<((i64, Arc<str>), u32)> = Vec::with_capacity(rows.len());
+    let mut by_id = HashMap::with_capacity(rows.len());
+    let mut deleted = BTreeMap::new();
+    for (i, row) in rows.iter().enumerate() {
+        let Val::Str(id) = row.get(def.col_id) else {
+            continue;
+        };
+        let stamp = match row.get(def.col_modstamp) {
+            Val::DateTime(ms) => *ms,
+            _ => 0,
+        };
+        keys.push(((stamp, id.clone()), i as u32));
+        by_id.insert(id.clone(), i as u32);
+        if def.col_is_deleted.is_some_and(|c| row.get(c).as_bool()) {
+            deleted.insert(id.clone(), stamp);
+        }
+    }
+    keys.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    Table {
+        rows,
+        by_id,
+        order: keys.into_iter().collect(),
+        deleted,
+        next_seq,
+    }
+}
+
+fn purge(table: &mut Table, def: &ObjectDef, idx: u32, id: &Arc<str>, when: i64) {
+    let stamp = table.row(idx).map(|r| match r.get(def.col_modstamp) {
+        Val::DateTime(ms) => *ms,
+        _ => 0,
+    });
+    if let Some(stamp) = stamp {
+        table.order.remove(&(stamp, id.clone()));
+    }
+    table.by_id.remove(id);
+    if let Some(row) = table.rows.get_mut(idx as usize) {
+        row.purged = true;
+    }
+    table.deleted.insert(id.clone(), when);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rng_is_stable() {
+        let mut r = Rng::new(1);
+        // SplitMix64's published first output for seed 1.
+        assert_eq!(r.next_u64(), 0x910a_2dec_8902_5cc1);
+        assert!((0..1000).all(|_| r.below(7) < 7));
+    }
+
+    #[test]
+    fn generation_is_deterministic_and_varied() {
+        let a = Org::generate(&OrgSpec::demo());
+        let b = Org::generate(&OrgSpec::demo());
+        for obj in a.object_names() {
+            assert_eq!(a.records(&obj), b.records(&obj), "{obj}");
+        }
+        let c = Org::generate(&OrgSpec {
+            seed: 43,
+            ..OrgSpec::demo()
+        });
+        assert_ne!(a.records("Contact"), c.records("Contact"));
+    }
+
+    #[test]
+    fn counts_and_deletes_follow_spec() {
+        let spec = OrgSpec::demo();
+        let org = Org::generate(&spec);
+        assert_eq!(org.count("Contact", true), spec.contacts);
+        assert_eq!(org.count("Contact", false), spec.contacts - spec.soft_deleted);
+        assert_eq!(org.count("User", true), spec.users);
+        assert_eq!(org.count("Project__c", true), spec.custom_objects);
+        // CampaignMember deletes are hard: the rows are gone from both views.
+        assert_eq!(
+            org.count("CampaignMember", true),
+            spec.campaign_members - spec.soft_deleted
+        );
+        let contacts = org.records("Contact");
+        assert!(contacts.iter().any(|c| c["AccountId"].is_null()));
+        assert!(contacts.iter().any(|c| c["MailingAddress"].is_null()));
+        assert!(contacts.iter().any(|c| c["MailingAddress"].is_object()));
+        assert!(contacts
+            .iter()
+            .any(|c| c["LastName"].as_str().is_some_and(|s| !s.is_ascii())));
+        let tasks = org.records("Task");
+        assert!(tasks.iter().any(|t| t["WhoId"].is_null()));
+        assert!(tasks.iter().any(|t| t["WhoId"].as_str().is_some_and(|s| s.starts_with("003"))));
+        assert!(tasks.iter().any(|t| t["WhoId"].as_str().is_some_and(|s| s.starts_with("00Q"))));
+        let acr = org.records("AccountContactRelation");
+        assert!(acr.iter().any(|r| r["Roles"].as_str().is_some_and(|s| s.contains(';'))));
+    }
+
+    #[test]
+    fn tie_blocks_share_modstamps() {
+        let org = Org::generate(&OrgSpec::tiny());
+        let mut counts: HashMap<String, usize> = HashMap::new();
+        for c in org.records("Contact") {
+            *counts
+                .entry(c["SystemModstamp"].as_str().unwrap_or("").to_string())
+                .or_default() += 1;
+        }
+        assert!(counts.values().any(|n| *n >= OrgSpec::tiny().tie_block));
+        let newest = org
+            .records("Contact")
+            .iter()
+            .filter_map(|c| c["SystemModstamp"].as_str().map(str::to_string))
+            .max()
+            .unwrap_or_default();
+        assert!(newest < crate::value::format_rest_datetime(org.now().timestamp_millis()));
+    }
+}
