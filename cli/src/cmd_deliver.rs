@@ -1,10 +1,356 @@
-//! `sfsync deliver` (being written).
+//! `sfsync deliver`: calls (JSON lines on stdin, as `sfsync map` prints them) → one
+//! destination.
+//!
+//! Stdin is read as a stream and delivered chunk by chunk, so memory stays bounded however
+//! long the input. Each chunk gets the destination's retry budget (`retry_budget_seconds`).
+//! Calls that are dead — and calls still undelivered when the budget ran out — are written
+//! to the dead-letter file as JSON lines `{"reason": …, "call": {…}}` (appended), or listed
+//! on stderr when no file is given. The summary goes to stderr. The exit code is 0 when
+//! every call was delivered, 1 when any was dead or undeliverable, 2 on errors (including a
+//! stdin line that is not a valid call, named by its line number; the calls read before it
+//! are delivered first).
 
+use std::io::Write;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-#[derive(clap::Args)]
-pub struct Args {}
+use anyhow::{Context, Result};
+use sfsync_destinations::{DeliveryReport, Destination, Outcome};
+use sfsync_mapping::Call;
+use tokio::io::{AsyncBufRead, AsyncBufReadExt, BufReader};
 
-pub async fn run(_args: Args) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("sfsync deliver is not built yet")
+use crate::common;
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// The sync config (TOML).
+    #[arg(long, short)]
+    config: PathBuf,
+    /// Secrets file (a JSON object of strings) for `${secret:…}` references.
+    #[arg(long)]
+    secrets: Option<PathBuf>,
+    /// The `[[destinations]]` entry to deliver to, by name.
+    #[arg(long)]
+    destination: String,
+    /// Append dead and undeliverable calls here as JSON lines {"reason", "call"}.
+    #[arg(long)]
+    dead_letter: Option<PathBuf>,
+}
+
+/// Calls per chunk handed to the destination at once.
+const CHUNK_CALLS: usize = 5_000;
+/// Input bytes per chunk (whichever limit comes first).
+const CHUNK_BYTES: usize = 8 << 20;
+/// Dead calls listed on stderr when there is no dead-letter file.
+const MAX_LISTED: usize = 50;
+
+pub async fn run(args: Args) -> Result<ExitCode> {
+    let config = common::load_resolved(&args.config, args.secrets.as_deref())?;
+    let Some(dest_config) = config.destination(&args.destination) else {
+        let names: Vec<&str> = config.destinations.iter().map(|d| d.name.as_str()).collect();
+        anyhow::bail!(
+            "no destination named {:?} in {} (destinations: {})",
+            args.destination,
+            args.config.display(),
+            if names.is_empty() { "none".to_string() } else { names.join(", ") }
+        );
+    };
+    let http = sfsync_destinations::http_client().context("cannot build the HTTP client")?;
+    let destination = Destination::with_object_names(
+        dest_config,
+        http,
+        &sfsync_destinations::object_names(&config),
+    )?;
+
+    let mut dead_letter = match &args.dead_letter {
+        Some(path) => Some(DeadLetterFile::open(path)?),
+        None => None,
+    };
+    let stdin = BufReader::new(tokio::io::stdin());
+    let mut stderr = std::io::stderr();
+    let result = deliver_lines(
+        &destination,
+        stdin,
+        dead_letter.as_mut().map(|d| d as &mut dyn Write),
+        &mut stderr,
+    )
+    .await;
+    if let Some(d) = dead_letter.as_mut() {
+        d.flush()?;
+    }
+    let summary = match result {
+        Ok(summary) => summary,
+        Err(failure) => {
+            print_summary(&destination, &failure.summary, args.dead_letter.as_deref());
+            return Err(failure.error);
+        }
+    };
+    print_summary(&destination, &summary, args.dead_letter.as_deref());
+    Ok(if summary.dead + summary.undelivered == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+fn print_summary(destination: &Destination, s: &Summary, dead_letter: Option<&Path>) {
+    eprintln!(
+        "sfsync deliver: {} ({}): {} call(s) read, {} delivered, {} dead, {} retry-later, {} request(s)",
+        destination.name(),
+        destination.kind(),
+        s.read,
+        s.delivered,
+        s.dead,
+        s.undelivered,
+        s.requests
+    );
+    if s.dead + s.undelivered > 0
+        && let Some(path) = dead_letter
+    {
+        eprintln!(
+            "sfsync deliver: {} call(s) written to {}",
+            s.dead + s.undelivered,
+            path.display()
+        );
+    }
+}
+
+/// What a delivery did, added up over the chunks.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Summary {
+    pub read: u64,
+    pub delivered: u64,
+    pub dead: u64,
+    /// RetryLater when the budget ran out.
+    pub undelivered: u64,
+    pub requests: u64,
+}
+
+/// An error, with what was delivered before it.
+#[derive(Debug)]
+pub struct Failure {
+    pub error: anyhow::Error,
+    pub summary: Summary,
+}
+
+/// Reads calls from `input` and delivers them chunk by chunk. Dead and undeliverable calls
+/// go to `dead_letter` (JSON lines), or are listed on `report` when there is none.
+pub async fn deliver_lines(
+    destination: &Destination,
+    input: impl AsyncBufRead + Unpin,
+    mut dead_letter: Option<&mut dyn Write>,
+    report: &mut dyn Write,
+) -> Result<Summary, Failure> {
+    let mut summary = Summary::default();
+    let mut listed = 0usize;
+    let mut chunk: Vec<Call> = Vec::new();
+    let mut chunk_bytes = 0usize;
+    let mut lines = input.lines();
+    let mut number = 0usize;
+    let mut pending_error: Option<anyhow::Error> = None;
+
+    loop {
+        let line = match lines.next_line().await {
+            Ok(Some(line)) => line,
+            Ok(None) => break,
+            Err(e) => {
+                pending_error = Some(anyhow::anyhow!(
+                    "stdin line {}: cannot read (is it UTF-8?): {e}",
+                    number + 1
+                ));
+                break;
+            }
+        };
+        number += 1;
+        if line.trim().is_empty() {
+            continue;
+        }
+        match serde_json::from_str::<Call>(&line) {
+            Ok(call) => {
+                summary.read += 1;
+                chunk_bytes += line.len();
+                chunk.push(call);
+            }
+            Err(e) => {
+                pending_error = Some(anyhow::anyhow!("stdin line {number}: not a valid call: {e}"));
+                break;
+            }
+        }
+        if chunk.len() >= CHUNK_CALLS || chunk_bytes >= CHUNK_BYTES {
+            let calls = std::mem::take(&mut chunk);
+            chunk_bytes = 0;
+            let delivered = destination
+                .deliver(calls, destination.default_budget())
+                .await;
+            if let Err(error) =
+                record(delivered, &mut summary, &mut dead_letter, report, &mut listed)
+            {
+                return Err(Failure { error, summary });
+            }
+        }
+    }
+    if !chunk.is_empty() {
+        let delivered = destination
+            .deliver(chunk, destination.default_budget())
+            .await;
+        if let Err(error) = record(delivered, &mut summary, &mut dead_letter, report, &mut listed) {
+            return Err(Failure { error, summary });
+        }
+    }
+    if listed > MAX_LISTED {
+        let _ = writeln!(
+            report,
+            "  … and {} more (use --dead-letter FILE to keep them all)",
+            listed - MAX_LISTED
+        );
+    }
+    match pending_error {
+        Some(error) => Err(Failure { error, summary }),
+        None => Ok(summary),
+    }
+}
+
+/// Adds a chunk's report to the summary and writes its dead and undelivered calls.
+fn record(
+    delivered: DeliveryReport,
+    summary: &mut Summary,
+    dead_letter: &mut Option<&mut dyn Write>,
+    report: &mut dyn Write,
+    listed: &mut usize,
+) -> Result<()> {
+    summary.requests += delivered.requests;
+    for outcome in delivered.outcomes {
+        let reason = match outcome.outcome {
+            Outcome::Delivered => {
+                summary.delivered += 1;
+                continue;
+            }
+            Outcome::Dead { reason } => {
+                summary.dead += 1;
+                reason
+            }
+            Outcome::RetryLater { reason, after } => {
+                summary.undelivered += 1;
+                match after {
+                    Some(after) => format!(
+                        "not delivered (retry after {} s): {reason}",
+                        after.as_secs().max(1)
+                    ),
+                    None => format!("not delivered: {reason}"),
+                }
+            }
+        };
+        match dead_letter {
+            Some(out) => {
+                let line = serde_json::json!({ "reason": reason, "call": outcome.call });
+                serde_json::to_writer(&mut **out, &line).context("cannot write the dead-letter file")?;
+                out.write_all(b"\n").context("cannot write the dead-letter file")?;
+            }
+            None => {
+                *listed += 1;
+                if *listed <= MAX_LISTED {
+                    writeln!(report, "  dead {}: {reason}", outcome.message_id)
+                        .context("cannot write to stderr")?;
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The dead-letter file, opened for appending.
+struct DeadLetterFile {
+    out: std::io::BufWriter<std::fs::File>,
+}
+
+impl DeadLetterFile {
+    fn open(path: &Path) -> Result<DeadLetterFile> {
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .with_context(|| format!("cannot open the dead-letter file {}", path.display()))?;
+        Ok(DeadLetterFile {
+            out: std::io::BufWriter::new(file),
+        })
+    }
+}
+
+impl Write for DeadLetterFile {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.out.write(buf)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.out.flush()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sfsync_mapping::{DestinationConfig, DestinationKind};
+
+    fn file_destination(path: &Path) -> Destination {
+        let config: DestinationConfig = serde_json::from_value(serde_json::json!({
+            "name": "out", "type": "file", "path": path.display().to_string(),
+        }))
+        .expect("config");
+        assert_eq!(config.kind, DestinationKind::File);
+        Destination::new(&config, sfsync_destinations::http_client().expect("client"))
+            .expect("destination")
+    }
+
+    const CALL: &str = r#"{"type":"identify","messageId":"00000000-0000-4000-8000-000000000001","timestamp":"2024-05-01T12:34:56.000Z","userId":"003A","traits":{"email":"a@example.com"},"context":{"sfsync":{"sync":"contacts","object":"Contact","kind":"people","recordId":"003A"}}}"#;
+
+    #[tokio::test]
+    async fn delivers_every_line_and_reports() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let out = dir.path().join("out.jsonl");
+        let d = file_destination(&out);
+        let input = format!("{CALL}\n\n{CALL}\n");
+        let mut report = Vec::new();
+        let summary = deliver_lines(&d, input.as_bytes(), None, &mut report)
+            .await
+            .expect("delivered");
+        assert_eq!(summary.read, 2);
+        assert_eq!(summary.delivered, 2);
+        assert_eq!(summary.dead, 0);
+        assert_eq!(std::fs::read_to_string(&out).expect("out").lines().count(), 2);
+    }
+
+    #[tokio::test]
+    async fn an_invalid_line_is_named_after_the_valid_ones_are_delivered() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let out = dir.path().join("out.jsonl");
+        let d = file_destination(&out);
+        let input = format!("{CALL}\n{{\"type\":\"identify\"}}\n{CALL}\n");
+        let mut report = Vec::new();
+        let failure = deliver_lines(&d, input.as_bytes(), None, &mut report)
+            .await
+            .expect_err("line 2 is not a call");
+        assert!(failure.error.to_string().contains("stdin line 2"), "{}", failure.error);
+        assert_eq!(failure.summary.delivered, 1);
+    }
+
+    #[tokio::test]
+    async fn dead_calls_go_to_the_dead_letter_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        // A directory as the output path: every write fails, every call is dead.
+        let d = file_destination(dir.path());
+        let mut dead = Vec::new();
+        let mut report = Vec::new();
+        let summary = deliver_lines(
+            &d,
+            format!("{CALL}\n").as_bytes(),
+            Some(&mut dead as &mut dyn Write),
+            &mut report,
+        )
+        .await
+        .expect("ran");
+        assert_eq!(summary.dead, 1);
+        let line: serde_json::Value =
+            serde_json::from_slice(dead.strip_suffix(b"\n").expect("a line")).expect("json");
+        assert!(line["reason"].as_str().expect("reason").contains("cannot append"));
+        assert_eq!(line["call"]["userId"], "003A");
+    }
 }

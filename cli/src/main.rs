@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod cmd_deliver;
+mod cmd_demo;
 mod cmd_extract;
 mod cmd_init;
 mod cmd_map;
@@ -24,6 +25,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run the whole pipeline against a simulated org into ./sfsync-demo (no accounts needed).
+    Demo(cmd_demo::Args),
     /// Check a config file; with --online, also against the org's describe.
     Validate(cmd_validate::Args),
     /// Salesforce records (JSON lines on stdin) -> calls (JSON lines on stdout).
@@ -44,6 +47,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     common::init_tracing();
     let result = match cli.command {
+        Command::Demo(args) => common::block_on(cmd_demo::run(args)),
         Command::Validate(args) => common::block_on(cmd_validate::run(args)),
         Command::Map(args) => cmd_map::run(args),
         Command::Extract(args) => common::block_on(cmd_extract::run(args)),

@@ -90,15 +90,6 @@ fn wait_for_tcp(port: u16, limit: Duration) {
 /// An SDK config pointing at moto, with dummy credentials.
 pub async fn aws() -> aws_config::SdkConfig {
     let url = moto_url();
-    // The functions load their config from the environment; point it at moto too.
-    // SAFETY of the process environment: these values are the same for every test.
-    unsafe {
-        std::env::set_var("AWS_ENDPOINT_URL", &url);
-        std::env::set_var("AWS_REGION", REGION);
-        std::env::set_var("AWS_ACCESS_KEY_ID", "testing");
-        std::env::set_var("AWS_SECRET_ACCESS_KEY", "testing");
-        std::env::set_var("AWS_EC2_METADATA_DISABLED", "true");
-    }
     aws_config::defaults(aws_config::BehaviorVersion::latest())
         .endpoint_url(url)
         .region(aws_config::Region::new(REGION))
@@ -291,6 +282,8 @@ pub struct Received {
     /// The body, gunzipped when it was gzip-encoded.
     pub body: Vec<u8>,
     pub at: Instant,
+    /// What the receiver answered.
+    pub status: u16,
 }
 
 impl Received {
@@ -343,6 +336,13 @@ impl Receiver {
         }
     }
 
+    /// Forgets the answers not yet used: 200 from now on.
+    pub fn clear_script(&self) {
+        if let Ok(mut s) = self.state.lock() {
+            s.script.clear();
+        }
+    }
+
     pub fn received(&self) -> Vec<Received> {
         self.state.lock().map(|s| s.received.clone()).unwrap_or_default()
     }
@@ -365,14 +365,16 @@ async fn record(State(state): State<Arc<Mutex<ReceiverState>>>, uri: Uri, header
     let Ok(mut s) = state.lock() else {
         return StatusCode::INTERNAL_SERVER_ERROR.into_response();
     };
+    let scripted = s.script.pop_front();
     s.received.push(Received {
         path: uri.path().to_string(),
         query: uri.query().map(str::to_string),
         headers,
         body,
         at: Instant::now(),
+        status: scripted.as_ref().map_or(200, |(status, _, _)| *status),
     });
-    match s.script.pop_front() {
+    match scripted {
         Some((status, hdrs, body)) => {
             let mut response = (StatusCode::from_u16(status).unwrap_or(StatusCode::OK), body).into_response();
             for (k, v) in hdrs {

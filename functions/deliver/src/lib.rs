@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use sfsync_destinations::Destination;
 use sfsync_mapping::Config;
-use sfsync_pipeline::aws::{self, SetupError};
+use sfsync_pipeline::aws::{self, FunctionEnv, SetupError};
 use sfsync_pipeline::deliver::{DeliverOutput, decode_delivery, deliver_message};
 use sfsync_pipeline::message::{CallsMessage, DEFAULT_MAX_BODY_BYTES, DeadLetter, MESSAGE_VERSION, Packer};
 use sfsync_pipeline::queue::{Queue, SqsQueue};
@@ -34,14 +34,10 @@ pub struct DeliverState {
 }
 
 impl DeliverState {
-    /// Reads `SFSYNC_SECRET_ID`, `DELIVERY_QUEUE_URL`, `DEAD_LETTER_QUEUE_URL` and
-    /// `STATE_TABLE`, and builds every destination once.
-    pub async fn from_env(sdk: &aws_config::SdkConfig) -> Result<DeliverState, SetupError> {
-        let secrets = aws::load_secret(
-            &aws_sdk_secretsmanager::Client::new(sdk),
-            &aws::env("SFSYNC_SECRET_ID")?,
-        )
-        .await?;
+    /// Needs the secret, `DELIVERY_QUEUE_URL`, `DEAD_LETTER_QUEUE_URL` and `STATE_TABLE`;
+    /// builds every destination once.
+    pub async fn new(sdk: &aws_config::SdkConfig, env: &FunctionEnv) -> Result<DeliverState, SetupError> {
+        let secrets = aws::load_secret(&aws_sdk_secretsmanager::Client::new(sdk), &env.secret_id).await?;
         let config = aws::function_config(&secrets)?;
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(30))
@@ -59,10 +55,13 @@ impl DeliverState {
         Ok(DeliverState {
             config: Arc::new(config),
             destinations,
-            delivery_queue: SqsQueue::new(sqs.clone(), aws::env("DELIVERY_QUEUE_URL")?),
-            dead_letter_queue: SqsQueue::new(sqs.clone(), aws::env("DEAD_LETTER_QUEUE_URL")?),
+            delivery_queue: SqsQueue::new(sqs.clone(), FunctionEnv::need(&env.delivery_queue_url, "DELIVERY_QUEUE_URL")?),
+            dead_letter_queue: SqsQueue::new(
+                sqs.clone(),
+                FunctionEnv::need(&env.dead_letter_queue_url, "DEAD_LETTER_QUEUE_URL")?,
+            ),
             sqs,
-            store: DynamoStore::new(aws_sdk_dynamodb::Client::new(sdk), aws::env("STATE_TABLE")?),
+            store: DynamoStore::new(aws_sdk_dynamodb::Client::new(sdk), &env.state_table),
             max_budget: Duration::from_secs(120),
         })
     }

@@ -11,7 +11,8 @@ async fn main() -> Result<(), Error> {
         .without_time()
         .init();
     let sdk = sfsync_pipeline::aws::sdk_config().await;
-    let state = DeliverState::from_env(&sdk).await?;
+    let env = sfsync_pipeline::aws::FunctionEnv::from_env()?;
+    let state = DeliverState::new(&sdk, &env).await?;
     let state = &state;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| async move {
         let deadline = sfsync_pipeline::aws::deadline_instant(event.context.deadline);

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use sfsync_mapping::Config;
-use sfsync_pipeline::aws::{self, SetupError};
+use sfsync_pipeline::aws::{self, FunctionEnv, SetupError};
 use sfsync_pipeline::extract::{ExtractError, ExtractSettings, extract_sync};
 use sfsync_pipeline::queue::SqsQueue;
 use sfsync_pipeline::report::{RunReport, RunStatus, new_run_id};
@@ -24,14 +24,10 @@ pub struct ExtractState {
 }
 
 impl ExtractState {
-    /// Reads `SFSYNC_SECRET_ID`, `RECORDS_QUEUE_URL` and `STATE_TABLE`, the secret, and the
-    /// sync config; fails with every problem listed.
-    pub async fn from_env(sdk: &aws_config::SdkConfig) -> Result<ExtractState, SetupError> {
-        let secrets = aws::load_secret(
-            &aws_sdk_secretsmanager::Client::new(sdk),
-            &aws::env("SFSYNC_SECRET_ID")?,
-        )
-        .await?;
+    /// Reads the secret and the sync config (`SFSYNC_SECRET_ID`), and builds the clients for
+    /// `RECORDS_QUEUE_URL` and `STATE_TABLE`; fails with every problem listed.
+    pub async fn new(sdk: &aws_config::SdkConfig, env: &FunctionEnv) -> Result<ExtractState, SetupError> {
+        let secrets = aws::load_secret(&aws_sdk_secretsmanager::Client::new(sdk), &env.secret_id).await?;
         let config = aws::function_config(&secrets)?;
         let client_config = ClientConfig::from_config(&config.salesforce).map_err(|e| SetupError::Config {
             source_name: "salesforce".into(),
@@ -44,8 +40,11 @@ impl ExtractState {
         Ok(ExtractState {
             config: Arc::new(config),
             client,
-            queue: SqsQueue::new(aws_sdk_sqs::Client::new(sdk), aws::env("RECORDS_QUEUE_URL")?),
-            store: DynamoStore::new(aws_sdk_dynamodb::Client::new(sdk), aws::env("STATE_TABLE")?),
+            queue: SqsQueue::new(
+                aws_sdk_sqs::Client::new(sdk),
+                FunctionEnv::need(&env.records_queue_url, "RECORDS_QUEUE_URL")?,
+            ),
+            store: DynamoStore::new(aws_sdk_dynamodb::Client::new(sdk), &env.state_table),
         })
     }
 }

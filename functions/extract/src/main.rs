@@ -10,7 +10,8 @@ async fn main() -> Result<(), Error> {
         .without_time()
         .init();
     let sdk = sfsync_pipeline::aws::sdk_config().await;
-    let state = ExtractState::from_env(&sdk).await?;
+    let env = sfsync_pipeline::aws::FunctionEnv::from_env()?;
+    let state = ExtractState::new(&sdk, &env).await?;
     let state = &state;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<serde_json::Value>| async move {
         let input: ExtractInput = serde_json::from_value(event.payload)?;

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use sfsync_mapping::Config;
-use sfsync_pipeline::aws::{self, SetupError};
+use sfsync_pipeline::aws::{self, FunctionEnv, SetupError};
 use sfsync_pipeline::map::map_message;
 use sfsync_pipeline::message::{DEFAULT_MAX_BODY_BYTES, RecordsMessage, decode};
 use sfsync_pipeline::queue::{Queue, SqsQueue};
@@ -20,17 +20,16 @@ pub struct MapState {
 }
 
 impl MapState {
-    /// Reads `SFSYNC_SECRET_ID`, `DELIVERY_QUEUE_URL` and `STATE_TABLE`.
-    pub async fn from_env(sdk: &aws_config::SdkConfig) -> Result<MapState, SetupError> {
-        let secrets = aws::load_secret(
-            &aws_sdk_secretsmanager::Client::new(sdk),
-            &aws::env("SFSYNC_SECRET_ID")?,
-        )
-        .await?;
+    /// Needs the secret, `DELIVERY_QUEUE_URL` and `STATE_TABLE`.
+    pub async fn new(sdk: &aws_config::SdkConfig, env: &FunctionEnv) -> Result<MapState, SetupError> {
+        let secrets = aws::load_secret(&aws_sdk_secretsmanager::Client::new(sdk), &env.secret_id).await?;
         Ok(MapState {
             config: Arc::new(aws::function_config(&secrets)?),
-            delivery_queue: SqsQueue::new(aws_sdk_sqs::Client::new(sdk), aws::env("DELIVERY_QUEUE_URL")?),
-            store: DynamoStore::new(aws_sdk_dynamodb::Client::new(sdk), aws::env("STATE_TABLE")?),
+            delivery_queue: SqsQueue::new(
+                aws_sdk_sqs::Client::new(sdk),
+                FunctionEnv::need(&env.delivery_queue_url, "DELIVERY_QUEUE_URL")?,
+            ),
+            store: DynamoStore::new(aws_sdk_dynamodb::Client::new(sdk), &env.state_table),
         })
     }
 }

@@ -11,7 +11,8 @@ async fn main() -> Result<(), Error> {
         .without_time()
         .init();
     let sdk = sfsync_pipeline::aws::sdk_config().await;
-    let state = MapState::from_env(&sdk).await?;
+    let env = sfsync_pipeline::aws::FunctionEnv::from_env()?;
+    let state = MapState::new(&sdk, &env).await?;
     let state = &state;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| async move {
         Ok::<_, Error>(handle(state, event.payload).await?)

@@ -138,7 +138,10 @@ impl Amplitude {
                 json!(wire::dedupe_insert_id(&call.message_id)),
             );
             e.insert("event_properties".into(), Value::Object(properties));
-            e.insert("library".into(), json!(concat!("sfsync/", env!("CARGO_PKG_VERSION"))));
+            e.insert(
+                "library".into(),
+                json!(concat!("sfsync/", env!("CARGO_PKG_VERSION"))),
+            );
             Ok(Value::Object(e))
         };
         Ok(match call.call_type {

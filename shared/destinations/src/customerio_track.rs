@@ -132,10 +132,9 @@ pub(crate) fn render(call: &Call) -> Result<Value, String> {
                 "attributes": wire::object_traits(call),
                 "timestamp": seconds,
             });
-            if let (Some(user), Value::Object(map)) = (
-                call.user_id.as_deref().filter(|u| !u.is_empty()),
-                &mut op,
-            ) {
+            if let (Some(user), Value::Object(map)) =
+                (call.user_id.as_deref().filter(|u| !u.is_empty()), &mut op)
+            {
                 map.insert(
                     "cio_relationships".into(),
                     json!([{ "identifiers": person(user) }]),

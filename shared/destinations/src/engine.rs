@@ -123,7 +123,12 @@ pub(crate) trait Protocol: Send + Sync {
 }
 
 /// Concatenates `prefix`, the items separated by `separator`, and `suffix`.
-pub(crate) fn join_body(prefix: &[u8], items: &[&[u8]], separator: &[u8], suffix: &[u8]) -> Vec<u8> {
+pub(crate) fn join_body(
+    prefix: &[u8],
+    items: &[&[u8]],
+    separator: &[u8],
+    suffix: &[u8],
+) -> Vec<u8> {
     let len = prefix.len()
         + suffix.len()
         + items.iter().map(|i| i.len()).sum::<usize>()
@@ -142,12 +147,19 @@ pub(crate) fn join_body(prefix: &[u8], items: &[&[u8]], separator: &[u8], suffix
 
 pub(crate) fn json_headers() -> HeaderMap {
     let mut h = HeaderMap::new();
-    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
     h
 }
 
 /// The shared classification of a status code (see the module docs).
-pub(crate) fn standard_verdict(response: &Response, n: usize, throttle_wait: Option<Duration>) -> Verdict {
+pub(crate) fn standard_verdict(
+    response: &Response,
+    n: usize,
+    throttle_wait: Option<Duration>,
+) -> Verdict {
     let status = response.status;
     match status {
         200..=299 => Verdict::Delivered,
@@ -231,7 +243,12 @@ fn message_of(value: &Value) -> Option<String> {
 /// `X-RateLimit-Reset` (seconds to wait, or an epoch in seconds or milliseconds).
 pub(crate) fn retry_after(headers: &HeaderMap, now: SystemTime) -> Option<Duration> {
     const MAX: Duration = Duration::from_secs(24 * 3600);
-    let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::trim);
+    let text = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::trim)
+    };
     let from_retry_after = text("retry-after").and_then(|v| {
         if let Ok(secs) = v.parse::<f64>() {
             return seconds(secs);
@@ -465,7 +482,8 @@ impl HttpDelivery {
         let mut outcomes: Vec<Option<Outcome>> = vec![None; calls.len()];
         let mut requests = 0u64;
 
-        if let Some(reason) = lock(&self.disabled).clone() {
+        let disabled = lock(&self.disabled).clone();
+        if let Some(reason) = disabled {
             return finish(calls, outcomes, requests, |_| Outcome::Dead {
                 reason: reason.clone(),
             });
@@ -576,7 +594,9 @@ impl HttpDelivery {
                 Verdict::PerItem(verdicts) => {
                     if verdicts.len() != group.items.len() {
                         // A protocol bug: do not guess which call is which.
-                        let reason = "internal error: the response verdicts do not match the request".to_string();
+                        let reason =
+                            "internal error: the response verdicts do not match the request"
+                                .to_string();
                         for &i in &group.items {
                             outcomes[i] = Some(Outcome::Dead {
                                 reason: reason.clone(),
@@ -636,7 +656,12 @@ impl HttpDelivery {
     }
 
     /// Sends one request; `Err` is a transport failure (retryable).
-    async fn send(&self, request: Request, gzip: bool, timeout: Duration) -> Result<Response, String> {
+    async fn send(
+        &self,
+        request: Request,
+        gzip: bool,
+        timeout: Duration,
+    ) -> Result<Response, String> {
         let Request {
             url,
             mut headers,
@@ -740,7 +765,12 @@ fn transport_reason(e: &reqwest::Error) -> String {
 }
 
 /// The budget ran out: `group` and everything queued are handed back as retry-later.
-fn give_back(outcomes: &mut [Option<Outcome>], group: Group, queue: VecDeque<Group>, after: Duration) {
+fn give_back(
+    outcomes: &mut [Option<Outcome>],
+    group: Group,
+    queue: VecDeque<Group>,
+    after: Duration,
+) {
     let after = (!after.is_zero()).then_some(after);
     for g in std::iter::once(group).chain(queue) {
         let reason = match g.last_reason {

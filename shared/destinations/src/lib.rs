@@ -191,7 +191,10 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 
 impl Destination {
     /// Builds a destination from a config whose references are already resolved.
-    pub fn new(config: &DestinationConfig, http: reqwest::Client) -> Result<Destination, BuildError> {
+    pub fn new(
+        config: &DestinationConfig,
+        http: reqwest::Client,
+    ) -> Result<Destination, BuildError> {
         Self::with_object_names(config, http, &HashMap::new())
     }
 

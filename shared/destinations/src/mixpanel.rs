@@ -98,7 +98,10 @@ pub(crate) fn build(ctx: &BuildContext<'_>) -> Result<Mixpanel, BuildError> {
                 return Err(ctx.invalid("project_id", "must be the project's numeric id"));
             }
             (
-                format!("{}?strict=1&project_id={project_id}", wire::join_url(&base, "/import")),
+                format!(
+                    "{}?strict=1&project_id={project_id}",
+                    wire::join_url(&base, "/import")
+                ),
                 wire::basic_auth(username, secret),
             )
         }
@@ -328,10 +331,12 @@ fn classify_strict_400(response: &Response, calls: &[&Call]) -> Verdict {
         .collect();
     let mut failed: HashMap<usize, String> = HashMap::new();
     for record in failures {
-        let index = record
-            .index
-            .filter(|i| *i < calls.len())
-            .or_else(|| record.insert_id.as_ref().and_then(|id| by_insert_id.get(id).copied()));
+        let index = record.index.filter(|i| *i < calls.len()).or_else(|| {
+            record
+                .insert_id
+                .as_ref()
+                .and_then(|id| by_insert_id.get(id).copied())
+        });
         let Some(index) = index else { continue };
         let detail = match (record.field, record.message) {
             (Some(f), Some(m)) => format!("{f}: {m}"),

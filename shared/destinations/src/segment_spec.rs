@@ -77,13 +77,18 @@ pub(crate) fn render(call: &Call, anonymous_objects: bool) -> Result<Value, Stri
             m.insert("anonymousId".into(), Value::String(a.to_string()));
         }
     };
-    let has_user = |m: &Map<String, Value>| m.contains_key("userId") || m.contains_key("anonymousId");
+    let has_user =
+        |m: &Map<String, Value>| m.contains_key("userId") || m.contains_key("anonymousId");
     let kind = wire::kind_name(call);
 
     match call.call_type {
         CallType::Identify => {
             m.insert("type".into(), Value::String("identify".into()));
-            set_user(&mut m, call.user_id.as_deref(), call.anonymous_id.as_deref());
+            set_user(
+                &mut m,
+                call.user_id.as_deref(),
+                call.anonymous_id.as_deref(),
+            );
             m.insert(
                 "traits".into(),
                 Value::Object(call.traits.clone().unwrap_or_default()),
@@ -97,7 +102,11 @@ pub(crate) fn render(call: &Call, anonymous_objects: bool) -> Result<Value, Stri
                 .filter(|e| !e.is_empty())
                 .ok_or_else(|| "track call has no event name".to_string())?;
             m.insert("event".into(), Value::String(event.to_string()));
-            set_user(&mut m, call.user_id.as_deref(), call.anonymous_id.as_deref());
+            set_user(
+                &mut m,
+                call.user_id.as_deref(),
+                call.anonymous_id.as_deref(),
+            );
             m.insert(
                 "properties".into(),
                 Value::Object(call.properties.clone().unwrap_or_default()),
@@ -107,7 +116,11 @@ pub(crate) fn render(call: &Call, anonymous_objects: bool) -> Result<Value, Stri
             m.insert("type".into(), Value::String("group".into()));
             let group_id = wire::group_id(call)?;
             m.insert("groupId".into(), Value::String(group_id.to_string()));
-            set_user(&mut m, call.user_id.as_deref(), call.anonymous_id.as_deref());
+            set_user(
+                &mut m,
+                call.user_id.as_deref(),
+                call.anonymous_id.as_deref(),
+            );
             if !has_user(&m) && anonymous_objects {
                 m.insert(
                     "anonymousId".into(),

@@ -363,7 +363,10 @@ pub(crate) fn delete_event(call: &Call) -> Result<DeleteEvent<'_>, String> {
     use sfsync_mapping::Entity;
     let object_properties = |call: &Call| -> Result<Map<String, Value>, String> {
         let mut p = Map::new();
-        p.insert("objectId".into(), Value::String(group_id(call)?.to_string()));
+        p.insert(
+            "objectId".into(),
+            Value::String(group_id(call)?.to_string()),
+        );
         p.insert(
             "objectTypeId".into(),
             Value::String(object_type(call)?.to_string()),

@@ -49,7 +49,10 @@ async fn objects_relationships_and_deletes_in_customerio_form() {
     assert_eq!(requests.len(), 1);
     let r = &requests[0];
     assert_eq!(r.path, "/v1/batch");
-    assert_eq!(r.header("authorization").as_deref(), Some(basic(API_KEY, "").as_str()));
+    assert_eq!(
+        r.header("authorization").as_deref(),
+        Some(basic(API_KEY, "").as_str())
+    );
     assert!(!r.gzipped, "gzip is off unless configured");
     let body = r.json();
     let batch = body["batch"].as_array().expect("batch");
@@ -115,10 +118,16 @@ async fn regions_choose_the_host() {
     let mut config = cfg("http://unused");
     config.endpoint = None;
     let us = Destination::new(&config, http.clone()).expect("us");
-    assert_eq!(us.plan(&tracks(1)).requests[0].url, "https://cdp.customer.io/v1/batch");
+    assert_eq!(
+        us.plan(&tracks(1)).requests[0].url,
+        "https://cdp.customer.io/v1/batch"
+    );
     config.region = Some("eu".into());
     let eu = Destination::new(&config, http).expect("eu");
-    assert_eq!(eu.plan(&tracks(1)).requests[0].url, "https://cdp-eu.customer.io/v1/batch");
+    assert_eq!(
+        eu.plan(&tracks(1)).requests[0].url,
+        "https://cdp-eu.customer.io/v1/batch"
+    );
 }
 
 #[tokio::test]

@@ -56,7 +56,10 @@ async fn every_call_is_an_entity_operation() {
     assert_eq!(requests.len(), 1);
     let r = &requests[0];
     assert_eq!(r.path, "/api/v2/batch");
-    assert_eq!(r.header("authorization").as_deref(), Some(basic(SITE_ID, API_KEY).as_str()));
+    assert_eq!(
+        r.header("authorization").as_deref(),
+        Some(basic(SITE_ID, API_KEY).as_str())
+    );
     let body = r.json();
     let b = body["batch"].as_array().expect("batch");
     assert_eq!(
@@ -131,7 +134,11 @@ async fn event_ids_are_deterministic_ulids() {
     assert_eq!(id, event_ulid(&call).expect("again"), "same call, same id");
     assert_eq!(id.len(), 26);
     let parsed = ulid::Ulid::from_string(&id).expect("a valid ULID");
-    assert_eq!(parsed.timestamp_ms(), 1_714_566_896_789, "48-bit time is the call's");
+    assert_eq!(
+        parsed.timestamp_ms(),
+        1_714_566_896_789,
+        "48-bit time is the call's"
+    );
     let other = event_ulid(&track(2)).expect("ulid");
     assert_ne!(id, other, "another messageId, other random bits");
     assert_eq!(id[..10], other[..10], "same timestamp prefix");
@@ -149,14 +156,21 @@ async fn a_207_dead_letters_only_the_failed_items() {
     .await;
     let d = destination(&cfg(&server.url));
     let report = d.deliver(tracks(5), Duration::from_secs(10)).await;
-    assert_eq!(server.requests().len(), 1, "accepted items are never resent");
+    assert_eq!(
+        server.requests().len(),
+        1,
+        "accepted items are never resent"
+    );
     let o = outcomes(&report);
     assert_eq!(o[0], Outcome::Delivered);
     assert_eq!(o[2], Outcome::Delivered);
     assert_eq!(o[4], Outcome::Delivered);
     match &o[1] {
         Outcome::Dead { reason } => {
-            assert!(reason.contains("207") && reason.contains("id is too long"), "{reason}")
+            assert!(
+                reason.contains("207") && reason.contains("id is too long"),
+                "{reason}"
+            )
         }
         other => panic!("{other:?}"),
     }
@@ -170,7 +184,9 @@ async fn a_400_is_dead_for_the_whole_request() {
     let report = d.deliver(tracks(3), Duration::from_secs(10)).await;
     assert_eq!(report.dead().count(), 3);
     assert_eq!(server.requests().len(), 1);
-    assert!(report.dead().all(|o| matches!(&o.outcome, Outcome::Dead { reason } if reason.contains("malformed batch"))));
+    assert!(report.dead().all(
+        |o| matches!(&o.outcome, Outcome::Dead { reason } if reason.contains("malformed batch"))
+    ));
 }
 
 #[tokio::test]
@@ -180,7 +196,9 @@ async fn objects_need_an_object_type() {
     let mut c = object(0);
     c.traits.as_mut().expect("traits").remove("object_type_id");
     let report = d.deliver(vec![c], Duration::from_secs(5)).await;
-    assert!(matches!(&outcomes(&report)[0], Outcome::Dead { reason } if reason.contains("object_type_id")));
+    assert!(
+        matches!(&outcomes(&report)[0], Outcome::Dead { reason } if reason.contains("object_type_id"))
+    );
     assert!(server.requests().is_empty());
 }
 

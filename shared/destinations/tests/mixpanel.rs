@@ -30,7 +30,10 @@ fn service_account(url: &str) -> DestinationConfig {
 
 fn ok_for(path: &str) -> Reply {
     if path == "/import" {
-        reply(200, r#"{"code":200,"num_records_imported":1,"status":"OK"}"#)
+        reply(
+            200,
+            r#"{"code":200,"num_records_imported":1,"status":"OK"}"#,
+        )
     } else {
         reply(200, r#"{"status":1,"error":null}"#)
     }
@@ -38,7 +41,12 @@ fn ok_for(path: &str) -> Reply {
 
 const FIXTURE: Fixture = Fixture {
     config: service_account,
-    ok: || reply(200, r#"{"code":200,"num_records_imported":3,"status":"OK"}"#),
+    ok: || {
+        reply(
+            200,
+            r#"{"code":200,"num_records_imported":3,"status":"OK"}"#,
+        )
+    },
     gzip_by_default: true,
     secrets: &[TOKEN, SA_SECRET],
 };
@@ -52,12 +60,17 @@ async fn shared_behaviour_holds() {
 async fn events_go_to_strict_import_with_the_service_account() {
     let server = serve(|_, r| ok_for(&r.path)).await;
     let d = destination(&service_account(&server.url));
-    let report = d.deliver(vec![track(0), track(1)], Duration::from_secs(10)).await;
+    let report = d
+        .deliver(vec![track(0), track(1)], Duration::from_secs(10))
+        .await;
     assert_eq!(report.delivered(), 2, "{report:?}");
     let r = &server.requests()[0];
     assert_eq!(r.path, "/import");
     assert_eq!(r.query.as_deref(), Some("strict=1&project_id=31415"));
-    assert_eq!(r.header("authorization").as_deref(), Some(basic("sfsync.sa", SA_SECRET).as_str()));
+    assert_eq!(
+        r.header("authorization").as_deref(),
+        Some(basic("sfsync.sa", SA_SECRET).as_str())
+    );
     assert!(r.gzipped, "/import takes gzip");
     assert_eq!(
         r.json(),
@@ -79,7 +92,10 @@ async fn without_a_service_account_the_token_authenticates() {
     d.deliver(vec![track(0)], Duration::from_secs(10)).await;
     let r = &server.requests()[0];
     assert_eq!(r.query.as_deref(), Some("strict=1"));
-    assert_eq!(r.header("authorization").as_deref(), Some(basic(TOKEN, "").as_str()));
+    assert_eq!(
+        r.header("authorization").as_deref(),
+        Some(basic(TOKEN, "").as_str())
+    );
 }
 
 #[tokio::test]
@@ -98,8 +114,14 @@ async fn profiles_groups_relationships_and_deletes() {
     assert_eq!(report.delivered(), 6, "{report:?}");
     let requests = server.requests();
     assert_eq!(requests.len(), 2, "one /engage and one /groups request");
-    let engage = requests.iter().find(|r| r.path == "/engage").expect("engage");
-    let groups = requests.iter().find(|r| r.path == "/groups").expect("groups");
+    let engage = requests
+        .iter()
+        .find(|r| r.path == "/engage")
+        .expect("engage");
+    let groups = requests
+        .iter()
+        .find(|r| r.path == "/groups")
+        .expect("groups");
     assert_eq!(engage.query.as_deref(), Some("verbose=1&ip=0"));
     assert_eq!(groups.query.as_deref(), Some("verbose=1"));
     assert!(!engage.gzipped && !groups.gzipped);
@@ -132,7 +154,8 @@ async fn the_configured_group_key_is_used() {
     let mut config = cfg(&server.url);
     config.group_key = Some("account_id".into());
     let d = destination(&config);
-    d.deliver(vec![object(0), relationship(1)], Duration::from_secs(10)).await;
+    d.deliver(vec![object(0), relationship(1)], Duration::from_secs(10))
+        .await;
     for r in server.requests() {
         assert!(String::from_utf8_lossy(&r.body).contains("account_id"));
         assert!(!String::from_utf8_lossy(&r.body).contains("company_id"));
@@ -153,7 +176,11 @@ async fn a_strict_400_dead_letters_only_the_failed_records() {
     .await;
     let d = destination(&cfg(&server.url));
     let report = d.deliver(tracks(3), Duration::from_secs(10)).await;
-    assert_eq!(server.requests().len(), 1, "the ingested records are not resent");
+    assert_eq!(
+        server.requests().len(),
+        1,
+        "the ingested records are not resent"
+    );
     let o = outcomes(&report);
     assert_eq!(o[0], Outcome::Delivered);
     assert_eq!(o[2], Outcome::Delivered);
@@ -183,7 +210,10 @@ async fn a_200_with_status_0_isolates_the_rejected_update() {
     // /engage answers 200 with status 0 for any batch holding the bad profile.
     let server = serve(|_, r| {
         if String::from_utf8_lossy(&r.body).contains("003U00000000000005") {
-            reply(200, r#"{"status":0,"error":"$set values must be JSON objects"}"#)
+            reply(
+                200,
+                r#"{"status":0,"error":"$set values must be JSON objects"}"#,
+            )
         } else {
             reply(200, r#"{"status":1,"error":null}"#)
         }
@@ -196,8 +226,14 @@ async fn a_200_with_status_0_isolates_the_rejected_update() {
     let dead: Vec<_> = report.dead().collect();
     assert_eq!(dead.len(), 1);
     assert_eq!(dead[0].message_id, message_id(5));
-    assert!(matches!(&dead[0].outcome, Outcome::Dead { reason } if reason.contains("$set values must be JSON objects")));
-    assert!(report.requests > 1 && report.requests <= 7, "{} requests", report.requests);
+    assert!(
+        matches!(&dead[0].outcome, Outcome::Dead { reason } if reason.contains("$set values must be JSON objects"))
+    );
+    assert!(
+        report.requests > 1 && report.requests <= 7,
+        "{} requests",
+        report.requests
+    );
 }
 
 #[tokio::test]
@@ -206,7 +242,9 @@ async fn placeholder_distinct_ids_are_dead_before_sending() {
     let d = destination(&cfg(&server.url));
     let mut bad = identify(0);
     bad.user_id = Some("undefined".into());
-    let report = d.deliver(vec![bad, identify(1)], Duration::from_secs(10)).await;
+    let report = d
+        .deliver(vec![bad, identify(1)], Duration::from_secs(10))
+        .await;
     let o = outcomes(&report);
     assert!(matches!(&o[0], Outcome::Dead { reason } if reason.contains("placeholder")));
     assert_eq!(o[1], Outcome::Delivered);
@@ -224,7 +262,10 @@ async fn limits_are_2000_events_and_regions_choose_the_host() {
     let plan = d.plan(&tracks(2001));
     assert_eq!(plan.requests.len(), 2);
     assert_eq!(plan.requests[0].calls.len(), 2000);
-    assert_eq!(plan.requests[0].url, "https://api.mixpanel.com/import?strict=1");
+    assert_eq!(
+        plan.requests[0].url,
+        "https://api.mixpanel.com/import?strict=1"
+    );
     for (region, host) in [("eu", "api-eu.mixpanel.com"), ("in", "api-in.mixpanel.com")] {
         config.region = Some(region.into());
         let d = Destination::new(&config, http.clone()).expect("region");

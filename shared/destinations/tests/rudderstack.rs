@@ -34,12 +34,20 @@ async fn posts_to_the_data_plane_batch_endpoint() {
     let server = serve(|_, _| reply(200, "OK")).await;
     // A data plane URL with a path prefix and a trailing slash.
     let d = destination(&cfg(&format!("{}/dataplane/", server.url)));
-    let calls = vec![object(0), delete_object(1), relationship(2), delete_relationship(3)];
+    let calls = vec![
+        object(0),
+        delete_object(1),
+        relationship(2),
+        delete_relationship(3),
+    ];
     let report = d.deliver(calls, Duration::from_secs(10)).await;
     assert_eq!(report.delivered(), 4, "{report:?}");
     let r = &server.requests()[0];
     assert_eq!(r.path, "/dataplane/v1/batch");
-    assert_eq!(r.header("authorization").as_deref(), Some(basic(WRITE_KEY, "").as_str()));
+    assert_eq!(
+        r.header("authorization").as_deref(),
+        Some(basic(WRITE_KEY, "").as_str())
+    );
     assert!(r.gzipped);
     let batch = r.json()["batch"].clone();
     assert_eq!(batch[0]["type"], "group");
@@ -48,7 +56,10 @@ async fn posts_to_the_data_plane_batch_endpoint() {
     assert_eq!(batch[1]["event"], "Object Deleted");
     assert_eq!(batch[1]["anonymousId"], "sfsync-object-001A00000000000001");
     assert_eq!(batch[2]["userId"], "003U00000000000002");
-    assert_eq!(batch[2]["traits"]["relationshipAttributes"]["Roles"], "Buyer");
+    assert_eq!(
+        batch[2]["traits"]["relationshipAttributes"]["Roles"],
+        "Buyer"
+    );
     assert_eq!(batch[3]["event"], "Relationship Deleted");
 }
 
@@ -59,7 +70,13 @@ async fn the_data_plane_url_is_required() {
     let http = sfsync_destinations::http_client().expect("client");
     let err = Destination::new(&config, http).expect_err("no endpoint");
     assert!(
-        matches!(&err, BuildError::Missing { key: "endpoint", .. }),
+        matches!(
+            &err,
+            BuildError::Missing {
+                key: "endpoint",
+                ..
+            }
+        ),
         "{err:?}"
     );
     assert!(err.to_string().contains("endpoint"));

@@ -58,8 +58,14 @@ async fn every_call_has_its_segment_form() {
     assert_eq!(r.method, "POST");
     assert_eq!(r.path, "/v1/batch");
     assert_eq!(r.query, None);
-    assert_eq!(r.header("authorization").as_deref(), Some(basic(WRITE_KEY, "").as_str()));
-    assert_eq!(r.header("content-type").as_deref(), Some("application/json"));
+    assert_eq!(
+        r.header("authorization").as_deref(),
+        Some(basic(WRITE_KEY, "").as_str())
+    );
+    assert_eq!(
+        r.header("content-type").as_deref(),
+        Some("application/json")
+    );
     let body = r.json();
     let batch = body["batch"].as_array().expect("batch");
     assert_eq!(batch.len(), 8);
@@ -97,7 +103,10 @@ async fn every_call_has_its_segment_form() {
     assert_eq!(batch[3]["type"], "group");
     assert_eq!(batch[3]["userId"], "003U00000000000003");
     assert_eq!(batch[3]["groupId"], "001A00000000000003");
-    assert_eq!(batch[3]["traits"]["relationshipAttributes"], json!({ "Roles": "Buyer" }));
+    assert_eq!(
+        batch[3]["traits"]["relationshipAttributes"],
+        json!({ "Roles": "Buyer" })
+    );
     assert!(batch[3].get("anonymousId").is_none());
     // Deletes are semantic track events.
     assert_eq!(
@@ -153,7 +162,10 @@ async fn batches_hold_at_most_2500_calls() {
         .map(|r| r.json()["batch"].as_array().map_or(0, Vec::len))
         .collect();
     assert_eq!(sizes, vec![2500, 1]);
-    assert!(requests[0].body.len() < 500_000, "the count bound, not the bytes");
+    assert!(
+        requests[0].body.len() < 500_000,
+        "the count bound, not the bytes"
+    );
     // The order of calls is kept across batches.
     assert_eq!(requests[1].json()["batch"][0]["messageId"], "m2500");
 
@@ -210,7 +222,10 @@ async fn regions_choose_the_host() {
     let mut config = cfg("http://unused");
     config.endpoint = None;
     let us = Destination::new(&config, http.clone()).expect("us");
-    assert_eq!(us.plan(&tracks(1)).requests[0].url, "https://api.segment.io/v1/batch");
+    assert_eq!(
+        us.plan(&tracks(1)).requests[0].url,
+        "https://api.segment.io/v1/batch"
+    );
     config.region = Some("eu".into());
     let eu = Destination::new(&config, http.clone()).expect("eu");
     assert_eq!(
@@ -230,10 +245,18 @@ async fn calls_the_api_cannot_take_are_dead_without_a_request() {
     no_event.event = None;
     let mut no_user = identify(1);
     no_user.user_id = None;
-    let report = d.deliver(vec![no_event, no_user], Duration::from_secs(5)).await;
+    let report = d
+        .deliver(vec![no_event, no_user], Duration::from_secs(5))
+        .await;
     let o = outcomes(&report);
-    assert!(matches!(&o[0], Outcome::Dead { reason } if reason.contains("event")), "{o:?}");
-    assert!(matches!(&o[1], Outcome::Dead { reason } if reason.contains("userId")), "{o:?}");
+    assert!(
+        matches!(&o[0], Outcome::Dead { reason } if reason.contains("event")),
+        "{o:?}"
+    );
+    assert!(
+        matches!(&o[1], Outcome::Dead { reason } if reason.contains("userId")),
+        "{o:?}"
+    );
     assert_eq!(report.requests, 0);
     assert!(server.requests().is_empty());
 }

@@ -98,3 +98,30 @@ pub fn budget_until(deadline: Option<std::time::Instant>, margin: std::time::Dur
         .unwrap_or(cap)
         .min(cap)
 }
+
+/// Where a function finds its resources; `from_env` reads the variables the SAM template
+/// sets. Tests build it directly.
+#[derive(Debug, Clone, Default)]
+pub struct FunctionEnv {
+    pub secret_id: String,
+    pub state_table: String,
+    pub records_queue_url: Option<String>,
+    pub delivery_queue_url: Option<String>,
+    pub dead_letter_queue_url: Option<String>,
+}
+
+impl FunctionEnv {
+    pub fn from_env() -> Result<FunctionEnv, SetupError> {
+        Ok(FunctionEnv {
+            secret_id: env("SFSYNC_SECRET_ID")?,
+            state_table: env("STATE_TABLE")?,
+            records_queue_url: std::env::var("RECORDS_QUEUE_URL").ok(),
+            delivery_queue_url: std::env::var("DELIVERY_QUEUE_URL").ok(),
+            dead_letter_queue_url: std::env::var("DEAD_LETTER_QUEUE_URL").ok(),
+        })
+    }
+
+    pub fn need(value: &Option<String>, name: &'static str) -> Result<String, SetupError> {
+        value.clone().ok_or(SetupError::MissingEnv(name))
+    }
+}

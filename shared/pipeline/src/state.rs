@@ -149,6 +149,22 @@ pub mod file {
         }
     }
 
+    /// A local lease names its holder `host:pid`. On this host, a holder whose process is
+    /// gone (killed, crashed) cannot be extracting any more: its lease is stale, and waiting
+    /// for it to expire would only delay the rerun that recovers.
+    fn holder_is_gone(owner: &str) -> bool {
+        let Some((host, pid)) = owner.rsplit_once(':') else {
+            return false;
+        };
+        let this_host = std::env::var("HOSTNAME").unwrap_or_else(|_| "local".into());
+        match pid.parse::<u32>() {
+            Ok(pid) if host == this_host && Path::new("/proc/self").exists() => {
+                !Path::new(&format!("/proc/{pid}")).exists()
+            }
+            _ => false,
+        }
+    }
+
     impl StateStore for FileStore {
         async fn checkpoint(&self, sync: &str) -> Result<Option<Checkpoint>, StateError> {
             self.read(&self.path("checkpoints", sync))
@@ -173,6 +189,7 @@ pub mod file {
             if let Some(held) = self.read::<LeaseFile>(&path)?
                 && held.owner != owner
                 && held.until > Utc::now()
+                && !holder_is_gone(&held.owner)
             {
                 return Err(StateError::LeaseHeld {
                     sync: sync.to_string(),
@@ -494,5 +511,92 @@ pub mod dynamo {
             }
             Ok(reports)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::file::FileStore;
+    use super::*;
+
+    fn checkpoint(version: u64) -> Checkpoint {
+        Checkpoint {
+            cursor: Cursor {
+                modstamp: Utc::now(),
+                id: "003A".into(),
+            },
+            run_id: "r".into(),
+            updated_at: Utc::now(),
+            version,
+        }
+    }
+
+    #[tokio::test]
+    async fn checkpoint_writes_are_conditional_on_the_version() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = FileStore::new(dir.path()).unwrap();
+        assert!(store.checkpoint("s").await.unwrap().is_none());
+        store.put_checkpoint("s", 0, &checkpoint(1)).await.unwrap();
+        assert!(matches!(
+            store.put_checkpoint("s", 0, &checkpoint(1)).await,
+            Err(StateError::Conflict { expected: 0, .. })
+        ));
+        store.put_checkpoint("s", 1, &checkpoint(2)).await.unwrap();
+        assert_eq!(store.checkpoint("s").await.unwrap().unwrap().version, 2);
+        // No temporary file is left behind.
+        let names: Vec<_> = std::fs::read_dir(dir.path().join("checkpoints")).unwrap().collect();
+        assert_eq!(names.len(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_lease_blocks_other_owners_until_released_or_expired() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = FileStore::new(dir.path()).unwrap();
+        let later = Utc::now() + chrono::Duration::minutes(5);
+        store.acquire_lease("s", "a", later).await.unwrap();
+        assert!(matches!(
+            store.acquire_lease("s", "b", later).await,
+            Err(StateError::LeaseHeld { .. })
+        ));
+        store.acquire_lease("s", "a", later).await.unwrap();
+        store.release_lease("s", "b").await.unwrap();
+        assert!(store.acquire_lease("s", "b", later).await.is_err(), "b cannot release a's lease");
+        store.release_lease("s", "a").await.unwrap();
+        store.acquire_lease("s", "b", later).await.unwrap();
+        // An expired lease is taken over.
+        store.release_lease("s", "b").await.unwrap();
+        store.acquire_lease("s", "c", Utc::now() - chrono::Duration::seconds(1)).await.unwrap();
+        store.acquire_lease("s", "d", later).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_lease_of_a_dead_local_process_is_stale() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = FileStore::new(dir.path()).unwrap();
+        let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "local".into());
+        let later = Utc::now() + chrono::Duration::minutes(5);
+        // A live process (this one) keeps its lease.
+        store.acquire_lease("s", &format!("{host}:{}", std::process::id()), later).await.unwrap();
+        assert!(store.acquire_lease("s", "other", later).await.is_err());
+        // A pid that cannot exist does not.
+        store.release_lease("s", &format!("{host}:{}", std::process::id())).await.unwrap();
+        store.acquire_lease("s", &format!("{host}:4294967295"), later).await.unwrap();
+        store.acquire_lease("s", "other", later).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn run_counters_add_up_and_survive_the_extract_rewrite() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = FileStore::new(dir.path()).unwrap();
+        let mut report = RunReport::new("20260101T000000Z-abc", "s", Utc::now());
+        store.put_run(&report).await.unwrap();
+        let add = RunCounts { mapped: 5, delivered: 4, dead: 1, ..Default::default() };
+        store.add_counts(&report.run_id, "s", &add).await.unwrap();
+        store.add_counts(&report.run_id, "s", &add).await.unwrap();
+        report.counts.extracted = 10;
+        store.put_run(&report).await.unwrap();
+        let runs = store.runs(10).await.unwrap();
+        assert_eq!(runs.len(), 1);
+        assert_eq!((runs[0].counts.extracted, runs[0].counts.mapped, runs[0].counts.delivered, runs[0].counts.dead), (10, 10, 8, 2));
     }
 }

@@ -394,7 +394,9 @@ impl Converter {
                 continue;
             }
             let id = reference_id.flatten();
-            let object_type = match hop {
+            // The object the id points to; REST types a polymorphic parent (Who, What,
+            // Owner of several types) as `Name` but keeps the real object in its url.
+            let real_object = match hop {
                 Some(h) if h.targets.len() == 1 => h.targets[0].clone(),
                 Some(h) => id
                     .as_deref()
@@ -404,10 +406,14 @@ impl Converter {
                     .unwrap_or_else(|| key.clone()),
                 None => key.clone(),
             };
+            let type_name = match hop {
+                Some(h) if h.targets.len() > 1 => "Name".to_string(),
+                _ => real_object.clone(),
+            };
             let mut attributes = Map::new();
-            attributes.insert("type".into(), Value::String(object_type.clone()));
+            attributes.insert("type".into(), Value::String(type_name));
             if let Some(id) = &id {
-                attributes.insert("url".into(), Value::String(self.url(&object_type, id)));
+                attributes.insert("url".into(), Value::String(self.url(&real_object, id)));
             }
             child.insert("attributes".into(), Value::Object(attributes));
         }

@@ -128,8 +128,7 @@ pub(crate) fn query_string(pairs: &[(&str, &str)]) -> String {
 
 impl Client {
     pub fn new(config: ClientConfig) -> Result<Client, Error> {
-        if !(config.login_url.starts_with("https://") || config.login_url.starts_with("http://"))
-        {
+        if !(config.login_url.starts_with("https://") || config.login_url.starts_with("http://")) {
             return Err(Error::config(format!(
                 "login_url {:?} is not an http(s) URL",
                 config.login_url
@@ -198,7 +197,8 @@ impl Client {
             .global
             .get_or_try_init(|| async {
                 let path = self.data_path("/sobjects");
-                let global: GlobalDescribe = self.get(&path, None).await?.json("global describe")?;
+                let global: GlobalDescribe =
+                    self.get(&path, None).await?.json("global describe")?;
                 info!(objects = global.sobjects.len(), "global describe loaded");
                 Ok(Arc::new(global))
             })
@@ -282,7 +282,10 @@ impl Client {
                 .http
                 .request(method.clone(), &url)
                 .bearer_auth(&session.access_token);
-            if !headers.iter().any(|(n, _)| n.eq_ignore_ascii_case("accept")) {
+            if !headers
+                .iter()
+                .any(|(n, _)| n.eq_ignore_ascii_case("accept"))
+            {
                 request = request.header("Accept", "application/json");
             }
             for (name, value) in headers {
@@ -340,7 +343,12 @@ impl Client {
                 403 if code == "REQUEST_LIMIT_EXCEEDED" => {
                     if message.contains("Concurrent") && attempt < config.max_retries {
                         let delay = self.backoff(attempt);
-                        warn!(path = target, attempt, delay_ms = delay.as_millis() as u64, "concurrent request limit; retrying");
+                        warn!(
+                            path = target,
+                            attempt,
+                            delay_ms = delay.as_millis() as u64,
+                            "concurrent request limit; retrying"
+                        );
                         tokio::time::sleep(delay).await;
                         attempt += 1;
                         continue;
@@ -390,7 +398,12 @@ impl Client {
             && max > 0
             && used as f64 / max as f64 >= self.inner.config.max_api_share
         {
-            warn!(used, max, share = self.inner.config.max_api_share, "configured share of the daily API requests reached; stopping");
+            warn!(
+                used,
+                max,
+                share = self.inner.config.max_api_share,
+                "configured share of the daily API requests reached; stopping"
+            );
             return Err(Error::ApiLimit { used, max });
         }
         Ok(())
@@ -437,10 +450,8 @@ impl Client {
         let flow = config.credentials.flow();
         let mut attempt: u32 = 0;
         loop {
-            let form = auth::token_form(
-                &config.credentials,
-                state.rotated_refresh_token.as_deref(),
-            )?;
+            let form =
+                auth::token_form(&config.credentials, state.rotated_refresh_token.as_deref())?;
             self.inner.token_requests.fetch_add(1, Ordering::Relaxed);
             debug!(flow, attempt, "token request");
             let outcome = async {
@@ -475,9 +486,10 @@ impl Client {
             };
             if status.is_success() {
                 // Never echo this body: it holds the token.
-                let token: TokenResponse = serde_json::from_slice(&body).map_err(|_| Error::Auth {
-                    message: "the token response has no access_token and instance_url".into(),
-                })?;
+                let token: TokenResponse =
+                    serde_json::from_slice(&body).map_err(|_| Error::Auth {
+                        message: "the token response has no access_token and instance_url".into(),
+                    })?;
                 if let Ok(mut redactor) = self.inner.redactor.lock() {
                     redactor.add(&token.access_token);
                     if let Some(rt) = &token.refresh_token {
@@ -502,7 +514,12 @@ impl Client {
             if (status.is_server_error() || status.as_u16() == 429) && attempt < config.max_retries
             {
                 let delay = self.backoff(attempt);
-                warn!(flow, status = status.as_u16(), attempt, "token endpoint error; retrying");
+                warn!(
+                    flow,
+                    status = status.as_u16(),
+                    attempt,
+                    "token endpoint error; retrying"
+                );
                 tokio::time::sleep(delay).await;
                 attempt += 1;
                 continue;
@@ -548,7 +565,11 @@ mod tests {
     #[test]
     fn builds_urls_from_paths_and_absolute_urls() {
         assert_eq!(
-            build_url("https://x.my.salesforce.com/", "/services/data/v62.0/query/01g-2000", None),
+            build_url(
+                "https://x.my.salesforce.com/",
+                "/services/data/v62.0/query/01g-2000",
+                None
+            ),
             "https://x.my.salesforce.com/services/data/v62.0/query/01g-2000"
         );
         assert_eq!(

@@ -300,7 +300,9 @@ mod tests {
             client_id: "cid".into(),
             client_secret: Some("the-client-secret".into()),
             username: Some("me@example.com".into()),
-            private_key: Some("-----BEGIN PRIVATE KEY-----\\nAAAA\\n-----END PRIVATE KEY-----".into()),
+            private_key: Some(
+                "-----BEGIN PRIVATE KEY-----\\nAAAA\\n-----END PRIVATE KEY-----".into(),
+            ),
             refresh_token: Some("the-refresh-token".into()),
             jwt_audience: None,
             page_size: 5000,
@@ -317,7 +319,10 @@ mod tests {
         assert_eq!(c.api_version, "61.0");
         assert_eq!(c.page_size, 2000);
         assert_eq!(c.bulk_threshold, 10);
-        assert!(matches!(c.credentials, Credentials::ClientCredentials { .. }));
+        assert!(matches!(
+            c.credentials,
+            Credentials::ClientCredentials { .. }
+        ));
 
         let c = ClientConfig::from_config(&sf(AuthFlow::JwtBearer)).unwrap();
         match c.credentials {
@@ -348,7 +353,9 @@ mod tests {
         let mut s = sf(AuthFlow::JwtBearer);
         s.jwt_audience = Some("https://custom.example".into());
         let c = ClientConfig::from_config(&s).unwrap();
-        assert!(matches!(c.credentials, Credentials::JwtBearer { ref audience, .. } if audience == "https://custom.example"));
+        assert!(
+            matches!(c.credentials, Credentials::JwtBearer { ref audience, .. } if audience == "https://custom.example")
+        );
     }
 
     #[test]

@@ -87,7 +87,9 @@ impl Client {
         end: DateTime<Utc>,
     ) -> Result<DeletedResult, Error> {
         if !sfsync_mapping::config::is_api_name(object) {
-            return Err(Error::config(format!("{object:?} is not an sObject API name")));
+            return Err(Error::config(format!(
+                "{object:?} is not an sObject API name"
+            )));
         }
         if end <= start {
             return Err(Error::config(format!(

@@ -75,7 +75,9 @@ pub struct FieldDescribe {
 impl ObjectDescribe {
     /// The field named `name`, case-insensitively.
     pub fn field(&self, name: &str) -> Option<&FieldDescribe> {
-        self.fields.iter().find(|f| f.name.eq_ignore_ascii_case(name))
+        self.fields
+            .iter()
+            .find(|f| f.name.eq_ignore_ascii_case(name))
     }
 
     /// The reference field whose `relationshipName` is `name` (`Account` → `AccountId`).

@@ -55,7 +55,10 @@ pub enum Error {
     ApiLimit { used: u64, max: u64 },
 
     /// The sync does not match the org's describe.
-    #[error("the sync does not match the Salesforce org: {}", problems_text(problems))]
+    #[error(
+        "the sync does not match the Salesforce org: {}",
+        problems_text(problems)
+    )]
     InvalidSync { problems: Vec<FieldProblem> },
 
     /// The request did not get an answer: connection refused or reset, timeout, truncated

@@ -399,7 +399,10 @@ impl RestState {
         };
         let span = rest.until.signed_duration_since(start);
         if self.splits >= max_splits || span <= chrono::Duration::seconds(1) {
-            warn!(splits = self.splits, "query still times out on a small window; giving up");
+            warn!(
+                splits = self.splits,
+                "query still times out on a small window; giving up"
+            );
             return Err(error);
         }
         self.splits += 1;

@@ -83,7 +83,10 @@ mod tests {
         let info = LimitInfo::parse("api-usage=10018/100000; api-bursts=1/750");
         assert_eq!(info.api_usage, Some((10018, 100000)));
         assert_eq!(info.pair("api-bursts"), Some((1, 750)));
-        assert_eq!(info.other.get("api-bursts").map(String::as_str), Some("1/750"));
+        assert_eq!(
+            info.other.get("api-bursts").map(String::as_str),
+            Some("1/750")
+        );
     }
 
     #[test]
@@ -98,6 +101,9 @@ mod tests {
     fn garbage_is_tolerated() {
         let info = LimitInfo::parse("nonsense; api-usage=abc/def; =3");
         assert_eq!(info.api_usage, None);
-        assert_eq!(info.other.get("api-usage").map(String::as_str), Some("abc/def"));
+        assert_eq!(
+            info.other.get("api-usage").map(String::as_str),
+            Some("abc/def")
+        );
     }
 }

@@ -42,6 +42,10 @@ pub async fn check_online_with(
             });
         }
     }
-    info!(syncs = config.syncs.len(), problems = out.len(), "config checked against the org");
+    info!(
+        syncs = config.syncs.len(),
+        problems = out.len(),
+        "config checked against the org"
+    );
     Ok(out)
 }

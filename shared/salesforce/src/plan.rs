@@ -303,7 +303,10 @@ fn unknown_relationship(
             field.name
         );
     }
-    let names: Vec<&str> = current.iter().flat_map(|o| o.relationship_names()).collect();
+    let names: Vec<&str> = current
+        .iter()
+        .flat_map(|o| o.relationship_names())
+        .collect();
     format!(
         "no relationship {segment:?} on {here} (in {path:?}){}",
         did_you_mean(segment, names)
@@ -342,7 +345,10 @@ fn key_of(sync: &SyncConfig, field: &str) -> String {
 }
 
 /// Near names, best first: `; did you mean "Email"?`, or nothing.
-pub(crate) fn did_you_mean<'a>(name: &str, candidates: impl IntoIterator<Item = &'a str>) -> String {
+pub(crate) fn did_you_mean<'a>(
+    name: &str,
+    candidates: impl IntoIterator<Item = &'a str>,
+) -> String {
     let found = suggestions(name, candidates);
     match found.as_slice() {
         [] => String::new(),

@@ -58,7 +58,10 @@ pub(crate) fn window_condition(
     match lower {
         Lower::Start => {}
         Lower::Keyset(cursor) if cursor.id.is_empty() => {
-            parts.push(format!("SystemModstamp >= {}", soql_datetime(cursor.modstamp)));
+            parts.push(format!(
+                "SystemModstamp >= {}",
+                soql_datetime(cursor.modstamp)
+            ));
         }
         Lower::Keyset(cursor) => {
             let t = soql_datetime(cursor.modstamp);
@@ -77,7 +80,10 @@ pub(crate) fn window_condition(
 }
 
 pub(crate) fn select(fields: &[String], object: &str, condition: &str, order: bool) -> String {
-    let mut soql = format!("SELECT {} FROM {object} WHERE {condition}", fields.join(", "));
+    let mut soql = format!(
+        "SELECT {} FROM {object} WHERE {condition}",
+        fields.join(", ")
+    );
     if order {
         soql.push_str(" ORDER BY SystemModstamp, Id");
     }
@@ -95,7 +101,10 @@ mod tests {
 
     #[test]
     fn datetime_forms() {
-        let x = Utc.timestamp_millis_opt(1_704_067_200_123).single().unwrap();
+        let x = Utc
+            .timestamp_millis_opt(1_704_067_200_123)
+            .single()
+            .unwrap();
         assert_eq!(soql_datetime(x), "2024-01-01T00:00:00.123Z");
         assert_eq!(soql_datetime(t(1_704_067_200)), "2024-01-01T00:00:00Z");
         assert_eq!(rest_datetime(x), "2024-01-01T00:00:00.123+0000");

@@ -382,7 +382,10 @@ pub async fn retry_after_is_honoured(f: &Fixture) {
         waited >= Duration::from_secs(1),
         "the retry came {waited:?} after the 429"
     );
-    assert_eq!(requests[0].body, requests[1].body, "the same batch is retried");
+    assert_eq!(
+        requests[0].body, requests[1].body,
+        "the same batch is retried"
+    );
 }
 
 /// X-RateLimit-Reset (seconds) is honoured like Retry-After.
@@ -427,7 +430,8 @@ pub async fn server_errors_are_retried(f: &Fixture) {
 /// A permanent 4xx: every call dead with the status and the API's message, sent once, and
 /// no secret in the reason.
 pub async fn permanent_4xx_is_dead(f: &Fixture) {
-    let server = serve(|_, _| reply(401, r#"{"error":"invalid credentials for this project"}"#)).await;
+    let server =
+        serve(|_, _| reply(401, r#"{"error":"invalid credentials for this project"}"#)).await;
     let d = destination(&(f.config)(&server.url));
     let report = d.deliver(tracks(3), Duration::from_secs(20)).await;
     assert_eq!(server.requests().len(), 1, "a 4xx is not retried");
@@ -463,7 +467,10 @@ pub async fn oversize_call_is_not_sent(f: &Fixture) {
     assert_eq!(requests.len(), 1);
     let body = String::from_utf8_lossy(&requests[0].body).to_string();
     assert!(!body.contains(&message_id(1)), "the oversize call was sent");
-    assert!(!body.contains("xxxxxxxx"), "no part of the oversize call was sent");
+    assert!(
+        !body.contains("xxxxxxxx"),
+        "no part of the oversize call was sent"
+    );
 }
 
 /// The server keeps failing: when the budget runs out every call is RetryLater.
@@ -472,7 +479,10 @@ pub async fn budget_exhaustion_gives_retry_later(f: &Fixture) {
     let d = destination(&(f.config)(&server.url));
     let started = Instant::now();
     let report = d.deliver(tracks(4), Duration::from_millis(1200)).await;
-    assert!(started.elapsed() < Duration::from_secs(5), "deliver overran its budget");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "deliver overran its budget"
+    );
     assert_eq!(report.retry_later().count(), 4, "{report:?}");
     assert!(report.requests >= 2, "it retried within the budget");
     for o in report.retry_later() {
@@ -489,11 +499,17 @@ pub async fn long_retry_after_is_handed_back(f: &Fixture) {
     let d = destination(&(f.config)(&server.url));
     let started = Instant::now();
     let report = d.deliver(tracks(2), Duration::from_secs(3)).await;
-    assert!(started.elapsed() < Duration::from_secs(2), "it waited instead of handing back");
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "it waited instead of handing back"
+    );
     assert_eq!(server.requests().len(), 1);
     assert_eq!(report.retry_later().count(), 2);
     let after = report.max_retry_after().expect("a wait");
-    assert!(after > Duration::from_secs(28) && after <= Duration::from_secs(30), "{after:?}");
+    assert!(
+        after > Duration::from_secs(28) && after <= Duration::from_secs(30),
+        "{after:?}"
+    );
     // The gate holds for the next delivery too: nothing is sent before the wait is over.
     let report = d.deliver(tracks(1), Duration::from_secs(3)).await;
     assert_eq!(server.requests().len(), 1);

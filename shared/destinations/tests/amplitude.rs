@@ -1,0 +1,232 @@
+//! Amplitude: /2/httpapi events, /identify and /groupidentify forms, the 400 partial
+//! rejection, and the shared behaviour.
+
+mod common;
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use common::*;
+use serde_json::{Value, json};
+use sfsync_destinations::{Destination, Outcome};
+use sfsync_mapping::{DestinationConfig, DestinationKind};
+
+const API_KEY: &str = "amp_api_key_0f1e2d3c";
+
+fn cfg(url: &str) -> DestinationConfig {
+    let mut c = config(DestinationKind::Amplitude);
+    c.api_key = Some(API_KEY.into());
+    c.endpoint = Some(url.into());
+    c
+}
+
+const FIXTURE: Fixture = Fixture {
+    config: cfg,
+    ok: || reply(200, r#"{"code":200,"events_ingested":3}"#),
+    gzip_by_default: false,
+    secrets: &[API_KEY],
+};
+
+#[tokio::test]
+async fn shared_behaviour_holds() {
+    shared_behaviour(&FIXTURE).await;
+}
+
+fn library() -> Value {
+    json!(concat!("sfsync/", env!("CARGO_PKG_VERSION")))
+}
+
+#[tokio::test]
+async fn events_carry_insert_id_and_ms_time() {
+    let server = serve(|_, _| reply(200, r#"{"code":200}"#)).await;
+    let d = destination(&cfg(&server.url));
+    let report = d.deliver(vec![track(0)], Duration::from_secs(10)).await;
+    assert_eq!(report.delivered(), 1);
+    let r = &server.requests()[0];
+    assert_eq!(r.path, "/2/httpapi");
+    assert_eq!(
+        r.header("content-type").as_deref(),
+        Some("application/json")
+    );
+    assert!(!r.gzipped);
+    assert_eq!(
+        r.json(),
+        json!({
+            "api_key": API_KEY,
+            "events": [{
+                "user_id": "003U00000000000000", "event_type": "Call Logged",
+                "time": 1_714_566_896_789_i64, "insert_id": message_id(0),
+                "event_properties": { "Subject": "Intro call", "n": 0 },
+                "library": library(),
+            }],
+        })
+    );
+}
+
+#[tokio::test]
+async fn profiles_groups_relationships_and_deletes() {
+    let server = serve(|_, _| reply(200, "success")).await;
+    let http = sfsync_destinations::http_client().expect("client");
+    let names = HashMap::from([("1".to_string(), "Account".to_string())]);
+    let mut d = Destination::with_object_names(&cfg(&server.url), http, &names).expect("build");
+    d.set_backoff(Duration::from_millis(10), Duration::from_millis(100));
+    let calls = vec![
+        identify(0),
+        object(1),
+        relationship(2),
+        delete_person(3),
+        delete_object(4),
+        delete_relationship(5),
+    ];
+    let report = d.deliver(calls, Duration::from_secs(10)).await;
+    assert_eq!(report.delivered(), 6, "{report:?}");
+    let requests = server.requests();
+    let by_path = |p: &str| requests.iter().find(|r| r.path == p).expect(p).clone();
+
+    let identify = by_path("/identify");
+    assert_eq!(
+        identify.header("content-type").as_deref(),
+        Some("application/x-www-form-urlencoded")
+    );
+    assert_eq!(identify.form_field("api_key"), API_KEY);
+    let identification: Value =
+        serde_json::from_str(&identify.form_field("identification")).expect("json");
+    assert_eq!(
+        identification,
+        json!([
+            { "user_id": "003U00000000000000",
+              "user_properties": { "$set": { "email": "p0@example.com", "firstName": "Ada", "Title": "CTO" } } },
+            { "user_id": "003U00000000000002", "groups": { "Account": "001A00000000000002" } },
+        ])
+    );
+
+    let groups = by_path("/groupidentify");
+    assert_eq!(groups.form_field("api_key"), API_KEY);
+    let identification: Value =
+        serde_json::from_str(&groups.form_field("identification")).expect("json");
+    assert_eq!(
+        identification,
+        json!([{ "group_type": "Account", "group_value": "001A00000000000001",
+                 "group_properties": { "$set": { "name": "Acme", "Industry": "Tools" } } }])
+    );
+
+    let events = by_path("/2/httpapi").json();
+    let events = events["events"].as_array().expect("events");
+    assert_eq!(events.len(), 3);
+    assert_eq!(events[0]["event_type"], "User Deleted");
+    assert_eq!(events[0]["user_id"], "003U00000000000003");
+    assert_eq!(events[1]["event_type"], "Object Deleted");
+    assert_eq!(events[1]["device_id"], "sfsync-object-001A00000000000004");
+    assert_eq!(
+        events[1]["event_properties"],
+        json!({ "objectId": "001A00000000000004", "objectTypeId": "1" })
+    );
+    assert_eq!(events[2]["event_type"], "Relationship Deleted");
+    assert_eq!(events[2]["insert_id"], message_id(5));
+}
+
+#[tokio::test]
+async fn group_types_default_to_the_object_type_id() {
+    let server = serve(|_, _| reply(200, "success")).await;
+    let d = destination(&cfg(&server.url));
+    d.deliver(vec![object(0)], Duration::from_secs(10)).await;
+    let identification: Value =
+        serde_json::from_str(&server.requests()[0].form_field("identification")).expect("json");
+    assert_eq!(identification[0]["group_type"], "object_type_1");
+}
+
+#[tokio::test]
+async fn a_400_drops_the_named_events_and_resends_the_rest() {
+    let server = serve(|n, _| {
+        if n == 0 {
+            reply(
+                400,
+                r#"{"code":400,"error":"Request missing required field","missing_field":"event_type",
+                    "events_with_invalid_fields":{"time":[1]},"events_with_missing_fields":{"event_type":[3]}}"#,
+            )
+        } else {
+            reply(200, r#"{"code":200,"events_ingested":2}"#)
+        }
+    })
+    .await;
+    let d = destination(&cfg(&server.url));
+    let report = d.deliver(tracks(4), Duration::from_secs(10)).await;
+    let o = outcomes(&report);
+    assert_eq!(o[0], Outcome::Delivered);
+    assert_eq!(o[2], Outcome::Delivered);
+    assert!(
+        matches!(&o[1], Outcome::Dead { reason } if reason.contains("invalid field time")),
+        "{o:?}"
+    );
+    assert!(
+        matches!(&o[3], Outcome::Dead { reason } if reason.contains("missing field event_type")),
+        "{o:?}"
+    );
+    let requests = server.requests();
+    assert_eq!(requests.len(), 2);
+    let resent: Vec<Value> = requests[1].json()["events"]
+        .as_array()
+        .expect("events")
+        .iter()
+        .map(|e| e["insert_id"].clone())
+        .collect();
+    assert_eq!(resent, vec![json!(message_id(0)), json!(message_id(2))]);
+}
+
+#[tokio::test]
+async fn a_400_without_indices_is_dead() {
+    let server = serve(|_, _| reply(400, r#"{"code":400,"error":"Invalid API key: x"}"#)).await;
+    let d = destination(&cfg(&server.url));
+    let report = d.deliver(tracks(2), Duration::from_secs(10)).await;
+    assert_eq!(report.dead().count(), 2);
+    assert_eq!(server.requests().len(), 1);
+}
+
+#[tokio::test]
+async fn a_429_without_retry_after_waits_15_seconds() {
+    let server = serve(|_, _| {
+        reply(
+            429,
+            r#"{"code":429,"error":"Too many requests for some devices and users"}"#,
+        )
+    })
+    .await;
+    let d = destination(&cfg(&server.url));
+    let report = d.deliver(tracks(1), Duration::from_secs(5)).await;
+    assert_eq!(server.requests().len(), 1);
+    let after = report.max_retry_after().expect("a wait");
+    assert!(
+        after > Duration::from_secs(13) && after <= Duration::from_secs(15),
+        "{after:?}"
+    );
+}
+
+#[tokio::test]
+async fn limits_and_regions() {
+    let http = sfsync_destinations::http_client().expect("client");
+    let mut config = cfg("http://unused");
+    config.endpoint = None;
+    let d = Destination::new(&config, http.clone()).expect("us");
+    assert_eq!(d.limits().max_calls, 2000);
+    assert_eq!(d.limits().max_batch_bytes, 1_000_000);
+    assert_eq!(
+        d.plan(&tracks(1)).requests[0].url,
+        "https://api2.amplitude.com/2/httpapi"
+    );
+    let plan = d.plan(&(0..1025).map(object).collect::<Vec<_>>());
+    assert_eq!(
+        plan.requests.len(),
+        2,
+        "≤ 1024 group identifications per request"
+    );
+    assert_eq!(plan.requests[0].calls.len(), 1024);
+    for r in &plan.requests {
+        assert!(r.body_bytes <= 1_000_000);
+    }
+    config.region = Some("eu".into());
+    let eu = Destination::new(&config, http).expect("eu");
+    assert_eq!(
+        eu.plan(&[identify(0)]).requests[0].url,
+        "https://api.eu.amplitude.com/identify"
+    );
+}

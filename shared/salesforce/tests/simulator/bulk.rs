@@ -1,0 +1,293 @@
+//! Bulk API 2.0: same records as REST, automatic switch, terminal states, fallbacks.
+
+use std::collections::BTreeMap;
+
+use serde_json::{Value, json};
+use sfsync_mapping::config::{ExtractApi, SyncKind};
+use sfsync_salesforce::Error;
+use sfsync_simulator::{Faults, Org, OrgSpec};
+
+use crate::common::*;
+
+fn by_id(records: Vec<Value>) -> BTreeMap<String, Value> {
+    let n = records.len();
+    let map: BTreeMap<String, Value> = records.into_iter().map(|r| (id_of(&r), r)).collect();
+    assert_eq!(map.len(), n, "duplicate records");
+    map
+}
+
+async fn rest_and_bulk(
+    sim: &sfsync_simulator::SimulatorHandle,
+    sync: &sfsync_mapping::SyncConfig,
+    include_deleted: bool,
+) -> (BTreeMap<String, Value>, BTreeMap<String, Value>) {
+    let until = now(sim).await;
+    let client = client(&sim.url());
+    let plan = client.plan(sync).await.unwrap();
+    assert!(plan.bulk_supported, "{:?}", plan.bulk_unsupported_reason);
+
+    let mut w = window(None, until, ExtractApi::Rest);
+    w.include_deleted = include_deleted;
+    let mut rest = client.extract(&plan, w.clone());
+    let (rest_records, _) = drain(&mut rest).await.unwrap();
+    assert_eq!(rest.api_used(), ExtractApi::Rest);
+
+    w.api = ExtractApi::Bulk;
+    let mut bulk = client.extract(&plan, w);
+    let (bulk_records, lasts) = drain(&mut bulk).await.unwrap();
+    assert_eq!(bulk.api_used(), ExtractApi::Bulk);
+    // Only the final page may move the checkpoint, to the maximum cursor seen.
+    assert!(
+        lasts.len() >= 2,
+        "expected several Bulk pages, got {}",
+        lasts.len()
+    );
+    let (final_last, earlier) = lasts.split_last().unwrap();
+    assert!(earlier.iter().all(Option::is_none), "{lasts:?}");
+    let max = bulk_records
+        .iter()
+        .map(|r| sfsync_salesforce::Cursor::of_record(r).unwrap())
+        .max();
+    assert_eq!(final_last, &max);
+    (by_id(rest_records), by_id(bulk_records))
+}
+
+fn assert_same(rest: &BTreeMap<String, Value>, bulk: &BTreeMap<String, Value>) {
+    assert_eq!(rest.len(), bulk.len());
+    for (id, r) in rest {
+        let b = bulk
+            .get(id)
+            .unwrap_or_else(|| panic!("{id} missing from Bulk"));
+        assert_eq!(r, b, "record {id} differs:\nREST {r}\nBulk {b}");
+    }
+}
+
+#[tokio::test]
+async fn bulk_records_equal_rest_records() {
+    let sim = start(Org::generate(&OrgSpec::demo())).await;
+    {
+        // Cells the CSV must carry intact: quotes, commas, newlines, NUL, unicode; and a
+        // contact without account (null parent).
+        let org = sim.org();
+        let mut org = org.lock().await;
+        org.insert(
+            "Contact",
+            fields(json!({
+                "LastName": "O\"Brien, \"the\" second",
+                "Description": "line one\nline two\r\nthird, with \"quotes\"\u{0} and NUL",
+                "Title": "Ünïcødé ✓",
+            })),
+        );
+    }
+    let sync = contacts_sync(&[
+        "FirstName",
+        "LastName",
+        "Email",
+        "Title",
+        "Description",
+        "Birthdate",
+        "HasOptedOutOfEmail",
+        "CreatedDate",
+        "AccountId",
+        "Account.Name",
+        "Account.AnnualRevenue",
+        "Account.NumberOfEmployees",
+        "Account.Owner.Email",
+        "Owner.Name",
+    ]);
+    let (rest, bulk) = rest_and_bulk(&sim, &sync, false).await;
+    assert!(rest.len() > 300);
+    assert_same(&rest, &bulk);
+    // The parents really were nested and nulled.
+    assert!(bulk.values().any(|r| r["Account"].is_object()));
+    assert!(bulk.values().any(|r| r["Account"].is_null()));
+    assert!(
+        bulk.values()
+            .any(|r| r["Description"].as_str().is_some_and(|d| d.contains('\0')))
+    );
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn bulk_numbers_dates_and_polymorphic_parents_equal_rest() {
+    let sim = start(Org::generate(&OrgSpec::demo())).await;
+    let mut opportunities = sync(
+        "opportunities",
+        "Opportunity",
+        SyncKind::Objects,
+        &[
+            "Name",
+            "Amount",
+            "CloseDate",
+            "StageName",
+            "Probability",
+            "IsWon",
+            "Account.Name",
+        ],
+    );
+    opportunities.object_type_id = Some("2".into());
+    let (rest, bulk) = rest_and_bulk(&sim, &opportunities, false).await;
+    assert_same(&rest, &bulk);
+
+    let mut tasks = sync(
+        "tasks",
+        "Task",
+        SyncKind::Events,
+        &["Subject", "ActivityDate", "Who.Name", "What.Name"],
+    );
+    tasks.user_id = Some("WhoId".into());
+    tasks.event = Some("Task".into());
+    let (rest, bulk) = rest_and_bulk(&sim, &tasks, false).await;
+    assert_same(&rest, &bulk);
+    assert!(
+        bulk.values()
+            .any(|r| r["Who"]["attributes"]["type"].is_string())
+    );
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn bulk_query_all_includes_soft_deleted_rows_like_rest() {
+    let sim = start(Org::generate(&OrgSpec::demo())).await;
+    let sync = contacts_sync(&["LastName", "Email"]);
+    let (rest, bulk) = rest_and_bulk(&sim, &sync, true).await;
+    assert_same(&rest, &bulk);
+    assert!(bulk.values().any(|r| r["IsDeleted"] == json!(true)));
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn auto_switches_to_bulk_above_the_threshold() {
+    let sim = start(Org::generate(&OrgSpec::tiny())).await;
+    let until = now(&sim).await;
+    let sync = contacts_sync(&["Email"]);
+
+    let mut config = config(&sim.url());
+    config.bulk_threshold = 5;
+    let client = client_with(config);
+    let plan = client.plan(&sync).await.unwrap();
+    let jobs = sim.stats().bulk_jobs;
+    let mut e = client.extract(&plan, window(None, until, ExtractApi::Auto));
+    let (records, _) = drain(&mut e).await.unwrap();
+    assert_eq!(e.api_used(), ExtractApi::Bulk);
+    assert_eq!(sim.stats().bulk_jobs, jobs + 1);
+    assert_eq!(unique_ids(&records), org_ids(&sim, "Contact").await);
+
+    let mut config = crate::common::config(&sim.url());
+    config.bulk_threshold = 1_000;
+    let client = client_with(config);
+    let plan = client.plan(&sync).await.unwrap();
+    let mut e = client.extract(&plan, window(None, until, ExtractApi::Auto));
+    let (records, _) = drain(&mut e).await.unwrap();
+    assert_eq!(e.api_used(), ExtractApi::Rest);
+    assert_eq!(sim.stats().bulk_jobs, jobs + 1);
+    assert_eq!(unique_ids(&records), org_ids(&sim, "Contact").await);
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn compound_address_falls_back_to_rest() {
+    let sim = start(Org::generate(&OrgSpec::tiny())).await;
+    let until = now(&sim).await;
+    let client = client(&sim.url());
+    let plan = client
+        .plan(&contacts_sync(&["MailingAddress"]))
+        .await
+        .unwrap();
+    assert!(!plan.bulk_supported);
+    assert!(
+        plan.bulk_unsupported_reason
+            .as_deref()
+            .unwrap_or("")
+            .contains("MailingAddress")
+    );
+    let jobs = sim.stats().bulk_jobs;
+    let mut e = client.extract(&plan, window(None, until, ExtractApi::Bulk));
+    let (records, _) = drain(&mut e).await.unwrap();
+    assert_eq!(e.api_used(), ExtractApi::Rest);
+    assert_eq!(sim.stats().bulk_jobs, jobs);
+    assert_eq!(unique_ids(&records), org_ids(&sim, "Contact").await);
+    sim.shutdown().await;
+}
+
+async fn bulk_with_faults(faults: Faults) -> (Result<Vec<Value>, Error>, u64) {
+    let sim = start(Org::generate(&OrgSpec::tiny())).await;
+    let until = now(&sim).await;
+    let client = client(&sim.url());
+    let plan = client.plan(&contacts_sync(&["Email"])).await.unwrap();
+    sim.set_faults(faults);
+    let mut e = client.extract(&plan, window(None, until, ExtractApi::Bulk));
+    let result = drain(&mut e).await.map(|(r, _)| r);
+    let polls = sim
+        .stats()
+        .by_path
+        .iter()
+        .filter(|(path, _)| path.contains("/jobs/query/") && !path.contains("/results"))
+        .map(|(_, n)| *n)
+        .sum::<u64>();
+    sim.shutdown().await;
+    (result, polls)
+}
+
+#[tokio::test]
+async fn bulk_job_complete_after_several_polls() {
+    let (result, polls) = bulk_with_faults(Faults {
+        bulk_polls_before_complete: Some(4),
+        ..Faults::default()
+    })
+    .await;
+    let records = result.unwrap();
+    assert!(!records.is_empty());
+    assert!(polls >= 4, "polls: {polls}");
+}
+
+#[tokio::test]
+async fn bulk_job_failed_reports_its_error_message() {
+    let (result, _) = bulk_with_faults(Faults {
+        bulk_final_state: Some("Failed".into()),
+        bulk_polls_before_complete: Some(2),
+        ..Faults::default()
+    })
+    .await;
+    match result {
+        Err(Error::BulkJob { state, message, .. }) => {
+            assert_eq!(state, "Failed");
+            assert!(!message.is_empty());
+        }
+        other => panic!("expected a failed job, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn bulk_job_aborted_ends_the_poll_loop() {
+    let (result, _) = bulk_with_faults(Faults {
+        bulk_final_state: Some("Aborted".into()),
+        ..Faults::default()
+    })
+    .await;
+    match result {
+        Err(e @ Error::BulkJob { .. }) => {
+            assert!(e.to_string().contains("Aborted"), "{e}");
+            assert!(!e.is_retryable());
+        }
+        other => panic!("expected an aborted job, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn bulk_job_that_never_finishes_times_out() {
+    let sim = start(Org::generate(&OrgSpec::tiny())).await;
+    let until = now(&sim).await;
+    let mut config = config(&sim.url());
+    config.bulk_timeout = std::time::Duration::from_millis(30);
+    let client = client_with(config);
+    let plan = client.plan(&contacts_sync(&["Email"])).await.unwrap();
+    sim.set_faults(Faults {
+        bulk_polls_before_complete: Some(1_000_000),
+        ..Faults::default()
+    });
+    let mut e = client.extract(&plan, window(None, until, ExtractApi::Bulk));
+    let err = e.next_page().await.unwrap_err();
+    assert!(matches!(err, Error::BulkJob { .. }), "{err:?}");
+    sim.shutdown().await;
+}

@@ -1,0 +1,296 @@
+//! REST keyset extraction: ties, faults mid-pagination, look-back, QUERY_TIMEOUT splits.
+
+use chrono::Duration as ChronoDuration;
+use serde_json::json;
+use sfsync_mapping::config::ExtractApi;
+use sfsync_salesforce::Cursor;
+use sfsync_simulator::{Faults, Org, OrgSpec};
+
+use crate::common::*;
+
+/// 1,000 contacts committed in one transaction (one SystemModstamp) with rows before and
+/// after: pages of 200 cut the tie block four times.
+async fn tie_org() -> (Org, usize) {
+    let mut org = Org::empty();
+    for i in 0..50 {
+        org.insert(
+            "Contact",
+            fields(json!({"LastName": format!("Before {i}")})),
+        );
+    }
+    let tie = org.now() + ChronoDuration::seconds(10);
+    for i in 0..1000 {
+        org.insert_late(
+            "Contact",
+            fields(json!({"LastName": format!("Tie {i}")})),
+            tie,
+        );
+    }
+    org.advance_clock(ChronoDuration::seconds(20));
+    for i in 0..30 {
+        org.insert("Contact", fields(json!({"LastName": format!("After {i}")})));
+    }
+    (org, 1080)
+}
+
+#[tokio::test]
+async fn ties_across_page_boundaries_come_out_exactly_once() {
+    let (org, total) = tie_org().await;
+    let sim = start(org).await;
+    let until = now(&sim).await;
+    let client = client(&sim.url());
+    let plan = client.plan(&contacts_sync(&["LastName"])).await.unwrap();
+    let mut extraction = client.extract(&plan, window(None, until, ExtractApi::Rest));
+    let (records, lasts) = drain(&mut extraction).await.unwrap();
+    assert_eq!(records.len(), total);
+    assert_eq!(unique_ids(&records), org_ids(&sim, "Contact").await);
+    assert_keyset_order(&records);
+    assert!(lasts.len() >= 6, "pages: {}", lasts.len());
+    assert!(lasts.iter().all(Option::is_some));
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn resuming_from_a_cursor_inside_a_tie_loses_and_repeats_nothing() {
+    let (org, total) = tie_org().await;
+    let sim = start(org).await;
+    let until = now(&sim).await;
+    let client = client(&sim.url());
+    let plan = client.plan(&contacts_sync(&["LastName"])).await.unwrap();
+
+    // Run by run, one page each, checkpointing page.last: every page boundary restarts a
+    // fresh query in the middle of the tie block.
+    let mut checkpoint: Option<Cursor> = None;
+    let mut all = Vec::new();
+    let mut runs = 0;
+    loop {
+        let mut extraction =
+            client.extract(&plan, window(checkpoint.clone(), until, ExtractApi::Rest));
+        let Some(page) = extraction.next_page().await.unwrap() else {
+            break;
+        };
+        runs += 1;
+        assert!(!page.records.is_empty());
+        checkpoint = page.last.clone();
+        assert!(checkpoint.is_some());
+        all.extend(page.records);
+        assert!(runs < 100, "no progress");
+    }
+    assert!(runs >= 6);
+    assert_eq!(all.len(), total);
+    assert_eq!(unique_ids(&all), org_ids(&sim, "Contact").await);
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn keyset_query_is_sent_with_batch_size_and_unquoted_datetimes() {
+    let (org, _) = tie_org().await;
+    let sim = start(org).await;
+    let until = now(&sim).await;
+    let client = client(&sim.url());
+    let plan = client.plan(&contacts_sync(&["LastName"])).await.unwrap();
+    // A cursor with a non-empty id and a `+`-free literal, and an `after` with
+    // milliseconds: the simulator parses both only if they are encoded properly.
+    let first = {
+        let mut e = client.extract(&plan, window(None, until, ExtractApi::Rest));
+        e.next_page().await.unwrap().unwrap()
+    };
+    assert_eq!(
+        first.records.len(),
+        200,
+        "batchSize=page_size was not honoured"
+    );
+    let after = first.last.clone().unwrap();
+    let mut e = client.extract(&plan, window(Some(after.clone()), until, ExtractApi::Rest));
+    let second = e.next_page().await.unwrap().unwrap();
+    let c = Cursor::of_record(&second.records[0]).unwrap();
+    assert!(c > after);
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn server_errors_mid_pagination_are_retried_without_loss() {
+    let sim = start(Org::generate(&OrgSpec::with_contacts(1_200))).await;
+    let until = now(&sim).await;
+    let client = client(&sim.url());
+    let plan = client.plan(&contacts_sync(&["Email"])).await.unwrap();
+    sim.set_faults(Faults {
+        fail_every_nth: Some(3),
+        ..Faults::default()
+    });
+    let before = sim.stats().api_calls;
+    let mut extraction = client.extract(&plan, window(None, until, ExtractApi::Rest));
+    let (records, lasts) = drain(&mut extraction).await.unwrap();
+    sim.set_faults(Faults::default());
+    assert_eq!(unique_ids(&records), org_ids(&sim, "Contact").await);
+    assert_keyset_order(&records);
+    let calls = sim.stats().api_calls - before;
+    assert!(
+        calls > lasts.len() as u64,
+        "no request failed: {calls} calls for {} pages",
+        lasts.len()
+    );
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn exhausted_retries_surface_a_retryable_error() {
+    let sim = start(Org::generate(&OrgSpec::tiny())).await;
+    let until = now(&sim).await;
+    let client = client(&sim.url());
+    let plan = client.plan(&contacts_sync(&["Email"])).await.unwrap();
+    sim.set_faults(Faults {
+        fail_every_nth: Some(1),
+        ..Faults::default()
+    });
+    let before = client.usage().calls;
+    let mut extraction = client.extract(&plan, window(None, until, ExtractApi::Rest));
+    let err = extraction.next_page().await.unwrap_err();
+    assert!(err.is_retryable(), "{err:?}");
+    assert_eq!(
+        client.usage().calls - before,
+        u64::from(client.config().max_retries) + 1
+    );
+    // The same call picks up again once the server recovers.
+    sim.set_faults(Faults::default());
+    let (records, _) = drain(&mut extraction).await.unwrap();
+    assert_eq!(unique_ids(&records), org_ids(&sim, "Contact").await);
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn timeouts_are_retried_then_reported() {
+    let sim = start(Org::generate(&OrgSpec::tiny())).await;
+    let mut config = config(&sim.url());
+    config.request_timeout = std::time::Duration::from_millis(100);
+    config.max_retries = 2;
+    let client = client_with(config);
+    client.authenticate().await.unwrap();
+    sim.set_faults(Faults {
+        latency: Some(std::time::Duration::from_millis(400)),
+        ..Faults::default()
+    });
+    let err = client.describe("Contact").await.unwrap_err();
+    sim.set_faults(Faults::default());
+    assert!(err.is_retryable(), "{err:?}");
+    assert!(
+        matches!(err, sfsync_salesforce::Error::Http { .. }),
+        "{err:?}"
+    );
+    assert_eq!(client.usage().calls, 3);
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn late_commit_is_caught_by_the_next_run_with_look_back() {
+    let sim = start(Org::generate(&OrgSpec::tiny())).await;
+    let client = client(&sim.url());
+    let plan = client.plan(&contacts_sync(&["LastName"])).await.unwrap();
+
+    // Run 1.
+    let until1 = now(&sim).await;
+    let mut e = client.extract(&plan, window(None, until1, ExtractApi::Rest));
+    let (first, lasts) = drain(&mut e).await.unwrap();
+    let checkpoint = lasts.into_iter().flatten().next_back().unwrap();
+    assert_eq!(unique_ids(&first), org_ids(&sim, "Contact").await);
+
+    // A transaction that started before run 1 commits after it, stamped 60 s before the
+    // checkpoint; another change arrives normally.
+    let (late, fresh) = {
+        let org = sim.org();
+        let mut org = org.lock().await;
+        org.advance_clock(ChronoDuration::seconds(30));
+        let late = org.insert_late(
+            "Contact",
+            fields(json!({"LastName": "Late"})),
+            checkpoint.modstamp - ChronoDuration::seconds(60),
+        );
+        let fresh = org.insert("Contact", fields(json!({"LastName": "Fresh"})));
+        (late, fresh)
+    };
+    let until2 = now(&sim).await;
+
+    // Without look-back the late row is lost…
+    let mut e = client.extract(
+        &plan,
+        window(Some(checkpoint.clone()), until2, ExtractApi::Rest),
+    );
+    let (no_lookback, _) = drain(&mut e).await.unwrap();
+    let ids = unique_ids(&no_lookback);
+    assert!(ids.contains(&fresh));
+    assert!(!ids.contains(&late));
+
+    // …with the pipeline's look-back (checkpoint - 300 s, id "") it is caught.
+    let after = Cursor {
+        modstamp: checkpoint.modstamp - ChronoDuration::seconds(300),
+        id: String::new(),
+    };
+    let mut e = client.extract(&plan, window(Some(after), until2, ExtractApi::Rest));
+    let (with_lookback, lasts) = drain(&mut e).await.unwrap();
+    let ids = unique_ids(&with_lookback);
+    assert!(ids.contains(&fresh));
+    assert!(ids.contains(&late));
+    assert_keyset_order(&with_lookback);
+    assert_eq!(lasts.last().cloned().flatten().map(|c| c.id), Some(fresh));
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn empty_window_has_no_pages() {
+    let sim = start(Org::generate(&OrgSpec::tiny())).await;
+    let until = now(&sim).await;
+    let client = client(&sim.url());
+    let plan = client.plan(&contacts_sync(&["LastName"])).await.unwrap();
+    let after = Cursor {
+        modstamp: until,
+        id: "zzzzzzzzzzzzzzzzzz".into(),
+    };
+    let mut e = client.extract(&plan, window(Some(after), until, ExtractApi::Rest));
+    assert!(e.next_page().await.unwrap().is_none());
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn user_where_clause_is_applied() {
+    let sim = start(Org::generate(&OrgSpec::tiny())).await;
+    let until = now(&sim).await;
+    {
+        let org = sim.org();
+        let mut org = org.lock().await;
+        org.insert(
+            "Contact",
+            fields(json!({"LastName": "Needle", "Title": "VP Magic"})),
+        );
+    }
+    let until = until.max(now(&sim).await);
+    let client = client(&sim.url());
+    let plan = client
+        .plan(&contacts_sync(&["LastName", "Title"]))
+        .await
+        .unwrap();
+    let mut w = window(None, until, ExtractApi::Rest);
+    w.where_clause = Some("Title = 'VP Magic'".into());
+    let mut e = client.extract(&plan, w);
+    let (records, _) = drain(&mut e).await.unwrap();
+    assert_eq!(records.len(), 1);
+    assert_eq!(records[0]["LastName"], "Needle");
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn query_timeout_splits_the_window() {
+    let sim = start(Org::generate(&OrgSpec::with_contacts(1_000))).await;
+    let until = now(&sim).await;
+    let client = client(&sim.url());
+    let plan = client.plan(&contacts_sync(&["Email"])).await.unwrap();
+    sim.set_faults(Faults {
+        query_timeout_over_rows: Some(300),
+        ..Faults::default()
+    });
+    let mut e = client.extract(&plan, window(None, until, ExtractApi::Rest));
+    let (records, _) = drain(&mut e).await.unwrap();
+    sim.set_faults(Faults::default());
+    assert_eq!(unique_ids(&records), org_ids(&sim, "Contact").await);
+    assert_keyset_order(&records);
+    sim.shutdown().await;
+}

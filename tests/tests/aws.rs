@@ -1,0 +1,427 @@
+//! The three Lambda handlers against moto server (SQS, DynamoDB, Secrets Manager) and the
+//! Salesforce simulator, with real Lambda event shapes built from what moto's SQS returned.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use sfsync_deliver::DeliverState;
+use sfsync_e2e::*;
+use sfsync_extract::{ExtractInput, ExtractState};
+use sfsync_map::MapState;
+use sfsync_mapping::{Config, map_record};
+use sfsync_pipeline::aws::FunctionEnv;
+use sfsync_pipeline::state::StateStore;
+use sfsync_pipeline::state::dynamo::DynamoStore;
+use sfsync_simulator::{Credentials, Faults, Org, OrgSpec, Simulator, SimulatorHandle};
+
+const CONFIG: &str = r#"
+[salesforce]
+login_url = "${secret:sf_url}"
+auth = "client_credentials"
+client_id = "${secret:sf_client_id}"
+client_secret = "${secret:sf_client_secret}"
+page_size = 200
+lookback_seconds = 300
+
+[[syncs]]
+name = "contacts"
+object = "Contact"
+kind = "people"
+user_id = "Id"
+fields = ["Email", "FirstName", "LastName", "Account.Name"]
+deletes = true
+
+[[syncs]]
+name = "accounts"
+object = "Account"
+kind = "objects"
+group_id = "Id"
+object_type_id = "1"
+fields = ["Name", "Industry"]
+
+[[destinations]]
+name = "seg"
+type = "segment"
+endpoint = "${secret:receiver_url}"
+write_key = "${secret:seg_key}"
+"#;
+
+struct World {
+    sqs: aws_sdk_sqs::Client,
+    sdk: aws_config::SdkConfig,
+    env: FunctionEnv,
+    records_dlq: String,
+    delivery_dlq: String,
+    store: DynamoStore,
+    sim: SimulatorHandle,
+    receiver: Receiver,
+    config: Config,
+}
+
+async fn world(contacts: usize, max_receive: u32) -> World {
+    let sdk = aws().await;
+    let sqs = aws_sdk_sqs::Client::new(&sdk);
+    let dynamo = aws_sdk_dynamodb::Client::new(&sdk);
+    let secrets = aws_sdk_secretsmanager::Client::new(&sdk);
+    let name = unique("sfsync");
+    let (records_q, records_dlq) = queue_with_dlq(&sqs, &format!("{name}-records"), max_receive, 30).await;
+    let (delivery_q, delivery_dlq) = queue_with_dlq(&sqs, &format!("{name}-delivery"), max_receive, 30).await;
+    let table = format!("{name}-state");
+    state_table(&dynamo, &table).await;
+
+    let org = Org::generate(&OrgSpec {
+        contacts,
+        accounts: 30,
+        tie_block: 150,
+        anchor: chrono::Utc::now() - chrono::Duration::seconds(120),
+        ..OrgSpec::tiny()
+    });
+    let creds = Credentials::demo();
+    let sim = Simulator::start(org, creds.clone(), Faults::default())
+        .await
+        .unwrap_or_else(|e| panic!("simulator: {e}"));
+    let receiver = Receiver::start().await;
+    let secret = json!({
+        "sf_url": sim.url(),
+        "sf_client_id": creds.client_id,
+        "sf_client_secret": creds.client_secret,
+        "receiver_url": receiver.url,
+        "seg_key": "seg-write-key",
+        "sfsync_config": CONFIG,
+    });
+    secrets
+        .create_secret()
+        .name(&name)
+        .secret_string(secret.to_string())
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("secret: {}", aws_sdk_secretsmanager::error::DisplayErrorContext(&e)));
+    let env = FunctionEnv {
+        secret_id: name.clone(),
+        state_table: table.clone(),
+        records_queue_url: Some(records_q),
+        delivery_queue_url: Some(delivery_q),
+        dead_letter_queue_url: Some(delivery_dlq.clone()),
+    };
+    World {
+        store: DynamoStore::new(dynamo, table),
+        sqs,
+        sdk,
+        env,
+        records_dlq,
+        delivery_dlq,
+        sim,
+        receiver,
+        config: Config::parse(CONFIG).unwrap_or_else(|e| panic!("{e}")),
+    }
+}
+
+impl World {
+    fn records_q(&self) -> String {
+        self.env.records_queue_url.clone().unwrap_or_default()
+    }
+    fn delivery_q(&self) -> String {
+        self.env.delivery_queue_url.clone().unwrap_or_default()
+    }
+
+    async fn extract(&self, input: Value) -> Result<sfsync_extract::ExtractOutput, sfsync_extract::ExtractFailure> {
+        let state = ExtractState::new(&self.sdk, &self.env).await.unwrap_or_else(|e| panic!("{e}"));
+        let input: ExtractInput = serde_json::from_value(input).unwrap_or_else(|e| panic!("{e}"));
+        sfsync_extract::handle(&state, input, "req-1", None).await
+    }
+
+    /// Runs map then deliver over everything visible in the queues, as the event source
+    /// mappings would; returns the failures each reported.
+    async fn pump(&self, deliver: &DeliverState) -> (Vec<String>, Vec<String>) {
+        let map = MapState::new(&self.sdk, &self.env).await.unwrap_or_else(|e| panic!("{e}"));
+        let (mut map_failures, mut deliver_failures) = (Vec::new(), Vec::new());
+        loop {
+            let event = receive_event(&self.sqs, &self.records_q(), 10).await;
+            if event.records.is_empty() {
+                break;
+            }
+            let response = sfsync_map::handle(&map, event.clone()).await.unwrap_or_else(|e| panic!("{e}"));
+            let failed: Vec<String> = response.batch_item_failures.iter().map(|f| f.item_identifier.clone()).collect();
+            ack(&self.sqs, &self.records_q(), &event, &failed).await;
+            map_failures.extend(failed);
+        }
+        loop {
+            let event = receive_event(&self.sqs, &self.delivery_q(), 10).await;
+            if event.records.is_empty() {
+                break;
+            }
+            let response = sfsync_deliver::handle(deliver, event.clone(), None)
+                .await
+                .unwrap_or_else(|e| panic!("{e}"));
+            let failed: Vec<String> = response.batch_item_failures.iter().map(|f| f.item_identifier.clone()).collect();
+            ack(&self.sqs, &self.delivery_q(), &event, &failed).await;
+            deliver_failures.extend(failed);
+        }
+        (map_failures, deliver_failures)
+    }
+
+    async fn deliver_state(&self) -> DeliverState {
+        DeliverState::new(&self.sdk, &self.env).await.unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// Every call the destination accepted (2xx answers only), by messageId.
+    fn delivered(&self) -> Vec<Value> {
+        let received = self.receiver.received();
+        received
+            .iter()
+            .filter(|r| r.path.ends_with("/batch") && r.status < 300)
+            .flat_map(|r| r.json()["batch"].as_array().cloned().unwrap_or_default())
+            .collect()
+    }
+
+    /// The message ids the current org state must produce for a sync.
+    fn expected_ids(&self, sync: &str, object: &str) -> HashSet<String> {
+        let sync = self.config.sync(sync).cloned().unwrap_or_else(|| panic!("no sync {sync}"));
+        let org = self.sim.org();
+        let org = org.lock().unwrap_or_else(|e| panic!("{e}"));
+        org.records(object)
+            .into_iter()
+            .filter_map(|r| map_record(&sync, r).ok())
+            .map(|c| c.message_id)
+            .collect()
+    }
+}
+
+fn ids(calls: &[Value]) -> HashSet<String> {
+    calls
+        .iter()
+        .filter_map(|c| c["messageId"].as_str().map(str::to_string))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_record_reaches_the_destination_full_then_incremental() {
+    let w = world(700, 3).await;
+    let out = w
+        .extract(json!({"scheduledTime": "2026-11-28T12:00:00Z"}))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(out.reports.len(), 2);
+    for r in &out.reports {
+        assert_eq!(r.status, sfsync_pipeline::report::RunStatus::Complete, "{r}");
+    }
+    let contacts = out.reports.iter().find(|r| r.sync == "contacts").map(|r| r.counts.extracted);
+    assert!(contacts >= Some(700), "{contacts:?}");
+
+    let deliver = w.deliver_state().await;
+    let (mf, df) = w.pump(&deliver).await;
+    assert!(mf.is_empty() && df.is_empty(), "failures: {mf:?} {df:?}");
+    let delivered = ids(&w.delivered());
+    let want_contacts = w.expected_ids("contacts", "Contact");
+    let want_accounts = w.expected_ids("accounts", "Account");
+    assert!(want_contacts.len() >= 690);
+    assert!(want_contacts.is_subset(&delivered), "missing contacts: {}", want_contacts.difference(&delivered).count());
+    assert!(want_accounts.is_subset(&delivered), "missing accounts");
+
+    // The checkpoint is in DynamoDB and at the run's start.
+    let cp = w.store.checkpoint("contacts").await.unwrap_or_else(|e| panic!("{e}"));
+    assert!(cp.is_some_and(|c| c.cursor.modstamp <= chrono::Utc::now()));
+    // Run reports carry what map and deliver added.
+    let runs = w.store.runs(10).await.unwrap_or_else(|e| panic!("{e}"));
+    let contacts_run = runs.iter().find(|r| r.sync == "contacts" && r.run_id == out.run_id).unwrap_or_else(|| panic!("no run report"));
+    assert!(contacts_run.counts.mapped >= 690, "{contacts_run}");
+    assert!(contacts_run.counts.delivered >= 690, "{contacts_run}");
+
+    // Someone edits 10 contacts and deletes 2: the next run sends exactly their new versions
+    // (plus whatever falls inside the look-back overlap, harmlessly deduplicated).
+    let (touched, deleted) = {
+        let org = w.sim.org();
+        let mut org = org.lock().unwrap_or_else(|e| panic!("{e}"));
+        let touched = org.touch_random("Contact", 10, 99);
+        let victims: Vec<String> = org.records("Contact").iter().filter_map(|r| r["Id"].as_str().map(str::to_string)).take(2).collect();
+        for v in &victims {
+            assert!(org.soft_delete("Contact", v));
+        }
+        (touched, victims)
+    };
+    let before = w.delivered().len();
+    let out2 = w.extract(json!({})).await.unwrap_or_else(|e| panic!("{e}"));
+    let second = out2.reports.iter().find(|r| r.sync == "contacts").unwrap_or_else(|| panic!("no report"));
+    assert!(second.counts.extracted >= 12 && second.counts.extracted < 700, "incremental: {second}");
+    w.pump(&deliver).await;
+    let new_calls: Vec<Value> = w.delivered().split_off(before);
+    let new_users: HashSet<&str> = new_calls.iter().filter_map(|c| c["userId"].as_str()).collect();
+    for id in &touched {
+        assert!(new_users.contains(id.as_str()), "edited contact {id} not re-sent");
+    }
+    for id in &deleted {
+        assert!(
+            new_calls.iter().any(|c| c["userId"] == json!(id) && c["event"] == json!("User Deleted")),
+            "deletion of {id} not sent"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn retryable_delivery_failures_stay_on_the_queue_and_are_retried() {
+    let w = world(30, 5).await;
+    w.extract(json!({"syncs": ["accounts"]})).await.unwrap_or_else(|e| panic!("{e}"));
+    let map = MapState::new(&w.sdk, &w.env).await.unwrap_or_else(|e| panic!("{e}"));
+    let records = receive_event(&w.sqs, &w.records_q(), 10).await;
+    sfsync_map::handle(&map, records.clone()).await.unwrap_or_else(|e| panic!("{e}"));
+    ack(&w.sqs, &w.records_q(), &records, &[]).await;
+
+    let mut deliver = w.deliver_state().await;
+    deliver.max_budget = Duration::from_millis(300);
+    // The destination is down, asking for longer than one invocation may wait.
+    for _ in 0..5 {
+        w.receiver.script(503, &[("retry-after", "2")], "unavailable");
+    }
+    let event = receive_event(&w.sqs, &w.delivery_q(), 10).await;
+    assert!(!event.records.is_empty());
+    let response = sfsync_deliver::handle(&deliver, event.clone(), None).await.unwrap_or_else(|e| panic!("{e}"));
+    let failed: Vec<String> = response.batch_item_failures.iter().map(|f| f.item_identifier.clone()).collect();
+    assert_eq!(failed.len(), event.records.len(), "nothing went through: every message is handed back");
+    assert!(failed.iter().all(|id| !id.is_empty()));
+    ack(&w.sqs, &w.delivery_q(), &event, &failed).await;
+    let (visible, invisible) = queue_depth(&w.sqs, &w.delivery_q()).await;
+    assert_eq!(visible, 0, "hidden until Retry-After has passed");
+    assert_eq!(invisible, failed.len() as u64, "failed messages stay on the queue");
+    assert_eq!(queue_depth(&w.sqs, &w.delivery_dlq).await.0, 0, "not dead-lettered");
+    assert!(w.delivered().len() <= w.receiver.received().len());
+
+    // Time passes (the visibility timeout ends) and the destination is back.
+    w.receiver.clear_script();
+    for record in &event.records {
+        w.sqs
+            .change_message_visibility()
+            .queue_url(w.delivery_q())
+            .receipt_handle(record.receipt_handle.clone().unwrap_or_default())
+            .visibility_timeout(0)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{}", aws_sdk_sqs::error::DisplayErrorContext(&e)));
+    }
+    let (_, failures) = w.pump(&deliver).await;
+    assert!(failures.is_empty(), "{failures:?}");
+    let want = w.expected_ids("accounts", "Account");
+    assert!(!want.is_empty());
+    assert!(want.is_subset(&ids(&w.delivered())));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn permanent_failures_are_dead_lettered_with_the_reason() {
+    let w = world(30, 5).await;
+    w.extract(json!({"syncs": ["accounts"]})).await.unwrap_or_else(|e| panic!("{e}"));
+    w.receiver.script(400, &[], r#"{"error":"bad request: invalid write key"}"#);
+    let deliver = w.deliver_state().await;
+    let (_, failures) = w.pump(&deliver).await;
+    assert!(failures.is_empty(), "dead calls are acknowledged: {failures:?}");
+    let out = w
+        .sqs
+        .receive_message()
+        .queue_url(&w.delivery_dlq)
+        .max_number_of_messages(10)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{}", aws_sdk_sqs::error::DisplayErrorContext(&e)));
+    assert!(!out.messages().is_empty(), "dead letters expected");
+    for m in out.messages() {
+        let letter: Value = serde_json::from_str(m.body().unwrap_or("{}")).unwrap_or_else(|e| panic!("{e}"));
+        let reason = letter["reason"].as_str().unwrap_or_default();
+        assert!(reason.contains("400"), "reason names the status: {reason}");
+        assert!(letter["call"]["messageId"].is_string());
+        assert_eq!(letter["destination"], json!("seg"));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_poison_message_fails_alone_and_reaches_the_dlq_after_max_receive_count() {
+    let w = world(30, 2).await;
+    w.extract(json!({"syncs": ["accounts"]})).await.unwrap_or_else(|e| panic!("{e}"));
+    w.sqs
+        .send_message()
+        .queue_url(w.records_q())
+        .message_body("{this is not a records message")
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{}", aws_sdk_sqs::error::DisplayErrorContext(&e)));
+    let map = MapState::new(&w.sdk, &w.env).await.unwrap_or_else(|e| panic!("{e}"));
+    let mut poison_failures = 0;
+    let mut good = 0;
+    for _ in 0..6 {
+        let out = w
+            .sqs
+            .receive_message()
+            .queue_url(w.records_q())
+            .max_number_of_messages(10)
+            .visibility_timeout(0)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{}", aws_sdk_sqs::error::DisplayErrorContext(&e)));
+        if out.messages().is_empty() {
+            break;
+        }
+        let event: aws_lambda_events::event::sqs::SqsEvent = serde_json::from_value(json!({
+            "Records": out.messages().iter().map(|m| json!({
+                "messageId": m.message_id(), "receiptHandle": m.receipt_handle(), "body": m.body(),
+                "attributes": {}, "messageAttributes": {}, "eventSource": "aws:sqs", "awsRegion": REGION
+            })).collect::<Vec<_>>()
+        }))
+        .unwrap_or_else(|e| panic!("{e}"));
+        let response = sfsync_map::handle(&map, event.clone()).await.unwrap_or_else(|e| panic!("{e}"));
+        let failed: Vec<String> = response.batch_item_failures.iter().map(|f| f.item_identifier.clone()).collect();
+        poison_failures += failed.len();
+        good += event.records.len() - failed.len();
+        ack(&w.sqs, &w.records_q(), &event, &failed).await;
+    }
+    assert!(good >= 1, "the good message in the batch was mapped");
+    assert!(poison_failures >= 2, "the poison message failed on each receive");
+    let (in_dlq, _) = queue_depth(&w.sqs, &w.records_dlq).await;
+    assert_eq!(in_dlq, 1, "the poison message is in the records DLQ");
+    let (left, inflight) = queue_depth(&w.sqs, &w.records_q()).await;
+    assert_eq!(left + inflight, 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_checkpoint_does_not_move_when_enqueueing_fails() {
+    let mut w = world(50, 3).await;
+    let good_queue = w.env.records_queue_url.clone();
+    w.env.records_queue_url = Some(format!("{}/000000000000/no-such-queue", moto_url()));
+    let result = w.extract(json!({"syncs": ["contacts"]})).await;
+    assert!(result.is_err(), "the run must fail");
+    let cp = w.store.checkpoint("contacts").await.unwrap_or_else(|e| panic!("{e}"));
+    assert!(cp.is_none(), "checkpoint moved past records that were not enqueued: {cp:?}");
+
+    // With the queue back, the next run sends everything.
+    w.env.records_queue_url = good_queue;
+    let out = w.extract(json!({"syncs": ["contacts"]})).await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(out.reports[0].status, sfsync_pipeline::report::RunStatus::Complete);
+    let deliver = w.deliver_state().await;
+    w.pump(&deliver).await;
+    let want = w.expected_ids("contacts", "Contact");
+    assert!(want.is_subset(&ids(&w.delivered())));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn overlapping_runs_are_blocked_by_the_lease() {
+    let w = world(30, 3).await;
+    w.store
+        .acquire_lease("contacts", "another-invocation", chrono::Utc::now() + chrono::Duration::minutes(10))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let out = w.extract(json!({"syncs": ["contacts"]})).await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(out.busy, vec!["contacts".to_string()]);
+    assert!(out.reports.is_empty());
+    let (visible, invisible) = queue_depth(&w.sqs, &w.records_q()).await;
+    assert_eq!(visible + invisible, 0, "nothing extracted while another run holds the lease");
+    // Once released, the sync runs.
+    w.store.release_lease("contacts", "another-invocation").await.unwrap_or_else(|e| panic!("{e}"));
+    let out = w.extract(json!({"syncs": ["contacts"]})).await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(out.reports.len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn unknown_input_is_a_clear_error() {
+    let w = world(5, 3).await;
+    let err = w.extract(json!({"syncs": ["nope"]})).await.err().map(|e| e.to_string()).unwrap_or_default();
+    assert!(err.contains("nope"), "{err}");
+    let bad: Result<ExtractInput, _> = serde_json::from_value(json!({"sync": ["contacts"]}));
+    assert!(bad.err().map(|e| e.to_string()).unwrap_or_default().contains("sync"));
+}
