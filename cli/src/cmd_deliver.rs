@@ -47,12 +47,20 @@ const MAX_LISTED: usize = 50;
 pub async fn run(args: Args) -> Result<ExitCode> {
     let config = common::load_resolved(&args.config, args.secrets.as_deref())?;
     let Some(dest_config) = config.destination(&args.destination) else {
-        let names: Vec<&str> = config.destinations.iter().map(|d| d.name.as_str()).collect();
+        let names: Vec<&str> = config
+            .destinations
+            .iter()
+            .map(|d| d.name.as_str())
+            .collect();
         anyhow::bail!(
             "no destination named {:?} in {} (destinations: {})",
             args.destination,
             args.config.display(),
-            if names.is_empty() { "none".to_string() } else { names.join(", ") }
+            if names.is_empty() {
+                "none".to_string()
+            } else {
+                names.join(", ")
+            }
         );
     };
     let http = sfsync_destinations::http_client().context("cannot build the HTTP client")?;
@@ -172,7 +180,9 @@ pub async fn deliver_lines(
                 chunk.push(call);
             }
             Err(e) => {
-                pending_error = Some(anyhow::anyhow!("stdin line {number}: not a valid call: {e}"));
+                pending_error = Some(anyhow::anyhow!(
+                    "stdin line {number}: not a valid call: {e}"
+                ));
                 break;
             }
         }
@@ -182,9 +192,13 @@ pub async fn deliver_lines(
             let delivered = destination
                 .deliver(calls, destination.default_budget())
                 .await;
-            if let Err(error) =
-                record(delivered, &mut summary, &mut dead_letter, report, &mut listed)
-            {
+            if let Err(error) = record(
+                delivered,
+                &mut summary,
+                &mut dead_letter,
+                report,
+                &mut listed,
+            ) {
                 return Err(Failure { error, summary });
             }
         }
@@ -193,7 +207,13 @@ pub async fn deliver_lines(
         let delivered = destination
             .deliver(chunk, destination.default_budget())
             .await;
-        if let Err(error) = record(delivered, &mut summary, &mut dead_letter, report, &mut listed) {
+        if let Err(error) = record(
+            delivered,
+            &mut summary,
+            &mut dead_letter,
+            report,
+            &mut listed,
+        ) {
             return Err(Failure { error, summary });
         }
     }
@@ -243,8 +263,10 @@ fn record(
         match dead_letter {
             Some(out) => {
                 let line = serde_json::json!({ "reason": reason, "call": outcome.call });
-                serde_json::to_writer(&mut **out, &line).context("cannot write the dead-letter file")?;
-                out.write_all(b"\n").context("cannot write the dead-letter file")?;
+                serde_json::to_writer(&mut **out, &line)
+                    .context("cannot write the dead-letter file")?;
+                out.write_all(b"\n")
+                    .context("cannot write the dead-letter file")?;
             }
             None => {
                 *listed += 1;
@@ -315,7 +337,10 @@ mod tests {
         assert_eq!(summary.read, 2);
         assert_eq!(summary.delivered, 2);
         assert_eq!(summary.dead, 0);
-        assert_eq!(std::fs::read_to_string(&out).expect("out").lines().count(), 2);
+        assert_eq!(
+            std::fs::read_to_string(&out).expect("out").lines().count(),
+            2
+        );
     }
 
     #[tokio::test]
@@ -328,7 +353,11 @@ mod tests {
         let failure = deliver_lines(&d, input.as_bytes(), None, &mut report)
             .await
             .expect_err("line 2 is not a call");
-        assert!(failure.error.to_string().contains("stdin line 2"), "{}", failure.error);
+        assert!(
+            failure.error.to_string().contains("stdin line 2"),
+            "{}",
+            failure.error
+        );
         assert_eq!(failure.summary.delivered, 1);
     }
 
@@ -350,7 +379,12 @@ mod tests {
         assert_eq!(summary.dead, 1);
         let line: serde_json::Value =
             serde_json::from_slice(dead.strip_suffix(b"\n").expect("a line")).expect("json");
-        assert!(line["reason"].as_str().expect("reason").contains("cannot append"));
+        assert!(
+            line["reason"]
+                .as_str()
+                .expect("reason")
+                .contains("cannot append")
+        );
         assert_eq!(line["call"]["userId"], "003A");
     }
 }

@@ -15,7 +15,7 @@ use crate::common;
 #[derive(clap::Args)]
 pub struct Args {
     /// The config file.
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, short, value_name = "FILE")]
     pub config: PathBuf,
     /// JSON object of secrets for `${secret:NAME}` references.
     #[arg(long, value_name = "FILE")]
@@ -43,6 +43,13 @@ const EXIT_API_LIMIT: u8 = 3;
 const EXIT_INVALID_SYNC: u8 = 1;
 
 pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let stdout = io::stdout();
+    let mut out = io::BufWriter::with_capacity(1 << 16, stdout.lock());
+    extract_to(&args, &mut out).await
+}
+
+/// The command, writing JSON lines to `out` (flushed after every page).
+async fn extract_to(args: &Args, out: &mut impl Write) -> anyhow::Result<ExitCode> {
     let config = common::load_resolved(&args.config, args.secrets.as_deref())?;
     let Some(sync) = config.sync(&args.sync) else {
         let names: Vec<&str> = config.syncs.iter().map(|s| s.name.as_str()).collect();
@@ -83,22 +90,26 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         }),
         until,
         include_deleted: sync.deletes,
-        api: if args.bulk { ExtractApi::Bulk } else { sync.api },
+        api: if args.bulk {
+            ExtractApi::Bulk
+        } else {
+            sync.api
+        },
         where_clause: sync.where_clause.clone(),
     };
 
-    let stdout = io::stdout();
-    let mut out = io::BufWriter::with_capacity(1 << 16, stdout.lock());
     let mut extraction = client.extract(&plan, window);
     let mut total: u64 = 0;
     let mut pages: u64 = 0;
     let mut last: Option<Cursor> = None;
+    // Soft deletes already seen through queryAll are not repeated from getDeleted.
+    let mut deleted_seen = std::collections::HashSet::new();
     loop {
         let page = match extraction.next_page().await {
             Ok(Some(page)) => page,
             Ok(None) => break,
             Err(Error::ApiLimit { used, max }) => {
-                finish(&mut out)?;
+                finish(out)?;
                 eprintln!(
                     "sfsync: stopped after {total} records: the daily API limit is reached \
                      ({used} of {max} requests used)."
@@ -113,7 +124,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
                 return Ok(ExitCode::from(EXIT_API_LIMIT));
             }
             Err(e) => {
-                finish(&mut out)?;
+                finish(out)?;
                 return Err(anyhow::Error::new(e).context(format!(
                     "extracting sync {:?} stopped after {total} records",
                     sync.name
@@ -123,11 +134,16 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         pages += 1;
         total += page.records.len() as u64;
         for record in &page.records {
-            if !write_line(&mut out, record)? {
+            if record.get("IsDeleted") == Some(&serde_json::Value::Bool(true))
+                && let Some(id) = record.get("Id").and_then(serde_json::Value::as_str)
+            {
+                deleted_seen.insert(id.to_string());
+            }
+            if !write_line(out, record)? {
                 return Ok(ExitCode::SUCCESS);
             }
         }
-        if !finish(&mut out)? {
+        if !finish(out)? {
             return Ok(ExitCode::SUCCESS);
         }
         if page.last.is_some() {
@@ -146,13 +162,21 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     {
         match client.deleted(&plan.object, since, until).await {
             Ok(deleted) => {
+                let deleted: Vec<_> = deleted
+                    .into_iter()
+                    .filter(|r| {
+                        r.get("Id")
+                            .and_then(serde_json::Value::as_str)
+                            .is_none_or(|id| !deleted_seen.contains(id))
+                    })
+                    .collect();
                 let n = deleted.len() as u64;
                 for record in &deleted {
-                    if !write_line(&mut out, record)? {
+                    if !write_line(out, record)? {
                         return Ok(ExitCode::SUCCESS);
                     }
                 }
-                if !finish(&mut out)? {
+                if !finish(out)? {
                     return Ok(ExitCode::SUCCESS);
                 }
                 total += n;
@@ -199,5 +223,147 @@ fn closed_is_ok(result: io::Result<()>) -> anyhow::Result<bool> {
         Ok(()) => Ok(true),
         Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(false),
         Err(e) => Err(anyhow::Error::new(e).context("cannot write to stdout")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashSet;
+
+    use serde_json::Value;
+    use sfsync_simulator::{Credentials, Faults, Org, OrgSpec, Simulator};
+
+    use super::*;
+
+    fn write_config(dir: &std::path::Path, url: &str) -> PathBuf {
+        let demo = Credentials::demo();
+        let text = format!(
+            r#"
+[salesforce]
+login_url = "{url}"
+auth = "client_credentials"
+client_id = "{id}"
+client_secret = "${{secret:SF_SECRET}}"
+page_size = 200
+
+[[syncs]]
+name = "contacts"
+object = "Contact"
+kind = "people"
+user_id = "Id"
+deletes = true
+fields = ["Email", "LastName", "Account.Name"]
+"#,
+            id = demo.client_id
+        );
+        let path = dir.join("sfsync.toml");
+        std::fs::write(&path, text).unwrap();
+        std::fs::write(
+            dir.join("secrets.json"),
+            format!(r#"{{"SF_SECRET": "{}"}}"#, demo.client_secret),
+        )
+        .unwrap();
+        path
+    }
+
+    fn args(dir: &std::path::Path, config: PathBuf) -> Args {
+        Args {
+            config,
+            secrets: Some(dir.join("secrets.json")),
+            sync: "contacts".into(),
+            since: None,
+            bulk: false,
+        }
+    }
+
+    fn lines(out: &[u8]) -> Vec<Value> {
+        std::str::from_utf8(out)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+
+    fn ids(records: &[Value]) -> HashSet<String> {
+        let set: HashSet<String> = records
+            .iter()
+            .map(|r| r["Id"].as_str().unwrap().to_string())
+            .collect();
+        assert_eq!(set.len(), records.len(), "duplicate lines");
+        set
+    }
+
+    #[tokio::test]
+    async fn extracts_json_lines_over_rest_and_bulk() {
+        let sim = Simulator::start(
+            Org::generate(&OrgSpec::tiny()),
+            Credentials::demo(),
+            Faults::default(),
+        )
+        .await
+        .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let config = write_config(dir.path(), &sim.url());
+        let expected: HashSet<String> = sim
+            .org()
+            .lock()
+            .unwrap()
+            .records("Contact")
+            .iter()
+            .map(|r| r["Id"].as_str().unwrap().to_string())
+            .collect();
+
+        // The soft-deleted ones come too (deletes = true reads queryAll).
+        let mut out = Vec::new();
+        let code = extract_to(&args(dir.path(), config.clone()), &mut out)
+            .await
+            .unwrap();
+        assert_eq!(code, ExitCode::SUCCESS);
+        let rest = lines(&out);
+        let rest_ids = ids(&rest);
+        assert!(rest_ids.is_superset(&expected));
+        assert!(rest.iter().any(|r| r["IsDeleted"] == Value::Bool(true)));
+
+        let mut out = Vec::new();
+        let mut bulk_args = args(dir.path(), config.clone());
+        bulk_args.bulk = true;
+        extract_to(&bulk_args, &mut out).await.unwrap();
+        let bulk = lines(&out);
+        assert_eq!(ids(&bulk), rest_ids);
+        assert!(sim.stats().bulk_jobs >= 1);
+
+        // --since lists hard deletes too, once each.
+        let since = sim.org().lock().unwrap().now();
+        let purged = {
+            let org = sim.org();
+            let mut org = org.lock().unwrap();
+            let id = expected.iter().next().unwrap().clone();
+            assert!(org.hard_delete("Contact", &id));
+            // getDeleted covers whole minutes only.
+            org.advance_clock(chrono::Duration::minutes(2));
+            id
+        };
+        let mut since_args = args(dir.path(), config);
+        since_args.since = Some(since);
+        let mut out = Vec::new();
+        extract_to(&since_args, &mut out).await.unwrap();
+        let recent = lines(&out);
+        ids(&recent);
+        let gone = recent
+            .iter()
+            .find(|r| r["Id"] == Value::String(purged.clone()))
+            .expect("the hard delete is listed");
+        assert_eq!(gone["IsDeleted"], Value::Bool(true));
+        sim.shutdown().await;
+    }
+
+    #[tokio::test]
+    async fn unknown_sync_is_an_error_naming_the_syncs() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = write_config(dir.path(), "http://127.0.0.1:9");
+        let mut a = args(dir.path(), config);
+        a.sync = "nope".into();
+        let err = extract_to(&a, &mut Vec::new()).await.unwrap_err();
+        assert!(err.to_string().contains("contacts"), "{err}");
     }
 }

@@ -21,7 +21,7 @@ pub struct Args {
     #[arg(long)]
     pub online: bool,
     /// The config file to write (with --online, also where [salesforce] is read from).
-    #[arg(long, value_name = "FILE", default_value = "sfsync.toml")]
+    #[arg(long, short, value_name = "FILE", default_value = "sfsync.toml")]
     pub config: PathBuf,
     /// Write here instead of --config (with --online, keeps the original file).
     #[arg(long, value_name = "FILE")]
@@ -53,11 +53,15 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         starter_config()
     };
     // Never write a file the other commands would reject.
-    Config::parse(&text).map_err(|e| anyhow::anyhow!("internal: the generated config is invalid: {e}"))?;
+    Config::parse(&text)
+        .map_err(|e| anyhow::anyhow!("internal: the generated config is invalid: {e}"))?;
     write_file(&output, &text, args.force)?;
     eprintln!("wrote {}", output.display());
     if args.online {
-        eprintln!("next: delete the fields and syncs you do not want, then `sfsync validate --online --config {}`", output.display());
+        eprintln!(
+            "next: delete the fields and syncs you do not want, then `sfsync validate --online --config {}`",
+            output.display()
+        );
     } else {
         eprintln!(
             "next: fill in [salesforce], then `sfsync init --online --force --config {}` to list your org's real fields",
@@ -444,7 +448,22 @@ fn kept_sections(text: &str) -> (String, String) {
         target.push_str(line);
         target.push('\n');
     }
-    (salesforce, destinations)
+    (trim_trailing_comments(&salesforce), destinations)
+}
+
+/// Comments and blank lines at the end of a section introduce the next one: drop them.
+fn trim_trailing_comments(section: &str) -> String {
+    let lines: Vec<&str> = section.lines().collect();
+    let keep = lines
+        .iter()
+        .rposition(|l| {
+            let t = l.trim();
+            !t.is_empty() && !t.starts_with('#')
+        })
+        .map_or(0, |i| i + 1);
+    let mut out = lines[..keep].join("\n");
+    out.push('\n');
+    out
 }
 
 async fn online_config(args: &Args) -> anyhow::Result<String> {
@@ -520,7 +539,13 @@ async fn online_config(args: &Args) -> anyhow::Result<String> {
             .name
             .trim_end_matches("__c")
             .chars()
-            .map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '_' })
+            .map(|c| {
+                if c.is_ascii_alphanumeric() {
+                    c.to_ascii_lowercase()
+                } else {
+                    '_'
+                }
+            })
             .take(56)
             .collect();
         while names.contains(&name) {
@@ -584,6 +609,11 @@ mod tests {
         assert!(sf.starts_with("[salesforce]"));
         assert!(sf.contains("${secret:SALESFORCE_CLIENT_SECRET}"));
         assert!(!sf.contains("[[syncs]]"));
+        assert!(!sf.contains("Each sync reads"), "{sf}");
+        assert!(
+            sf.trim_end().ends_with("of the org's daily API requests"),
+            "{sf}"
+        );
         assert!(dest.contains("type = \"file\""));
     }
 
@@ -622,5 +652,71 @@ mod tests {
         render_sync(&mut text, &STARTERS[0], "contacts", &fields, false);
         let config = Config::parse(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
         assert_eq!(config.syncs[0].fields, ["Email", "Tier__c"]);
+    }
+}
+
+#[cfg(test)]
+mod online_tests {
+    use sfsync_simulator::{Credentials, Faults, Org, OrgSpec, Simulator};
+
+    use super::*;
+
+    #[tokio::test]
+    async fn online_lists_the_org_fields_and_custom_objects() {
+        let sim = Simulator::start(
+            Org::generate(&OrgSpec::tiny()),
+            Credentials::demo(),
+            Faults::default(),
+        )
+        .await
+        .unwrap();
+        let demo = Credentials::demo();
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("sfsync.toml");
+        let output = dir.path().join("full.toml");
+        let text = starter_config()
+            .replace("https://YOUR-DOMAIN.my.salesforce.com", &sim.url())
+            .replace("${secret:SALESFORCE_CLIENT_ID}", &demo.client_id);
+        std::fs::write(&config, text).unwrap();
+        std::fs::write(
+            dir.path().join("secrets.json"),
+            format!(
+                r#"{{"SALESFORCE_CLIENT_SECRET": "{}"}}"#,
+                demo.client_secret
+            ),
+        )
+        .unwrap();
+        let args = || Args {
+            online: true,
+            config: config.clone(),
+            output: Some(output.clone()),
+            secrets: Some(dir.path().join("secrets.json")),
+            force: false,
+        };
+        run(args()).await.unwrap();
+        let written = std::fs::read_to_string(&output).unwrap();
+        // The secret stays a reference.
+        assert!(written.contains("${secret:SALESFORCE_CLIENT_SECRET}"));
+        assert!(!written.contains(&demo.client_secret));
+        let parsed = Config::parse(&written).unwrap();
+        let contacts = parsed.sync("contacts").unwrap();
+        assert!(
+            contacts.fields.iter().any(|f| f == "Tier__c"),
+            "{:?}",
+            contacts.fields
+        );
+        assert!(contacts.fields.iter().any(|f| f == "MailingCity"));
+        assert!(!contacts.fields.iter().any(|f| f == "MailingAddress"));
+        assert!(parsed.syncs.iter().any(|s| s.object == "Project__c"));
+
+        // Every generated sync matches the org.
+        let resolved =
+            common::load_resolved(&output, Some(&dir.path().join("secrets.json"))).unwrap();
+        let problems = sfsync_salesforce::check_online(&resolved).await.unwrap();
+        assert!(problems.is_empty(), "{problems:?}");
+
+        // A second run refuses to overwrite.
+        assert!(run(args()).await.is_err());
+        sim.shutdown().await;
     }
 }

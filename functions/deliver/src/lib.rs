@@ -43,9 +43,10 @@ impl DeliverState {
             .timeout(Duration::from_secs(30))
             .build()
             .map_err(|e| SetupError::Config { source_name: "http".into(), message: e.to_string() })?;
+        let names = sfsync_destinations::object_names(&config);
         let mut destinations = HashMap::new();
         for d in &config.destinations {
-            let built = Destination::new(d, http.clone()).map_err(|e| SetupError::Config {
+            let built = Destination::with_object_names(d, http.clone(), &names).map_err(|e| SetupError::Config {
                 source_name: format!("destination {}", d.name),
                 message: e.to_string(),
             })?;
@@ -180,6 +181,7 @@ async fn record_counts(state: &DeliverState, run_id: &str, syncs: &[String], out
         c.destination_requests += out.requests;
     }
     for (sync, counts) in by_sync {
+        sfsync_pipeline::metrics::emit("deliver", sync, &counts, 0);
         if let Err(e) = state.store.add_counts(run_id, sync, &counts).await {
             tracing::warn!(error = %e, "run counters not updated");
         }

@@ -125,6 +125,7 @@ pub async fn handle(
                     api_calls = report.salesforce_api_calls,
                     "sync extracted"
                 );
+                sfsync_pipeline::metrics::emit("extract", &sync.name, &report.counts, report.salesforce_api_calls);
                 let stop = matches!(report.status, RunStatus::ApiLimit | RunStatus::Partial);
                 if report.status == RunStatus::Failed {
                     failed.push(format!("{}: {}", sync.name, report.error.clone().unwrap_or_default()));

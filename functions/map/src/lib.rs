@@ -74,5 +74,6 @@ async fn handle_one(state: &MapState, message: &SqsMessage) -> Result<(), String
         tracing::warn!(error = %e, "run counters not updated");
     }
     tracing::info!(run_id = %run_id, sync = %sync, mapped = output.counts.mapped, skipped = output.counts.skipped, "mapped");
+    sfsync_pipeline::metrics::emit("map", &sync, &output.counts, 0);
     Ok(())
 }

@@ -13,6 +13,7 @@ pub mod extract;
 pub mod local;
 pub mod map;
 pub mod message;
+pub mod metrics;
 pub mod queue;
 pub mod report;
 pub mod state;

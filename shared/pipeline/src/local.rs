@@ -262,9 +262,10 @@ pub async fn run_local(config: Config, options: LocalRun, progress: ProgressFn) 
         .timeout(Duration::from_secs(30))
         .build()
         .map_err(|e| LocalError::Http(e.to_string()))?;
+    let names = sfsync_destinations::object_names(&config);
     let mut destinations = Vec::new();
     for d in &config.destinations {
-        let built = Destination::new(d, http.clone()).map_err(|e| LocalError::Destination {
+        let built = Destination::with_object_names(d, http.clone(), &names).map_err(|e| LocalError::Destination {
             name: d.name.clone(),
             message: e.to_string(),
         })?;

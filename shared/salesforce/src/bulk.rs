@@ -2,9 +2,10 @@
 //!
 //! A Bulk record must equal the REST record for the same row: values are typed again from
 //! describe (empty → null, numbers, booleans, datetimes in REST's `…+0000` form), dotted
-//! parent columns are nested again with their `attributes`, and a parent whose lookup is
-//! empty becomes `null`. To build parent `attributes` exactly, the job also selects each
-//! parent's reference id; those hidden columns are removed from the records.
+//! parent columns are nested again with their `attributes`, and a parent that does not exist
+//! becomes `null`. To tell a missing parent from one whose selected fields are all empty,
+//! and to build its `attributes`, the job also selects each parent's `Id` through the
+//! relationship (`Account.Id`); those hidden columns are removed from the records.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -28,11 +29,12 @@ pub(crate) enum BulkStep {
 }
 
 struct HopInfo {
-    reference_field: String,
     targets: Vec<String>,
 }
 
-/// The SELECT list of a Bulk job: the plan's, then the hidden parent ids.
+/// The SELECT list of a Bulk job: the plan's, then each parent's `Id` through its
+/// relationship (`Account.Id`), which is empty exactly when REST answers a null parent —
+/// also when the lookup points to a record that no longer exists.
 fn bulk_columns(plan: &SyncPlan) -> (Vec<String>, Vec<String>, HashMap<String, HopInfo>) {
     let mut select = plan.select.clone();
     let mut hidden = Vec::new();
@@ -40,26 +42,19 @@ fn bulk_columns(plan: &SyncPlan) -> (Vec<String>, Vec<String>, HashMap<String, H
     for column in &plan.columns {
         let mut prefix = String::new();
         for hop in &column.hops {
-            let join = |name: &str| {
-                if prefix.is_empty() {
-                    name.to_string()
-                } else {
-                    format!("{prefix}.{name}")
-                }
+            let relationship_path = if prefix.is_empty() {
+                hop.relationship.clone()
+            } else {
+                format!("{prefix}.{}", hop.relationship)
             };
-            let reference_path = join(&hop.reference_field);
-            let relationship_path = join(&hop.relationship);
+            let id_path = format!("{relationship_path}.Id");
             hops.entry(relationship_path.to_ascii_lowercase())
                 .or_insert_with(|| HopInfo {
-                    reference_field: hop.reference_field.clone(),
                     targets: hop.targets.clone(),
                 });
-            if !select
-                .iter()
-                .any(|s| s.eq_ignore_ascii_case(&reference_path))
-            {
-                select.push(reference_path.clone());
-                hidden.push(reference_path);
+            if !select.iter().any(|s| s.eq_ignore_ascii_case(&id_path)) {
+                select.push(id_path.clone());
+                hidden.push(id_path);
             }
             prefix = relationship_path;
         }
@@ -120,8 +115,10 @@ impl BulkState {
                 Err(reason) => return Ok(BulkStep::Fallback(reason)),
             },
         };
-        if !self.complete {
-            self.wait(client, &job_id).await?;
+        if !self.complete
+            && let Some(reason) = self.wait(client, &job_id).await?
+        {
+            return Ok(BulkStep::Fallback(reason));
         }
         if self.converter.is_none() {
             let global = client.describe_global().await?;
@@ -224,8 +221,9 @@ impl BulkState {
         Ok(Ok(id))
     }
 
-    /// Polls until a terminal state, with exponential backoff.
-    async fn wait(&mut self, client: &Client, job_id: &str) -> Result<(), Error> {
+    /// Polls until a terminal state, with exponential backoff. `Ok(Some(reason))` when the
+    /// job failed because Bulk cannot serve the query (REST can).
+    async fn wait(&mut self, client: &Client, job_id: &str) -> Result<Option<String>, Error> {
         let config = &client.inner.config;
         let path = client.data_path(&format!("/jobs/query/{job_id}"));
         let started = *self.started.get_or_insert_with(Instant::now);
@@ -240,13 +238,16 @@ impl BulkState {
             match state.as_str() {
                 "JobComplete" => {
                     self.complete = true;
-                    return Ok(());
+                    return Ok(None);
                 }
                 "Failed" => {
                     let message = info
                         .get("errorMessage")
                         .and_then(Value::as_str)
                         .unwrap_or("no errorMessage given");
+                    if bulk_cannot_serve(message) {
+                        return Ok(Some(client.redact(message)));
+                    }
                     return Err(Error::BulkJob {
                         job_id: job_id.to_string(),
                         state,
@@ -277,6 +278,15 @@ impl BulkState {
             self.poll_delay = Some(delay.saturating_mul(2).min(config.bulk_poll_max));
         }
     }
+}
+
+/// A job failure that REST would not have: an unsupported object, field or query shape.
+fn bulk_cannot_serve(message: &str) -> bool {
+    let lower = message.to_ascii_lowercase();
+    lower.contains("functionality_not_enabled")
+        || lower.contains("not supported")
+        || lower.contains("invalidentity")
+        || lower.contains("compound")
 }
 
 /// CSV rows → REST-shaped records.
@@ -362,8 +372,8 @@ impl Converter {
         Ok(records)
     }
 
-    /// Gives each parent node its `attributes`, or turns it into `null` when its lookup is
-    /// empty.
+    /// Gives each parent node its `attributes`, or turns it into `null` when the parent
+    /// does not exist (its `Id` is empty).
     fn finalize(&self, node: &mut Map<String, Value>, prefix: &str) {
         let keys: Vec<String> = node
             .iter()
@@ -377,24 +387,21 @@ impl Converter {
                 format!("{prefix}.{key}")
             };
             let hop = self.hops.get(&path.to_ascii_lowercase());
-            let reference_id: Option<Option<String>> = hop.and_then(|h| {
-                node.get(&h.reference_field)
-                    .map(|v| v.as_str().map(str::to_string))
-            });
             let Some(Value::Object(child)) = node.get_mut(&key) else {
                 continue;
             };
             self.finalize(child, &path);
-            let present = match &reference_id {
-                Some(id) => id.is_some(),
-                None => child.values().any(|v| !v.is_null()),
+            let id = child.get("Id").and_then(Value::as_str).map(str::to_string);
+            let present = if child.contains_key("Id") {
+                id.is_some()
+            } else {
+                child.values().any(|v| !v.is_null())
             };
             if !present {
                 node.insert(key, Value::Null);
                 continue;
             }
-            let id = reference_id.flatten();
-            // The object the id points to; REST types a polymorphic parent (Who, What,
+            // The object the id points to; REST types a polymorphic parent (Who, What, an
             // Owner of several types) as `Name` but keeps the real object in its url.
             let real_object = match hop {
                 Some(h) if h.targets.len() == 1 => h.targets[0].clone(),

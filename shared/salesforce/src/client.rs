@@ -479,8 +479,10 @@ impl Client {
                         attempt += 1;
                         continue;
                     }
-                    return Err(Error::Auth {
+                    // Transient, not a rejection of the credentials.
+                    return Err(Error::Http {
                         message: format!("the token endpoint did not answer: {message}"),
+                        retryable: true,
                     });
                 }
             };
@@ -523,6 +525,14 @@ impl Client {
                 tokio::time::sleep(delay).await;
                 attempt += 1;
                 continue;
+            }
+            if status.is_server_error() || status.as_u16() == 429 {
+                let (code, message) = parse_api_error(status, &body);
+                return Err(Error::Api {
+                    status: status.as_u16(),
+                    code: self.redact(&code),
+                    message: self.redact(&message),
+                });
             }
             let (code, description) = match serde_json::from_slice::<OAuthError>(&body) {
                 Ok(e) if !e.error.is_empty() => (e.error, e.error_description),

@@ -168,7 +168,8 @@ pub struct ClientConfig {
     pub bulk_page_size: u32,
     /// Objects never sent to Bulk API 2.0.
     pub bulk_unsupported_objects: Vec<String>,
-    /// How many times a window is halved after `QUERY_TIMEOUT` before giving up.
+    /// How many times one part of a window may be halved after `QUERY_TIMEOUT` before the
+    /// error is returned (24 halvings take 25 years down to under a minute).
     pub max_window_splits: u32,
 }
 
@@ -194,7 +195,7 @@ impl ClientConfig {
                 .iter()
                 .map(|s| s.to_string())
                 .collect(),
-            max_window_splits: 16,
+            max_window_splits: 24,
         }
     }
 

@@ -79,6 +79,24 @@ impl Client {
             .collect())
     }
 
+    /// The org's `earliestDateAvailable`, asked with a one-minute window ending at `end`
+    /// (the org's clock decides what "15 days ago" is, not ours).
+    async fn earliest_deleted(&self, path: &str, end: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        let start = end - chrono::Duration::minutes(1);
+        let query = query_string(&[("start", &param(start)), ("end", &param(end))]);
+        let raw: Raw = self
+            .get(path, Some(&query))
+            .await
+            .ok()?
+            .json("getDeleted")
+            .ok()?;
+        parse_time(
+            "earliestDateAvailable",
+            raw.earliest_date_available.as_deref()?,
+        )
+        .ok()
+    }
+
     /// getDeleted with `earliestDateAvailable` and `latestDateCovered`.
     pub async fn deleted_detailed(
         &self,
@@ -101,12 +119,13 @@ impl Client {
         let response = match self.get(&path, Some(&query)).await {
             Ok(r) => r,
             Err(Error::Api { code, message, .. })
-                if code == "INVALID_REPLICATION_DATE" || message.contains("15 days") =>
+                if code == "INVALID_REPLICATION_DATE" && message.contains("days ago") =>
             {
-                return Err(Error::DeletedTooOld {
-                    start,
-                    earliest: Utc::now() - chrono::Duration::days(DELETED_RETENTION_DAYS),
-                });
+                let earliest = match self.earliest_deleted(&path, end).await {
+                    Some(t) => t,
+                    None => Utc::now() - chrono::Duration::days(DELETED_RETENTION_DAYS),
+                };
+                return Err(Error::DeletedTooOld { start, earliest });
             }
             Err(e) => return Err(e),
         };

@@ -255,6 +255,8 @@ impl Extraction {
 struct Segment {
     lower: Lower,
     until: DateTime<Utc>,
+    /// How many halvings produced this segment.
+    depth: u32,
 }
 
 /// REST keyset pagination over one or more segments of the window (more than one after a
@@ -265,7 +267,6 @@ struct RestState {
     next_url: Option<String>,
     /// The last record returned from the current segment.
     segment_last: Option<Cursor>,
-    splits: u32,
 }
 
 /// The earliest SystemModstamp a split may assume when the window has no start.
@@ -286,11 +287,11 @@ impl RestState {
             segments: VecDeque::from([Segment {
                 lower: RestState::first_lower(window),
                 until: window.until,
+                depth: 0,
             }]),
             current: None,
             next_url: None,
             segment_last: None,
-            splits: 0,
         }
     }
 
@@ -380,6 +381,7 @@ impl RestState {
                 None => segment.lower.clone(),
             },
             until: segment.until,
+            depth: segment.depth,
         }
     }
 
@@ -398,23 +400,25 @@ impl RestState {
             Lower::AfterTime(t) => *t,
         };
         let span = rest.until.signed_duration_since(start);
-        if self.splits >= max_splits || span <= chrono::Duration::seconds(1) {
+        if rest.depth >= max_splits || span <= chrono::Duration::seconds(1) {
             warn!(
-                splits = self.splits,
+                depth = rest.depth,
                 "query still times out on a small window; giving up"
             );
             return Err(error);
         }
-        self.splits += 1;
         let mid = start + span / 2;
-        info!(from = %start, mid = %mid, until = %rest.until, splits = self.splits, "QUERY_TIMEOUT: splitting the window");
+        let depth = rest.depth + 1;
+        info!(from = %start, mid = %mid, until = %rest.until, depth, "QUERY_TIMEOUT: splitting the window");
         self.segments.push_front(Segment {
             lower: Lower::AfterTime(mid),
             until: rest.until,
+            depth,
         });
         self.segments.push_front(Segment {
             lower: rest.lower,
             until: mid,
+            depth,
         });
         self.current = None;
         self.next_url = None;

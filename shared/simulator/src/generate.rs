@@ -222,17 +222,65 @@ const DESCRIPTIONS: &[&str] = &[
     "Line one\r\nLine two, with a comma",
 ];
 /// City, state, postal code, country, latitude, longitude.
-type Place = (&'static str, Option<&'static str>, &'static str, &'static str, f64, f64);
+type Place = (
+    &'static str,
+    Option<&'static str>,
+    &'static str,
+    &'static str,
+    f64,
+    f64,
+);
 const PLACES: &[Place] = &[
-    ("San Francisco", Some("CA"), "94105", "United States", 37.7897, -122.3972),
+    (
+        "San Francisco",
+        Some("CA"),
+        "94105",
+        "United States",
+        37.7897,
+        -122.3972,
+    ),
     ("Paris", None, "75002", "France", 48.8686, 2.3429),
     ("東京都", None, "100-0005", "Japan", 35.6812, 139.7671),
-    ("Kraków", Some("Małopolskie"), "30-001", "Poland", 50.0614, 19.9366),
-    ("London", None, "EC1A 1BB", "United Kingdom", 51.5194, -0.0977),
-    ("São Paulo", Some("SP"), "01000-000", "Brazil", -23.5505, -46.6333),
-    ("Austin", Some("TX"), "73301", "United States", 30.2672, -97.7431),
+    (
+        "Kraków",
+        Some("Małopolskie"),
+        "30-001",
+        "Poland",
+        50.0614,
+        19.9366,
+    ),
+    (
+        "London",
+        None,
+        "EC1A 1BB",
+        "United Kingdom",
+        51.5194,
+        -0.0977,
+    ),
+    (
+        "São Paulo",
+        Some("SP"),
+        "01000-000",
+        "Brazil",
+        -23.5505,
+        -46.6333,
+    ),
+    (
+        "Austin",
+        Some("TX"),
+        "73301",
+        "United States",
+        30.2672,
+        -97.7431,
+    ),
 ];
-const STREETS: &[&str] = &["Main St", "Market Street", "Rue de Rivoli", "Hauptstraße", "Elm Ave"];
+const STREETS: &[&str] = &[
+    "Main St",
+    "Market Street",
+    "Rue de Rivoli",
+    "Hauptstraße",
+    "Elm Ave",
+];
 const COMPANIES: &[&str] = &[
     "Acme",
     "Globex",
@@ -344,7 +392,10 @@ fn timeline(rng: &mut Rng, n: usize, spec: &OrgSpec, anchor: i64) -> Timeline {
         let mut k = 1;
         while (k + 1) * tb <= n {
             let range = k * tb..(k + 1) * tb;
-            let newest = created.get(range.clone()).and_then(|s| s.iter().max().copied()).unwrap_or(start);
+            let newest = created
+                .get(range.clone())
+                .and_then(|s| s.iter().max().copied())
+                .unwrap_or(start);
             let room = (latest - newest).max(0);
             let t = secs(newest + rng.below((room + 1) as u64) as i64).max(newest);
             for m in modstamp.get_mut(range).into_iter().flatten() {
@@ -371,17 +422,41 @@ fn timeline(rng: &mut Rng, n: usize, spec: &OrgSpec, anchor: i64) -> Timeline {
     }
 }
 
+/// Whether row `i` of `n` falls in one of [`timeline`]'s tie blocks.
+fn in_tie_block(i: usize, n: usize, tb: usize) -> bool {
+    tb >= 2 && (i / tb) % 4 == 1 && (i / tb + 1) * tb <= n
+}
+
 /// Spreads `count` deletions over the rows and stamps them within the last two weeks.
-fn mark_deleted(rng: &mut Rng, tl: &mut Timeline, count: usize, anchor: i64) {
+fn mark_deleted(rng: &mut Rng, tl: &mut Timeline, count: usize, anchor: i64, tie_block: usize) {
     let n = tl.created.len();
     let count = count.min(n);
+    let mut taken = vec![false; n];
     for j in 0..count {
-        let i = j * n / count + (n / count) / 2;
+        // Keep tie blocks whole (their shared stamp is what tests rely on) unless every
+        // row is in one; never pick a row twice.
+        let mut i = j * n / count + (n / count) / 2;
+        let mut tries = 0;
+        while tries < n
+            && (taken.get(i).copied().unwrap_or(true)
+                || (in_tie_block(i, n, tie_block) && tries < n / 2))
+        {
+            i = (i + 1) % n.max(1);
+            tries += 1;
+        }
+        if let Some(t) = taken.get_mut(i) {
+            if *t {
+                continue;
+            }
+            *t = true;
+        }
         let Some(created) = tl.created.get(i).copied() else {
             continue;
         };
         let when = anchor - HOUR - rng.below((14 * DAY) as u64) as i64;
-        let when = (when - when.rem_euclid(SECOND)).max(created).min(anchor - SECOND);
+        let when = (when - when.rem_euclid(SECOND))
+            .max(created)
+            .min(anchor - SECOND);
         if let (Some(d), Some(m), Some(l)) = (
             tl.deleted.get_mut(i),
             tl.modstamp.get_mut(i),
@@ -400,7 +475,11 @@ fn base_row(b: &RowBuilder, tl: &Timeline, i: usize, id: Arc<str>, owner: &Val) 
     let at = |v: &Vec<i64>| v.get(i).copied().unwrap_or(0);
     b.set(&mut vals, "Id", Val::Str(id));
     b.set(&mut vals, "CreatedDate", Val::DateTime(at(&tl.created)));
-    b.set(&mut vals, "LastModifiedDate", Val::DateTime(at(&tl.last_modified)));
+    b.set(
+        &mut vals,
+        "LastModifiedDate",
+        Val::DateTime(at(&tl.last_modified)),
+    );
     b.set(&mut vals, "SystemModstamp", Val::DateTime(at(&tl.modstamp)));
     b.set(&mut vals, "CreatedById", owner.clone());
     b.set(&mut vals, "LastModifiedById", owner.clone());
@@ -428,8 +507,7 @@ fn with_common(extra: &[&'static str]) -> Vec<&'static str> {
     COMMON.iter().chain(extra).copied().collect()
 }
 
-struct Gen<'a> {
-    spec: &'a OrgSpec,
+struct Gen {
     anchor: i64,
     users: Vec<Arc<str>>,
     first: Pool,
@@ -438,7 +516,7 @@ struct Gen<'a> {
     last_ascii: Vec<&'static str>,
 }
 
-impl Gen<'_> {
+impl Gen {
     fn owner(&self, rng: &mut Rng, fallback: &Arc<str>) -> Val {
         Val::Str(rng.pick(&self.users).unwrap_or(fallback).clone())
     }
@@ -458,13 +536,25 @@ impl Gen<'_> {
         }
         b.set(vals, "LastName", self.last.get(li));
         if rng.chance(10) {
-            b.set(vals, "MiddleName", Val::str(rng.pick(MIDDLE_NAMES).copied().unwrap_or("")));
+            b.set(
+                vals,
+                "MiddleName",
+                Val::str(rng.pick(MIDDLE_NAMES).copied().unwrap_or("")),
+            );
         }
         if rng.chance(3) {
-            b.set(vals, "Suffix", Val::str(rng.pick(SUFFIXES).copied().unwrap_or("")));
+            b.set(
+                vals,
+                "Suffix",
+                Val::str(rng.pick(SUFFIXES).copied().unwrap_or("")),
+            );
         }
         if rng.chance(40) {
-            b.set(vals, "Salutation", Val::str(rng.pick(SALUTATIONS).copied().unwrap_or("")));
+            b.set(
+                vals,
+                "Salutation",
+                Val::str(rng.pick(SALUTATIONS).copied().unwrap_or("")),
+            );
         }
         if !rng.chance(5) {
             let first = self.first_ascii.get(fi).copied().unwrap_or("x");
@@ -482,10 +572,18 @@ impl Gen<'_> {
             b.set(vals, "Email", Val::str(&email));
         }
         if rng.chance(70) {
-            b.set(vals, "Phone", Val::str(&format!("+1 415-555-{:04}", rng.below(10_000))));
+            b.set(
+                vals,
+                "Phone",
+                Val::str(&format!("+1 415-555-{:04}", rng.below(10_000))),
+            );
         }
         if rng.chance(30) {
-            b.set(vals, "MobilePhone", Val::str(&format!("(650) 555-{:04}", rng.below(10_000))));
+            b.set(
+                vals,
+                "MobilePhone",
+                Val::str(&format!("(650) 555-{:04}", rng.below(10_000))),
+            );
         }
         if !rng.chance(15) {
             self.address(rng, b, vals, addr);
@@ -493,7 +591,9 @@ impl Gen<'_> {
     }
 
     fn address(&self, rng: &mut Rng, b: &RowBuilder, vals: &mut [Val], prefix: &str) {
-        let Some(place) = rng.pick(PLACES) else { return };
+        let Some(place) = rng.pick(PLACES) else {
+            return;
+        };
         let (city, state, postal, country, lat, lon) = *place;
         let street_name = rng.pick(STREETS).copied().unwrap_or("Main St");
         let mut street = format!("{} {}", 1 + rng.below(9999), street_name);
@@ -608,7 +708,6 @@ impl Org {
         let mut org = Org::with_schema(schema.clone(), spec.anchor);
         let anchor = spec.anchor.timestamp_millis();
         let mut g = Gen {
-            spec,
             anchor,
             users: Vec::new(),
             first: Pool::new(FIRST_NAMES.iter().map(|p| p.0)),
@@ -623,207 +722,435 @@ impl Org {
         let descriptions = Pool::new(DESCRIPTIONS);
 
         // Users first: everything else is owned by one of them.
-        let users = org.build_object(spec, "User", spec.users, 0, &person_fields("", &[
-            "Username", "CompanyName", "Department", "Title", "Alias", "IsActive",
-            "TimeZoneSidKey", "UserType", "ManagerId", "LastLoginDate",
-        ]), |rng, b, vals, i, ids| {
-            g.person(rng, b, vals, i, "");
-            let username = if i == 0 {
-                "integration@sfsync-demo.example".to_string()
-            } else {
-                format!("user{i}@sfsync-demo.example")
-            };
-            b.set(vals, "Username", Val::str(&username));
-            if vals.get(b.def.column("Email").unwrap_or(usize::MAX)).is_none_or(Val::is_null) {
-                b.set(vals, "Email", Val::str(&format!("user{i}@sfsync-demo.example")));
-            }
-            b.set(vals, "Alias", Val::str(&format!("u{i}")));
-            b.set(vals, "IsActive", Val::Bool(i == 0 || !rng.chance(10)));
-            b.set(vals, "TimeZoneSidKey", Val::str("America/Los_Angeles"));
-            b.set(vals, "UserType", Val::str("Standard"));
-            b.set(vals, "Title", titles.pick(rng));
-            b.set(vals, "Department", departments.pick(rng));
-            b.set(vals, "CompanyName", Val::str("sfsync Demo"));
-            if i > 0 {
-                b.set(vals, "ManagerId", Val::Str(ids.first().cloned().unwrap_or_else(|| fallback.clone())));
-            }
-            b.set(vals, "LastLoginDate", Val::DateTime(g.anchor - rng.below((30 * DAY) as u64) as i64));
-            // Users are their own creators: the integration user made them all.
-            let first = ids.first().cloned().unwrap_or_else(|| fallback.clone());
-            b.set(vals, "OwnerId", Val::Null);
-            b.set(vals, "CreatedById", Val::Str(first.clone()));
-            b.set(vals, "LastModifiedById", Val::Str(first));
-        });
+        let users = org.build_object(
+            spec,
+            "User",
+            spec.users,
+            0,
+            &person_fields(
+                "",
+                &[
+                    "Username",
+                    "CompanyName",
+                    "Department",
+                    "Title",
+                    "Alias",
+                    "IsActive",
+                    "TimeZoneSidKey",
+                    "UserType",
+                    "ManagerId",
+                    "LastLoginDate",
+                ],
+            ),
+            |rng, b, vals, i, ids| {
+                g.person(rng, b, vals, i, "");
+                let username = if i == 0 {
+                    "integration@sfsync-demo.example".to_string()
+                } else {
+                    format!("user{i}@sfsync-demo.example")
+                };
+                b.set(vals, "Username", Val::str(&username));
+                if vals
+                    .get(b.def.column("Email").unwrap_or(usize::MAX))
+                    .is_none_or(Val::is_null)
+                {
+                    b.set(
+                        vals,
+                        "Email",
+                        Val::str(&format!("user{i}@sfsync-demo.example")),
+                    );
+                }
+                b.set(vals, "Alias", Val::str(&format!("u{i}")));
+                b.set(vals, "IsActive", Val::Bool(i == 0 || !rng.chance(10)));
+                b.set(vals, "TimeZoneSidKey", Val::str("America/Los_Angeles"));
+                b.set(vals, "UserType", Val::str("Standard"));
+                b.set(vals, "Title", titles.pick(rng));
+                b.set(vals, "Department", departments.pick(rng));
+                b.set(vals, "CompanyName", Val::str("sfsync Demo"));
+                if i > 0 {
+                    b.set(
+                        vals,
+                        "ManagerId",
+                        Val::Str(ids.first().cloned().unwrap_or_else(|| fallback.clone())),
+                    );
+                }
+                b.set(
+                    vals,
+                    "LastLoginDate",
+                    Val::DateTime(g.anchor - rng.below((30 * DAY) as u64) as i64),
+                );
+                // Users are their own creators: the integration user made them all.
+                let first = ids.first().cloned().unwrap_or_else(|| fallback.clone());
+                b.set(vals, "OwnerId", Val::Null);
+                b.set(vals, "CreatedById", Val::Str(first.clone()));
+                b.set(vals, "LastModifiedById", Val::Str(first));
+            },
+        );
         g.users = users;
         if let Some(first) = g.users.first() {
             org.default_owner = first.clone();
         }
 
-        let accounts = org.build_object(spec, "Account", spec.accounts, spec.soft_deleted, &{
-            let mut v = with_common(&[
-                "Name", "Type", "ParentId", "Phone", "Website", "Industry", "AnnualRevenue",
-                "NumberOfEmployees", "Description", "LastActivityDate",
-            ]);
-            v.extend(address_names("Billing"));
-            v
-        }, |rng, b, vals, i, ids| {
-            let company = rng.pick(COMPANIES).copied().unwrap_or("Acme");
-            b.set(vals, "Name", Val::str(&format!("{company} {i}")));
-            b.set(vals, "Type", Val::str(["Prospect", "Customer - Direct", "Customer - Channel", "Partner"][rng.below(4) as usize]));
-            if rng.chance(5) && !ids.is_empty() {
-                b.set(vals, "ParentId", Val::opt_str(rng.pick(ids)));
-            }
-            if rng.chance(80) {
-                g.address(rng, b, vals, "Billing");
-            }
-            b.set(vals, "Phone", Val::str(&format!("+44 20 7946 {:04}", rng.below(10_000))));
-            if rng.chance(80) {
-                b.set(vals, "Website", Val::str(&format!("https://www.{}{i}.example", company.to_ascii_lowercase().replace(|c: char| !c.is_ascii_alphanumeric(), ""))));
-            }
-            b.set(vals, "Industry", Val::str(["Technology", "Finance", "Retail", "Healthcare"][rng.below(4) as usize]));
-            if rng.chance(70) {
-                b.set(vals, "AnnualRevenue", Val::Num((rng.below(500) * 100_000) as f64));
-                b.set(vals, "NumberOfEmployees", Val::Int(1 + rng.below(50_000) as i64));
-            }
-            if rng.chance(20) {
-                b.set(vals, "Description", descriptions.pick(rng));
-            }
-            b.set(vals, "OwnerId", g.owner(rng, &fallback));
-        });
+        let accounts = org.build_object(
+            spec,
+            "Account",
+            spec.accounts,
+            spec.soft_deleted,
+            &{
+                let mut v = with_common(&[
+                    "Name",
+                    "Type",
+                    "ParentId",
+                    "Phone",
+                    "Website",
+                    "Industry",
+                    "AnnualRevenue",
+                    "NumberOfEmployees",
+                    "Description",
+                    "LastActivityDate",
+                ]);
+                v.extend(address_names("Billing"));
+                v
+            },
+            |rng, b, vals, i, ids| {
+                let company = rng.pick(COMPANIES).copied().unwrap_or("Acme");
+                b.set(vals, "Name", Val::str(&format!("{company} {i}")));
+                b.set(
+                    vals,
+                    "Type",
+                    Val::str(
+                        [
+                            "Prospect",
+                            "Customer - Direct",
+                            "Customer - Channel",
+                            "Partner",
+                        ][rng.below(4) as usize],
+                    ),
+                );
+                if rng.chance(5) && !ids.is_empty() {
+                    b.set(vals, "ParentId", Val::opt_str(rng.pick(ids)));
+                }
+                if rng.chance(80) {
+                    g.address(rng, b, vals, "Billing");
+                }
+                b.set(
+                    vals,
+                    "Phone",
+                    Val::str(&format!("+44 20 7946 {:04}", rng.below(10_000))),
+                );
+                if rng.chance(80) {
+                    b.set(
+                        vals,
+                        "Website",
+                        Val::str(&format!(
+                            "https://www.{}{i}.example",
+                            company
+                                .to_ascii_lowercase()
+                                .replace(|c: char| !c.is_ascii_alphanumeric(), "")
+                        )),
+                    );
+                }
+                b.set(
+                    vals,
+                    "Industry",
+                    Val::str(
+                        ["Technology", "Finance", "Retail", "Healthcare"][rng.below(4) as usize],
+                    ),
+                );
+                if rng.chance(70) {
+                    b.set(
+                        vals,
+                        "AnnualRevenue",
+                        Val::Num((rng.below(500) * 100_000) as f64),
+                    );
+                    b.set(
+                        vals,
+                        "NumberOfEmployees",
+                        Val::Int(1 + rng.below(50_000) as i64),
+                    );
+                }
+                if rng.chance(20) {
+                    b.set(vals, "Description", descriptions.pick(rng));
+                }
+                b.set(vals, "OwnerId", g.owner(rng, &fallback));
+            },
+        );
 
-        let contacts = org.build_object(spec, "Contact", spec.contacts, spec.soft_deleted, &person_fields("Mailing", &[
-            "AccountId", "Title", "Department", "LeadSource", "Birthdate", "Description",
-            "HasOptedOutOfEmail", "DoNotCall", "LastActivityDate", "Tier__c", "Score__c",
-        ]), |rng, b, vals, i, _| {
-            g.person(rng, b, vals, i, "Mailing");
-            // One contact in ten is private (no account): the parent comes back null.
-            if !rng.chance(10) {
-                b.set(vals, "AccountId", Val::opt_str(rng.pick(&accounts)));
-            }
-            if !rng.chance(20) {
-                b.set(vals, "Title", titles.pick(rng));
-            }
-            if rng.chance(60) {
-                b.set(vals, "Department", departments.pick(rng));
-            }
-            if rng.chance(70) {
+        let contacts = org.build_object(
+            spec,
+            "Contact",
+            spec.contacts,
+            spec.soft_deleted,
+            &person_fields(
+                "Mailing",
+                &[
+                    "AccountId",
+                    "Title",
+                    "Department",
+                    "LeadSource",
+                    "Birthdate",
+                    "Description",
+                    "HasOptedOutOfEmail",
+                    "DoNotCall",
+                    "LastActivityDate",
+                    "Tier__c",
+                    "Score__c",
+                ],
+            ),
+            |rng, b, vals, i, _| {
+                g.person(rng, b, vals, i, "Mailing");
+                // One contact in ten is private (no account): the parent comes back null.
+                if !rng.chance(10) {
+                    b.set(vals, "AccountId", Val::opt_str(rng.pick(&accounts)));
+                }
+                if !rng.chance(20) {
+                    b.set(vals, "Title", titles.pick(rng));
+                }
+                if rng.chance(60) {
+                    b.set(vals, "Department", departments.pick(rng));
+                }
+                if rng.chance(70) {
+                    b.set(vals, "LeadSource", lead_sources.pick(rng));
+                }
+                if rng.chance(30) {
+                    b.set(vals, "Birthdate", g.date_days(rng, 365 * 60, -(365 * 20)));
+                }
+                if rng.chance(10) {
+                    b.set(vals, "Description", descriptions.pick(rng));
+                }
+                b.set(vals, "HasOptedOutOfEmail", Val::Bool(rng.chance(5)));
+                b.set(vals, "DoNotCall", Val::Bool(rng.chance(3)));
+                if rng.chance(40) {
+                    b.set(vals, "LastActivityDate", g.date_days(rng, 200, 0));
+                }
+                if rng.chance(60) {
+                    b.set(
+                        vals,
+                        "Tier__c",
+                        Val::str(["Gold", "Silver", "Bronze"][rng.below(3) as usize]),
+                    );
+                }
+                if rng.chance(50) {
+                    b.set(vals, "Score__c", Val::Num(rng.below(1000) as f64 / 10.0));
+                }
+                b.set(vals, "OwnerId", g.owner(rng, &fallback));
+            },
+        );
+
+        let leads = org.build_object(
+            spec,
+            "Lead",
+            spec.leads,
+            spec.soft_deleted,
+            &person_fields(
+                "",
+                &[
+                    "Title",
+                    "Company",
+                    "Website",
+                    "Description",
+                    "LeadSource",
+                    "Status",
+                    "Industry",
+                    "AnnualRevenue",
+                    "NumberOfEmployees",
+                    "HasOptedOutOfEmail",
+                    "IsConverted",
+                    "ConvertedDate",
+                    "ConvertedAccountId",
+                    "ConvertedContactId",
+                    "IsUnreadByOwner",
+                    "LastActivityDate",
+                ],
+            ),
+            |rng, b, vals, i, _| {
+                g.person(rng, b, vals, i, "");
+                let company = rng.pick(COMPANIES).copied().unwrap_or("Acme");
+                b.set(
+                    vals,
+                    "Company",
+                    Val::str(&format!("{company} Prospect {i}")),
+                );
+                if !rng.chance(25) {
+                    b.set(vals, "Title", titles.pick(rng));
+                }
+                if rng.chance(50) {
+                    b.set(
+                        vals,
+                        "Website",
+                        Val::str(&format!("http://lead{i}.example")),
+                    );
+                }
+                if rng.chance(10) {
+                    b.set(vals, "Description", descriptions.pick(rng));
+                }
                 b.set(vals, "LeadSource", lead_sources.pick(rng));
-            }
-            if rng.chance(30) {
-                b.set(vals, "Birthdate", g.date_days(rng, 365 * 60, -(365 * 20)));
-            }
-            if rng.chance(10) {
-                b.set(vals, "Description", descriptions.pick(rng));
-            }
-            b.set(vals, "HasOptedOutOfEmail", Val::Bool(rng.chance(5)));
-            b.set(vals, "DoNotCall", Val::Bool(rng.chance(3)));
-            if rng.chance(40) {
-                b.set(vals, "LastActivityDate", g.date_days(rng, 200, 0));
-            }
-            if rng.chance(60) {
-                b.set(vals, "Tier__c", Val::str(["Gold", "Silver", "Bronze"][rng.below(3) as usize]));
-            }
-            if rng.chance(50) {
-                b.set(vals, "Score__c", Val::Num(rng.below(1000) as f64 / 10.0));
-            }
-            b.set(vals, "OwnerId", g.owner(rng, &fallback));
-        });
+                let converted = rng.chance(10) && !contacts.is_empty();
+                if converted {
+                    b.set(vals, "Status", Val::str("Closed - Converted"));
+                    b.set(vals, "IsConverted", Val::Bool(true));
+                    b.set(vals, "ConvertedDate", g.date_days(rng, 100, 0));
+                    b.set(
+                        vals,
+                        "ConvertedContactId",
+                        Val::opt_str(rng.pick(&contacts)),
+                    );
+                    b.set(
+                        vals,
+                        "ConvertedAccountId",
+                        Val::opt_str(rng.pick(&accounts)),
+                    );
+                } else {
+                    b.set(
+                        vals,
+                        "Status",
+                        Val::str(LEAD_STATUSES[[0, 1, 3][rng.below(3) as usize]]),
+                    );
+                    b.set(vals, "IsConverted", Val::Bool(false));
+                }
+                b.set(
+                    vals,
+                    "Industry",
+                    Val::str(
+                        ["Technology", "Finance", "Retail", "Healthcare"][rng.below(4) as usize],
+                    ),
+                );
+                if rng.chance(40) {
+                    b.set(
+                        vals,
+                        "AnnualRevenue",
+                        Val::Num((rng.below(100) * 50_000) as f64),
+                    );
+                    b.set(
+                        vals,
+                        "NumberOfEmployees",
+                        Val::Int(1 + rng.below(5000) as i64),
+                    );
+                }
+                b.set(vals, "HasOptedOutOfEmail", Val::Bool(rng.chance(5)));
+                b.set(vals, "IsUnreadByOwner", Val::Bool(rng.chance(30)));
+                b.set(vals, "OwnerId", g.owner(rng, &fallback));
+            },
+        );
 
-        let leads = org.build_object(spec, "Lead", spec.leads, spec.soft_deleted, &person_fields("", &[
-            "Title", "Company", "Website", "Description", "LeadSource", "Status", "Industry",
-            "AnnualRevenue", "NumberOfEmployees", "HasOptedOutOfEmail", "IsConverted",
-            "ConvertedDate", "ConvertedAccountId", "ConvertedContactId", "IsUnreadByOwner",
-            "LastActivityDate",
-        ]), |rng, b, vals, i, _| {
-            g.person(rng, b, vals, i, "");
-            let company = rng.pick(COMPANIES).copied().unwrap_or("Acme");
-            b.set(vals, "Company", Val::str(&format!("{company} Prospect {i}")));
-            if !rng.chance(25) {
-                b.set(vals, "Title", titles.pick(rng));
-            }
-            if rng.chance(50) {
-                b.set(vals, "Website", Val::str(&format!("http://lead{i}.example")));
-            }
-            if rng.chance(10) {
-                b.set(vals, "Description", descriptions.pick(rng));
-            }
-            b.set(vals, "LeadSource", lead_sources.pick(rng));
-            let converted = rng.chance(10) && !contacts.is_empty();
-            if converted {
-                b.set(vals, "Status", Val::str("Closed - Converted"));
-                b.set(vals, "IsConverted", Val::Bool(true));
-                b.set(vals, "ConvertedDate", g.date_days(rng, 100, 0));
-                b.set(vals, "ConvertedContactId", Val::opt_str(rng.pick(&contacts)));
-                b.set(vals, "ConvertedAccountId", Val::opt_str(rng.pick(&accounts)));
-            } else {
-                b.set(vals, "Status", Val::str(LEAD_STATUSES[[0, 1, 3][rng.below(3) as usize]]));
-                b.set(vals, "IsConverted", Val::Bool(false));
-            }
-            b.set(vals, "Industry", Val::str(["Technology", "Finance", "Retail", "Healthcare"][rng.below(4) as usize]));
-            if rng.chance(40) {
-                b.set(vals, "AnnualRevenue", Val::Num((rng.below(100) * 50_000) as f64));
-                b.set(vals, "NumberOfEmployees", Val::Int(1 + rng.below(5000) as i64));
-            }
-            b.set(vals, "HasOptedOutOfEmail", Val::Bool(rng.chance(5)));
-            b.set(vals, "IsUnreadByOwner", Val::Bool(rng.chance(30)));
-            b.set(vals, "OwnerId", g.owner(rng, &fallback));
-        });
+        let campaigns = org.build_object(
+            spec,
+            "Campaign",
+            spec.campaigns,
+            spec.soft_deleted,
+            &with_common(&[
+                "Name",
+                "Type",
+                "Status",
+                "StartDate",
+                "EndDate",
+                "ExpectedRevenue",
+                "BudgetedCost",
+                "ActualCost",
+                "IsActive",
+                "Description",
+            ]),
+            |rng, b, vals, i, _| {
+                let kind =
+                    ["Conference", "Webinar", "Email", "Advertisement"][rng.below(4) as usize];
+                b.set(vals, "Name", Val::str(&format!("{kind} {}", 2023 + i % 3)));
+                b.set(vals, "Type", Val::str(kind));
+                b.set(
+                    vals,
+                    "Status",
+                    Val::str(
+                        ["Planned", "In Progress", "Completed", "Aborted"][rng.below(4) as usize],
+                    ),
+                );
+                b.set(vals, "StartDate", g.date_days(rng, 300, 30));
+                b.set(vals, "EndDate", g.date_days(rng, 100, 200));
+                b.set(
+                    vals,
+                    "BudgetedCost",
+                    Val::Num((rng.below(100) * 1000) as f64),
+                );
+                if rng.chance(50) {
+                    b.set(vals, "ActualCost", Val::Num((rng.below(100) * 1000) as f64));
+                }
+                b.set(
+                    vals,
+                    "ExpectedRevenue",
+                    Val::Num((rng.below(100) * 10_000) as f64),
+                );
+                b.set(vals, "IsActive", Val::Bool(rng.chance(60)));
+                if rng.chance(30) {
+                    b.set(vals, "Description", descriptions.pick(rng));
+                }
+                b.set(vals, "OwnerId", g.owner(rng, &fallback));
+            },
+        );
 
-        let campaigns = org.build_object(spec, "Campaign", spec.campaigns, spec.soft_deleted, &with_common(&[
-            "Name", "Type", "Status", "StartDate", "EndDate", "ExpectedRevenue", "BudgetedCost",
-            "ActualCost", "IsActive", "Description",
-        ]), |rng, b, vals, i, _| {
-            let kind = ["Conference", "Webinar", "Email", "Advertisement"][rng.below(4) as usize];
-            b.set(vals, "Name", Val::str(&format!("{kind} {}", 2023 + i % 3)));
-            b.set(vals, "Type", Val::str(kind));
-            b.set(vals, "Status", Val::str(["Planned", "In Progress", "Completed", "Aborted"][rng.below(4) as usize]));
-            b.set(vals, "StartDate", g.date_days(rng, 300, 30));
-            b.set(vals, "EndDate", g.date_days(rng, 100, 200));
-            b.set(vals, "BudgetedCost", Val::Num((rng.below(100) * 1000) as f64));
-            if rng.chance(50) {
-                b.set(vals, "ActualCost", Val::Num((rng.below(100) * 1000) as f64));
-            }
-            b.set(vals, "ExpectedRevenue", Val::Num((rng.below(100) * 10_000) as f64));
-            b.set(vals, "IsActive", Val::Bool(rng.chance(60)));
-            if rng.chance(30) {
-                b.set(vals, "Description", descriptions.pick(rng));
-            }
-            b.set(vals, "OwnerId", g.owner(rng, &fallback));
-        });
-
-        let opportunities = org.build_object(spec, "Opportunity", spec.opportunities, spec.soft_deleted, &with_common(&[
-            "AccountId", "Name", "Description", "StageName", "Amount", "Probability", "CloseDate",
-            "Type", "LeadSource", "IsClosed", "IsWon", "CampaignId", "LastActivityDate",
-        ]), |rng, b, vals, i, _| {
-            let account = rng.pick(&accounts).cloned();
-            b.set(vals, "AccountId", Val::opt_str(account.as_ref()));
-            b.set(vals, "Name", Val::str(&format!("Deal {i} — {}", ["Renewal", "Upsell", "New, big", "Pilot \"A\""][rng.below(4) as usize])));
-            let stage_i = rng.below(STAGES.len() as u64) as usize;
-            let stage = STAGES.get(stage_i).copied().unwrap_or("Prospecting");
-            b.set(vals, "StageName", Val::str(stage));
-            if rng.chance(85) {
-                b.set(vals, "Amount", Val::Num((1 + rng.below(2000)) as f64 * 500.0));
-            }
-            let closed = stage.starts_with("Closed");
-            let probability = match stage {
-                "Closed Won" => 100.0,
-                "Closed Lost" => 0.0,
-                _ => 10.0 + 20.0 * stage_i as f64,
-            };
-            b.set(vals, "Probability", Val::Num(probability));
-            b.set(vals, "CloseDate", g.date_days(rng, 200, 200));
-            b.set(vals, "Type", Val::str(["New Business", "Existing Business"][rng.below(2) as usize]));
-            b.set(vals, "LeadSource", lead_sources.pick(rng));
-            b.set(vals, "IsClosed", Val::Bool(closed));
-            b.set(vals, "IsWon", Val::Bool(stage == "Closed Won"));
-            if rng.chance(10) {
-                b.set(vals, "CampaignId", Val::opt_str(rng.pick(&campaigns)));
-            }
-            if rng.chance(10) {
-                b.set(vals, "Description", descriptions.pick(rng));
-            }
-            b.set(vals, "OwnerId", g.owner(rng, &fallback));
-        });
+        let opportunities = org.build_object(
+            spec,
+            "Opportunity",
+            spec.opportunities,
+            spec.soft_deleted,
+            &with_common(&[
+                "AccountId",
+                "Name",
+                "Description",
+                "StageName",
+                "Amount",
+                "Probability",
+                "CloseDate",
+                "Type",
+                "LeadSource",
+                "IsClosed",
+                "IsWon",
+                "CampaignId",
+                "LastActivityDate",
+            ]),
+            |rng, b, vals, i, _| {
+                let account = rng.pick(&accounts).cloned();
+                b.set(vals, "AccountId", Val::opt_str(account.as_ref()));
+                b.set(
+                    vals,
+                    "Name",
+                    Val::str(&format!(
+                        "Deal {i} — {}",
+                        ["Renewal", "Upsell", "New, big", "Pilot \"A\""][rng.below(4) as usize]
+                    )),
+                );
+                let stage_i = rng.below(STAGES.len() as u64) as usize;
+                let stage = STAGES.get(stage_i).copied().unwrap_or("Prospecting");
+                b.set(vals, "StageName", Val::str(stage));
+                if rng.chance(85) {
+                    b.set(
+                        vals,
+                        "Amount",
+                        Val::Num((1 + rng.below(2000)) as f64 * 500.0),
+                    );
+                }
+                let closed = stage.starts_with("Closed");
+                let probability = match stage {
+                    "Closed Won" => 100.0,
+                    "Closed Lost" => 0.0,
+                    _ => 10.0 + 20.0 * stage_i as f64,
+                };
+                b.set(vals, "Probability", Val::Num(probability));
+                b.set(vals, "CloseDate", g.date_days(rng, 200, 200));
+                b.set(
+                    vals,
+                    "Type",
+                    Val::str(["New Business", "Existing Business"][rng.below(2) as usize]),
+                );
+                b.set(vals, "LeadSource", lead_sources.pick(rng));
+                b.set(vals, "IsClosed", Val::Bool(closed));
+                b.set(vals, "IsWon", Val::Bool(stage == "Closed Won"));
+                if rng.chance(10) {
+                    b.set(vals, "CampaignId", Val::opt_str(rng.pick(&campaigns)));
+                }
+                if rng.chance(10) {
+                    b.set(vals, "Description", descriptions.pick(rng));
+                }
+                b.set(vals, "OwnerId", g.owner(rng, &fallback));
+            },
+        );
 
         // CampaignMember needs a campaign and a person; without them there are none.
         let cm_count = if campaigns.is_empty() || (contacts.is_empty() && leads.is_empty()) {
@@ -831,100 +1158,178 @@ impl Org {
         } else {
             spec.campaign_members
         };
-        org.build_object(spec, "CampaignMember", cm_count, spec.soft_deleted, &with_common(&[
-            "CampaignId", "LeadId", "ContactId", "Status", "HasResponded", "FirstRespondedDate",
-            "LeadOrContactId",
-        ]), |rng, b, vals, _, _| {
-            b.set(vals, "CampaignId", Val::opt_str(rng.pick(&campaigns)));
-            let person = if leads.is_empty() || (!contacts.is_empty() && rng.chance(70)) {
-                b.set(vals, "ContactId", Val::opt_str(rng.pick(&contacts)));
-                vals.get(b.def.column("ContactId").unwrap_or(usize::MAX)).cloned()
-            } else {
-                b.set(vals, "LeadId", Val::opt_str(rng.pick(&leads)));
-                vals.get(b.def.column("LeadId").unwrap_or(usize::MAX)).cloned()
-            };
-            b.set(vals, "LeadOrContactId", person.unwrap_or(Val::Null));
-            let responded = rng.chance(30);
-            b.set(vals, "Status", Val::str(if responded { "Responded" } else { "Sent" }));
-            b.set(vals, "HasResponded", Val::Bool(responded));
-            if responded {
-                b.set(vals, "FirstRespondedDate", g.date_days(rng, 100, 0));
-            }
-        });
+        org.build_object(
+            spec,
+            "CampaignMember",
+            cm_count,
+            spec.soft_deleted,
+            &with_common(&[
+                "CampaignId",
+                "LeadId",
+                "ContactId",
+                "Status",
+                "HasResponded",
+                "FirstRespondedDate",
+                "LeadOrContactId",
+            ]),
+            |rng, b, vals, _, _| {
+                b.set(vals, "CampaignId", Val::opt_str(rng.pick(&campaigns)));
+                let person = if leads.is_empty() || (!contacts.is_empty() && rng.chance(70)) {
+                    b.set(vals, "ContactId", Val::opt_str(rng.pick(&contacts)));
+                    vals.get(b.def.column("ContactId").unwrap_or(usize::MAX))
+                        .cloned()
+                } else {
+                    b.set(vals, "LeadId", Val::opt_str(rng.pick(&leads)));
+                    vals.get(b.def.column("LeadId").unwrap_or(usize::MAX))
+                        .cloned()
+                };
+                b.set(vals, "LeadOrContactId", person.unwrap_or(Val::Null));
+                let responded = rng.chance(30);
+                b.set(
+                    vals,
+                    "Status",
+                    Val::str(if responded { "Responded" } else { "Sent" }),
+                );
+                b.set(vals, "HasResponded", Val::Bool(responded));
+                if responded {
+                    b.set(vals, "FirstRespondedDate", g.date_days(rng, 100, 0));
+                }
+            },
+        );
 
-        let projects_ids = org.build_object(spec, "Project__c", spec.custom_objects, spec.soft_deleted, &with_common(&[
-            "Name", "LastActivityDate", "Budget__c", "Status__c", "Account__c",
-            "Primary_Contact__c", "Start_Date__c", "Description__c",
-        ]), |rng, b, vals, i, _| {
-            b.set(vals, "Name", Val::str(&format!("PRJ-{:06}", i + 1)));
-            if rng.chance(80) {
-                b.set(vals, "Budget__c", Val::Num((1 + rng.below(1000)) as f64 * 250.0));
-            }
-            b.set(vals, "Status__c", Val::str(PROJECT_STATUSES[rng.below(4) as usize]));
-            if !rng.chance(15) {
-                b.set(vals, "Account__c", Val::opt_str(rng.pick(&accounts)));
-            }
-            if rng.chance(60) {
-                b.set(vals, "Primary_Contact__c", Val::opt_str(rng.pick(&contacts)));
-            }
-            b.set(vals, "Start_Date__c", g.date_days(rng, 300, 60));
-            if rng.chance(20) {
-                b.set(vals, "Description__c", descriptions.pick(rng));
-            }
-            b.set(vals, "OwnerId", g.owner(rng, &fallback));
-        });
+        let projects_ids = org.build_object(
+            spec,
+            "Project__c",
+            spec.custom_objects,
+            spec.soft_deleted,
+            &with_common(&[
+                "Name",
+                "LastActivityDate",
+                "Budget__c",
+                "Status__c",
+                "Account__c",
+                "Primary_Contact__c",
+                "Start_Date__c",
+                "Description__c",
+            ]),
+            |rng, b, vals, i, _| {
+                b.set(vals, "Name", Val::str(&format!("PRJ-{:06}", i + 1)));
+                if rng.chance(80) {
+                    b.set(
+                        vals,
+                        "Budget__c",
+                        Val::Num((1 + rng.below(1000)) as f64 * 250.0),
+                    );
+                }
+                b.set(
+                    vals,
+                    "Status__c",
+                    Val::str(PROJECT_STATUSES[rng.below(4) as usize]),
+                );
+                if !rng.chance(15) {
+                    b.set(vals, "Account__c", Val::opt_str(rng.pick(&accounts)));
+                }
+                if rng.chance(60) {
+                    b.set(
+                        vals,
+                        "Primary_Contact__c",
+                        Val::opt_str(rng.pick(&contacts)),
+                    );
+                }
+                b.set(vals, "Start_Date__c", g.date_days(rng, 300, 60));
+                if rng.chance(20) {
+                    b.set(vals, "Description__c", descriptions.pick(rng));
+                }
+                b.set(vals, "OwnerId", g.owner(rng, &fallback));
+            },
+        );
 
-        org.build_object(spec, "Task", spec.tasks, spec.soft_deleted, &with_common(&[
-            "WhoId", "WhatId", "Subject", "ActivityDate", "Status", "Priority", "IsHighPriority",
-            "Description", "Type", "AccountId", "IsClosed", "IsArchived", "CallDurationInSeconds",
-            "TaskSubtype",
-        ]), |rng, b, vals, _, _| {
-            // Who: a contact (60%), a lead (25%) or nobody.
-            let r = rng.below(100);
-            if r < 60 && !contacts.is_empty() {
-                b.set(vals, "WhoId", Val::opt_str(rng.pick(&contacts)));
-            } else if r < 85 && !leads.is_empty() {
-                b.set(vals, "WhoId", Val::opt_str(rng.pick(&leads)));
-            }
-            let w = rng.below(100);
-            if w < 30 && !accounts.is_empty() {
-                let a = Val::opt_str(rng.pick(&accounts));
-                b.set(vals, "WhatId", a.clone());
-                b.set(vals, "AccountId", a);
-            } else if w < 45 && !opportunities.is_empty() {
-                b.set(vals, "WhatId", Val::opt_str(rng.pick(&opportunities)));
-            } else if w < 50 && !projects_ids.is_empty() {
-                b.set(vals, "WhatId", Val::opt_str(rng.pick(&projects_ids)));
-            }
-            let subject = SUBJECTS[rng.below(SUBJECTS.len() as u64) as usize];
-            b.set(vals, "Subject", Val::str(subject));
-            b.set(vals, "ActivityDate", g.date_days(rng, 300, 30));
-            let status = ["Not Started", "In Progress", "Completed", "Completed", "Deferred"][rng.below(5) as usize];
-            b.set(vals, "Status", Val::str(status));
-            let priority = ["High", "Normal", "Normal", "Low"][rng.below(4) as usize];
-            b.set(vals, "Priority", Val::str(priority));
-            b.set(vals, "IsHighPriority", Val::Bool(priority == "High"));
-            b.set(vals, "IsClosed", Val::Bool(status == "Completed"));
-            b.set(vals, "IsArchived", Val::Bool(false));
-            let kind = ["Call", "Email", "Meeting", "Other"][rng.below(4) as usize];
-            b.set(vals, "Type", Val::str(kind));
-            b.set(vals, "TaskSubtype", Val::str(match kind {
-                "Call" => "Call",
-                "Email" => "Email",
-                _ => "Task",
-            }));
-            if kind == "Call" {
-                b.set(vals, "CallDurationInSeconds", Val::Int(rng.below(3600) as i64));
-            }
-            if rng.chance(15) {
-                b.set(vals, "Description", descriptions.pick(rng));
-            }
-            b.set(vals, "OwnerId", g.owner(rng, &fallback));
-        });
+        org.build_object(
+            spec,
+            "Task",
+            spec.tasks,
+            spec.soft_deleted,
+            &with_common(&[
+                "WhoId",
+                "WhatId",
+                "Subject",
+                "ActivityDate",
+                "Status",
+                "Priority",
+                "IsHighPriority",
+                "Description",
+                "Type",
+                "AccountId",
+                "IsClosed",
+                "IsArchived",
+                "CallDurationInSeconds",
+                "TaskSubtype",
+            ]),
+            |rng, b, vals, _, _| {
+                // Who: a contact (60%), a lead (25%) or nobody.
+                let r = rng.below(100);
+                if r < 60 && !contacts.is_empty() {
+                    b.set(vals, "WhoId", Val::opt_str(rng.pick(&contacts)));
+                } else if r < 85 && !leads.is_empty() {
+                    b.set(vals, "WhoId", Val::opt_str(rng.pick(&leads)));
+                }
+                let w = rng.below(100);
+                if w < 30 && !accounts.is_empty() {
+                    let a = Val::opt_str(rng.pick(&accounts));
+                    b.set(vals, "WhatId", a.clone());
+                    b.set(vals, "AccountId", a);
+                } else if w < 45 && !opportunities.is_empty() {
+                    b.set(vals, "WhatId", Val::opt_str(rng.pick(&opportunities)));
+                } else if w < 50 && !projects_ids.is_empty() {
+                    b.set(vals, "WhatId", Val::opt_str(rng.pick(&projects_ids)));
+                }
+                let subject = SUBJECTS[rng.below(SUBJECTS.len() as u64) as usize];
+                b.set(vals, "Subject", Val::str(subject));
+                b.set(vals, "ActivityDate", g.date_days(rng, 300, 30));
+                let status = [
+                    "Not Started",
+                    "In Progress",
+                    "Completed",
+                    "Completed",
+                    "Deferred",
+                ][rng.below(5) as usize];
+                b.set(vals, "Status", Val::str(status));
+                let priority = ["High", "Normal", "Normal", "Low"][rng.below(4) as usize];
+                b.set(vals, "Priority", Val::str(priority));
+                b.set(vals, "IsHighPriority", Val::Bool(priority == "High"));
+                b.set(vals, "IsClosed", Val::Bool(status == "Completed"));
+                b.set(vals, "IsArchived", Val::Bool(false));
+                let kind = ["Call", "Email", "Meeting", "Other"][rng.below(4) as usize];
+                b.set(vals, "Type", Val::str(kind));
+                b.set(
+                    vals,
+                    "TaskSubtype",
+                    Val::str(match kind {
+                        "Call" => "Call",
+                        "Email" => "Email",
+                        _ => "Task",
+                    }),
+                );
+                if kind == "Call" {
+                    b.set(
+                        vals,
+                        "CallDurationInSeconds",
+                        Val::Int(rng.below(3600) as i64),
+                    );
+                }
+                if rng.chance(15) {
+                    b.set(vals, "Description", descriptions.pick(rng));
+                }
+                b.set(vals, "OwnerId", g.owner(rng, &fallback));
+            },
+        );
 
         // Relationship objects need both ends.
         let contact_accounts: Vec<Val> = {
-            let col = org.schema.object("Contact").and_then(|d| d.column("AccountId"));
+            let col = org
+                .schema
+                .object("Contact")
+                .and_then(|d| d.column("AccountId"));
             org.schema
                 .object_index("Contact")
                 .and_then(|o| org.tables.get(o))
@@ -942,57 +1347,88 @@ impl Org {
             spec.account_contact_relations
         };
         let roles = Pool::new(ACR_ROLES);
-        org.build_object(spec, "AccountContactRelation", acr_count, spec.soft_deleted, &with_common(&[
-            "AccountId", "ContactId", "Roles", "IsDirect", "IsActive", "StartDate", "EndDate",
-        ]), |rng, b, vals, i, _| {
-            let ci = i % contacts.len().max(1);
-            b.set(vals, "ContactId", Val::opt_str(contacts.get(ci)));
-            // The first relation of a contact with an account is its direct one.
-            let direct = i < contacts.len()
-                && contact_accounts.get(ci).is_some_and(|a| !a.is_null());
-            if direct {
-                b.set(vals, "AccountId", contact_accounts.get(ci).cloned().unwrap_or(Val::Null));
-            } else {
-                b.set(vals, "AccountId", Val::opt_str(rng.pick(&accounts)));
-            }
-            b.set(vals, "IsDirect", Val::Bool(direct));
-            b.set(vals, "IsActive", Val::Bool(!rng.chance(10)));
-            match rng.below(3) {
-                0 => {}
-                1 => b.set(vals, "Roles", roles.pick(rng)),
-                _ => {
-                    let a = rng.below(ACR_ROLES.len() as u64) as usize;
-                    let c = (a + 1 + rng.below(ACR_ROLES.len() as u64 - 1) as usize) % ACR_ROLES.len();
-                    let (x, y) = (a.min(c), a.max(c));
-                    b.set(vals, "Roles", Val::str(&format!("{};{}", ACR_ROLES[x], ACR_ROLES[y])));
+        org.build_object(
+            spec,
+            "AccountContactRelation",
+            acr_count,
+            spec.soft_deleted,
+            &with_common(&[
+                "AccountId",
+                "ContactId",
+                "Roles",
+                "IsDirect",
+                "IsActive",
+                "StartDate",
+                "EndDate",
+            ]),
+            |rng, b, vals, i, _| {
+                let ci = i % contacts.len().max(1);
+                b.set(vals, "ContactId", Val::opt_str(contacts.get(ci)));
+                // The first relation of a contact with an account is its direct one.
+                let direct =
+                    i < contacts.len() && contact_accounts.get(ci).is_some_and(|a| !a.is_null());
+                if direct {
+                    b.set(
+                        vals,
+                        "AccountId",
+                        contact_accounts.get(ci).cloned().unwrap_or(Val::Null),
+                    );
+                } else {
+                    b.set(vals, "AccountId", Val::opt_str(rng.pick(&accounts)));
                 }
-            }
-            if rng.chance(50) {
-                b.set(vals, "StartDate", g.date_days(rng, 700, 0));
-            }
-            if rng.chance(10) {
-                b.set(vals, "EndDate", g.date_days(rng, 30, 300));
-            }
-            b.set(vals, "OwnerId", Val::Null);
-        });
+                b.set(vals, "IsDirect", Val::Bool(direct));
+                b.set(vals, "IsActive", Val::Bool(!rng.chance(10)));
+                match rng.below(3) {
+                    0 => {}
+                    1 => b.set(vals, "Roles", roles.pick(rng)),
+                    _ => {
+                        let a = rng.below(ACR_ROLES.len() as u64) as usize;
+                        let c = (a + 1 + rng.below(ACR_ROLES.len() as u64 - 1) as usize)
+                            % ACR_ROLES.len();
+                        let (x, y) = (a.min(c), a.max(c));
+                        b.set(
+                            vals,
+                            "Roles",
+                            Val::str(&format!("{};{}", ACR_ROLES[x], ACR_ROLES[y])),
+                        );
+                    }
+                }
+                if rng.chance(50) {
+                    b.set(vals, "StartDate", g.date_days(rng, 700, 0));
+                }
+                if rng.chance(10) {
+                    b.set(vals, "EndDate", g.date_days(rng, 30, 300));
+                }
+                b.set(vals, "OwnerId", Val::Null);
+            },
+        );
 
         let ocr_count = if opportunities.is_empty() || contacts.is_empty() {
             0
         } else {
             spec.opportunity_contact_roles
         };
-        org.build_object(spec, "OpportunityContactRole", ocr_count, spec.soft_deleted, &with_common(&[
-            "OpportunityId", "ContactId", "Role", "IsPrimary",
-        ]), |rng, b, vals, i, _| {
-            b.set(vals, "OpportunityId", Val::opt_str(opportunities.get(i % opportunities.len().max(1))));
-            // Any contact, including ones in the Recycle Bin: the role outlives them.
-            b.set(vals, "ContactId", Val::opt_str(rng.pick(&contacts)));
-            if rng.chance(80) {
-                b.set(vals, "Role", roles.pick(rng));
-            }
-            b.set(vals, "IsPrimary", Val::Bool(i < opportunities.len()));
-            b.set(vals, "OwnerId", Val::Null);
-        });
+        org.build_object(
+            spec,
+            "OpportunityContactRole",
+            ocr_count,
+            spec.soft_deleted,
+            &with_common(&["OpportunityId", "ContactId", "Role", "IsPrimary"]),
+            |rng, b, vals, i, _| {
+                b.set(
+                    vals,
+                    "OpportunityId",
+                    Val::opt_str(opportunities.get(i % opportunities.len().max(1))),
+                );
+                // Any contact, including ones in the Recycle Bin: the role outlives them.
+                b.set(vals, "ContactId", Val::opt_str(rng.pick(&contacts)));
+                if rng.chance(80) {
+                    b.set(vals, "Role", roles.pick(rng));
+                }
+                b.set(vals, "IsPrimary", Val::Bool(i < opportunities.len()));
+                b.set(vals, "OwnerId", Val::Null);
+            },
+        );
         org
     }
 
@@ -1022,7 +1458,7 @@ impl Org {
         let mut tl = timeline(&mut rng, n, spec, anchor);
         let deletable = def.col_is_deleted.is_some() && object != "User";
         if deletable {
-            mark_deleted(&mut rng, &mut tl, deleted, anchor);
+            mark_deleted(&mut rng, &mut tl, deleted, anchor, spec.tie_block);
         }
         let b = RowBuilder::new(def, names);
         let ids: Vec<Arc<str>> = (0..n)
@@ -1048,7 +1484,8 @@ impl Org {
         *table = bulk_table(def, rows, n as u64);
         if deletable && !def.soft_deletable {
             for (i, gone) in tl.deleted.iter().enumerate() {
-                let (Some(true), Some(id), Some(when)) = (Some(*gone), ids.get(i), tl.modstamp.get(i))
+                let (Some(true), Some(id), Some(when)) =
+                    (Some(*gone), ids.get(i), tl.modstamp.get(i))
                 else {
                     continue;
                 };
@@ -1134,7 +1571,10 @@ mod tests {
         let spec = OrgSpec::demo();
         let org = Org::generate(&spec);
         assert_eq!(org.count("Contact", true), spec.contacts);
-        assert_eq!(org.count("Contact", false), spec.contacts - spec.soft_deleted);
+        assert_eq!(
+            org.count("Contact", false),
+            spec.contacts - spec.soft_deleted
+        );
         assert_eq!(org.count("User", true), spec.users);
         assert_eq!(org.count("Project__c", true), spec.custom_objects);
         // CampaignMember deletes are hard: the rows are gone from both views.
@@ -1146,15 +1586,28 @@ mod tests {
         assert!(contacts.iter().any(|c| c["AccountId"].is_null()));
         assert!(contacts.iter().any(|c| c["MailingAddress"].is_null()));
         assert!(contacts.iter().any(|c| c["MailingAddress"].is_object()));
-        assert!(contacts
-            .iter()
-            .any(|c| c["LastName"].as_str().is_some_and(|s| !s.is_ascii())));
+        assert!(
+            contacts
+                .iter()
+                .any(|c| c["LastName"].as_str().is_some_and(|s| !s.is_ascii()))
+        );
         let tasks = org.records("Task");
         assert!(tasks.iter().any(|t| t["WhoId"].is_null()));
-        assert!(tasks.iter().any(|t| t["WhoId"].as_str().is_some_and(|s| s.starts_with("003"))));
-        assert!(tasks.iter().any(|t| t["WhoId"].as_str().is_some_and(|s| s.starts_with("00Q"))));
+        assert!(
+            tasks
+                .iter()
+                .any(|t| t["WhoId"].as_str().is_some_and(|s| s.starts_with("003")))
+        );
+        assert!(
+            tasks
+                .iter()
+                .any(|t| t["WhoId"].as_str().is_some_and(|s| s.starts_with("00Q")))
+        );
         let acr = org.records("AccountContactRelation");
-        assert!(acr.iter().any(|r| r["Roles"].as_str().is_some_and(|s| s.contains(';'))));
+        assert!(
+            acr.iter()
+                .any(|r| r["Roles"].as_str().is_some_and(|s| s.contains(';')))
+        );
     }
 
     #[test]

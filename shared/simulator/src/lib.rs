@@ -1,1 +1,35 @@
+//! A Salesforce-shaped HTTP server with a seeded in-memory org.
+//!
+//! It answers everything sfsync's Salesforce client sends — OAuth (client_credentials, JWT
+//! bearer, refresh_token), describe, SOQL query/queryAll with cursors, getDeleted/getUpdated
+//! and Bulk API 2.0 query jobs — with Salesforce's response shapes, formats and errors (see
+//! `shared/reference/salesforce-api.md`). Tests, benchmarks and `sfsync demo` run it
+//! in-process with [`Simulator::start`]; the `sfsync-simulator` binary serves it standalone.
+//!
+//! ```no_run
+//! # async fn demo() -> std::io::Result<()> {
+//! use sfsync_simulator::{Credentials, Faults, Org, OrgSpec, Simulator};
+//! let sim = Simulator::start(Org::generate(&OrgSpec::demo()), Credentials::demo(), Faults::default()).await?;
+//! println!("Salesforce at {}", sim.url());
+//! sim.org().lock().unwrap().touch_random("Contact", 50, 1);
+//! sim.shutdown().await;
+//! # Ok(()) }
+//! ```
 
+mod generate;
+mod ids;
+mod keys;
+mod org;
+mod plan;
+mod schema;
+mod server;
+mod soql;
+mod value;
+
+pub use generate::OrgSpec;
+pub use keys::{Credentials, DEMO_PRIVATE_KEY_PEM, DEMO_PUBLIC_KEY_PEM};
+pub use org::{Org, default_anchor};
+pub use server::{API_VERSIONS, Faults, Simulator, SimulatorHandle, Stats};
+
+/// The API version used for record URLs outside any request (`Org::records`).
+pub const DEFAULT_API_VERSION: &str = "62.0";

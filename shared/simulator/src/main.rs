@@ -1,1 +1,182 @@
-fn main() {}
+//! `sfsync-simulator`: serve a generated Salesforce org on localhost until Ctrl-C.
+
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use clap::Parser;
+use sfsync_simulator::{Credentials, Faults, Org, OrgSpec, Simulator};
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum Preset {
+    Demo,
+    Tiny,
+}
+
+/// A Salesforce-shaped HTTP server with a seeded org, for tests, benchmarks and demos.
+#[derive(Debug, Parser)]
+#[command(name = "sfsync-simulator", version)]
+struct Args {
+    /// Port to listen on (0 picks a free one).
+    #[arg(long, default_value_t = 0, env = "SFSYNC_SIMULATOR_PORT")]
+    port: u16,
+    /// Address to bind; keep it on loopback.
+    #[arg(long, default_value = "127.0.0.1")]
+    bind: IpAddr,
+    /// Row counts start from this preset; the flags below override single counts.
+    #[arg(long, value_enum, default_value = "demo")]
+    preset: Preset,
+    #[arg(long)]
+    seed: Option<u64>,
+    #[arg(long)]
+    contacts: Option<usize>,
+    #[arg(long)]
+    leads: Option<usize>,
+    #[arg(long)]
+    users: Option<usize>,
+    #[arg(long)]
+    accounts: Option<usize>,
+    #[arg(long)]
+    opportunities: Option<usize>,
+    #[arg(long)]
+    campaigns: Option<usize>,
+    #[arg(long)]
+    campaign_members: Option<usize>,
+    #[arg(long)]
+    tasks: Option<usize>,
+    #[arg(long)]
+    account_contact_relations: Option<usize>,
+    #[arg(long)]
+    opportunity_contact_roles: Option<usize>,
+    /// Rows of the custom object Project__c.
+    #[arg(long)]
+    custom_objects: Option<usize>,
+    /// Rows sharing one SystemModstamp in a tie block.
+    #[arg(long)]
+    tie_block: Option<usize>,
+    /// Soft-deleted rows per object.
+    #[arg(long)]
+    soft_deleted: Option<usize>,
+    /// Leave MiddleName and Suffix out of the org.
+    #[arg(long)]
+    no_name_parts: bool,
+    /// Fault: sessions expire after this many API calls.
+    #[arg(long)]
+    expire_token_after_calls: Option<u64>,
+    /// Fault: every Nth API call answers 503.
+    #[arg(long)]
+    fail_every_nth: Option<u64>,
+    /// The daily API request limit (default 100000).
+    #[arg(long)]
+    daily_limit: Option<u64>,
+    /// Fault: milliseconds added to every response.
+    #[arg(long)]
+    latency_ms: Option<u64>,
+    /// Fault: QUERY_TIMEOUT when a query matches more rows than this.
+    #[arg(long)]
+    query_timeout_over_rows: Option<usize>,
+    /// Fault: Bulk jobs end in this state (Failed or Aborted).
+    #[arg(long)]
+    bulk_final_state: Option<String>,
+    /// Status polls that answer InProgress before a Bulk job completes.
+    #[arg(long, default_value_t = 1)]
+    bulk_polls: u32,
+}
+
+impl Args {
+    fn spec(&self) -> OrgSpec {
+        let mut s = match self.preset {
+            Preset::Demo => OrgSpec::demo(),
+            Preset::Tiny => OrgSpec::tiny(),
+        };
+        let set = |slot: &mut usize, v: Option<usize>| {
+            if let Some(v) = v {
+                *slot = v;
+            }
+        };
+        if let Some(seed) = self.seed {
+            s.seed = seed;
+        }
+        set(&mut s.contacts, self.contacts);
+        set(&mut s.leads, self.leads);
+        set(&mut s.users, self.users);
+        set(&mut s.accounts, self.accounts);
+        set(&mut s.opportunities, self.opportunities);
+        set(&mut s.campaigns, self.campaigns);
+        set(&mut s.campaign_members, self.campaign_members);
+        set(&mut s.tasks, self.tasks);
+        set(
+            &mut s.account_contact_relations,
+            self.account_contact_relations,
+        );
+        set(
+            &mut s.opportunity_contact_roles,
+            self.opportunity_contact_roles,
+        );
+        set(&mut s.custom_objects, self.custom_objects);
+        set(&mut s.tie_block, self.tie_block);
+        set(&mut s.soft_deleted, self.soft_deleted);
+        s.name_parts = !self.no_name_parts;
+        s
+    }
+
+    fn faults(&self) -> Faults {
+        Faults {
+            expire_token_after_calls: self.expire_token_after_calls,
+            fail_every_nth: self.fail_every_nth,
+            daily_limit: self.daily_limit,
+            latency: self.latency_ms.map(Duration::from_millis),
+            query_timeout_over_rows: self.query_timeout_over_rows,
+            bulk_final_state: self.bulk_final_state.clone(),
+            bulk_polls_before_complete: self.bulk_polls,
+        }
+    }
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let args = Args::parse();
+    let spec = args.spec();
+    let started = std::time::Instant::now();
+    let org = Org::generate(&spec);
+    let generated = started.elapsed();
+    let credentials = Credentials::demo();
+    let sim = Simulator::start_on(
+        SocketAddr::new(args.bind, args.port),
+        org,
+        credentials.clone(),
+        args.faults(),
+    )
+    .await
+    .context("could not start the simulator")?;
+    // The URL goes to stdout alone on its first line so that scripts can read it.
+    println!("{}", sim.url());
+    eprintln!(
+        "sfsync-simulator: {} contacts generated in {:.2?} (seed {})",
+        spec.contacts, generated, spec.seed
+    );
+    eprintln!("  login/instance URL  {}", sim.url());
+    eprintln!("  client_id           {}", credentials.client_id);
+    eprintln!("  client_secret       {}", credentials.client_secret);
+    eprintln!("  refresh_token       {}", credentials.refresh_token);
+    eprintln!("  username            {}", credentials.username);
+    eprintln!("  JWT key             sfsync_simulator::DEMO_PRIVATE_KEY_PEM (test key)");
+    eprintln!("Ctrl-C stops.");
+    tokio::signal::ctrl_c()
+        .await
+        .context("could not wait for Ctrl-C")?;
+    let stats = sim.stats();
+    sim.shutdown().await;
+    eprintln!(
+        "served {} API calls ({} queries, {} bulk jobs, {} token requests)",
+        stats.api_calls, stats.query_calls, stats.bulk_jobs, stats.token_requests
+    );
+    Ok(())
+}

@@ -371,10 +371,18 @@ impl Org {
         let Some((obj, def)) = self.object(object) else {
             return Vec::new();
         };
-        let target = ["Title", "Description", "Subject", "Status", "Name", "Role", "Roles"]
-            .iter()
-            .find_map(|f| def.field(f).filter(|fd| fd.column().is_some()))
-            .map(|f| (f.name.clone(), f.ty, f.picklist.clone()));
+        let target = [
+            "Title",
+            "Description",
+            "Subject",
+            "Status",
+            "Name",
+            "Role",
+            "Roles",
+        ]
+        .iter()
+        .find_map(|f| def.field(f).filter(|fd| fd.column().is_some()))
+        .map(|f| (f.name.clone(), f.ty, f.picklist.clone()));
         let col_deleted = def.col_is_deleted;
         let Some(table) = self.tables.get(obj) else {
             return Vec::new();
@@ -384,9 +392,9 @@ impl Org {
             .values()
             .copied()
             .filter(|i| {
-                table.row(*i).is_some_and(|r| {
-                    col_deleted.is_none_or(|c| !r.get(c).as_bool())
-                })
+                table
+                    .row(*i)
+                    .is_some_and(|r| col_deleted.is_none_or(|c| !r.get(c).as_bool()))
             })
             .collect();
         let mut rng = crate::generate::Rng::new(seed ^ 0x7c3a_91e5);
@@ -494,7 +502,13 @@ impl Org {
     }
 
     /// Applies `change` to a row and re-indexes it under the new modstamp.
-    fn modify(&mut self, obj: usize, idx: u32, stamp: i64, change: impl FnOnce(&ObjectDef, &mut [Val])) {
+    fn modify(
+        &mut self,
+        obj: usize,
+        idx: u32,
+        stamp: i64,
+        change: impl FnOnce(&ObjectDef, &mut [Val]),
+    ) {
         let schema = self.schema.clone();
         let Some(def) = schema.objects.get(obj) else {
             return;
@@ -611,7 +625,12 @@ fn json_to_val(field: &FieldDef, value: &Value) -> Val {
     if value.is_null() {
         return Val::Null;
     }
-    let bad = || -> ! { panic!("Org: value {value} does not fit {} ({:?})", field.name, field.ty) };
+    let bad = || -> ! {
+        panic!(
+            "Org: value {value} does not fit {} ({:?})",
+            field.name, field.ty
+        )
+    };
     match field.ty {
         FieldType::Boolean => value.as_bool().map(Val::Bool).unwrap_or_else(|| bad()),
         FieldType::Int => value.as_i64().map(Val::Int).unwrap_or_else(|| bad()),
@@ -773,7 +792,9 @@ mod tests {
         let start = org.now();
         let id = org.insert(
             "Contact",
-            map(json!({"lastname": "Zoë", "FirstName": "Ann", "MailingAddress": {"city": "Paris"}})),
+            map(
+                json!({"lastname": "Zoë", "FirstName": "Ann", "MailingAddress": {"city": "Paris"}}),
+            ),
         );
         assert_eq!(id.len(), 18);
         assert!(id.starts_with("003"));
@@ -808,7 +829,11 @@ mod tests {
     fn insert_late_keeps_old_modstamp() {
         let mut org = Org::empty();
         let past = org.now() - Duration::days(2);
-        let id = org.insert_late("Lead", map(json!({"LastName": "Late", "Company": "X", "Status": "Open - Not Contacted"})), past);
+        let id = org.insert_late(
+            "Lead",
+            map(json!({"LastName": "Late", "Company": "X", "Status": "Open - Not Contacted"})),
+            past,
+        );
         let rec = org.record("Lead", &id).unwrap_or(Value::Null);
         assert_eq!(
             rec["SystemModstamp"],

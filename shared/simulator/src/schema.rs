@@ -189,7 +189,6 @@ pub(crate) struct ObjectDef {
     pub n_columns: usize,
     pub col_id: usize,
     pub col_modstamp: usize,
-    pub col_created: usize,
     pub col_last_modified: usize,
     pub col_is_deleted: Option<usize>,
     /// CampaignMember has no Recycle Bin: its deletes are always hard.
@@ -258,7 +257,7 @@ impl ObjectDef {
             .flat_map(|o| {
                 o.fields
                     .iter()
-                    .filter(|f| f.reference_to.iter().any(|t| *t == self.name))
+                    .filter(|f| f.reference_to.contains(&self.name))
                     .map(move |f| {
                         json!({
                             "childSObject": o.name,
@@ -616,7 +615,11 @@ impl Builder {
             .fields
             .iter()
             .enumerate()
-            .filter_map(|(i, f)| f.relationship_name.as_ref().map(|r| (r.to_ascii_lowercase(), i)))
+            .filter_map(|(i, f)| {
+                f.relationship_name
+                    .as_ref()
+                    .map(|r| (r.to_ascii_lowercase(), i))
+            })
             .collect();
         let col_is_deleted = self
             .fields
@@ -631,7 +634,6 @@ impl Builder {
             custom: self.custom,
             col_id: self.col("Id"),
             col_modstamp: self.col("SystemModstamp"),
-            col_created: self.col("CreatedDate"),
             col_last_modified: self.col("LastModifiedDate"),
             col_is_deleted,
             soft_deletable: self.soft_deletable && col_is_deleted.is_some(),
@@ -654,7 +656,11 @@ pub(crate) const LEAD_SOURCES: &[&str] = &[
 fn contact(name_parts: bool) -> ObjectDef {
     let mut b = Builder::new("Contact", "Contact", "Contacts", "003");
     b.is_deleted();
-    b.add("AccountId", FieldType::Reference, refs(&["Account"], "Account"));
+    b.add(
+        "AccountId",
+        FieldType::Reference,
+        refs(&["Account"], "Account"),
+    );
     b.person_name(name_parts);
     b.address("Mailing");
     b.add("Phone", FieldType::Phone, Opt::default());
@@ -670,7 +676,11 @@ fn contact(name_parts: bool) -> ObjectDef {
     b.add("DoNotCall", FieldType::Boolean, required());
     b.audit();
     b.add("LastActivityDate", FieldType::Date, read_only_nillable());
-    b.add("Tier__c", FieldType::Picklist, pick(&["Gold", "Silver", "Bronze"]));
+    b.add(
+        "Tier__c",
+        FieldType::Picklist,
+        pick(&["Gold", "Silver", "Bronze"]),
+    );
     b.add("Score__c", FieldType::Double, Opt::default());
     b.finish()
 }
@@ -771,7 +781,11 @@ fn user(name_parts: bool) -> ObjectDef {
             ..pick(&["Standard", "PowerPartner", "CsnOnly"])
         },
     );
-    b.add("ManagerId", FieldType::Reference, refs(&["User"], "Manager"));
+    b.add(
+        "ManagerId",
+        FieldType::Reference,
+        refs(&["User"], "Manager"),
+    );
     b.audit();
     b.add("LastLoginDate", FieldType::DateTime, read_only_nillable());
     b.soft_deletable = false;
@@ -785,9 +799,18 @@ fn account() -> ObjectDef {
     b.add(
         "Type",
         FieldType::Picklist,
-        pick(&["Prospect", "Customer - Direct", "Customer - Channel", "Partner"]),
+        pick(&[
+            "Prospect",
+            "Customer - Direct",
+            "Customer - Channel",
+            "Partner",
+        ]),
     );
-    b.add("ParentId", FieldType::Reference, refs(&["Account"], "Parent"));
+    b.add(
+        "ParentId",
+        FieldType::Reference,
+        refs(&["Account"], "Parent"),
+    );
     b.address("Billing");
     b.add("Phone", FieldType::Phone, Opt::default());
     b.add("Website", FieldType::Url, Opt::default());
@@ -817,7 +840,11 @@ pub(crate) const STAGES: &[&str] = &[
 fn opportunity() -> ObjectDef {
     let mut b = Builder::new("Opportunity", "Opportunity", "Opportunities", "006");
     b.is_deleted();
-    b.add("AccountId", FieldType::Reference, refs(&["Account"], "Account"));
+    b.add(
+        "AccountId",
+        FieldType::Reference,
+        refs(&["Account"], "Account"),
+    );
     b.add("Name", FieldType::String, required());
     b.add("Description", FieldType::TextArea, Opt::default());
     b.add(
@@ -839,7 +866,11 @@ fn opportunity() -> ObjectDef {
     b.add("LeadSource", FieldType::Picklist, pick(LEAD_SOURCES));
     b.add("IsClosed", FieldType::Boolean, read_only());
     b.add("IsWon", FieldType::Boolean, read_only());
-    b.add("CampaignId", FieldType::Reference, refs(&["Campaign"], "Campaign"));
+    b.add(
+        "CampaignId",
+        FieldType::Reference,
+        refs(&["Campaign"], "Campaign"),
+    );
     b.owner(false);
     b.audit();
     b.add("LastActivityDate", FieldType::Date, read_only_nillable());
@@ -850,7 +881,11 @@ fn campaign() -> ObjectDef {
     let mut b = Builder::new("Campaign", "Campaign", "Campaigns", "701");
     b.is_deleted();
     b.add("Name", FieldType::String, required());
-    b.add("ParentId", FieldType::Reference, refs(&["Campaign"], "Parent"));
+    b.add(
+        "ParentId",
+        FieldType::Reference,
+        refs(&["Campaign"], "Parent"),
+    );
     b.add(
         "Type",
         FieldType::Picklist,
@@ -874,7 +909,12 @@ fn campaign() -> ObjectDef {
 }
 
 fn campaign_member() -> ObjectDef {
-    let mut b = Builder::new("CampaignMember", "Campaign Member", "Campaign Members", "00v");
+    let mut b = Builder::new(
+        "CampaignMember",
+        "Campaign Member",
+        "Campaign Members",
+        "00v",
+    );
     b.is_deleted();
     b.add(
         "CampaignId",
@@ -885,7 +925,11 @@ fn campaign_member() -> ObjectDef {
         },
     );
     b.add("LeadId", FieldType::Reference, refs(&["Lead"], "Lead"));
-    b.add("ContactId", FieldType::Reference, refs(&["Contact"], "Contact"));
+    b.add(
+        "ContactId",
+        FieldType::Reference,
+        refs(&["Contact"], "Contact"),
+    );
     b.add(
         "Status",
         FieldType::Picklist,
@@ -909,7 +953,11 @@ fn campaign_member() -> ObjectDef {
 
 fn task() -> ObjectDef {
     let mut b = Builder::new("Task", "Task", "Tasks", "00T");
-    b.add("WhoId", FieldType::Reference, refs(&["Contact", "Lead"], "Who"));
+    b.add(
+        "WhoId",
+        FieldType::Reference,
+        refs(&["Contact", "Lead"], "Who"),
+    );
     b.add(
         "WhatId",
         FieldType::Reference,
@@ -918,11 +966,7 @@ fn task() -> ObjectDef {
             "What",
         ),
     );
-    b.add(
-        "Subject",
-        FieldType::Combobox,
-        Opt::default(),
-    );
+    b.add("Subject", FieldType::Combobox, Opt::default());
     b.add("ActivityDate", FieldType::Date, Opt::default());
     b.add(
         "Status",
@@ -1051,7 +1095,11 @@ fn project() -> ObjectDef {
     b.add("LastActivityDate", FieldType::Date, read_only_nillable());
     b.add("Budget__c", FieldType::Currency, Opt::default());
     b.add("Status__c", FieldType::Picklist, pick(PROJECT_STATUSES));
-    b.add("Account__c", FieldType::Reference, refs(&["Account"], "Account__r"));
+    b.add(
+        "Account__c",
+        FieldType::Reference,
+        refs(&["Account"], "Account__r"),
+    );
     b.add(
         "Primary_Contact__c",
         FieldType::Reference,
@@ -1065,8 +1113,17 @@ fn project() -> ObjectDef {
 /// Fields a polymorphic relationship (`Who`, `What`, `Owner` on Lead/Task) can reach: the
 /// `Name` pseudo-object, whose values come from whichever object the id points at.
 pub(crate) const NAME_ENTITY_FIELDS: &[&str] = &[
-    "Id", "Name", "Type", "FirstName", "LastName", "Email", "Phone", "Title", "Alias",
-    "Username", "IsActive",
+    "Id",
+    "Name",
+    "Type",
+    "FirstName",
+    "LastName",
+    "Email",
+    "Phone",
+    "Title",
+    "Alias",
+    "Username",
+    "IsActive",
 ];
 
 #[cfg(test)]
@@ -1078,15 +1135,22 @@ mod tests {
         let s = Schema::build(true);
         let contact = s.object("contact").map(|o| o.name.clone());
         assert_eq!(contact.as_deref(), Some("Contact"));
-        let c = s.object("Contact").map(|o| o.field("mailingaddress").map(|f| f.ty));
+        let c = s
+            .object("Contact")
+            .map(|o| o.field("mailingaddress").map(|f| f.ty));
         assert_eq!(c, Some(Some(FieldType::Address)));
         assert!(s.object("User").is_some_and(|u| u.col_is_deleted.is_none()));
-        assert!(s
-            .object("Project__c")
-            .and_then(|p| p.relationship("account__r"))
-            .is_some_and(|f| f.name == "Account__c"));
+        assert!(
+            s.object("Project__c")
+                .and_then(|p| p.relationship("account__r"))
+                .is_some_and(|f| f.name == "Account__c")
+        );
         let without = Schema::build(false);
-        assert!(without.object("Contact").is_some_and(|c| c.field("MiddleName").is_none()));
+        assert!(
+            without
+                .object("Contact")
+                .is_some_and(|c| c.field("MiddleName").is_none())
+        );
         assert_eq!(s.object_of_id("00Q000000000000AAA"), s.object_index("Lead"));
     }
 }

@@ -4,7 +4,6 @@ use std::cmp::Ordering;
 use std::sync::Arc;
 
 use chrono::{DateTime, NaiveDate, NaiveDateTime, TimeZone, Utc};
-use serde_json::Value;
 
 /// One stored field value. Strings are `Arc<str>` so that the generator can share pooled
 /// values (names, picklist values, owner ids) between a million rows without copying them.
@@ -37,30 +36,8 @@ impl Val {
         matches!(self, Val::Null)
     }
 
-    pub(crate) fn as_str(&self) -> Option<&str> {
-        match self {
-            Val::Str(s) => Some(s),
-            _ => None,
-        }
-    }
-
     pub(crate) fn as_bool(&self) -> bool {
         matches!(self, Val::Bool(true))
-    }
-
-    /// The value as JSON in REST shape (datetimes with the `+0000` offset, doubles with `.0`).
-    pub(crate) fn to_json(&self) -> Value {
-        match self {
-            Val::Null => Value::Null,
-            Val::Bool(b) => Value::Bool(*b),
-            Val::Int(i) => Value::from(*i),
-            Val::Num(n) => serde_json::Number::from_f64(*n)
-                .map(Value::Number)
-                .unwrap_or(Value::Null),
-            Val::Str(s) => Value::String(s.to_string()),
-            Val::DateTime(ms) => Value::String(format_rest_datetime(*ms)),
-            Val::Date(d) => Value::String(format_date(*d)),
-        }
     }
 
     /// Appends the value as JSON text to `out` (the hot path of query pages).
@@ -229,6 +206,7 @@ pub(crate) fn parse_date(s: &str) -> Option<NaiveDate> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::Value;
 
     #[test]
     fn formats_match_salesforce() {
@@ -249,7 +227,9 @@ mod tests {
         Val::Num(1000.0).write_json(&mut s);
         assert_eq!(s, "1000.0");
         assert_eq!(Val::Num(12.5).to_csv(), "12.5");
-        let days = parse_date("2024-02-29").map(date_to_days).unwrap_or_default();
+        let days = parse_date("2024-02-29")
+            .map(date_to_days)
+            .unwrap_or_default();
         assert_eq!(format_date(days), "2024-02-29");
     }
 

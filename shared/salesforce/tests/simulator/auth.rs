@@ -152,11 +152,8 @@ async fn concurrent_401s_share_one_refresh() {
     let sim = start(Org::generate(&OrgSpec::tiny())).await;
     let client = client(&sim.url());
     client.authenticate().await.unwrap();
-    // The current token dies now: every request in flight gets 401 once.
-    sim.set_faults(Faults {
-        expire_token_after_calls: Some(0),
-        ..Faults::default()
-    });
+    // The current session dies: every request in flight gets 401 once.
+    sim.expire_all_tokens();
     let mut tasks = Vec::new();
     for object in ["Contact", "Lead", "Account", "Opportunity", "Task", "User"] {
         let c = client.clone();
@@ -165,13 +162,11 @@ async fn concurrent_401s_share_one_refresh() {
         ));
     }
     let results: Vec<_> = futures::future::join_all(tasks).await;
-    sim.set_faults(Faults::default());
     for r in results {
         r.unwrap().unwrap();
     }
-    // One token at the start, then refreshes; never one per failed request.
-    let tokens = sim.stats().token_requests;
-    assert!(tokens >= 2, "{tokens}");
-    assert!(tokens < 1 + 6, "each 401 fetched its own token: {tokens}");
+    // One token at the start, then exactly one refresh shared by all six.
+    assert_eq!(sim.stats().token_requests, 2);
+    assert_eq!(client.usage().token_requests, 2);
     sim.shutdown().await;
 }

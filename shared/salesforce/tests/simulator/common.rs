@@ -92,7 +92,7 @@ pub fn window(after: Option<Cursor>, until: DateTime<Utc>, api: ExtractApi) -> W
 }
 
 pub async fn now(handle: &SimulatorHandle) -> DateTime<Utc> {
-    handle.org().lock().await.now()
+    handle.org().lock().unwrap().now()
 }
 
 /// Every page of an extraction: the records, and the `last` of each page.
@@ -132,7 +132,7 @@ pub async fn org_ids(handle: &SimulatorHandle, object: &str) -> HashSet<String> 
     handle
         .org()
         .lock()
-        .await
+        .unwrap()
         .records(object)
         .iter()
         .map(id_of)

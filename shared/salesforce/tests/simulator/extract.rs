@@ -41,7 +41,11 @@ async fn ties_across_page_boundaries_come_out_exactly_once() {
     let client = client(&sim.url());
     let plan = client.plan(&contacts_sync(&["LastName"])).await.unwrap();
     let mut extraction = client.extract(&plan, window(None, until, ExtractApi::Rest));
-    let (records, lasts) = drain(&mut extraction).await.unwrap();
+    // Extractions move between tasks (the pipeline spawns them): the future is Send.
+    let (records, lasts) = tokio::spawn(async move { drain(&mut extraction).await })
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(records.len(), total);
     assert_eq!(unique_ids(&records), org_ids(&sim, "Contact").await);
     assert_keyset_order(&records);
@@ -198,7 +202,7 @@ async fn late_commit_is_caught_by_the_next_run_with_look_back() {
     // checkpoint; another change arrives normally.
     let (late, fresh) = {
         let org = sim.org();
-        let mut org = org.lock().await;
+        let mut org = org.lock().unwrap();
         org.advance_clock(ChronoDuration::seconds(30));
         let late = org.insert_late(
             "Contact",
@@ -256,7 +260,7 @@ async fn user_where_clause_is_applied() {
     let until = now(&sim).await;
     {
         let org = sim.org();
-        let mut org = org.lock().await;
+        let mut org = org.lock().unwrap();
         org.insert(
             "Contact",
             fields(json!({"LastName": "Needle", "Title": "VP Magic"})),
@@ -287,10 +291,54 @@ async fn query_timeout_splits_the_window() {
         query_timeout_over_rows: Some(300),
         ..Faults::default()
     });
+    let queries = sim.stats().query_calls;
     let mut e = client.extract(&plan, window(None, until, ExtractApi::Rest));
-    let (records, _) = drain(&mut e).await.unwrap();
+    let (records, pages) = drain(&mut e).await.unwrap();
     sim.set_faults(Faults::default());
     assert_eq!(unique_ids(&records), org_ids(&sim, "Contact").await);
     assert_keyset_order(&records);
+    // Some queries timed out and were split: more query calls than pages.
+    let calls = sim.stats().query_calls - queries;
+    assert!(
+        calls > pages.len() as u64 + 1,
+        "{calls} calls for {} pages",
+        pages.len()
+    );
     sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn query_timeout_on_a_tiny_window_gives_up() {
+    let (org, _) = tie_org().await;
+    let sim = start(org).await;
+    let until = now(&sim).await;
+    let client = client(&sim.url());
+    let plan = client.plan(&contacts_sync(&["Email"])).await.unwrap();
+    // 1,000 rows share one second: no split can make the query small enough.
+    sim.set_faults(Faults {
+        query_timeout_over_rows: Some(300),
+        ..Faults::default()
+    });
+    let mut e = client.extract(&plan, window(None, until, ExtractApi::Rest));
+    let err = drain(&mut e).await.unwrap_err();
+    assert_eq!(err.api_code(), Some("QUERY_TIMEOUT"), "{err:?}");
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn connection_errors_are_retried_then_reported_as_retryable() {
+    // A port nobody listens on: bind one, then free it.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    drop(listener);
+    let mut config = config(&url);
+    config.max_retries = 2;
+    let client = client_with(config);
+    let err = client.describe_global().await.unwrap_err();
+    assert!(
+        matches!(err, sfsync_salesforce::Error::Http { .. }),
+        "{err:?}"
+    );
+    assert!(err.is_retryable());
+    assert_eq!(client.usage().token_requests, 3);
 }

@@ -1,0 +1,89 @@
+//! CloudWatch Embedded Metric Format: one JSON line on stdout per report, which Lambda's log
+//! pipeline turns into metrics without any API call (no PutMetricData latency or cost).
+//! Format: https://docs.aws.amazon.com/AmazonCloudWatch/latest/monitoring/CloudWatch_Embedded_Metric_Format_Specification.html
+
+use serde_json::{Map, Value, json};
+
+use crate::report::RunCounts;
+
+pub const NAMESPACE: &str = "sfsync";
+
+/// Builds one EMF line: `metrics` are (name, unit, value); `dimensions` are set as both the
+/// dimension set and top-level members, as the specification requires.
+pub fn emf_line(dimensions: &[(&str, &str)], metrics: &[(&str, &str, u64)], timestamp_ms: i64) -> String {
+    let mut root = Map::new();
+    root.insert(
+        "_aws".into(),
+        json!({
+            "Timestamp": timestamp_ms,
+            "CloudWatchMetrics": [{
+                "Namespace": NAMESPACE,
+                "Dimensions": [dimensions.iter().map(|(k, _)| *k).collect::<Vec<_>>()],
+                "Metrics": metrics.iter().map(|(name, unit, _)| json!({"Name": name, "Unit": unit})).collect::<Vec<_>>(),
+            }],
+        }),
+    );
+    for (k, v) in dimensions {
+        root.insert((*k).to_string(), Value::String((*v).to_string()));
+    }
+    for (name, _, value) in metrics {
+        root.insert((*name).to_string(), Value::from(*value));
+    }
+    Value::Object(root).to_string()
+}
+
+/// The counters of one stage's work on one sync, as metrics.
+pub fn counts_line(stage: &str, sync: &str, counts: &RunCounts, salesforce_api_calls: u64) -> String {
+    let metrics: Vec<(&str, &str, u64)> = [
+        ("RecordsExtracted", counts.extracted),
+        ("RecordsMapped", counts.mapped),
+        ("RecordsSkipped", counts.skipped + counts.skipped_deliberate),
+        ("CallsDelivered", counts.delivered),
+        ("CallsDeadLettered", counts.dead),
+        ("CallsRetried", counts.retried),
+        ("DestinationRequests", counts.destination_requests),
+        ("SalesforceApiCalls", salesforce_api_calls),
+    ]
+    .into_iter()
+    .filter(|(_, v)| *v > 0)
+    .map(|(n, v)| (n, "Count", v))
+    .collect();
+    emf_line(
+        &[("Stage", stage), ("Sync", sync)],
+        &metrics,
+        chrono::Utc::now().timestamp_millis(),
+    )
+}
+
+/// Prints the counters as an EMF line (Lambda only: locally they are in the run report).
+pub fn emit(stage: &str, sync: &str, counts: &RunCounts, salesforce_api_calls: u64) {
+    println!("{}", counts_line(stage, sync, counts, salesforce_api_calls));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lines_follow_the_embedded_metric_format() {
+        let counts = RunCounts {
+            extracted: 2000,
+            mapped: 1990,
+            skipped: 10,
+            ..Default::default()
+        };
+        let line = counts_line("extract", "contacts", &counts, 3);
+        let v: Value = serde_json::from_str(&line).unwrap();
+        let directive = &v["_aws"]["CloudWatchMetrics"][0];
+        assert_eq!(directive["Namespace"], json!("sfsync"));
+        assert_eq!(directive["Dimensions"], json!([["Stage", "Sync"]]));
+        let names: Vec<&str> = directive["Metrics"].as_array().unwrap().iter().map(|m| m["Name"].as_str().unwrap()).collect();
+        assert_eq!(names, vec!["RecordsExtracted", "RecordsMapped", "RecordsSkipped", "SalesforceApiCalls"]);
+        // Every metric and dimension is a top-level member.
+        assert_eq!(v["RecordsExtracted"], json!(2000));
+        assert_eq!(v["SalesforceApiCalls"], json!(3));
+        assert_eq!(v["Sync"], json!("contacts"));
+        assert!(v["_aws"]["Timestamp"].as_i64().unwrap() > 1_700_000_000_000);
+        assert!(!line.contains('\n'));
+    }
+}
