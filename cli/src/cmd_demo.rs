@@ -34,13 +34,16 @@ pub async fn run(args: Args) -> Result<ExitCode> {
     // Start from scratch each time, touching only what the demo itself writes.
     for path in [&output] {
         if path.exists() {
-            std::fs::remove_file(path).with_context(|| format!("cannot remove {}", path.display()))?;
+            std::fs::remove_file(path)
+                .with_context(|| format!("cannot remove {}", path.display()))?;
         }
     }
     if state.exists() {
-        std::fs::remove_dir_all(&state).with_context(|| format!("cannot remove {}", state.display()))?;
+        std::fs::remove_dir_all(&state)
+            .with_context(|| format!("cannot remove {}", state.display()))?;
     }
-    std::fs::create_dir_all(&args.dir).with_context(|| format!("cannot create {}", args.dir.display()))?;
+    std::fs::create_dir_all(&args.dir)
+        .with_context(|| format!("cannot create {}", args.dir.display()))?;
 
     // The org's history ends two minutes ago, so that the edits made between the two runs
     // look like what they are: recent changes.
@@ -52,7 +55,10 @@ pub async fn run(args: Args) -> Result<ExitCode> {
     let simulator = Simulator::start(org, credentials.clone(), Faults::default())
         .await
         .context("cannot start the Salesforce simulator")?;
-    println!("Salesforce simulator with a seeded demo org at {}", simulator.url());
+    println!(
+        "Salesforce simulator with a seeded demo org at {}",
+        simulator.url()
+    );
 
     let secrets = SecretMap(
         [
@@ -76,7 +82,9 @@ pub async fn run(args: Args) -> Result<ExitCode> {
     // Between the runs, someone works in Salesforce.
     let changed = {
         let org = simulator.org();
-        let mut org = org.lock().map_err(|_| anyhow::anyhow!("simulator org lock poisoned"))?;
+        let mut org = org
+            .lock()
+            .map_err(|_| anyhow::anyhow!("simulator org lock poisoned"))?;
         let now = chrono::Utc::now() - chrono::Duration::seconds(60);
         if now > org.now() {
             let by = now - org.now();

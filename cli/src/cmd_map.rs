@@ -24,7 +24,12 @@ pub struct Args {
 pub fn run(args: Args) -> Result<ExitCode> {
     let loaded = common::load_config(&args.config)?;
     let Some(sync) = loaded.config.sync(&args.sync) else {
-        let names: Vec<&str> = loaded.config.syncs.iter().map(|s| s.name.as_str()).collect();
+        let names: Vec<&str> = loaded
+            .config
+            .syncs
+            .iter()
+            .map(|s| s.name.as_str())
+            .collect();
         anyhow::bail!(
             "no sync named {:?} in {} (syncs: {})",
             args.sync,
@@ -34,7 +39,12 @@ pub fn run(args: Args) -> Result<ExitCode> {
     };
     let stdin = std::io::stdin().lock();
     let stdout = std::io::stdout().lock();
-    let stats = map_lines(sync, stdin, BufWriter::new(stdout), &mut std::io::stderr().lock())?;
+    let stats = map_lines(
+        sync,
+        stdin,
+        BufWriter::new(stdout),
+        &mut std::io::stderr().lock(),
+    )?;
     eprintln!(
         "sfsync map: {} record(s) read, {} mapped, {} skipped",
         stats.read, stats.mapped, stats.skipped
@@ -59,7 +69,8 @@ pub fn map_lines(
     let mut stats = MapStats::default();
     for (index, line) in input.lines().enumerate() {
         let number = index + 1;
-        let line = line.with_context(|| format!("stdin line {number}: cannot read (is it UTF-8?)"))?;
+        let line =
+            line.with_context(|| format!("stdin line {number}: cannot read (is it UTF-8?)"))?;
         if line.trim().is_empty() {
             continue;
         }
@@ -74,7 +85,8 @@ pub fn map_lines(
             }
             Err(skip) => {
                 stats.skipped += 1;
-                writeln!(skipped, "skipped line {number}: {skip}").context("cannot write to stderr")?;
+                writeln!(skipped, "skipped line {number}: {skip}")
+                    .context("cannot write to stderr")?;
             }
         }
     }

@@ -25,13 +25,19 @@ pub async fn run(args: Args) -> Result<ExitCode> {
     let reports = match &args.table {
         Some(table) => {
             let sdk = sfsync_pipeline::aws::sdk_config().await;
-            sfsync_pipeline::state::dynamo::DynamoStore::new(aws_sdk_dynamodb::Client::new(&sdk), table)
-                .runs(args.limit)
-                .await?
+            sfsync_pipeline::state::dynamo::DynamoStore::new(
+                aws_sdk_dynamodb::Client::new(&sdk),
+                table,
+            )
+            .runs(args.limit)
+            .await?
         }
         None => {
             if !args.state.exists() {
-                anyhow::bail!("no state directory at {} (run `sfsync sync` first, or pass --state)", args.state.display());
+                anyhow::bail!(
+                    "no state directory at {} (run `sfsync sync` first, or pass --state)",
+                    args.state.display()
+                );
             }
             sfsync_pipeline::state::file::FileStore::new(&args.state)?
                 .runs(args.limit)

@@ -67,7 +67,11 @@ pub async fn run(args: Args) -> Result<ExitCode> {
         if c.syncs.len() == 1 { "" } else { "s" },
         c.destinations.len(),
         if c.destinations.len() == 1 { "" } else { "s" },
-        if args.online { ", checked against the org" } else { "" }
+        if args.online {
+            ", checked against the org"
+        } else {
+            ""
+        }
     );
     Ok(ExitCode::SUCCESS)
 }

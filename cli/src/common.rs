@@ -3,8 +3,8 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
-use sfsync_mapping::secrets::SecretMap;
 use sfsync_mapping::Config;
+use sfsync_mapping::secrets::SecretMap;
 
 /// A config file as loaded: the parsed config and its text (kept for line numbers).
 pub struct LoadedConfig {
@@ -17,8 +17,7 @@ pub struct LoadedConfig {
 pub fn load_config(path: &Path) -> Result<LoadedConfig> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("cannot read config file {}", path.display()))?;
-    let config = Config::parse(&text)
-        .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    let config = Config::parse(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
     Ok(LoadedConfig {
         path: path.to_path_buf(),
         text,

@@ -61,19 +61,27 @@ impl Display {
             })
             .collect();
         Display {
-            inner: Arc::new(Mutex::new(DisplayState { enabled, multi, bars })),
+            inner: Arc::new(Mutex::new(DisplayState {
+                enabled,
+                multi,
+                bars,
+            })),
         }
     }
 
     fn update(&self, event: Progress) {
-        let Ok(mut state) = self.inner.lock() else { return };
+        let Ok(mut state) = self.inner.lock() else {
+            return;
+        };
         let enabled = state.enabled;
         let terminal = state.multi.is_some();
         match event {
             Progress::Extracted { sync, records } => {
                 if let Some(entry) = state.bars.iter_mut().find(|b| b.0 == sync) {
                     entry.2 += records;
-                    entry.1.set_message(format!("{} extracted, {} delivered", entry.2, entry.3));
+                    entry
+                        .1
+                        .set_message(format!("{} extracted, {} delivered", entry.2, entry.3));
                     entry.1.tick();
                     if enabled && !terminal {
                         eprintln!("{sync}: {} records extracted", entry.2);
@@ -83,10 +91,16 @@ impl Display {
             Progress::Delivered { sync, calls, .. } => {
                 if let Some(entry) = state.bars.iter_mut().find(|b| b.0 == sync) {
                     entry.3 += calls;
-                    entry.1.set_message(format!("{} extracted, {} delivered", entry.2, entry.3));
+                    entry
+                        .1
+                        .set_message(format!("{} extracted, {} delivered", entry.2, entry.3));
                 }
             }
-            Progress::Waiting { destination, seconds, reason } => {
+            Progress::Waiting {
+                destination,
+                seconds,
+                reason,
+            } => {
                 let line = format!("{destination}: waiting {seconds}s before retrying ({reason})");
                 match &state.multi {
                     Some(m) => {
@@ -102,7 +116,10 @@ impl Display {
     fn finish_all(&self) {
         let Ok(state) = self.inner.lock() else { return };
         for entry in &state.bars {
-            entry.1.finish_with_message(format!("done: {} extracted, {} delivered", entry.2, entry.3));
+            entry.1.finish_with_message(format!(
+                "done: {} extracted, {} delivered",
+                entry.2, entry.3
+            ));
         }
         if let Some(m) = &state.multi {
             let _ = m.clear();
@@ -119,7 +136,10 @@ pub fn print_reports(outcome: &LocalOutcome, state_dir: &Path) {
         println!("sync {busy}: skipped, another run holds its lease");
     }
     if outcome.reports.iter().any(|r| r.counts.dead > 0) {
-        println!("dead letters (with reasons): {}", outcome.dead_letter_path.display());
+        println!(
+            "dead letters (with reasons): {}",
+            outcome.dead_letter_path.display()
+        );
     }
     println!("state: {}", state_dir.display());
 }

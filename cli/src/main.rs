@@ -17,7 +17,11 @@ mod common;
 mod local_run;
 
 #[derive(Parser)]
-#[command(name = "sfsync", version, about = "Sync Salesforce to the tools where people act on customer data")]
+#[command(
+    name = "sfsync",
+    version,
+    about = "Sync Salesforce to the tools where people act on customer data"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

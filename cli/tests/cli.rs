@@ -22,12 +22,18 @@ fn root() -> PathBuf {
 }
 
 fn run_with_stdin(mut cmd: Command, stdin: &[u8]) -> Output {
-    cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    cmd.stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
     let mut child = cmd.spawn().unwrap_or_else(|e| panic!("spawn: {e}"));
     if let Some(mut input) = child.stdin.take() {
-        input.write_all(stdin).unwrap_or_else(|e| panic!("stdin: {e}"));
+        input
+            .write_all(stdin)
+            .unwrap_or_else(|e| panic!("stdin: {e}"));
     }
-    child.wait_with_output().unwrap_or_else(|e| panic!("wait: {e}"))
+    child
+        .wait_with_output()
+        .unwrap_or_else(|e| panic!("wait: {e}"))
 }
 
 fn text(bytes: &[u8]) -> String {
@@ -36,9 +42,16 @@ fn text(bytes: &[u8]) -> String {
 
 #[test]
 fn validate_accepts_the_example_and_lists_every_problem_with_its_line() {
-    let ok = sfsync().args(["validate", "--config", "examples/sfsync.toml"]).output().unwrap_or_else(|e| panic!("{e}"));
+    let ok = sfsync()
+        .args(["validate", "--config", "examples/sfsync.toml"])
+        .output()
+        .unwrap_or_else(|e| panic!("{e}"));
     assert!(ok.status.success(), "{}", text(&ok.stderr));
-    assert!(text(&ok.stdout).contains("valid (6 syncs, 8 destinations)"), "{}", text(&ok.stdout));
+    assert!(
+        text(&ok.stdout).contains("valid (6 syncs, 8 destinations)"),
+        "{}",
+        text(&ok.stdout)
+    );
 
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let bad = dir.path().join("bad.toml");
@@ -47,15 +60,29 @@ fn validate_accepts_the_example_and_lists_every_problem_with_its_line() {
         "[salesforce]\nlogin_url = \"https://x.my.salesforce.com\"\nauth = \"client_credentials\"\nclient_id = \"id\"\nclient_secret = \"s\"\n\n[[syncs]]\nname = \"c\"\nobject = \"Contact\"\nkind = \"objects\"\nfields = [\"Email\", \"Email\"]\n",
     )
     .unwrap_or_else(|e| panic!("{e}"));
-    let out = sfsync().args(["validate", "--config"]).arg(&bad).output().unwrap_or_else(|e| panic!("{e}"));
+    let out = sfsync()
+        .args(["validate", "--config"])
+        .arg(&bad)
+        .output()
+        .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(out.status.code(), Some(1));
     let err = text(&out.stderr);
-    assert!(err.contains("line 7: syncs[0].group_id: required for kind = \"objects\""), "{err}");
-    assert!(err.contains("line 11: syncs[0].fields[1]: \"Email\" is listed twice"), "{err}");
+    assert!(
+        err.contains("line 7: syncs[0].group_id: required for kind = \"objects\""),
+        "{err}"
+    );
+    assert!(
+        err.contains("line 11: syncs[0].fields[1]: \"Email\" is listed twice"),
+        "{err}"
+    );
 
     // With a secrets file, missing secrets are named (and values never printed).
     let secrets = dir.path().join("secrets.json");
-    std::fs::write(&secrets, r#"{"sf_client_id": "abc", "sf_client_secret": "TOPSECRET"}"#).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(
+        &secrets,
+        r#"{"sf_client_id": "abc", "sf_client_secret": "TOPSECRET"}"#,
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
     let out = sfsync()
         .args(["validate", "--config", "examples/sfsync.toml", "--secrets"])
         .arg(&secrets)
@@ -63,15 +90,25 @@ fn validate_accepts_the_example_and_lists_every_problem_with_its_line() {
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(out.status.code(), Some(1));
     let err = text(&out.stderr);
-    assert!(err.contains("secret \"cio_api_key\" is not in the secrets"), "{err}");
+    assert!(
+        err.contains("secret \"cio_api_key\" is not in the secrets"),
+        "{err}"
+    );
     assert!(!err.contains("TOPSECRET"));
 }
 
 #[test]
 fn map_turns_the_example_records_into_calls_and_reports_skips() {
-    let input = std::fs::read(root().join("examples/contacts.jsonl")).unwrap_or_else(|e| panic!("{e}"));
+    let input =
+        std::fs::read(root().join("examples/contacts.jsonl")).unwrap_or_else(|e| panic!("{e}"));
     let mut cmd = sfsync();
-    cmd.args(["map", "--config", "examples/sfsync.toml", "--sync", "contacts"]);
+    cmd.args([
+        "map",
+        "--config",
+        "examples/sfsync.toml",
+        "--sync",
+        "contacts",
+    ]);
     let out = run_with_stdin(cmd, &input);
     assert!(out.status.success(), "{}", text(&out.stderr));
     let calls: Vec<Value> = text(&out.stdout)
@@ -82,18 +119,37 @@ fn map_turns_the_example_records_into_calls_and_reports_skips() {
     assert_eq!(calls[0]["type"], json!("identify"));
     assert_eq!(calls[0]["traits"]["firstName"], json!("Ada"));
     assert_eq!(calls[0]["traits"]["created_at"], json!(1698915600));
-    assert_eq!(calls[0]["traits"]["Account.Name"], json!("Analytical Engines Ltd"));
+    assert_eq!(
+        calls[0]["traits"]["Account.Name"],
+        json!("Analytical Engines Ltd")
+    );
     assert_eq!(calls[1]["traits"]["Account.Name"], Value::Null);
     assert_eq!(calls[2]["type"], json!("delete"));
     let err = text(&out.stderr);
-    assert!(err.contains("0035e00000AbCdHAAV") && err.contains("SystemModstamp"), "{err}");
+    assert!(
+        err.contains("0035e00000AbCdHAAV") && err.contains("SystemModstamp"),
+        "{err}"
+    );
 
     // A line that is not JSON stops with its line number.
     let mut cmd = sfsync();
-    cmd.args(["map", "--config", "examples/sfsync.toml", "--sync", "contacts"]);
-    let out = run_with_stdin(cmd, b"{\"Id\":\"003\",\"SystemModstamp\":\"2024-01-01T00:00:00Z\"}\n{not json\n");
+    cmd.args([
+        "map",
+        "--config",
+        "examples/sfsync.toml",
+        "--sync",
+        "contacts",
+    ]);
+    let out = run_with_stdin(
+        cmd,
+        b"{\"Id\":\"003\",\"SystemModstamp\":\"2024-01-01T00:00:00Z\"}\n{not json\n",
+    );
     assert_eq!(out.status.code(), Some(2));
-    assert!(text(&out.stderr).contains("stdin line 2: not valid JSON"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("stdin line 2: not valid JSON"),
+        "{}",
+        text(&out.stderr)
+    );
 
     // map needs no secrets, and an unknown sync is named.
     let mut cmd = sfsync();
@@ -155,7 +211,9 @@ async fn setup(contacts: usize, faults: Faults) -> Setup {
         ..OrgSpec::tiny()
     });
     let creds = Credentials::demo();
-    let sim = Simulator::start(org, creds.clone(), faults).await.unwrap_or_else(|e| panic!("{e}"));
+    let sim = Simulator::start(org, creds.clone(), faults)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
     let receiver = Receiver::start().await;
     let config = dir.path().join("sfsync.toml");
     std::fs::write(&config, SYNC_CONFIG).unwrap_or_else(|e| panic!("{e}"));
@@ -168,7 +226,14 @@ async fn setup(contacts: usize, faults: Faults) -> Setup {
     )
     .unwrap_or_else(|e| panic!("{e}"));
     let state = dir.path().join("state");
-    Setup { _dir: dir, config, secrets, state, sim, receiver }
+    Setup {
+        _dir: dir,
+        config,
+        secrets,
+        state,
+        sim,
+        receiver,
+    }
 }
 
 impl Setup {
@@ -189,8 +254,15 @@ impl Setup {
     }
 
     async fn sync(&self) -> (bool, String) {
-        let out = self.sync_command().output().await.unwrap_or_else(|e| panic!("{e}"));
-        (out.status.success(), format!("{}{}", text(&out.stdout), text(&out.stderr)))
+        let out = self
+            .sync_command()
+            .output()
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        (
+            out.status.success(),
+            format!("{}{}", text(&out.stdout), text(&out.stderr)),
+        )
     }
 
     fn delivered(&self) -> Vec<Value> {
@@ -204,15 +276,25 @@ impl Setup {
 
     fn expected(&self, sync: &str, object: &str) -> HashSet<String> {
         let config = Config::parse(SYNC_CONFIG).unwrap_or_else(|e| panic!("{e}"));
-        let sync = config.sync(sync).cloned().unwrap_or_else(|| panic!("{sync}"));
+        let sync = config
+            .sync(sync)
+            .cloned()
+            .unwrap_or_else(|| panic!("{sync}"));
         let org = self.sim.org();
         let org = org.lock().unwrap_or_else(|e| panic!("{e}"));
-        org.records(object).into_iter().filter_map(|r| map_record(&sync, r).ok()).map(|c| c.message_id).collect()
+        org.records(object)
+            .into_iter()
+            .filter_map(|r| map_record(&sync, r).ok())
+            .map(|c| c.message_id)
+            .collect()
     }
 }
 
 fn message_ids(calls: &[Value]) -> Vec<String> {
-    calls.iter().filter_map(|c| c["messageId"].as_str().map(str::to_string)).collect()
+    calls
+        .iter()
+        .filter_map(|c| c["messageId"].as_str().map(str::to_string))
+        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -226,10 +308,21 @@ async fn sync_delivers_everything_then_only_changes() {
     assert_eq!(first.len(), unique.len(), "no duplicates in a full run");
     let want = s.expected("contacts", "Contact");
     assert!(want.len() >= 890);
-    assert!(want.is_subset(&unique), "{} contacts missing", want.difference(&unique).count());
-    assert!(s.expected("relations", "AccountContactRelation").is_subset(&unique));
+    assert!(
+        want.is_subset(&unique),
+        "{} contacts missing",
+        want.difference(&unique).count()
+    );
+    assert!(
+        s.expected("relations", "AccountContactRelation")
+            .is_subset(&unique)
+    );
     // Relationships arrive as group calls with both ids and their attributes.
-    let rel = s.delivered().into_iter().find(|c| c["type"] == json!("group") && c["userId"].is_string()).unwrap_or_else(|| panic!("no relationship call"));
+    let rel = s
+        .delivered()
+        .into_iter()
+        .find(|c| c["type"] == json!("group") && c["userId"].is_string())
+        .unwrap_or_else(|| panic!("no relationship call"));
     assert!(rel["groupId"].is_string());
     assert!(rel["traits"]["relationshipAttributes"].is_object(), "{rel}");
 
@@ -249,10 +342,21 @@ async fn sync_delivers_everything_then_only_changes() {
     let third: Vec<Value> = s.delivered().split_off(mid);
     let users: HashSet<&str> = third.iter().filter_map(|c| c["userId"].as_str()).collect();
     for id in &touched {
-        assert!(users.contains(id.as_str()), "edited {id} not sent: {output}");
+        assert!(
+            users.contains(id.as_str()),
+            "edited {id} not sent: {output}"
+        );
     }
-    assert!(mid - before < 900, "the second run was incremental ({} calls)", mid - before);
-    assert!(third.len() < 900, "the third run was incremental ({} calls)", third.len());
+    assert!(
+        mid - before < 900,
+        "the second run was incremental ({} calls)",
+        mid - before
+    );
+    assert!(
+        third.len() < 900,
+        "the third run was incremental ({} calls)",
+        third.len()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -284,7 +388,11 @@ async fn a_run_killed_part_way_loses_nothing_when_rerun() {
     assert!(ok, "{output}");
     let all = message_ids(&s.delivered());
     let got: HashSet<String> = all.iter().cloned().collect();
-    assert!(want.is_subset(&got), "{} records lost", want.difference(&got).count());
+    assert!(
+        want.is_subset(&got),
+        "{} records lost",
+        want.difference(&got).count()
+    );
     // Duplicates only from what was delivered but not yet checkpointed (at most a page per
     // sync, plus the look-back overlap).
     let duplicates = all.len() - got.len();
@@ -301,9 +409,16 @@ fn demo_runs_from_a_clean_directory() {
         .unwrap_or_else(|e| panic!("{e}"));
     let stdout = text(&out.stdout);
     assert!(out.status.success(), "{stdout}{}", text(&out.stderr));
-    assert!(stdout.contains("Run 1") && stdout.contains("Run 2"), "{stdout}");
-    let calls = std::fs::read_to_string(dir.path().join("demo/calls.jsonl")).unwrap_or_else(|e| panic!("{e}"));
-    let lines: Vec<Value> = calls.lines().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}"))).collect();
+    assert!(
+        stdout.contains("Run 1") && stdout.contains("Run 2"),
+        "{stdout}"
+    );
+    let calls = std::fs::read_to_string(dir.path().join("demo/calls.jsonl"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let lines: Vec<Value> = calls
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}")))
+        .collect();
     assert!(lines.len() > 1000, "{} calls", lines.len());
     let kinds: HashSet<&str> = lines.iter().filter_map(|c| c["type"].as_str()).collect();
     for kind in ["identify", "track", "group", "delete"] {

@@ -82,7 +82,10 @@ pub fn free_port() -> u16 {
 fn wait_for_tcp(port: u16, limit: Duration) {
     let start = Instant::now();
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(start.elapsed() < limit, "nothing listens on port {port} after {limit:?}");
+        assert!(
+            start.elapsed() < limit,
+            "nothing listens on port {port} after {limit:?}"
+        );
         std::thread::yield_now();
     }
 }
@@ -102,10 +105,7 @@ pub async fn aws() -> aws_config::SdkConfig {
 
 /// A name no other test uses, for queues, tables and secrets on the shared moto server.
 pub fn unique(prefix: &str) -> String {
-    format!(
-        "{prefix}-{}",
-        &uuid_like()[..12]
-    )
+    format!("{prefix}-{}", &uuid_like()[..12])
 }
 
 fn uuid_like() -> String {
@@ -124,14 +124,24 @@ fn uuid_like() -> String {
 
 /// A queue with its own dead-letter queue (redrive after `max_receive`), as the template
 /// makes them. Returns (queue url, dlq url).
-pub async fn queue_with_dlq(sqs: &aws_sdk_sqs::Client, name: &str, max_receive: u32, visibility: i32) -> (String, String) {
+pub async fn queue_with_dlq(
+    sqs: &aws_sdk_sqs::Client,
+    name: &str,
+    max_receive: u32,
+    visibility: i32,
+) -> (String, String) {
     use aws_sdk_sqs::types::QueueAttributeName;
     let dlq = sqs
         .create_queue()
         .queue_name(format!("{name}-dlq"))
         .send()
         .await
-        .unwrap_or_else(|e| panic!("create dlq: {}", aws_sdk_sqs::error::DisplayErrorContext(&e)));
+        .unwrap_or_else(|e| {
+            panic!(
+                "create dlq: {}",
+                aws_sdk_sqs::error::DisplayErrorContext(&e)
+            )
+        });
     let dlq_url = dlq.queue_url().unwrap_or_default().to_string();
     let arn = sqs
         .get_queue_attributes()
@@ -140,17 +150,28 @@ pub async fn queue_with_dlq(sqs: &aws_sdk_sqs::Client, name: &str, max_receive: 
         .send()
         .await
         .ok()
-        .and_then(|o| o.attributes().and_then(|a| a.get(&QueueAttributeName::QueueArn).cloned()))
+        .and_then(|o| {
+            o.attributes()
+                .and_then(|a| a.get(&QueueAttributeName::QueueArn).cloned())
+        })
         .unwrap_or_default();
     let policy = json!({"deadLetterTargetArn": arn, "maxReceiveCount": max_receive}).to_string();
     let q = sqs
         .create_queue()
         .queue_name(name)
         .attributes(QueueAttributeName::RedrivePolicy, policy)
-        .attributes(QueueAttributeName::VisibilityTimeout, visibility.to_string())
+        .attributes(
+            QueueAttributeName::VisibilityTimeout,
+            visibility.to_string(),
+        )
         .send()
         .await
-        .unwrap_or_else(|e| panic!("create queue: {}", aws_sdk_sqs::error::DisplayErrorContext(&e)));
+        .unwrap_or_else(|e| {
+            panic!(
+                "create queue: {}",
+                aws_sdk_sqs::error::DisplayErrorContext(&e)
+            )
+        });
     (q.queue_url().unwrap_or_default().to_string(), dlq_url)
 }
 
@@ -159,7 +180,12 @@ pub async fn plain_queue(sqs: &aws_sdk_sqs::Client, name: &str) -> String {
         .queue_name(name)
         .send()
         .await
-        .unwrap_or_else(|e| panic!("create queue: {}", aws_sdk_sqs::error::DisplayErrorContext(&e)))
+        .unwrap_or_else(|e| {
+            panic!(
+                "create queue: {}",
+                aws_sdk_sqs::error::DisplayErrorContext(&e)
+            )
+        })
         .queue_url()
         .unwrap_or_default()
         .to_string()
@@ -167,7 +193,9 @@ pub async fn plain_queue(sqs: &aws_sdk_sqs::Client, name: &str) -> String {
 
 /// The state table as the template defines it (pk/sk strings, on demand).
 pub async fn state_table(dynamo: &aws_sdk_dynamodb::Client, name: &str) {
-    use aws_sdk_dynamodb::types::{AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType};
+    use aws_sdk_dynamodb::types::{
+        AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
+    };
     let attr = |n: &str| {
         AttributeDefinition::builder()
             .attribute_name(n)
@@ -192,7 +220,12 @@ pub async fn state_table(dynamo: &aws_sdk_dynamodb::Client, name: &str) {
         .key_schema(key("sk", KeyType::Range))
         .send()
         .await
-        .unwrap_or_else(|e| panic!("create table: {}", aws_sdk_dynamodb::error::DisplayErrorContext(&e)));
+        .unwrap_or_else(|e| {
+            panic!(
+                "create table: {}",
+                aws_sdk_dynamodb::error::DisplayErrorContext(&e)
+            )
+        });
 }
 
 /// Receives up to `max` messages (one ReceiveMessage of ≤ 10, no long polling) and returns
@@ -237,7 +270,12 @@ pub async fn receive_event(sqs: &aws_sdk_sqs::Client, queue_url: &str, max: i32)
 
 /// Deletes what a handler acknowledged (everything but the reported failures), as the
 /// Lambda event source mapping does after the invocation.
-pub async fn ack(sqs: &aws_sdk_sqs::Client, queue_url: &str, event: &SqsEvent, failures: &[String]) {
+pub async fn ack(
+    sqs: &aws_sdk_sqs::Client,
+    queue_url: &str,
+    event: &SqsEvent,
+    failures: &[String],
+) {
     for record in &event.records {
         let id = record.message_id.clone().unwrap_or_default();
         if failures.contains(&id) {
@@ -249,7 +287,9 @@ pub async fn ack(sqs: &aws_sdk_sqs::Client, queue_url: &str, event: &SqsEvent, f
                 .receipt_handle(receipt)
                 .send()
                 .await
-                .unwrap_or_else(|e| panic!("delete: {}", aws_sdk_sqs::error::DisplayErrorContext(&e)));
+                .unwrap_or_else(|e| {
+                    panic!("delete: {}", aws_sdk_sqs::error::DisplayErrorContext(&e))
+                });
         }
     }
 }
@@ -263,14 +303,22 @@ pub async fn queue_depth(sqs: &aws_sdk_sqs::Client, queue_url: &str) -> (u64, u6
         .attribute_names(A::ApproximateNumberOfMessagesNotVisible)
         .send()
         .await
-        .unwrap_or_else(|e| panic!("attributes: {}", aws_sdk_sqs::error::DisplayErrorContext(&e)));
+        .unwrap_or_else(|e| {
+            panic!(
+                "attributes: {}",
+                aws_sdk_sqs::error::DisplayErrorContext(&e)
+            )
+        });
     let get = |a: A| {
         out.attributes()
             .and_then(|m| m.get(&a))
             .and_then(|v| v.parse().ok())
             .unwrap_or(0)
     };
-    (get(A::ApproximateNumberOfMessages), get(A::ApproximateNumberOfMessagesNotVisible))
+    (
+        get(A::ApproximateNumberOfMessages),
+        get(A::ApproximateNumberOfMessagesNotVisible),
+    )
 }
 
 /// One request a `Receiver` got.
@@ -330,7 +378,10 @@ impl Receiver {
         if let Ok(mut s) = self.state.lock() {
             s.script.push_back((
                 status,
-                headers.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+                headers
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
                 body.to_string(),
             ));
         }
@@ -344,11 +395,19 @@ impl Receiver {
     }
 
     pub fn received(&self) -> Vec<Received> {
-        self.state.lock().map(|s| s.received.clone()).unwrap_or_default()
+        self.state
+            .lock()
+            .map(|s| s.received.clone())
+            .unwrap_or_default()
     }
 }
 
-async fn record(State(state): State<Arc<Mutex<ReceiverState>>>, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
+async fn record(
+    State(state): State<Arc<Mutex<ReceiverState>>>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let gzip = headers
         .get("content-encoding")
         .and_then(|v| v.to_str().ok())
@@ -376,7 +435,8 @@ async fn record(State(state): State<Arc<Mutex<ReceiverState>>>, uri: Uri, header
     });
     match scripted {
         Some((status, hdrs, body)) => {
-            let mut response = (StatusCode::from_u16(status).unwrap_or(StatusCode::OK), body).into_response();
+            let mut response =
+                (StatusCode::from_u16(status).unwrap_or(StatusCode::OK), body).into_response();
             for (k, v) in hdrs {
                 if let (Ok(k), Ok(v)) = (
                     axum::http::HeaderName::try_from(k),

@@ -65,8 +65,10 @@ async fn world(contacts: usize, max_receive: u32) -> World {
     let dynamo = aws_sdk_dynamodb::Client::new(&sdk);
     let secrets = aws_sdk_secretsmanager::Client::new(&sdk);
     let name = unique("sfsync");
-    let (records_q, records_dlq) = queue_with_dlq(&sqs, &format!("{name}-records"), max_receive, 30).await;
-    let (delivery_q, delivery_dlq) = queue_with_dlq(&sqs, &format!("{name}-delivery"), max_receive, 30).await;
+    let (records_q, records_dlq) =
+        queue_with_dlq(&sqs, &format!("{name}-records"), max_receive, 30).await;
+    let (delivery_q, delivery_dlq) =
+        queue_with_dlq(&sqs, &format!("{name}-delivery"), max_receive, 30).await;
     let table = format!("{name}-state");
     state_table(&dynamo, &table).await;
 
@@ -96,7 +98,12 @@ async fn world(contacts: usize, max_receive: u32) -> World {
         .secret_string(secret.to_string())
         .send()
         .await
-        .unwrap_or_else(|e| panic!("secret: {}", aws_sdk_secretsmanager::error::DisplayErrorContext(&e)));
+        .unwrap_or_else(|e| {
+            panic!(
+                "secret: {}",
+                aws_sdk_secretsmanager::error::DisplayErrorContext(&e)
+            )
+        });
     let env = FunctionEnv {
         secret_id: name.clone(),
         state_table: table.clone(),
@@ -125,8 +132,13 @@ impl World {
         self.env.delivery_queue_url.clone().unwrap_or_default()
     }
 
-    async fn extract(&self, input: Value) -> Result<sfsync_extract::ExtractOutput, sfsync_extract::ExtractFailure> {
-        let state = ExtractState::new(&self.sdk, &self.env).await.unwrap_or_else(|e| panic!("{e}"));
+    async fn extract(
+        &self,
+        input: Value,
+    ) -> Result<sfsync_extract::ExtractOutput, sfsync_extract::ExtractFailure> {
+        let state = ExtractState::new(&self.sdk, &self.env)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
         let input: ExtractInput = serde_json::from_value(input).unwrap_or_else(|e| panic!("{e}"));
         sfsync_extract::handle(&state, input, "req-1", None).await
     }
@@ -134,15 +146,23 @@ impl World {
     /// Runs map then deliver over everything visible in the queues, as the event source
     /// mappings would; returns the failures each reported.
     async fn pump(&self, deliver: &DeliverState) -> (Vec<String>, Vec<String>) {
-        let map = MapState::new(&self.sdk, &self.env).await.unwrap_or_else(|e| panic!("{e}"));
+        let map = MapState::new(&self.sdk, &self.env)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
         let (mut map_failures, mut deliver_failures) = (Vec::new(), Vec::new());
         loop {
             let event = receive_event(&self.sqs, &self.records_q(), 10).await;
             if event.records.is_empty() {
                 break;
             }
-            let response = sfsync_map::handle(&map, event.clone()).await.unwrap_or_else(|e| panic!("{e}"));
-            let failed: Vec<String> = response.batch_item_failures.iter().map(|f| f.item_identifier.clone()).collect();
+            let response = sfsync_map::handle(&map, event.clone())
+                .await
+                .unwrap_or_else(|e| panic!("{e}"));
+            let failed: Vec<String> = response
+                .batch_item_failures
+                .iter()
+                .map(|f| f.item_identifier.clone())
+                .collect();
             ack(&self.sqs, &self.records_q(), &event, &failed).await;
             map_failures.extend(failed);
         }
@@ -154,7 +174,11 @@ impl World {
             let response = sfsync_deliver::handle(deliver, event.clone(), None)
                 .await
                 .unwrap_or_else(|e| panic!("{e}"));
-            let failed: Vec<String> = response.batch_item_failures.iter().map(|f| f.item_identifier.clone()).collect();
+            let failed: Vec<String> = response
+                .batch_item_failures
+                .iter()
+                .map(|f| f.item_identifier.clone())
+                .collect();
             ack(&self.sqs, &self.delivery_q(), &event, &failed).await;
             deliver_failures.extend(failed);
         }
@@ -162,7 +186,9 @@ impl World {
     }
 
     async fn deliver_state(&self) -> DeliverState {
-        DeliverState::new(&self.sdk, &self.env).await.unwrap_or_else(|e| panic!("{e}"))
+        DeliverState::new(&self.sdk, &self.env)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
     }
 
     /// Every call the destination accepted (2xx answers only), by messageId.
@@ -177,7 +203,11 @@ impl World {
 
     /// The message ids the current org state must produce for a sync.
     fn expected_ids(&self, sync: &str, object: &str) -> HashSet<String> {
-        let sync = self.config.sync(sync).cloned().unwrap_or_else(|| panic!("no sync {sync}"));
+        let sync = self
+            .config
+            .sync(sync)
+            .cloned()
+            .unwrap_or_else(|| panic!("no sync {sync}"));
         let org = self.sim.org();
         let org = org.lock().unwrap_or_else(|e| panic!("{e}"));
         org.records(object)
@@ -204,9 +234,17 @@ async fn every_record_reaches_the_destination_full_then_incremental() {
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(out.reports.len(), 2);
     for r in &out.reports {
-        assert_eq!(r.status, sfsync_pipeline::report::RunStatus::Complete, "{r}");
+        assert_eq!(
+            r.status,
+            sfsync_pipeline::report::RunStatus::Complete,
+            "{r}"
+        );
     }
-    let contacts = out.reports.iter().find(|r| r.sync == "contacts").map(|r| r.counts.extracted);
+    let contacts = out
+        .reports
+        .iter()
+        .find(|r| r.sync == "contacts")
+        .map(|r| r.counts.extracted);
     assert!(contacts >= Some(700), "{contacts:?}");
 
     let deliver = w.deliver_state().await;
@@ -216,15 +254,26 @@ async fn every_record_reaches_the_destination_full_then_incremental() {
     let want_contacts = w.expected_ids("contacts", "Contact");
     let want_accounts = w.expected_ids("accounts", "Account");
     assert!(want_contacts.len() >= 690);
-    assert!(want_contacts.is_subset(&delivered), "missing contacts: {}", want_contacts.difference(&delivered).count());
+    assert!(
+        want_contacts.is_subset(&delivered),
+        "missing contacts: {}",
+        want_contacts.difference(&delivered).count()
+    );
     assert!(want_accounts.is_subset(&delivered), "missing accounts");
 
     // The checkpoint is in DynamoDB and at the run's start.
-    let cp = w.store.checkpoint("contacts").await.unwrap_or_else(|e| panic!("{e}"));
+    let cp = w
+        .store
+        .checkpoint("contacts")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
     assert!(cp.is_some_and(|c| c.cursor.modstamp <= chrono::Utc::now()));
     // Run reports carry what map and deliver added.
     let runs = w.store.runs(10).await.unwrap_or_else(|e| panic!("{e}"));
-    let contacts_run = runs.iter().find(|r| r.sync == "contacts" && r.run_id == out.run_id).unwrap_or_else(|| panic!("no run report"));
+    let contacts_run = runs
+        .iter()
+        .find(|r| r.sync == "contacts" && r.run_id == out.run_id)
+        .unwrap_or_else(|| panic!("no run report"));
     assert!(contacts_run.counts.mapped >= 690, "{contacts_run}");
     assert!(contacts_run.counts.delivered >= 690, "{contacts_run}");
 
@@ -234,7 +283,12 @@ async fn every_record_reaches_the_destination_full_then_incremental() {
         let org = w.sim.org();
         let mut org = org.lock().unwrap_or_else(|e| panic!("{e}"));
         let touched = org.touch_random("Contact", 10, 99);
-        let victims: Vec<String> = org.records("Contact").iter().filter_map(|r| r["Id"].as_str().map(str::to_string)).take(2).collect();
+        let victims: Vec<String> = org
+            .records("Contact")
+            .iter()
+            .filter_map(|r| r["Id"].as_str().map(str::to_string))
+            .take(2)
+            .collect();
         for v in &victims {
             assert!(org.soft_delete("Contact", v));
         }
@@ -242,17 +296,32 @@ async fn every_record_reaches_the_destination_full_then_incremental() {
     };
     let before = w.delivered().len();
     let out2 = w.extract(json!({})).await.unwrap_or_else(|e| panic!("{e}"));
-    let second = out2.reports.iter().find(|r| r.sync == "contacts").unwrap_or_else(|| panic!("no report"));
-    assert!(second.counts.extracted >= 12 && second.counts.extracted < 700, "incremental: {second}");
+    let second = out2
+        .reports
+        .iter()
+        .find(|r| r.sync == "contacts")
+        .unwrap_or_else(|| panic!("no report"));
+    assert!(
+        second.counts.extracted >= 12 && second.counts.extracted < 700,
+        "incremental: {second}"
+    );
     w.pump(&deliver).await;
     let new_calls: Vec<Value> = w.delivered().split_off(before);
-    let new_users: HashSet<&str> = new_calls.iter().filter_map(|c| c["userId"].as_str()).collect();
+    let new_users: HashSet<&str> = new_calls
+        .iter()
+        .filter_map(|c| c["userId"].as_str())
+        .collect();
     for id in &touched {
-        assert!(new_users.contains(id.as_str()), "edited contact {id} not re-sent");
+        assert!(
+            new_users.contains(id.as_str()),
+            "edited contact {id} not re-sent"
+        );
     }
     for id in &deleted {
         assert!(
-            new_calls.iter().any(|c| c["userId"] == json!(id) && c["event"] == json!("User Deleted")),
+            new_calls
+                .iter()
+                .any(|c| c["userId"] == json!(id) && c["event"] == json!("User Deleted")),
             "deletion of {id} not sent"
         );
     }
@@ -261,29 +330,54 @@ async fn every_record_reaches_the_destination_full_then_incremental() {
 #[tokio::test(flavor = "multi_thread")]
 async fn retryable_delivery_failures_stay_on_the_queue_and_are_retried() {
     let w = world(30, 5).await;
-    w.extract(json!({"syncs": ["accounts"]})).await.unwrap_or_else(|e| panic!("{e}"));
-    let map = MapState::new(&w.sdk, &w.env).await.unwrap_or_else(|e| panic!("{e}"));
+    w.extract(json!({"syncs": ["accounts"]}))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let map = MapState::new(&w.sdk, &w.env)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
     let records = receive_event(&w.sqs, &w.records_q(), 10).await;
-    sfsync_map::handle(&map, records.clone()).await.unwrap_or_else(|e| panic!("{e}"));
+    sfsync_map::handle(&map, records.clone())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
     ack(&w.sqs, &w.records_q(), &records, &[]).await;
 
     let mut deliver = w.deliver_state().await;
     deliver.max_budget = Duration::from_millis(300);
     // The destination is down, asking for longer than one invocation may wait.
     for _ in 0..5 {
-        w.receiver.script(503, &[("retry-after", "2")], "unavailable");
+        w.receiver
+            .script(503, &[("retry-after", "2")], "unavailable");
     }
     let event = receive_event(&w.sqs, &w.delivery_q(), 10).await;
     assert!(!event.records.is_empty());
-    let response = sfsync_deliver::handle(&deliver, event.clone(), None).await.unwrap_or_else(|e| panic!("{e}"));
-    let failed: Vec<String> = response.batch_item_failures.iter().map(|f| f.item_identifier.clone()).collect();
-    assert_eq!(failed.len(), event.records.len(), "nothing went through: every message is handed back");
+    let response = sfsync_deliver::handle(&deliver, event.clone(), None)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let failed: Vec<String> = response
+        .batch_item_failures
+        .iter()
+        .map(|f| f.item_identifier.clone())
+        .collect();
+    assert_eq!(
+        failed.len(),
+        event.records.len(),
+        "nothing went through: every message is handed back"
+    );
     assert!(failed.iter().all(|id| !id.is_empty()));
     ack(&w.sqs, &w.delivery_q(), &event, &failed).await;
     let (visible, invisible) = queue_depth(&w.sqs, &w.delivery_q()).await;
     assert_eq!(visible, 0, "hidden until Retry-After has passed");
-    assert_eq!(invisible, failed.len() as u64, "failed messages stay on the queue");
-    assert_eq!(queue_depth(&w.sqs, &w.delivery_dlq).await.0, 0, "not dead-lettered");
+    assert_eq!(
+        invisible,
+        failed.len() as u64,
+        "failed messages stay on the queue"
+    );
+    assert_eq!(
+        queue_depth(&w.sqs, &w.delivery_dlq).await.0,
+        0,
+        "not dead-lettered"
+    );
     assert!(w.delivered().len() <= w.receiver.received().len());
 
     // Time passes (the visibility timeout ends) and the destination is back.
@@ -298,7 +392,10 @@ async fn retryable_delivery_failures_stay_on_the_queue_and_are_retried() {
             .await
             .unwrap_or_else(|e| panic!("{}", aws_sdk_sqs::error::DisplayErrorContext(&e)));
     }
-    let (_, failures) = w.pump(&deliver).await;
+    // This instance still honours the destination's Retry-After for its remaining second;
+    // another instance (or this one after the wait) delivers.
+    let fresh = w.deliver_state().await;
+    let (_, failures) = w.pump(&fresh).await;
     assert!(failures.is_empty(), "{failures:?}");
     let want = w.expected_ids("accounts", "Account");
     assert!(!want.is_empty());
@@ -308,11 +405,17 @@ async fn retryable_delivery_failures_stay_on_the_queue_and_are_retried() {
 #[tokio::test(flavor = "multi_thread")]
 async fn permanent_failures_are_dead_lettered_with_the_reason() {
     let w = world(30, 5).await;
-    w.extract(json!({"syncs": ["accounts"]})).await.unwrap_or_else(|e| panic!("{e}"));
-    w.receiver.script(400, &[], r#"{"error":"bad request: invalid write key"}"#);
+    w.extract(json!({"syncs": ["accounts"]}))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    w.receiver
+        .script(400, &[], r#"{"error":"bad request: invalid write key"}"#);
     let deliver = w.deliver_state().await;
     let (_, failures) = w.pump(&deliver).await;
-    assert!(failures.is_empty(), "dead calls are acknowledged: {failures:?}");
+    assert!(
+        failures.is_empty(),
+        "dead calls are acknowledged: {failures:?}"
+    );
     let out = w
         .sqs
         .receive_message()
@@ -323,7 +426,8 @@ async fn permanent_failures_are_dead_lettered_with_the_reason() {
         .unwrap_or_else(|e| panic!("{}", aws_sdk_sqs::error::DisplayErrorContext(&e)));
     assert!(!out.messages().is_empty(), "dead letters expected");
     for m in out.messages() {
-        let letter: Value = serde_json::from_str(m.body().unwrap_or("{}")).unwrap_or_else(|e| panic!("{e}"));
+        let letter: Value =
+            serde_json::from_str(m.body().unwrap_or("{}")).unwrap_or_else(|e| panic!("{e}"));
         let reason = letter["reason"].as_str().unwrap_or_default();
         assert!(reason.contains("400"), "reason names the status: {reason}");
         assert!(letter["call"]["messageId"].is_string());
@@ -334,7 +438,9 @@ async fn permanent_failures_are_dead_lettered_with_the_reason() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_poison_message_fails_alone_and_reaches_the_dlq_after_max_receive_count() {
     let w = world(30, 2).await;
-    w.extract(json!({"syncs": ["accounts"]})).await.unwrap_or_else(|e| panic!("{e}"));
+    w.extract(json!({"syncs": ["accounts"]}))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
     w.sqs
         .send_message()
         .queue_url(w.records_q())
@@ -342,7 +448,9 @@ async fn a_poison_message_fails_alone_and_reaches_the_dlq_after_max_receive_coun
         .send()
         .await
         .unwrap_or_else(|e| panic!("{}", aws_sdk_sqs::error::DisplayErrorContext(&e)));
-    let map = MapState::new(&w.sdk, &w.env).await.unwrap_or_else(|e| panic!("{e}"));
+    let map = MapState::new(&w.sdk, &w.env)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
     let mut poison_failures = 0;
     let mut good = 0;
     for _ in 0..6 {
@@ -365,14 +473,23 @@ async fn a_poison_message_fails_alone_and_reaches_the_dlq_after_max_receive_coun
             })).collect::<Vec<_>>()
         }))
         .unwrap_or_else(|e| panic!("{e}"));
-        let response = sfsync_map::handle(&map, event.clone()).await.unwrap_or_else(|e| panic!("{e}"));
-        let failed: Vec<String> = response.batch_item_failures.iter().map(|f| f.item_identifier.clone()).collect();
+        let response = sfsync_map::handle(&map, event.clone())
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let failed: Vec<String> = response
+            .batch_item_failures
+            .iter()
+            .map(|f| f.item_identifier.clone())
+            .collect();
         poison_failures += failed.len();
         good += event.records.len() - failed.len();
         ack(&w.sqs, &w.records_q(), &event, &failed).await;
     }
     assert!(good >= 1, "the good message in the batch was mapped");
-    assert!(poison_failures >= 2, "the poison message failed on each receive");
+    assert!(
+        poison_failures >= 2,
+        "the poison message failed on each receive"
+    );
     let (in_dlq, _) = queue_depth(&w.sqs, &w.records_dlq).await;
     assert_eq!(in_dlq, 1, "the poison message is in the records DLQ");
     let (left, inflight) = queue_depth(&w.sqs, &w.records_q()).await;
@@ -386,13 +503,26 @@ async fn the_checkpoint_does_not_move_when_enqueueing_fails() {
     w.env.records_queue_url = Some(format!("{}/000000000000/no-such-queue", moto_url()));
     let result = w.extract(json!({"syncs": ["contacts"]})).await;
     assert!(result.is_err(), "the run must fail");
-    let cp = w.store.checkpoint("contacts").await.unwrap_or_else(|e| panic!("{e}"));
-    assert!(cp.is_none(), "checkpoint moved past records that were not enqueued: {cp:?}");
+    let cp = w
+        .store
+        .checkpoint("contacts")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        cp.is_none(),
+        "checkpoint moved past records that were not enqueued: {cp:?}"
+    );
 
     // With the queue back, the next run sends everything.
     w.env.records_queue_url = good_queue;
-    let out = w.extract(json!({"syncs": ["contacts"]})).await.unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(out.reports[0].status, sfsync_pipeline::report::RunStatus::Complete);
+    let out = w
+        .extract(json!({"syncs": ["contacts"]}))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        out.reports[0].status,
+        sfsync_pipeline::report::RunStatus::Complete
+    );
     let deliver = w.deliver_state().await;
     w.pump(&deliver).await;
     let want = w.expected_ids("contacts", "Contact");
@@ -403,25 +533,52 @@ async fn the_checkpoint_does_not_move_when_enqueueing_fails() {
 async fn overlapping_runs_are_blocked_by_the_lease() {
     let w = world(30, 3).await;
     w.store
-        .acquire_lease("contacts", "another-invocation", chrono::Utc::now() + chrono::Duration::minutes(10))
+        .acquire_lease(
+            "contacts",
+            "another-invocation",
+            chrono::Utc::now() + chrono::Duration::minutes(10),
+        )
         .await
         .unwrap_or_else(|e| panic!("{e}"));
-    let out = w.extract(json!({"syncs": ["contacts"]})).await.unwrap_or_else(|e| panic!("{e}"));
+    let out = w
+        .extract(json!({"syncs": ["contacts"]}))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(out.busy, vec!["contacts".to_string()]);
     assert!(out.reports.is_empty());
     let (visible, invisible) = queue_depth(&w.sqs, &w.records_q()).await;
-    assert_eq!(visible + invisible, 0, "nothing extracted while another run holds the lease");
+    assert_eq!(
+        visible + invisible,
+        0,
+        "nothing extracted while another run holds the lease"
+    );
     // Once released, the sync runs.
-    w.store.release_lease("contacts", "another-invocation").await.unwrap_or_else(|e| panic!("{e}"));
-    let out = w.extract(json!({"syncs": ["contacts"]})).await.unwrap_or_else(|e| panic!("{e}"));
+    w.store
+        .release_lease("contacts", "another-invocation")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let out = w
+        .extract(json!({"syncs": ["contacts"]}))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(out.reports.len(), 1);
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn unknown_input_is_a_clear_error() {
     let w = world(5, 3).await;
-    let err = w.extract(json!({"syncs": ["nope"]})).await.err().map(|e| e.to_string()).unwrap_or_default();
+    let err = w
+        .extract(json!({"syncs": ["nope"]}))
+        .await
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
     assert!(err.contains("nope"), "{err}");
     let bad: Result<ExtractInput, _> = serde_json::from_value(json!({"sync": ["contacts"]}));
-    assert!(bad.err().map(|e| e.to_string()).unwrap_or_default().contains("sync"));
+    assert!(
+        bad.err()
+            .map(|e| e.to_string())
+            .unwrap_or_default()
+            .contains("sync")
+    );
 }

@@ -16,7 +16,9 @@ use sfsync_destinations::Destination;
 use sfsync_mapping::Config;
 use sfsync_pipeline::aws::{self, FunctionEnv, SetupError};
 use sfsync_pipeline::deliver::{DeliverOutput, decode_delivery, deliver_message};
-use sfsync_pipeline::message::{CallsMessage, DEFAULT_MAX_BODY_BYTES, DeadLetter, MESSAGE_VERSION, Packer};
+use sfsync_pipeline::message::{
+    CallsMessage, DEFAULT_MAX_BODY_BYTES, DeadLetter, MESSAGE_VERSION, Packer,
+};
 use sfsync_pipeline::queue::{Queue, SqsQueue};
 use sfsync_pipeline::report::RunCounts;
 use sfsync_pipeline::state::StateStore;
@@ -36,19 +38,28 @@ pub struct DeliverState {
 impl DeliverState {
     /// Needs the secret, `DELIVERY_QUEUE_URL`, `DEAD_LETTER_QUEUE_URL` and `STATE_TABLE`;
     /// builds every destination once.
-    pub async fn new(sdk: &aws_config::SdkConfig, env: &FunctionEnv) -> Result<DeliverState, SetupError> {
-        let secrets = aws::load_secret(&aws_sdk_secretsmanager::Client::new(sdk), &env.secret_id).await?;
+    pub async fn new(
+        sdk: &aws_config::SdkConfig,
+        env: &FunctionEnv,
+    ) -> Result<DeliverState, SetupError> {
+        let secrets =
+            aws::load_secret(&aws_sdk_secretsmanager::Client::new(sdk), &env.secret_id).await?;
         let config = aws::function_config(&secrets)?;
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(30))
             .build()
-            .map_err(|e| SetupError::Config { source_name: "http".into(), message: e.to_string() })?;
+            .map_err(|e| SetupError::Config {
+                source_name: "http".into(),
+                message: e.to_string(),
+            })?;
         let names = sfsync_destinations::object_names(&config);
         let mut destinations = HashMap::new();
         for d in &config.destinations {
-            let built = Destination::with_object_names(d, http.clone(), &names).map_err(|e| SetupError::Config {
-                source_name: format!("destination {}", d.name),
-                message: e.to_string(),
+            let built = Destination::with_object_names(d, http.clone(), &names).map_err(|e| {
+                SetupError::Config {
+                    source_name: format!("destination {}", d.name),
+                    message: e.to_string(),
+                }
             })?;
             destinations.insert(d.name.clone(), built);
         }
@@ -56,7 +67,10 @@ impl DeliverState {
         Ok(DeliverState {
             config: Arc::new(config),
             destinations,
-            delivery_queue: SqsQueue::new(sqs.clone(), FunctionEnv::need(&env.delivery_queue_url, "DELIVERY_QUEUE_URL")?),
+            delivery_queue: SqsQueue::new(
+                sqs.clone(),
+                FunctionEnv::need(&env.delivery_queue_url, "DELIVERY_QUEUE_URL")?,
+            ),
             dead_letter_queue: SqsQueue::new(
                 sqs.clone(),
                 FunctionEnv::need(&env.dead_letter_queue_url, "DEAD_LETTER_QUEUE_URL")?,
@@ -74,7 +88,11 @@ pub enum DeliverFailure {
     NoMessageId,
 }
 
-pub async fn handle(state: &DeliverState, event: SqsEvent, deadline: Option<Instant>) -> Result<SqsBatchResponse, DeliverFailure> {
+pub async fn handle(
+    state: &DeliverState,
+    event: SqsEvent,
+    deadline: Option<Instant>,
+) -> Result<SqsBatchResponse, DeliverFailure> {
     let mut response = SqsBatchResponse::default();
     for message in event.records {
         let Some(id) = message.message_id.clone().filter(|id| !id.is_empty()) else {
@@ -87,7 +105,9 @@ pub async fn handle(state: &DeliverState, event: SqsEvent, deadline: Option<Inst
             Ok(()) => {}
             Err(Failed { reason, visibility }) => {
                 tracing::warn!(reason = %reason, "message left on the queue");
-                if let (Some(after), Some(receipt)) = (visibility, message.receipt_handle.as_deref()) {
+                if let (Some(after), Some(receipt)) =
+                    (visibility, message.receipt_handle.as_deref())
+                {
                     set_visibility(state, receipt, after).await;
                 }
                 response.add_failure(id);
@@ -104,11 +124,21 @@ struct Failed {
 }
 
 fn failed(reason: impl Into<String>) -> Failed {
-    Failed { reason: reason.into(), visibility: None }
+    Failed {
+        reason: reason.into(),
+        visibility: None,
+    }
 }
 
-async fn handle_one(state: &DeliverState, message: &SqsMessage, budget: Duration) -> Result<(), Failed> {
-    let body = message.body.as_deref().ok_or_else(|| failed("message has no body"))?;
+async fn handle_one(
+    state: &DeliverState,
+    message: &SqsMessage,
+    budget: Duration,
+) -> Result<(), Failed> {
+    let body = message
+        .body
+        .as_deref()
+        .ok_or_else(|| failed("message has no body"))?;
     let calls = decode_delivery(body).map_err(|e| failed(e.to_string()))?;
     let Some(destination) = state.destinations.get(&calls.destination) else {
         // The destination was removed from the config: these calls can never go.
@@ -125,7 +155,11 @@ async fn handle_one(state: &DeliverState, message: &SqsMessage, budget: Duration
             .collect();
         return send_dead(state, &dead).await;
     };
-    let (run_id, attempt, dest_name) = (calls.run_id.clone(), calls.attempt, calls.destination.clone());
+    let (run_id, attempt, dest_name) = (
+        calls.run_id.clone(),
+        calls.attempt,
+        calls.destination.clone(),
+    );
     let syncs = count_by_sync(&calls);
     let out = deliver_message(destination, calls, budget).await;
     record_counts(state, &run_id, &syncs, &out).await;
@@ -137,12 +171,18 @@ async fn handle_one(state: &DeliverState, message: &SqsMessage, budget: Duration
     if out.delivered == 0 && out.dead.is_empty() {
         // Nothing went through: leave the message where it is, visible again after the wait.
         return Err(Failed {
-            reason: out.retry_reason.unwrap_or_else(|| "destination unavailable".into()),
+            reason: out
+                .retry_reason
+                .unwrap_or_else(|| "destination unavailable".into()),
             visibility: Some(wait),
         });
     }
     // Some went through: enqueue only the rest, so delivered calls are not repeated.
-    let mut packer = Packer::new(Packer::calls_prefix(&run_id, &dest_name, attempt + 1), DEFAULT_MAX_BODY_BYTES, true);
+    let mut packer = Packer::new(
+        Packer::calls_prefix(&run_id, &dest_name, attempt + 1),
+        DEFAULT_MAX_BODY_BYTES,
+        true,
+    );
     for call in &out.retry {
         packer.push(call).map_err(|e| failed(e.to_string()))?;
     }
@@ -160,7 +200,11 @@ async fn handle_one(state: &DeliverState, message: &SqsMessage, budget: Duration
 }
 
 fn count_by_sync(calls: &CallsMessage) -> Vec<String> {
-    let mut syncs: Vec<String> = calls.calls.iter().map(|c| c.source().sync.clone()).collect();
+    let mut syncs: Vec<String> = calls
+        .calls
+        .iter()
+        .map(|c| c.source().sync.clone())
+        .collect();
     syncs.sort();
     syncs.dedup();
     syncs
@@ -170,10 +214,16 @@ async fn record_counts(state: &DeliverState, run_id: &str, syncs: &[String], out
     // Attribute per sync from the calls themselves.
     let mut by_sync: HashMap<&str, RunCounts> = HashMap::new();
     for dead in &out.dead {
-        by_sync.entry(dead.call.source().sync.as_str()).or_default().dead += 1;
+        by_sync
+            .entry(dead.call.source().sync.as_str())
+            .or_default()
+            .dead += 1;
     }
     for call in &out.retry {
-        by_sync.entry(call.source().sync.as_str()).or_default().retried += 1;
+        by_sync
+            .entry(call.source().sync.as_str())
+            .or_default()
+            .retried += 1;
     }
     if let Some(first) = syncs.first() {
         let c = by_sync.entry(first.as_str()).or_default();

@@ -26,13 +26,18 @@ pub struct ExtractState {
 impl ExtractState {
     /// Reads the secret and the sync config (`SFSYNC_SECRET_ID`), and builds the clients for
     /// `RECORDS_QUEUE_URL` and `STATE_TABLE`; fails with every problem listed.
-    pub async fn new(sdk: &aws_config::SdkConfig, env: &FunctionEnv) -> Result<ExtractState, SetupError> {
-        let secrets = aws::load_secret(&aws_sdk_secretsmanager::Client::new(sdk), &env.secret_id).await?;
+    pub async fn new(
+        sdk: &aws_config::SdkConfig,
+        env: &FunctionEnv,
+    ) -> Result<ExtractState, SetupError> {
+        let secrets =
+            aws::load_secret(&aws_sdk_secretsmanager::Client::new(sdk), &env.secret_id).await?;
         let config = aws::function_config(&secrets)?;
-        let client_config = ClientConfig::from_config(&config.salesforce).map_err(|e| SetupError::Config {
-            source_name: "salesforce".into(),
-            message: e.to_string(),
-        })?;
+        let client_config =
+            ClientConfig::from_config(&config.salesforce).map_err(|e| SetupError::Config {
+                source_name: "salesforce".into(),
+                message: e.to_string(),
+            })?;
         let client = Client::new(client_config).map_err(|e| SetupError::Config {
             source_name: "salesforce".into(),
             message: e.to_string(),
@@ -98,7 +103,12 @@ pub async fn handle(
             if !unknown.is_empty() {
                 return Err(ExtractFailure::UnknownSyncs(unknown.join(", ")));
             }
-            state.config.syncs.iter().filter(|s| names.contains(&s.name)).collect()
+            state
+                .config
+                .syncs
+                .iter()
+                .filter(|s| names.contains(&s.name))
+                .collect()
         }
     };
     let started_at: DateTime<Utc> = Utc::now();
@@ -116,7 +126,17 @@ pub async fn handle(
     for sync in syncs {
         let span = tracing::info_span!("extract", run_id = %run_id, sync = %sync.name);
         let _enter = span.enter();
-        match extract_sync(&state.client, sync, &state.queue, &state.store, &run_id, started_at, &settings).await {
+        match extract_sync(
+            &state.client,
+            sync,
+            &state.queue,
+            &state.store,
+            &run_id,
+            started_at,
+            &settings,
+        )
+        .await
+        {
             Ok(report) => {
                 tracing::info!(
                     status = %report.status,
@@ -125,10 +145,19 @@ pub async fn handle(
                     api_calls = report.salesforce_api_calls,
                     "sync extracted"
                 );
-                sfsync_pipeline::metrics::emit("extract", &sync.name, &report.counts, report.salesforce_api_calls);
+                sfsync_pipeline::metrics::emit(
+                    "extract",
+                    &sync.name,
+                    &report.counts,
+                    report.salesforce_api_calls,
+                );
                 let stop = matches!(report.status, RunStatus::ApiLimit | RunStatus::Partial);
                 if report.status == RunStatus::Failed {
-                    failed.push(format!("{}: {}", sync.name, report.error.clone().unwrap_or_default()));
+                    failed.push(format!(
+                        "{}: {}",
+                        sync.name,
+                        report.error.clone().unwrap_or_default()
+                    ));
                 }
                 output.reports.push(report);
                 // The API limit is org-wide and the deadline is ours: the other syncs wait

@@ -13,11 +13,13 @@ async fn main() -> Result<(), Error> {
     let env = sfsync_pipeline::aws::FunctionEnv::from_env()?;
     let state = ExtractState::new(&sdk, &env).await?;
     let state = &state;
-    lambda_runtime::run(service_fn(move |event: LambdaEvent<serde_json::Value>| async move {
-        let input: ExtractInput = serde_json::from_value(event.payload)?;
-        let deadline = sfsync_pipeline::aws::deadline_instant(event.context.deadline);
-        let output = handle(state, input, &event.context.request_id, deadline).await?;
-        Ok::<_, Error>(output)
-    }))
+    lambda_runtime::run(service_fn(
+        move |event: LambdaEvent<serde_json::Value>| async move {
+            let input: ExtractInput = serde_json::from_value(event.payload)?;
+            let deadline = sfsync_pipeline::aws::deadline_instant(event.context.deadline);
+            let output = handle(state, input, &event.context.request_id, deadline).await?;
+            Ok::<_, Error>(output)
+        },
+    ))
     .await
 }

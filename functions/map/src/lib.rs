@@ -21,8 +21,12 @@ pub struct MapState {
 
 impl MapState {
     /// Needs the secret, `DELIVERY_QUEUE_URL` and `STATE_TABLE`.
-    pub async fn new(sdk: &aws_config::SdkConfig, env: &FunctionEnv) -> Result<MapState, SetupError> {
-        let secrets = aws::load_secret(&aws_sdk_secretsmanager::Client::new(sdk), &env.secret_id).await?;
+    pub async fn new(
+        sdk: &aws_config::SdkConfig,
+        env: &FunctionEnv,
+    ) -> Result<MapState, SetupError> {
+        let secrets =
+            aws::load_secret(&aws_sdk_secretsmanager::Client::new(sdk), &env.secret_id).await?;
         Ok(MapState {
             config: Arc::new(aws::function_config(&secrets)?),
             delivery_queue: SqsQueue::new(
@@ -62,12 +66,17 @@ async fn handle_one(state: &MapState, message: &SqsMessage) -> Result<(), String
     let body = message.body.as_deref().ok_or("message has no body")?;
     let records: RecordsMessage = decode(body).map_err(|e| e.to_string())?;
     let (run_id, sync) = (records.run_id.clone(), records.sync.clone());
-    let output = map_message(&state.config, records, DEFAULT_MAX_BODY_BYTES, true).map_err(|e| e.to_string())?;
+    let output = map_message(&state.config, records, DEFAULT_MAX_BODY_BYTES, true)
+        .map_err(|e| e.to_string())?;
     for line in &output.skipped {
         tracing::warn!(run_id = %run_id, sync = %sync, "skipped {line}");
     }
     for bodies in output.bodies.into_values() {
-        state.delivery_queue.send(bodies, None).await.map_err(|e| e.to_string())?;
+        state
+            .delivery_queue
+            .send(bodies, None)
+            .await
+            .map_err(|e| e.to_string())?;
     }
     // Counters are best effort: a lost increment must not re-send the records.
     if let Err(e) = state.store.add_counts(&run_id, &sync, &output.counts).await {

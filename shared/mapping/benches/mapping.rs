@@ -51,10 +51,29 @@ fn contact(i: usize) -> String {
 
 fn sync() -> SyncConfig {
     let fields = [
-        "CreatedDate", "FirstName", "MiddleName", "LastName", "Suffix", "Email", "Phone",
-        "MobilePhone", "Title", "Department", "Description", "LeadSource", "HasOptedOutOfEmail",
-        "DoNotCall", "Birthdate", "OwnerId", "AccountId", "Score__c", "Segment__c",
-        "Newsletter__c", "MailingAddress", "Account.Name", "Account.Industry",
+        "CreatedDate",
+        "FirstName",
+        "MiddleName",
+        "LastName",
+        "Suffix",
+        "Email",
+        "Phone",
+        "MobilePhone",
+        "Title",
+        "Department",
+        "Description",
+        "LeadSource",
+        "HasOptedOutOfEmail",
+        "DoNotCall",
+        "Birthdate",
+        "OwnerId",
+        "AccountId",
+        "Score__c",
+        "Segment__c",
+        "Newsletter__c",
+        "MailingAddress",
+        "Account.Name",
+        "Account.Industry",
     ];
     SyncConfig {
         name: "contacts".into(),
@@ -80,17 +99,20 @@ fn bench(c: &mut Criterion) {
     group.throughput(Throughput::Elements(RECORDS as u64));
     let mut out = Vec::with_capacity(4 << 20);
 
-    group.bench_function(BenchmarkId::new("baseline_parse_reserialize", RECORDS), |b| {
-        b.iter(|| {
-            out.clear();
-            for line in &lines {
-                let v: Value = serde_json::from_str(line).unwrap();
-                serde_json::to_writer(&mut out, &v).unwrap();
-                out.push(b'\n');
-            }
-            black_box(out.len())
-        })
-    });
+    group.bench_function(
+        BenchmarkId::new("baseline_parse_reserialize", RECORDS),
+        |b| {
+            b.iter(|| {
+                out.clear();
+                for line in &lines {
+                    let v: Value = serde_json::from_str(line).unwrap();
+                    serde_json::to_writer(&mut out, &v).unwrap();
+                    out.push(b'\n');
+                }
+                black_box(out.len())
+            })
+        },
+    );
     group.bench_function(BenchmarkId::new("map_record", RECORDS), |b| {
         b.iter(|| {
             out.clear();

@@ -497,7 +497,10 @@ impl Config {
             check_sync(sync, &at, report);
         }
         if self.syncs.is_empty() {
-            report("syncs".into(), "at least one [[syncs]] table is required".into());
+            report(
+                "syncs".into(),
+                "at least one [[syncs]] table is required".into(),
+            );
         }
         let mut dest_names = HashSet::new();
         for (i, dest) in self.destinations.iter().enumerate() {
@@ -532,10 +535,7 @@ impl Config {
         if !is_api_version(&sf.api_version) {
             report(
                 at("api_version"),
-                format!(
-                    "{:?} is not an API version like \"62.0\"",
-                    sf.api_version
-                ),
+                format!("{:?} is not an API version like \"62.0\"", sf.api_version),
             );
         }
         if sf.client_id.trim().is_empty() {
@@ -638,7 +638,12 @@ fn check_sync(
             matches!(kind, SyncKind::Objects | SyncKind::Relationships),
             matches!(kind, SyncKind::Objects | SyncKind::Relationships),
         ),
-        ("event", sync.event.is_some(), false, kind == SyncKind::Events),
+        (
+            "event",
+            sync.event.is_some(),
+            false,
+            kind == SyncKind::Events,
+        ),
         (
             "event_field",
             sync.event_field.is_some(),
@@ -751,10 +756,7 @@ fn check_destination(
         }
     }
     match (&dest.region, kind.regions()) {
-        (Some(_), []) => report(
-            at("region"),
-            format!("type = \"{kind}\" has no regions"),
-        ),
+        (Some(_), []) => report(at("region"), format!("type = \"{kind}\" has no regions")),
         (Some(r), regions) if !regions.contains(&r.as_str()) => report(
             at("region"),
             format!("{r:?} is not one of {}", regions.join(", ")),
@@ -767,8 +769,7 @@ fn check_destination(
         if n != 0 && n != 3 {
             report(
                 at("project_id"),
-                "a Mixpanel service account needs project_id, username and secret together"
-                    .into(),
+                "a Mixpanel service account needs project_id, username and secret together".into(),
             );
         }
     }

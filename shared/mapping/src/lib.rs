@@ -11,5 +11,7 @@ pub mod secrets;
 pub mod time;
 
 pub use call::{Call, CallType, Entity, Source};
-pub use config::{Config, ConfigError, ConfigProblem, DestinationConfig, DestinationKind, SyncConfig, SyncKind};
-pub use mapper::{map_record, message_id, Skip, SkipReason};
+pub use config::{
+    Config, ConfigError, ConfigProblem, DestinationConfig, DestinationKind, SyncConfig, SyncKind,
+};
+pub use mapper::{Skip, SkipReason, map_record, message_id};

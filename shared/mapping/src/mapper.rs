@@ -248,7 +248,11 @@ pub fn map_record(sync: &SyncConfig, record: Value) -> Result<Call, Skip> {
     Ok(call)
 }
 
-fn fill_delete(sync: &SyncConfig, record: &Map<String, Value>, call: &mut Call) -> Result<(), SkipReason> {
+fn fill_delete(
+    sync: &SyncConfig,
+    record: &Map<String, Value>,
+    call: &mut Call,
+) -> Result<(), SkipReason> {
     match sync.kind {
         SyncKind::People => {
             call.entity = Some(Entity::Person);
@@ -271,7 +275,10 @@ fn fill_delete(sync: &SyncConfig, record: &Map<String, Value>, call: &mut Call) 
     Ok(())
 }
 
-fn people_traits(sync: &SyncConfig, record: &mut Map<String, Value>) -> Result<Map<String, Value>, SkipReason> {
+fn people_traits(
+    sync: &SyncConfig,
+    record: &mut Map<String, Value>,
+) -> Result<Map<String, Value>, SkipReason> {
     let created_at = if has_field(sync, "CreatedDate") {
         match lookup(record, "CreatedDate") {
             Some(Value::String(s)) => Some(Value::from(
@@ -404,12 +411,17 @@ fn get_ci<'r>(map: &'r Map<String, Value>, key: &str) -> Option<&'r Value> {
     })
 }
 
-fn datetime(record: &Map<String, Value>, field: &str) -> Result<chrono::DateTime<chrono::Utc>, SkipReason> {
+fn datetime(
+    record: &Map<String, Value>,
+    field: &str,
+) -> Result<chrono::DateTime<chrono::Utc>, SkipReason> {
     match lookup(record, field) {
-        Some(Value::String(s)) => parse_salesforce_datetime(s).map_err(|_| SkipReason::InvalidDate {
-            field: field.to_string(),
-            value: s.clone(),
-        }),
+        Some(Value::String(s)) => {
+            parse_salesforce_datetime(s).map_err(|_| SkipReason::InvalidDate {
+                field: field.to_string(),
+                value: s.clone(),
+            })
+        }
         Some(Value::Null) | None => Err(SkipReason::MissingField {
             field: field.to_string(),
         }),

@@ -33,11 +33,7 @@ impl SecretMap {
     pub fn from_json(text: &str) -> Result<SecretMap, ReferenceError> {
         let value: serde_json::Value =
             serde_json::from_str(text).map_err(|e| ReferenceError::SecretsFile {
-                message: format!(
-                    "not valid JSON (line {}, column {})",
-                    e.line(),
-                    e.column()
-                ),
+                message: format!("not valid JSON (line {}, column {})", e.line(), e.column()),
             })?;
         let serde_json::Value::Object(map) = value else {
             return Err(ReferenceError::SecretsFile {
@@ -201,12 +197,18 @@ mod tests {
 
     #[test]
     fn syntax_errors() {
-        assert_eq!(check_syntax("${secret:x"), Err(ReferenceError::Unterminated));
+        assert_eq!(
+            check_syntax("${secret:x"),
+            Err(ReferenceError::Unterminated)
+        );
         assert_eq!(
             check_syntax("${vault:x}"),
             Err(ReferenceError::UnknownScheme("vault:x".into()))
         );
-        assert_eq!(check_syntax("${secret:}"), Err(ReferenceError::EmptyName("secret")));
+        assert_eq!(
+            check_syntax("${secret:}"),
+            Err(ReferenceError::EmptyName("secret"))
+        );
         assert!(check_syntax("a ${env:B} c").is_ok());
     }
 

@@ -10,8 +10,9 @@ use chrono::{DateTime, NaiveDate, SecondsFormat, Utc};
 pub fn parse_salesforce_datetime(value: &str) -> Result<DateTime<Utc>, chrono::ParseError> {
     match DateTime::parse_from_rfc3339(value) {
         Ok(t) => Ok(t.with_timezone(&Utc)),
-        Err(_) => DateTime::parse_from_str(value, "%Y-%m-%dT%H:%M:%S%.f%z")
-            .map(|t| t.with_timezone(&Utc)),
+        Err(_) => {
+            DateTime::parse_from_str(value, "%Y-%m-%dT%H:%M:%S%.f%z").map(|t| t.with_timezone(&Utc))
+        }
     }
 }
 

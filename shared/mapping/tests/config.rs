@@ -33,7 +33,8 @@ fn assert_problem(text: &str, line: usize, key: &str, needle: &str) {
     let all = problems(text);
     let expected_prefix = format!("line {line}: {key}: ");
     assert!(
-        all.iter().any(|p| p.starts_with(&expected_prefix) && p.contains(needle)),
+        all.iter()
+            .any(|p| p.starts_with(&expected_prefix) && p.contains(needle)),
         "expected a problem at {expected_prefix}… containing {needle:?}, got {all:#?}"
     );
 }
@@ -71,14 +72,24 @@ fn the_issue_contract_parses_with_defaults() {
     assert!(!sync.deletes);
     assert_eq!(
         sync.select_fields(),
-        vec!["Id", "SystemModstamp", "IsDeleted", "Email", "FirstName", "Account.Name"]
+        vec![
+            "Id",
+            "SystemModstamp",
+            "IsDeleted",
+            "Email",
+            "FirstName",
+            "Account.Name"
+        ]
     );
 }
 
 #[test]
 fn secrets_are_not_resolved_by_parse() {
     let config = Config::parse(BASE).unwrap();
-    assert_eq!(config.salesforce.client_secret.as_deref(), Some("${secret:sf_client_secret}"));
+    assert_eq!(
+        config.salesforce.client_secret.as_deref(),
+        Some("${secret:sf_client_secret}")
+    );
 }
 
 #[test]
@@ -87,9 +98,13 @@ fn resolving_references_reports_each_missing_secret_with_its_line() {
     let secrets = SecretMap::from_json(r#"{"sf_client_id":"abc"}"#).unwrap();
     let err = config.resolve_references(BASE, &secrets).unwrap_err();
     let all: Vec<String> = err.problems.iter().map(|p| p.to_string()).collect();
-    assert_eq!(all, vec!["line 5: salesforce.client_secret: secret \"sf_client_secret\" is not in the secrets"]);
+    assert_eq!(
+        all,
+        vec!["line 5: salesforce.client_secret: secret \"sf_client_secret\" is not in the secrets"]
+    );
 
-    let secrets = SecretMap::from_json(r#"{"sf_client_id":"abc","sf_client_secret":"xyz"}"#).unwrap();
+    let secrets =
+        SecretMap::from_json(r#"{"sf_client_id":"abc","sf_client_secret":"xyz"}"#).unwrap();
     let resolved = config.resolve_references(BASE, &secrets).unwrap();
     assert_eq!(resolved.salesforce.client_id, "abc");
     assert_eq!(resolved.salesforce.client_secret.as_deref(), Some("xyz"));
@@ -125,39 +140,103 @@ fn toml_syntax_errors_have_a_line() {
 #[test]
 fn missing_required_keys() {
     let text = BASE.replace("login_url = \"https://acme.my.salesforce.com\"\n", "");
-    assert!(problems(&text).iter().any(|p| p.contains("missing field `login_url`")));
+    assert!(
+        problems(&text)
+            .iter()
+            .any(|p| p.contains("missing field `login_url`"))
+    );
     let text = BASE.replace("user_id = \"Id\"\n", "");
-    assert_problem(&text, 7, "syncs[0].user_id", "required for kind = \"people\"");
+    assert_problem(
+        &text,
+        7,
+        "syncs[0].user_id",
+        "required for kind = \"people\"",
+    );
 }
 
 #[test]
 fn every_kind_rule() {
     let with = |kind: &str, extra: &str| {
-        BASE.replace("kind = \"people\"\nuser_id = \"Id\"", &format!("kind = \"{kind}\"\n{extra}"))
+        BASE.replace(
+            "kind = \"people\"\nuser_id = \"Id\"",
+            &format!("kind = \"{kind}\"\n{extra}"),
+        )
     };
     // objects need group_id and object_type_id; user_id optional.
     let text = with("objects", "");
-    assert_problem(&text, 7, "syncs[0].group_id", "required for kind = \"objects\"");
-    assert_problem(&text, 7, "syncs[0].object_type_id", "required for kind = \"objects\"");
-    assert!(problems(&with("objects", "group_id = \"Id\"\nobject_type_id = \"1\"")).is_empty());
-    assert!(problems(&with("objects", "group_id = \"Id\"\nobject_type_id = \"1\"\nuser_id = \"OwnerId\"")).is_empty());
+    assert_problem(
+        &text,
+        7,
+        "syncs[0].group_id",
+        "required for kind = \"objects\"",
+    );
+    assert_problem(
+        &text,
+        7,
+        "syncs[0].object_type_id",
+        "required for kind = \"objects\"",
+    );
+    assert!(
+        problems(&with(
+            "objects",
+            "group_id = \"Id\"\nobject_type_id = \"1\""
+        ))
+        .is_empty()
+    );
+    assert!(
+        problems(&with(
+            "objects",
+            "group_id = \"Id\"\nobject_type_id = \"1\"\nuser_id = \"OwnerId\""
+        ))
+        .is_empty()
+    );
     // relationships need all three.
     let text = with("relationships", "user_id = \"ContactId\"");
-    assert_problem(&text, 7, "syncs[0].group_id", "required for kind = \"relationships\"");
+    assert_problem(
+        &text,
+        7,
+        "syncs[0].group_id",
+        "required for kind = \"relationships\"",
+    );
     // events need a user and exactly one of event / event_field.
     let text = with("events", "user_id = \"WhoId\"");
     assert_problem(&text, 7, "syncs[0].event", "exactly one of");
-    let text = with("events", "user_id = \"WhoId\"\nevent = \"A\"\nevent_field = \"Subject\"");
+    let text = with(
+        "events",
+        "user_id = \"WhoId\"\nevent = \"A\"\nevent_field = \"Subject\"",
+    );
     assert_problem(&text, 12, "syncs[0].event", "exactly one of");
-    assert!(problems(&with("events", "user_id = \"WhoId\"\nevent_field = \"Subject\"\ntimestamp_field = \"ActivityDate\"")).is_empty());
+    assert!(
+        problems(&with(
+            "events",
+            "user_id = \"WhoId\"\nevent_field = \"Subject\"\ntimestamp_field = \"ActivityDate\""
+        ))
+        .is_empty()
+    );
     // keys that a kind does not use.
     let text = with("people", "user_id = \"Id\"\ngroup_id = \"AccountId\"");
-    assert_problem(&text, 12, "syncs[0].group_id", "not used by kind = \"people\"");
+    assert_problem(
+        &text,
+        12,
+        "syncs[0].group_id",
+        "not used by kind = \"people\"",
+    );
     let text = with("people", "user_id = \"Id\"\nevent = \"X\"");
     assert_problem(&text, 12, "syncs[0].event", "not used by kind = \"people\"");
-    let text = with("objects", "group_id = \"Id\"\nobject_type_id = \"1\"\ntimestamp_field = \"CreatedDate\"");
-    assert_problem(&text, 13, "syncs[0].timestamp_field", "not used by kind = \"objects\"");
-    let text = with("events", "user_id = \"WhoId\"\nevent = \"X\"\ndeletes = true");
+    let text = with(
+        "objects",
+        "group_id = \"Id\"\nobject_type_id = \"1\"\ntimestamp_field = \"CreatedDate\"",
+    );
+    assert_problem(
+        &text,
+        13,
+        "syncs[0].timestamp_field",
+        "not used by kind = \"objects\"",
+    );
+    let text = with(
+        "events",
+        "user_id = \"WhoId\"\nevent = \"X\"\ndeletes = true",
+    );
     assert_problem(&text, 13, "syncs[0].deletes", "cannot be deleted");
 }
 
@@ -172,7 +251,10 @@ fn names_fields_and_values_are_checked() {
     assert_problem(&text, 12, "syncs[0].fields[3]", "listed twice");
     let text = format!("{BASE}where = \"IsConverted = false ORDER BY Name\"\n");
     assert_problem(&text, 13, "syncs[0].where", "condition only");
-    let text = BASE.replace("auth =", "api_version = \"62\"\npage_size = 5000\nmax_api_share = 1.5\nauth =");
+    let text = BASE.replace(
+        "auth =",
+        "api_version = \"62\"\npage_size = 5000\nmax_api_share = 1.5\nauth =",
+    );
     assert_problem(&text, 3, "salesforce.api_version", "API version");
     assert_problem(&text, 4, "salesforce.page_size", "200..=2000");
     assert_problem(&text, 5, "salesforce.max_api_share", "(0, 1]");
@@ -182,19 +264,39 @@ fn names_fields_and_values_are_checked() {
 
 #[test]
 fn duplicate_names() {
-    let text = format!("{BASE}\n[[syncs]]\nname = \"contacts\"\nobject = \"Lead\"\nkind = \"people\"\nuser_id = \"Id\"\n");
+    let text = format!(
+        "{BASE}\n[[syncs]]\nname = \"contacts\"\nobject = \"Lead\"\nkind = \"people\"\nuser_id = \"Id\"\n"
+    );
     assert_problem(&text, 15, "syncs[1].name", "duplicate sync name");
 }
 
 #[test]
 fn auth_flows_require_their_credentials() {
     let text = BASE.replace("auth = \"client_credentials\"", "auth = \"jwt_bearer\"");
-    assert_problem(&text, 1, "salesforce.username", "required by auth = \"jwt_bearer\"");
-    assert_problem(&text, 1, "salesforce.private_key", "required by auth = \"jwt_bearer\"");
-    assert_problem(&text, 5, "salesforce.client_secret", "not used by auth = \"jwt_bearer\"");
+    assert_problem(
+        &text,
+        1,
+        "salesforce.username",
+        "required by auth = \"jwt_bearer\"",
+    );
+    assert_problem(
+        &text,
+        1,
+        "salesforce.private_key",
+        "required by auth = \"jwt_bearer\"",
+    );
+    assert_problem(
+        &text,
+        5,
+        "salesforce.client_secret",
+        "not used by auth = \"jwt_bearer\"",
+    );
     let text = BASE
         .replace("auth = \"client_credentials\"", "auth = \"refresh_token\"")
-        .replace("client_secret = \"${secret:sf_client_secret}\"", "refresh_token = \"${secret:rt}\"");
+        .replace(
+            "client_secret = \"${secret:sf_client_secret}\"",
+            "refresh_token = \"${secret:rt}\"",
+        );
     assert!(problems(&text).is_empty(), "{:?}", problems(&text));
 }
 
@@ -211,15 +313,30 @@ fn destination_rules() {
     let dest = |body: &str| format!("{BASE}\n[[destinations]]\nname = \"d\"\n{body}\n");
     // line 14 is `[[destinations]]`, line 16 the first body line.
     let text = dest("type = \"segment\"");
-    assert_problem(&text, 14, "destinations[0].write_key", "required by type = \"segment\"");
+    assert_problem(
+        &text,
+        14,
+        "destinations[0].write_key",
+        "required by type = \"segment\"",
+    );
     let text = dest("type = \"segment\"\nwrite_key = \"k\"\nsite_id = \"s\"");
-    assert_problem(&text, 18, "destinations[0].site_id", "not used by type = \"segment\"");
+    assert_problem(
+        &text,
+        18,
+        "destinations[0].site_id",
+        "not used by type = \"segment\"",
+    );
     let text = dest("type = \"segment\"\nwrite_key = \"k\"\nregion = \"ap\"");
     assert_problem(&text, 18, "destinations[0].region", "not one of us, eu");
     let text = dest("type = \"file\"\npath = \"out.jsonl\"\nregion = \"us\"");
     assert_problem(&text, 18, "destinations[0].region", "has no regions");
     let text = dest("type = \"rudderstack\"\nwrite_key = \"k\"");
-    assert_problem(&text, 14, "destinations[0].endpoint", "required by type = \"rudderstack\"");
+    assert_problem(
+        &text,
+        14,
+        "destinations[0].endpoint",
+        "required by type = \"rudderstack\"",
+    );
     let text = dest("type = \"customerio_track\"\napi_key = \"k\"");
     assert_problem(&text, 14, "destinations[0].site_id", "required");
     let text = dest("type = \"webhook\"\nurl = \"ftp://x\"\nsecret = \"whsec_x\"");
@@ -227,10 +344,20 @@ fn destination_rules() {
     let text = dest("type = \"mixpanel\"\nproject_token = \"t\"\nusername = \"u\"");
     assert_problem(&text, 14, "destinations[0].project_id", "service account");
     let text = dest("type = \"file\"\npath = \"o\"\nsyncs = [\"contacts\", \"leads\"]");
-    assert_problem(&text, 18, "destinations[0].syncs[1]", "no sync is named \"leads\"");
+    assert_problem(
+        &text,
+        18,
+        "destinations[0].syncs[1]",
+        "no sync is named \"leads\"",
+    );
     let text = dest("type = \"file\"\npath = \"o\"\nmax_batch_calls = 0");
     assert_problem(&text, 18, "destinations[0].max_batch_calls", "at least 1");
-    assert!(problems(&dest("type = \"amplitude\"\napi_key = \"k\"\nregion = \"eu\"")).is_empty());
+    assert!(
+        problems(&dest(
+            "type = \"amplitude\"\napi_key = \"k\"\nregion = \"eu\""
+        ))
+        .is_empty()
+    );
 }
 
 #[test]
@@ -244,7 +371,9 @@ fn every_problem_is_reported_at_once() {
 
 #[test]
 fn routing() {
-    let text = format!("{BASE}\n[[destinations]]\nname = \"d\"\ntype = \"file\"\npath = \"o\"\nsyncs = [\"contacts\"]\n");
+    let text = format!(
+        "{BASE}\n[[destinations]]\nname = \"d\"\ntype = \"file\"\npath = \"o\"\nsyncs = [\"contacts\"]\n"
+    );
     let config = Config::parse(&text).unwrap();
     assert!(config.destinations[0].routes("contacts"));
     assert!(!config.destinations[0].routes("leads"));

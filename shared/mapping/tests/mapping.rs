@@ -169,7 +169,10 @@ fn name_is_composed_from_the_parts_present_when_name_is_not_selected() {
     );
     assert_eq!(t["name"], json!("Ada King Lovelace III"));
     // Missing and null parts are left out, without double spaces.
-    let t = traits(&s, json!({"FirstName": "Ada", "MiddleName": null, "LastName": "Lovelace"}));
+    let t = traits(
+        &s,
+        json!({"FirstName": "Ada", "MiddleName": null, "LastName": "Lovelace"}),
+    );
     assert_eq!(t["name"], json!("Ada Lovelace"));
     let t = traits(&s, json!({"LastName": "Lovelace"}));
     assert_eq!(t["name"], json!("Lovelace"));
@@ -215,7 +218,10 @@ fn other_fields_pass_through_unchanged_including_custom_fields() {
 
 #[test]
 fn nulls_stay_null_so_cleared_fields_clear_downstream() {
-    let t = traits(&people(&["Email", "Phone", "Custom__c"]), json!({"Email": null, "Phone": null, "Custom__c": null}));
+    let t = traits(
+        &people(&["Email", "Phone", "Custom__c"]),
+        json!({"Email": null, "Phone": null, "Custom__c": null}),
+    );
     assert_eq!(t["email"], Value::Null);
     assert_eq!(t["phone"], Value::Null);
     assert_eq!(t["Custom__c"], Value::Null);
@@ -244,7 +250,10 @@ fn parent_fields_are_flattened_under_their_path_without_attributes() {
 
 #[test]
 fn a_null_parent_clears_each_of_its_fields() {
-    let t = traits(&people(&["Account.Name", "Account.Owner.Email"]), json!({"Account": null}));
+    let t = traits(
+        &people(&["Account.Name", "Account.Owner.Email"]),
+        json!({"Account": null}),
+    );
     assert_eq!(t["Account.Name"], Value::Null);
     assert_eq!(t["Account.Owner.Email"], Value::Null);
 }
@@ -253,9 +262,15 @@ fn a_null_parent_clears_each_of_its_fields() {
 fn compound_address_passes_through_without_attributes() {
     let address = json!({"city": "Zürich", "country": "CH", "geocodeAccuracy": null, "latitude": null,
         "longitude": null, "postalCode": "8001", "state": null, "street": "Bahnhofstrasse 1"});
-    let t = traits(&people(&["MailingAddress"]), json!({"MailingAddress": address.clone()}));
+    let t = traits(
+        &people(&["MailingAddress"]),
+        json!({"MailingAddress": address.clone()}),
+    );
     assert_eq!(t["MailingAddress"], address);
-    let t = traits(&people(&["MailingAddress"]), json!({"MailingAddress": null}));
+    let t = traits(
+        &people(&["MailingAddress"]),
+        json!({"MailingAddress": null}),
+    );
     assert_eq!(t["MailingAddress"], Value::Null);
 }
 
@@ -273,7 +288,10 @@ fn non_ascii_values_survive_untouched() {
 
 #[test]
 fn field_names_match_case_insensitively_and_keep_salesforce_casing() {
-    let t = traits(&people(&["email", "department"]), json!({"Email": "a@b.c", "Department": "X"}));
+    let t = traits(
+        &people(&["email", "department"]),
+        json!({"Email": "a@b.c", "Department": "X"}),
+    );
     assert_eq!(t["email"], json!("a@b.c"));
     assert_eq!(t["Department"], json!("X"));
 }
@@ -289,8 +307,14 @@ fn people_become_identify_calls() {
     assert_eq!(json["type"], json!("identify"));
     assert_eq!(json["userId"], json!("003000000000001AAA"));
     assert_eq!(json["context"]["sfsync"]["sync"], json!("s"));
-    assert_eq!(json["context"]["sfsync"]["recordId"], json!("003000000000001AAA"));
-    assert!(json.get("groupId").is_none(), "absent fields are omitted, not null");
+    assert_eq!(
+        json["context"]["sfsync"]["recordId"],
+        json!("003000000000001AAA")
+    );
+    assert!(
+        json.get("groupId").is_none(),
+        "absent fields are omitted, not null"
+    );
 }
 
 #[test]
@@ -315,7 +339,10 @@ fn events_become_track_calls_tied_to_a_person() {
     assert_eq!(call.call_type, CallType::Track);
     assert_eq!(call.event.as_deref(), Some("Task Logged"));
     assert_eq!(call.user_id.as_deref(), Some("003000000000001AAA"));
-    assert_eq!(call.timestamp, "2024-05-01T08:00:00.000Z", "timestamp from CreatedDate");
+    assert_eq!(
+        call.timestamp, "2024-05-01T08:00:00.000Z",
+        "timestamp from CreatedDate"
+    );
     let props = call.properties.unwrap();
     assert_eq!(props["Subject"], json!("Call"));
     assert_eq!(props["Status"], json!("Completed"));
@@ -400,24 +427,36 @@ fn relationships_carry_both_ids_and_their_own_attributes() {
 #[test]
 fn deleted_records_become_deletes_when_the_sync_propagates_them() {
     let deleted = json!({"IsDeleted": true});
-    let p = SyncConfig { deletes: true, ..people(&["Email"]) };
+    let p = SyncConfig {
+        deletes: true,
+        ..people(&["Email"])
+    };
     let call = map_record(&p, record(deleted.clone())).unwrap();
     assert_eq!(call.call_type, CallType::Delete);
     assert_eq!(call.entity, Some(Entity::Person));
     assert_eq!(call.user_id.as_deref(), Some("003000000000001AAA"));
     assert!(call.traits.is_none());
 
-    let o = SyncConfig { deletes: true, ..objects(&["Name"]) };
+    let o = SyncConfig {
+        deletes: true,
+        ..objects(&["Name"])
+    };
     let call = map_record(&o, record(deleted.clone())).unwrap();
     assert_eq!(call.entity, Some(Entity::Object));
     assert_eq!(call.group_id.as_deref(), Some("003000000000001AAA"));
     assert_eq!(call.object_type_id.as_deref(), Some("1"));
 
-    let r = SyncConfig { deletes: true, ..relationships(&[]) };
+    let r = SyncConfig {
+        deletes: true,
+        ..relationships(&[])
+    };
     let rec = record(json!({"IsDeleted": true, "ContactId": "003B", "AccountId": "001B"}));
     let call = map_record(&r, rec).unwrap();
     assert_eq!(call.entity, Some(Entity::Relationship));
-    assert_eq!((call.user_id.as_deref(), call.group_id.as_deref()), (Some("003B"), Some("001B")));
+    assert_eq!(
+        (call.user_id.as_deref(), call.group_id.as_deref()),
+        (Some("003B"), Some("001B"))
+    );
     assert_eq!(call.object_type_id.as_deref(), Some("2"));
 
     let json = serde_json::to_value(&call).unwrap();
@@ -434,9 +473,17 @@ fn deleted_records_are_skipped_deliberately_without_deletes() {
 
 #[test]
 fn a_hard_deleted_relationship_without_its_ids_is_skipped_with_the_field_named() {
-    let r = SyncConfig { deletes: true, ..relationships(&[]) };
+    let r = SyncConfig {
+        deletes: true,
+        ..relationships(&[])
+    };
     let reason = skip_reason(&r, record(json!({"IsDeleted": true})));
-    assert_eq!(reason, SkipReason::MissingIdentifier { field: "ContactId".into() });
+    assert_eq!(
+        reason,
+        SkipReason::MissingIdentifier {
+            field: "ContactId".into()
+        }
+    );
 }
 
 #[test]
@@ -448,61 +495,119 @@ fn every_skip_reason() {
         SkipReason::MissingRecordId
     );
     assert_eq!(
-        skip_reason(&p, json!({"Id": "", "SystemModstamp": "2024-05-01T00:00:00Z"})),
+        skip_reason(
+            &p,
+            json!({"Id": "", "SystemModstamp": "2024-05-01T00:00:00Z"})
+        ),
         SkipReason::MissingRecordId
     );
     assert_eq!(
         skip_reason(&p, json!({"Id": "003X"})),
-        SkipReason::MissingField { field: "SystemModstamp".into() }
+        SkipReason::MissingField {
+            field: "SystemModstamp".into()
+        }
     );
     assert_eq!(
         skip_reason(&p, json!({"Id": "003X", "SystemModstamp": "last tuesday"})),
-        SkipReason::InvalidDate { field: "SystemModstamp".into(), value: "last tuesday".into() }
+        SkipReason::InvalidDate {
+            field: "SystemModstamp".into(),
+            value: "last tuesday".into()
+        }
     );
     assert_eq!(
         skip_reason(&p, record(json!({"CreatedDate": "2024-99-01"}))),
-        SkipReason::InvalidDate { field: "CreatedDate".into(), value: "2024-99-01".into() }
+        SkipReason::InvalidDate {
+            field: "CreatedDate".into(),
+            value: "2024-99-01".into()
+        }
     );
     assert_eq!(
         skip_reason(&p, record(json!({"CreatedDate": 17}))),
-        SkipReason::WrongType { field: "CreatedDate".into(), expected: "a datetime string", found: "a number" }
+        SkipReason::WrongType {
+            field: "CreatedDate".into(),
+            expected: "a datetime string",
+            found: "a number"
+        }
     );
-    let by_email = SyncConfig { user_id: Some("Email".into()), ..people(&[]) };
+    let by_email = SyncConfig {
+        user_id: Some("Email".into()),
+        ..people(&[])
+    };
     for bad in [json!(null), json!(""), json!("  ")] {
         assert_eq!(
             skip_reason(&by_email, record(json!({ "Email": bad }))),
-            SkipReason::MissingIdentifier { field: "Email".into() }
+            SkipReason::MissingIdentifier {
+                field: "Email".into()
+            }
         );
     }
     assert_eq!(
         skip_reason(&by_email, record(json!({}))),
-        SkipReason::MissingIdentifier { field: "Email".into() }
+        SkipReason::MissingIdentifier {
+            field: "Email".into()
+        }
     );
     assert_eq!(
         skip_reason(&by_email, record(json!({"Email": {"a": 1}}))),
-        SkipReason::WrongType { field: "Email".into(), expected: "a string or number", found: "an object" }
+        SkipReason::WrongType {
+            field: "Email".into(),
+            expected: "a string or number",
+            found: "an object"
+        }
     );
     let task = json!({"Id": "00TX", "SystemModstamp": "2024-05-01T00:00:00Z", "CreatedDate": "2024-05-01T00:00:00Z", "WhoId": null, "Subject": "x"});
-    assert_eq!(skip_reason(&events(), task.clone()), SkipReason::MissingIdentifier { field: "WhoId".into() });
-    let by_subject = SyncConfig { event: None, event_field: Some("Subject".into()), ..events() };
+    assert_eq!(
+        skip_reason(&events(), task.clone()),
+        SkipReason::MissingIdentifier {
+            field: "WhoId".into()
+        }
+    );
+    let by_subject = SyncConfig {
+        event: None,
+        event_field: Some("Subject".into()),
+        ..events()
+    };
     let mut no_subject = task.clone();
     no_subject["WhoId"] = json!("003X");
     no_subject["Subject"] = Value::Null;
-    assert_eq!(skip_reason(&by_subject, no_subject.clone()), SkipReason::MissingEventName { field: "Subject".into() });
+    assert_eq!(
+        skip_reason(&by_subject, no_subject.clone()),
+        SkipReason::MissingEventName {
+            field: "Subject".into()
+        }
+    );
     let mut no_created = no_subject;
     no_created["Subject"] = json!("x");
     no_created["CreatedDate"] = Value::Null;
-    assert_eq!(skip_reason(&by_subject, no_created), SkipReason::MissingField { field: "CreatedDate".into() });
+    assert_eq!(
+        skip_reason(&by_subject, no_created),
+        SkipReason::MissingField {
+            field: "CreatedDate".into()
+        }
+    );
 
     // Every reason has a distinct code for counting.
     let codes = [
         SkipReason::NotAnObject,
         SkipReason::MissingRecordId,
-        SkipReason::MissingIdentifier { field: String::new() },
-        SkipReason::MissingField { field: String::new() },
-        SkipReason::WrongType { field: String::new(), expected: "", found: "" },
-        SkipReason::InvalidDate { field: String::new(), value: String::new() },
-        SkipReason::MissingEventName { field: String::new() },
+        SkipReason::MissingIdentifier {
+            field: String::new(),
+        },
+        SkipReason::MissingField {
+            field: String::new(),
+        },
+        SkipReason::WrongType {
+            field: String::new(),
+            expected: "",
+            found: "",
+        },
+        SkipReason::InvalidDate {
+            field: String::new(),
+            value: String::new(),
+        },
+        SkipReason::MissingEventName {
+            field: String::new(),
+        },
         SkipReason::DeletedWithoutDeletes,
     ]
     .map(|r| r.code());
@@ -512,7 +617,11 @@ fn every_skip_reason() {
 
 #[test]
 fn skips_name_the_record() {
-    let err = map_record(&people(&[]), json!({"Id": "003ABC", "SystemModstamp": "nope"})).unwrap_err();
+    let err = map_record(
+        &people(&[]),
+        json!({"Id": "003ABC", "SystemModstamp": "nope"}),
+    )
+    .unwrap_err();
     assert_eq!(err.record_id.as_deref(), Some("003ABC"));
     assert!(err.to_string().contains("003ABC"), "{err}");
     assert!(err.to_string().contains("SystemModstamp"), "{err}");
@@ -533,31 +642,71 @@ fn message_id_is_stable_per_record_version_and_call_type() {
     newer["SystemModstamp"] = json!("2024-05-01T12:34:56.001+0000");
     assert_ne!(map_record(&s, newer).unwrap().message_id, a.message_id);
     // So does another sync, another record, another call type.
-    let other_sync = SyncConfig { name: "t".into(), ..s.clone() };
-    assert_ne!(map_record(&other_sync, record(json!({}))).unwrap().message_id, a.message_id);
+    let other_sync = SyncConfig {
+        name: "t".into(),
+        ..s.clone()
+    };
+    assert_ne!(
+        map_record(&other_sync, record(json!({})))
+            .unwrap()
+            .message_id,
+        a.message_id
+    );
     let millis = 1714566896000;
-    assert_eq!(a.message_id, message_id("s", "003000000000001AAA", millis, CallType::Identify));
-    assert_ne!(a.message_id, message_id("s", "003000000000001AAB", millis, CallType::Identify));
-    assert_ne!(a.message_id, message_id("s", "003000000000001AAA", millis, CallType::Delete));
+    assert_eq!(
+        a.message_id,
+        message_id("s", "003000000000001AAA", millis, CallType::Identify)
+    );
+    assert_ne!(
+        a.message_id,
+        message_id("s", "003000000000001AAB", millis, CallType::Identify)
+    );
+    assert_ne!(
+        a.message_id,
+        message_id("s", "003000000000001AAA", millis, CallType::Delete)
+    );
     // Usable as Mixpanel's $insert_id: at most 36 characters of [A-Za-z0-9-].
     assert_eq!(a.message_id.len(), 36);
-    assert!(a.message_id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'));
+    assert!(
+        a.message_id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-')
+    );
 }
 
 #[test]
 fn message_id_is_pinned() {
     // Changing the derivation would re-send every record as new: pin it.
     assert_eq!(
-        message_id("contacts", "003000000000001AAA", 1714566896000, CallType::Identify),
-        message_id("contacts", "003000000000001AAA", 1714566896000, CallType::Identify)
+        message_id(
+            "contacts",
+            "003000000000001AAA",
+            1714566896000,
+            CallType::Identify
+        ),
+        message_id(
+            "contacts",
+            "003000000000001AAA",
+            1714566896000,
+            CallType::Identify
+        )
     );
-    let pinned = message_id("contacts", "003000000000001AAA", 1714566896000, CallType::Identify);
+    let pinned = message_id(
+        "contacts",
+        "003000000000001AAA",
+        1714566896000,
+        CallType::Identify,
+    );
     assert_eq!(&pinned[14..15], "5", "a UUID version 5");
 }
 
 #[test]
 fn calls_round_trip_through_json() {
-    let call = map_record(&relationships(&["IsDirect"]), record(json!({"ContactId": "003", "AccountId": "001", "IsDirect": false}))).unwrap();
+    let call = map_record(
+        &relationships(&["IsDirect"]),
+        record(json!({"ContactId": "003", "AccountId": "001", "IsDirect": false})),
+    )
+    .unwrap();
     let line = serde_json::to_string(&call).unwrap();
     let back: sfsync_mapping::Call = serde_json::from_str(&line).unwrap();
     assert_eq!(back, call);

@@ -20,10 +20,15 @@ pub enum SetupError {
     MissingEnv(&'static str),
     #[error("cannot read secret {secret_id}: {message}")]
     Secret { secret_id: String, message: String },
-    #[error("no sync config: set SFSYNC_CONFIG or put the TOML under the secret's key \"{CONFIG_SECRET_KEY}\"")]
+    #[error(
+        "no sync config: set SFSYNC_CONFIG or put the TOML under the secret's key \"{CONFIG_SECRET_KEY}\""
+    )]
     NoConfig,
     #[error("invalid sync config ({source_name}): {message}")]
-    Config { source_name: String, message: String },
+    Config {
+        source_name: String,
+        message: String,
+    },
 }
 
 /// Loads the shared AWS config (region, credentials, `AWS_ENDPOINT_URL` for emulators).
@@ -92,9 +97,16 @@ pub fn deadline_instant(deadline_epoch_ms: u64) -> Option<std::time::Instant> {
 }
 
 /// Time left before a deadline, less a safety margin.
-pub fn budget_until(deadline: Option<std::time::Instant>, margin: std::time::Duration, cap: std::time::Duration) -> std::time::Duration {
+pub fn budget_until(
+    deadline: Option<std::time::Instant>,
+    margin: std::time::Duration,
+    cap: std::time::Duration,
+) -> std::time::Duration {
     deadline
-        .map(|d| d.saturating_duration_since(std::time::Instant::now()).saturating_sub(margin))
+        .map(|d| {
+            d.saturating_duration_since(std::time::Instant::now())
+                .saturating_sub(margin)
+        })
         .unwrap_or(cap)
         .min(cap)
 }

@@ -44,7 +44,11 @@ pub struct DeliverOutput {
     pub retry_reason: Option<String>,
 }
 
-pub async fn deliver_message(destination: &Destination, message: CallsMessage, budget: Duration) -> DeliverOutput {
+pub async fn deliver_message(
+    destination: &Destination,
+    message: CallsMessage,
+    budget: Duration,
+) -> DeliverOutput {
     let attempt = message.attempt;
     let run_id = message.run_id.clone();
     let report = destination.deliver(message.calls, budget).await;
@@ -63,13 +67,15 @@ pub async fn deliver_message(destination: &Destination, message: CallsMessage, b
                 reason,
                 call: outcome.call,
             }),
-            Outcome::RetryLater { reason, .. } if attempt + 1 >= MAX_ATTEMPTS => out.dead.push(DeadLetter {
-                v: MESSAGE_VERSION,
-                run_id: run_id.clone(),
-                destination: destination.name().to_string(),
-                reason: format!("gave up after {MAX_ATTEMPTS} attempts: {reason}"),
-                call: outcome.call,
-            }),
+            Outcome::RetryLater { reason, .. } if attempt + 1 >= MAX_ATTEMPTS => {
+                out.dead.push(DeadLetter {
+                    v: MESSAGE_VERSION,
+                    run_id: run_id.clone(),
+                    destination: destination.name().to_string(),
+                    reason: format!("gave up after {MAX_ATTEMPTS} attempts: {reason}"),
+                    call: outcome.call,
+                })
+            }
             Outcome::RetryLater { reason, .. } => {
                 out.retry_reason.get_or_insert(reason);
                 out.retry.push(outcome.call);

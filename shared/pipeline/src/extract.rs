@@ -74,7 +74,10 @@ pub async fn extract_sync<Q: Queue, S: StateStore>(
 ) -> Result<RunReport, ExtractError> {
     let lease_until = Utc::now()
         + chrono::Duration::from_std(settings.lease_ttl).unwrap_or(chrono::Duration::minutes(16));
-    match store.acquire_lease(&sync.name, &settings.owner, lease_until).await {
+    match store
+        .acquire_lease(&sync.name, &settings.owner, lease_until)
+        .await
+    {
         Ok(()) => {}
         Err(e @ StateError::LeaseHeld { .. }) => return Err(ExtractError::LeaseHeld(e)),
         Err(e) => return Err(e.into()),
@@ -105,7 +108,10 @@ async fn run<Q: Queue, S: StateStore>(
 ) -> Result<(), String> {
     let calls_before = client.usage().calls;
     store.put_run(report).await.map_err(|e| e.to_string())?;
-    let previous = store.checkpoint(&sync.name).await.map_err(|e| e.to_string())?;
+    let previous = store
+        .checkpoint(&sync.name)
+        .await
+        .map_err(|e| e.to_string())?;
     let mut version = previous.as_ref().map_or(0, |c| c.version);
     let until = report.started_at;
     let lookback = chrono::Duration::from_std(settings.lookback).unwrap_or_default();
@@ -224,7 +230,10 @@ async fn enqueue<Q: Queue>(
         if let Err(e) = packer.push(record) {
             // A record that cannot fit any message is reported, never silently dropped:
             // the run fails and the checkpoint stays before it.
-            let id = record.get("Id").and_then(|v| v.as_str()).unwrap_or("(no Id)");
+            let id = record
+                .get("Id")
+                .and_then(|v| v.as_str())
+                .unwrap_or("(no Id)");
             return Err(format!("record {id} cannot be enqueued: {e}"));
         }
     }

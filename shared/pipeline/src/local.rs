@@ -25,9 +25,20 @@ pub const LOCAL_MAX_BODY_BYTES: usize = 64 << 20;
 /// Progress of a local run, for bars or plain lines.
 #[derive(Debug, Clone)]
 pub enum Progress {
-    Extracted { sync: String, records: u64 },
-    Delivered { sync: String, destination: String, calls: u64 },
-    Waiting { destination: String, seconds: u64, reason: String },
+    Extracted {
+        sync: String,
+        records: u64,
+    },
+    Delivered {
+        sync: String,
+        destination: String,
+        calls: u64,
+    },
+    Waiting {
+        destination: String,
+        seconds: u64,
+        reason: String,
+    },
 }
 
 pub type ProgressFn = Arc<dyn Fn(Progress) + Send + Sync>;
@@ -55,7 +66,10 @@ impl<S: StateStore> InlineQueue<S> {
     ) -> InlineQueue<S> {
         InlineQueue {
             config,
-            destinations: destinations.into_iter().map(|d| (d.name().to_string(), d)).collect(),
+            destinations: destinations
+                .into_iter()
+                .map(|d| (d.name().to_string(), d))
+                .collect(),
             store,
             dead_letters: Mutex::new(None),
             dead_letter_path,
@@ -82,7 +96,10 @@ impl<S: StateStore> InlineQueue<S> {
             return Ok(());
         }
         let io = |e: std::io::Error| {
-            QueueError::Downstream(format!("cannot write dead letters to {}: {e}", self.dead_letter_path.display()))
+            QueueError::Downstream(format!(
+                "cannot write dead letters to {}: {e}",
+                self.dead_letter_path.display()
+            ))
         };
         let mut guard = self
             .dead_letters
@@ -101,7 +118,8 @@ impl<S: StateStore> InlineQueue<S> {
         }
         if let Some(file) = guard.as_mut() {
             for letter in dead {
-                let line = serde_json::to_string(letter).map_err(|e| QueueError::Downstream(e.to_string()))?;
+                let line = serde_json::to_string(letter)
+                    .map_err(|e| QueueError::Downstream(e.to_string()))?;
                 writeln!(file, "{line}").map_err(io)?;
             }
             file.sync_data().map_err(io)?;
@@ -111,7 +129,12 @@ impl<S: StateStore> InlineQueue<S> {
 
     /// Delivers one calls message, retrying what comes back retryable until it is delivered
     /// or dead; returns the counts.
-    async fn deliver_all(&self, destination: &Destination, mut message: CallsMessage, sync: &str) -> Result<RunCounts, QueueError> {
+    async fn deliver_all(
+        &self,
+        destination: &Destination,
+        mut message: CallsMessage,
+        sync: &str,
+    ) -> Result<RunCounts, QueueError> {
         let mut counts = RunCounts::default();
         loop {
             let attempt = message.attempt;
@@ -131,9 +154,9 @@ impl<S: StateStore> InlineQueue<S> {
                 return Ok(counts);
             }
             counts.retried += out.retry.len() as u64;
-            let wait = out
-                .retry_after
-                .unwrap_or_else(|| crate::backoff(Duration::from_secs(1), attempt + 1).max(Duration::from_millis(200)));
+            let wait = out.retry_after.unwrap_or_else(|| {
+                crate::backoff(Duration::from_secs(1), attempt + 1).max(Duration::from_millis(200))
+            });
             (self.progress)(Progress::Waiting {
                 destination: destination.name().to_string(),
                 seconds: wait.as_secs(),
@@ -151,7 +174,8 @@ impl<S: StateStore> InlineQueue<S> {
     }
 
     async fn process(&self, body: &str) -> Result<(), QueueError> {
-        let records: RecordsMessage = decode(body).map_err(|e| QueueError::Downstream(e.to_string()))?;
+        let records: RecordsMessage =
+            decode(body).map_err(|e| QueueError::Downstream(e.to_string()))?;
         let sync = records.sync.clone();
         let run_id = records.run_id.clone();
         (self.progress)(Progress::Extracted {
@@ -165,12 +189,12 @@ impl<S: StateStore> InlineQueue<S> {
         }
         let mut counts = mapped.counts;
         for (name, bodies) in mapped.bodies {
-            let destination = self
-                .destinations
-                .get(&name)
-                .ok_or_else(|| QueueError::Downstream(format!("destination {name} is not set up")))?;
+            let destination = self.destinations.get(&name).ok_or_else(|| {
+                QueueError::Downstream(format!("destination {name} is not set up"))
+            })?;
             for body in bodies {
-                let message: CallsMessage = decode(&body).map_err(|e| QueueError::Downstream(e.to_string()))?;
+                let message: CallsMessage =
+                    decode(&body).map_err(|e| QueueError::Downstream(e.to_string()))?;
                 let delivered = self.deliver_all(destination, message, &sync).await?;
                 counts.add(&delivered);
             }
@@ -219,7 +243,9 @@ impl LocalOutcome {
     pub fn all_delivered(&self) -> bool {
         self.busy.is_empty()
             && self.reports.iter().all(|r| {
-                r.status == crate::report::RunStatus::Complete && r.counts.dead == 0 && r.counts.skipped == 0
+                r.status == crate::report::RunStatus::Complete
+                    && r.counts.dead == 0
+                    && r.counts.skipped == 0
             })
     }
 }
@@ -239,7 +265,11 @@ pub enum LocalError {
 }
 
 /// One local run of the selected syncs through the same stages as the Lambdas.
-pub async fn run_local(config: Config, options: LocalRun, progress: ProgressFn) -> Result<LocalOutcome, LocalError> {
+pub async fn run_local(
+    config: Config,
+    options: LocalRun,
+    progress: ProgressFn,
+) -> Result<LocalOutcome, LocalError> {
     use crate::extract::{ExtractError, ExtractSettings, extract_sync};
     use crate::report::new_run_id;
     use crate::state::file::FileStore;
@@ -251,13 +281,20 @@ pub async fn run_local(config: Config, options: LocalRun, progress: ProgressFn) 
         for name in &options.syncs {
             let sync = config.sync(name).ok_or_else(|| LocalError::UnknownSync {
                 name: name.clone(),
-                known: config.syncs.iter().map(|s| s.name.as_str()).collect::<Vec<_>>().join(", "),
+                known: config
+                    .syncs
+                    .iter()
+                    .map(|s| s.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
             })?;
             out.push(sync.clone());
         }
         out
     };
-    let client = sfsync_salesforce::Client::new(sfsync_salesforce::ClientConfig::from_config(&config.salesforce)?)?;
+    let client = sfsync_salesforce::Client::new(sfsync_salesforce::ClientConfig::from_config(
+        &config.salesforce,
+    )?)?;
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(30))
         .build()
@@ -265,9 +302,11 @@ pub async fn run_local(config: Config, options: LocalRun, progress: ProgressFn) 
     let names = sfsync_destinations::object_names(&config);
     let mut destinations = Vec::new();
     for d in &config.destinations {
-        let built = Destination::with_object_names(d, http.clone(), &names).map_err(|e| LocalError::Destination {
-            name: d.name.clone(),
-            message: e.to_string(),
+        let built = Destination::with_object_names(d, http.clone(), &names).map_err(|e| {
+            LocalError::Destination {
+                name: d.name.clone(),
+                message: e.to_string(),
+            }
         })?;
         destinations.push(Arc::new(built));
     }
@@ -275,8 +314,14 @@ pub async fn run_local(config: Config, options: LocalRun, progress: ProgressFn) 
     let dead_letter_path = options.state_dir.join("dead-letters.jsonl");
     let lookback = Duration::from_secs(config.salesforce.lookback_seconds);
     let config = Arc::new(config);
-    let queue = InlineQueue::new(config.clone(), destinations, store.clone(), dead_letter_path.clone(), progress)
-        .with_budget(options.budget);
+    let queue = InlineQueue::new(
+        config.clone(),
+        destinations,
+        store.clone(),
+        dead_letter_path.clone(),
+        progress,
+    )
+    .with_budget(options.budget);
 
     let started_at = chrono::Utc::now();
     let run_id = new_run_id(started_at);
@@ -298,7 +343,11 @@ pub async fn run_local(config: Config, options: LocalRun, progress: ProgressFn) 
         dead_letter_path,
     };
     for sync in &selected {
-        match extract_sync(&client, sync, &queue, &store, &run_id, started_at, &settings).await {
+        match extract_sync(
+            &client, sync, &queue, &store, &run_id, started_at, &settings,
+        )
+        .await
+        {
             Ok(_) => {}
             Err(ExtractError::LeaseHeld(e)) => {
                 tracing::warn!(sync = %sync.name, error = %e, "skipped: another run holds the lease");

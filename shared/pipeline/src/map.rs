@@ -42,7 +42,11 @@ pub fn map_message(
         .map(|d| {
             (
                 d.name.clone(),
-                Packer::new(Packer::calls_prefix(&message.run_id, &d.name, 0), max_body_bytes, compress),
+                Packer::new(
+                    Packer::calls_prefix(&message.run_id, &d.name, 0),
+                    max_body_bytes,
+                    compress,
+                ),
             )
         })
         .collect();
@@ -61,7 +65,10 @@ pub fn map_message(
                 } else {
                     out.counts.skipped += 1;
                 }
-                *out.counts.skip_reasons.entry(skip.reason.code().to_string()).or_default() += 1;
+                *out.counts
+                    .skip_reasons
+                    .entry(skip.reason.code().to_string())
+                    .or_default() += 1;
                 out.skipped.push(skip.to_string());
             }
         }

@@ -356,16 +356,24 @@ mod tests {
         let input = records(5000, 300);
         let plain = pack(&input, 256 * 1024, false).len();
         let compressed = pack(&input, 256 * 1024, true).len();
-        assert!(compressed * 4 <= plain, "plain {plain} bodies, compressed {compressed}");
+        assert!(
+            compressed * 4 <= plain,
+            "plain {plain} bodies, compressed {compressed}"
+        );
     }
 
     #[test]
     fn an_item_that_cannot_fit_is_refused_with_its_size() {
         let mut p = Packer::new(Packer::records_prefix("r", "s"), 1024, false);
         let err = p.push(&json!({"Big": "y".repeat(5000)})).unwrap_err();
-        assert!(matches!(err, MessageError::ItemTooLarge { max: 1024, .. }), "{err}");
+        assert!(
+            matches!(err, MessageError::ItemTooLarge { max: 1024, .. }),
+            "{err}"
+        );
         // Incompressible data is refused when compressing too.
-        let noise: String = (0..20_000u32).map(|i| char::from(b'!' + ((i.wrapping_mul(2654435761) >> 24) % 90) as u8)).collect();
+        let noise: String = (0..20_000u32)
+            .map(|i| char::from(b'!' + ((i.wrapping_mul(2654435761) >> 24) % 90) as u8))
+            .collect();
         let mut p = Packer::new(Packer::records_prefix("r", "s"), 4096, true);
         p.push(&json!({"Noise": noise})).unwrap();
         assert!(matches!(p.finish(), Err(MessageError::ItemTooLarge { .. })));
@@ -373,7 +381,10 @@ mod tests {
 
     #[test]
     fn bad_bodies_give_clear_errors() {
-        assert!(matches!(decode::<RecordsMessage>("not json"), Err(MessageError::Json(_))));
+        assert!(matches!(
+            decode::<RecordsMessage>("not json"),
+            Err(MessageError::Json(_))
+        ));
         assert!(matches!(
             decode::<RecordsMessage>(r#"{"v":7,"run_id":"r","sync":"s","records":[]}"#),
             Err(MessageError::Version(7))

@@ -10,7 +10,11 @@ pub const NAMESPACE: &str = "sfsync";
 
 /// Builds one EMF line: `metrics` are (name, unit, value); `dimensions` are set as both the
 /// dimension set and top-level members, as the specification requires.
-pub fn emf_line(dimensions: &[(&str, &str)], metrics: &[(&str, &str, u64)], timestamp_ms: i64) -> String {
+pub fn emf_line(
+    dimensions: &[(&str, &str)],
+    metrics: &[(&str, &str, u64)],
+    timestamp_ms: i64,
+) -> String {
     let mut root = Map::new();
     root.insert(
         "_aws".into(),
@@ -33,7 +37,12 @@ pub fn emf_line(dimensions: &[(&str, &str)], metrics: &[(&str, &str, u64)], time
 }
 
 /// The counters of one stage's work on one sync, as metrics.
-pub fn counts_line(stage: &str, sync: &str, counts: &RunCounts, salesforce_api_calls: u64) -> String {
+pub fn counts_line(
+    stage: &str,
+    sync: &str,
+    counts: &RunCounts,
+    salesforce_api_calls: u64,
+) -> String {
     let metrics: Vec<(&str, &str, u64)> = [
         ("RecordsExtracted", counts.extracted),
         ("RecordsMapped", counts.mapped),
@@ -77,8 +86,21 @@ mod tests {
         let directive = &v["_aws"]["CloudWatchMetrics"][0];
         assert_eq!(directive["Namespace"], json!("sfsync"));
         assert_eq!(directive["Dimensions"], json!([["Stage", "Sync"]]));
-        let names: Vec<&str> = directive["Metrics"].as_array().unwrap().iter().map(|m| m["Name"].as_str().unwrap()).collect();
-        assert_eq!(names, vec!["RecordsExtracted", "RecordsMapped", "RecordsSkipped", "SalesforceApiCalls"]);
+        let names: Vec<&str> = directive["Metrics"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["Name"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            names,
+            vec![
+                "RecordsExtracted",
+                "RecordsMapped",
+                "RecordsSkipped",
+                "SalesforceApiCalls"
+            ]
+        );
         // Every metric and dimension is a top-level member.
         assert_eq!(v["RecordsExtracted"], json!(2000));
         assert_eq!(v["SalesforceApiCalls"], json!(3));

@@ -78,7 +78,11 @@ impl SqsQueue {
         out
     }
 
-    async fn send_batch(&self, batch: Vec<String>, delay: Option<Duration>) -> Result<(), QueueError> {
+    async fn send_batch(
+        &self,
+        batch: Vec<String>,
+        delay: Option<Duration>,
+    ) -> Result<(), QueueError> {
         let mut pending: Vec<(String, String)> = batch
             .into_iter()
             .enumerate()
@@ -177,10 +181,20 @@ mod tests {
         let q = queue();
         let bodies: Vec<String> = (0..25).map(|_| "x".repeat(1000)).collect();
         let batches = q.batches(bodies);
-        assert_eq!(batches.iter().map(Vec::len).collect::<Vec<_>>(), vec![10, 10, 5]);
+        assert_eq!(
+            batches.iter().map(Vec::len).collect::<Vec<_>>(),
+            vec![10, 10, 5]
+        );
         let big: Vec<String> = (0..5).map(|_| "y".repeat(100 * 1024)).collect();
         let batches = q.batches(big);
-        assert_eq!(batches.iter().map(Vec::len).collect::<Vec<_>>(), vec![2, 2, 1]);
-        assert!(batches.iter().all(|b| b.iter().map(String::len).sum::<usize>() <= 256 * 1024));
+        assert_eq!(
+            batches.iter().map(Vec::len).collect::<Vec<_>>(),
+            vec![2, 2, 1]
+        );
+        assert!(
+            batches
+                .iter()
+                .all(|b| b.iter().map(String::len).sum::<usize>() <= 256 * 1024)
+        );
     }
 }

@@ -169,9 +169,18 @@ impl RunReport {
 impl fmt::Display for RunReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let c = &self.counts;
-        writeln!(f, "sync {} — run {} — {}", self.sync, self.run_id, self.status)?;
+        writeln!(
+            f,
+            "sync {} — run {} — {}",
+            self.sync, self.run_id, self.status
+        )?;
         if let (Some(a), Some(b)) = (self.window_start, self.window_end) {
-            writeln!(f, "  window      {} → {}", a.format("%Y-%m-%d %H:%M:%S"), b.format("%Y-%m-%d %H:%M:%S"))?;
+            writeln!(
+                f,
+                "  window      {} → {}",
+                a.format("%Y-%m-%d %H:%M:%S"),
+                b.format("%Y-%m-%d %H:%M:%S")
+            )?;
         }
         writeln!(
             f,
@@ -179,13 +188,24 @@ impl fmt::Display for RunReport {
             c.extracted,
             c.deleted_found,
             self.salesforce_api_calls,
-            if self.salesforce_api_calls == 1 { "" } else { "s" },
-            self.api.as_deref().map(|a| format!(", {a}")).unwrap_or_default()
+            if self.salesforce_api_calls == 1 {
+                ""
+            } else {
+                "s"
+            },
+            self.api
+                .as_deref()
+                .map(|a| format!(", {a}"))
+                .unwrap_or_default()
         )?;
         writeln!(f, "  mapped      {:>8}", c.mapped)?;
         write!(f, "  skipped     {:>8}", c.skipped + c.skipped_deliberate)?;
         if c.skipped + c.skipped_deliberate > 0 {
-            let reasons: Vec<String> = c.skip_reasons.iter().map(|(k, v)| format!("{k}: {v}")).collect();
+            let reasons: Vec<String> = c
+                .skip_reasons
+                .iter()
+                .map(|(k, v)| format!("{k}: {v}"))
+                .collect();
             write!(f, "  ({})", reasons.join(", "))?;
         }
         writeln!(f)?;

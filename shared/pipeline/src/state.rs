@@ -31,7 +31,9 @@ pub enum StateError {
         owner: String,
         until: DateTime<Utc>,
     },
-    #[error("the checkpoint of sync {sync} was changed by someone else (expected version {expected})")]
+    #[error(
+        "the checkpoint of sync {sync} was changed by someone else (expected version {expected})"
+    )]
     Conflict { sync: String, expected: u64 },
     #[error("state store: {0}")]
     Store(String),
@@ -79,7 +81,8 @@ pub trait StateStore: Send + Sync {
     ) -> impl Future<Output = Result<(), StateError>> + Send;
 
     /// The newest run reports first.
-    fn runs(&self, limit: usize) -> impl Future<Output = Result<Vec<RunReport>, StateError>> + Send;
+    fn runs(&self, limit: usize)
+    -> impl Future<Output = Result<Vec<RunReport>, StateError>> + Send;
 }
 
 pub mod file {
@@ -126,19 +129,24 @@ pub mod file {
 
         fn read<T: for<'de> Deserialize<'de>>(&self, path: &Path) -> Result<Option<T>, StateError> {
             match std::fs::read(path) {
-                Ok(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|e| {
-                    StateError::Store(format!("{} is corrupt: {e}", path.display()))
-                }),
+                Ok(bytes) => serde_json::from_slice(&bytes)
+                    .map(Some)
+                    .map_err(|e| StateError::Store(format!("{} is corrupt: {e}", path.display()))),
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-                Err(e) => Err(StateError::Store(format!("cannot read {}: {e}", path.display()))),
+                Err(e) => Err(StateError::Store(format!(
+                    "cannot read {}: {e}",
+                    path.display()
+                ))),
             }
         }
 
         fn write<T: Serialize>(&self, path: &Path, value: &T) -> Result<(), StateError> {
             let tmp = path.with_extension(format!("tmp{}", std::process::id()));
-            let bytes = serde_json::to_vec_pretty(value)
-                .map_err(|e| StateError::Store(e.to_string()))?;
-            let io = |e: std::io::Error| StateError::Store(format!("cannot write {}: {e}", path.display()));
+            let bytes =
+                serde_json::to_vec_pretty(value).map_err(|e| StateError::Store(e.to_string()))?;
+            let io = |e: std::io::Error| {
+                StateError::Store(format!("cannot write {}: {e}", path.display()))
+            };
             {
                 use std::io::Write;
                 let mut f = std::fs::File::create(&tmp).map_err(io)?;
@@ -170,7 +178,12 @@ pub mod file {
             self.read(&self.path("checkpoints", sync))
         }
 
-        async fn put_checkpoint(&self, sync: &str, expected: u64, next: &Checkpoint) -> Result<(), StateError> {
+        async fn put_checkpoint(
+            &self,
+            sync: &str,
+            expected: u64,
+            next: &Checkpoint,
+        ) -> Result<(), StateError> {
             let _guard = self.lock.lock().await;
             let path = self.path("checkpoints", sync);
             let current: Option<Checkpoint> = self.read(&path)?;
@@ -183,7 +196,12 @@ pub mod file {
             self.write(&path, next)
         }
 
-        async fn acquire_lease(&self, sync: &str, owner: &str, until: DateTime<Utc>) -> Result<(), StateError> {
+        async fn acquire_lease(
+            &self,
+            sync: &str,
+            owner: &str,
+            until: DateTime<Utc>,
+        ) -> Result<(), StateError> {
             let _guard = self.lock.lock().await;
             let path = self.path("leases", sync);
             if let Some(held) = self.read::<LeaseFile>(&path)?
@@ -212,8 +230,9 @@ pub mod file {
             if let Some(held) = self.read::<LeaseFile>(&path)?
                 && held.owner == owner
             {
-                std::fs::remove_file(&path)
-                    .map_err(|e| StateError::Store(format!("cannot remove {}: {e}", path.display())))?;
+                std::fs::remove_file(&path).map_err(|e| {
+                    StateError::Store(format!("cannot remove {}: {e}", path.display()))
+                })?;
             }
             Ok(())
         }
@@ -228,7 +247,12 @@ pub mod file {
             self.write(&path, &next)
         }
 
-        async fn add_counts(&self, run_id: &str, sync: &str, counts: &RunCounts) -> Result<(), StateError> {
+        async fn add_counts(
+            &self,
+            run_id: &str,
+            sync: &str,
+            counts: &RunCounts,
+        ) -> Result<(), StateError> {
             let _guard = self.lock.lock().await;
             let path = self.path("runs", &RunReport::key_of(run_id, sync));
             let mut report = self
@@ -287,7 +311,11 @@ pub mod dynamo {
             }
         }
 
-        fn err<E: std::error::Error + 'static>(&self, what: &str, e: aws_sdk_dynamodb::error::SdkError<E>) -> StateError {
+        fn err<E: std::error::Error + 'static>(
+            &self,
+            what: &str,
+            e: aws_sdk_dynamodb::error::SdkError<E>,
+        ) -> StateError {
             StateError::Store(format!(
                 "{what} on table {}: {}",
                 self.table,
@@ -306,7 +334,9 @@ pub mod dynamo {
         item.get(k).and_then(|v| v.as_s().ok()).cloned()
     }
     fn get_n(item: &HashMap<String, AttributeValue>, k: &str) -> Option<u64> {
-        item.get(k).and_then(|v| v.as_n().ok()).and_then(|v| v.parse().ok())
+        item.get(k)
+            .and_then(|v| v.as_n().ok())
+            .and_then(|v| v.parse().ok())
     }
 
     fn is_conditional<E>(e: &aws_sdk_dynamodb::error::SdkError<E>) -> bool
@@ -330,7 +360,9 @@ pub mod dynamo {
                 .send()
                 .await
                 .map_err(|e| self.err("GetItem", e))?;
-            let Some(item) = out.item else { return Ok(None) };
+            let Some(item) = out.item else {
+                return Ok(None);
+            };
             let body = get_s(&item, "body")
                 .ok_or_else(|| StateError::Store(format!("checkpoint of {sync} has no body")))?;
             serde_json::from_str(&body)
@@ -338,7 +370,12 @@ pub mod dynamo {
                 .map_err(|e| StateError::Store(format!("checkpoint of {sync} is corrupt: {e}")))
         }
 
-        async fn put_checkpoint(&self, sync: &str, expected: u64, next: &Checkpoint) -> Result<(), StateError> {
+        async fn put_checkpoint(
+            &self,
+            sync: &str,
+            expected: u64,
+            next: &Checkpoint,
+        ) -> Result<(), StateError> {
             let body = serde_json::to_string(next).map_err(|e| StateError::Store(e.to_string()))?;
             let mut req = self
                 .client
@@ -364,7 +401,12 @@ pub mod dynamo {
             }
         }
 
-        async fn acquire_lease(&self, sync: &str, owner: &str, until: DateTime<Utc>) -> Result<(), StateError> {
+        async fn acquire_lease(
+            &self,
+            sync: &str,
+            owner: &str,
+            until: DateTime<Utc>,
+        ) -> Result<(), StateError> {
             let result = self
                 .client
                 .put_item()
@@ -395,7 +437,10 @@ pub mod dynamo {
                         .await
                         .ok()
                         .and_then(|o| o.item);
-                    let owner = held.as_ref().and_then(|i| get_s(i, "owner")).unwrap_or_default();
+                    let owner = held
+                        .as_ref()
+                        .and_then(|i| get_s(i, "owner"))
+                        .unwrap_or_default();
                     let until = held
                         .as_ref()
                         .and_then(|i| get_n(i, "until"))
@@ -434,7 +479,8 @@ pub mod dynamo {
         async fn put_run(&self, report: &RunReport) -> Result<(), StateError> {
             // The extract side only; counters that map and deliver add live in their own
             // attributes and are left alone.
-            let body = serde_json::to_string(report).map_err(|e| StateError::Store(e.to_string()))?;
+            let body =
+                serde_json::to_string(report).map_err(|e| StateError::Store(e.to_string()))?;
             self.client
                 .update_item()
                 .table_name(&self.table)
@@ -453,7 +499,12 @@ pub mod dynamo {
             Ok(())
         }
 
-        async fn add_counts(&self, run_id: &str, sync: &str, counts: &RunCounts) -> Result<(), StateError> {
+        async fn add_counts(
+            &self,
+            run_id: &str,
+            sync: &str,
+            counts: &RunCounts,
+        ) -> Result<(), StateError> {
             let mut expr = Vec::new();
             let mut req = self
                 .client
@@ -544,7 +595,9 @@ mod tests {
         store.put_checkpoint("s", 1, &checkpoint(2)).await.unwrap();
         assert_eq!(store.checkpoint("s").await.unwrap().unwrap().version, 2);
         // No temporary file is left behind.
-        let names: Vec<_> = std::fs::read_dir(dir.path().join("checkpoints")).unwrap().collect();
+        let names: Vec<_> = std::fs::read_dir(dir.path().join("checkpoints"))
+            .unwrap()
+            .collect();
         assert_eq!(names.len(), 1);
     }
 
@@ -560,12 +613,18 @@ mod tests {
         ));
         store.acquire_lease("s", "a", later).await.unwrap();
         store.release_lease("s", "b").await.unwrap();
-        assert!(store.acquire_lease("s", "b", later).await.is_err(), "b cannot release a's lease");
+        assert!(
+            store.acquire_lease("s", "b", later).await.is_err(),
+            "b cannot release a's lease"
+        );
         store.release_lease("s", "a").await.unwrap();
         store.acquire_lease("s", "b", later).await.unwrap();
         // An expired lease is taken over.
         store.release_lease("s", "b").await.unwrap();
-        store.acquire_lease("s", "c", Utc::now() - chrono::Duration::seconds(1)).await.unwrap();
+        store
+            .acquire_lease("s", "c", Utc::now() - chrono::Duration::seconds(1))
+            .await
+            .unwrap();
         store.acquire_lease("s", "d", later).await.unwrap();
     }
 
@@ -576,11 +635,20 @@ mod tests {
         let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "local".into());
         let later = Utc::now() + chrono::Duration::minutes(5);
         // A live process (this one) keeps its lease.
-        store.acquire_lease("s", &format!("{host}:{}", std::process::id()), later).await.unwrap();
+        store
+            .acquire_lease("s", &format!("{host}:{}", std::process::id()), later)
+            .await
+            .unwrap();
         assert!(store.acquire_lease("s", "other", later).await.is_err());
         // A pid that cannot exist does not.
-        store.release_lease("s", &format!("{host}:{}", std::process::id())).await.unwrap();
-        store.acquire_lease("s", &format!("{host}:4294967295"), later).await.unwrap();
+        store
+            .release_lease("s", &format!("{host}:{}", std::process::id()))
+            .await
+            .unwrap();
+        store
+            .acquire_lease("s", &format!("{host}:4294967295"), later)
+            .await
+            .unwrap();
         store.acquire_lease("s", "other", later).await.unwrap();
     }
 
@@ -590,13 +658,26 @@ mod tests {
         let store = FileStore::new(dir.path()).unwrap();
         let mut report = RunReport::new("20260101T000000Z-abc", "s", Utc::now());
         store.put_run(&report).await.unwrap();
-        let add = RunCounts { mapped: 5, delivered: 4, dead: 1, ..Default::default() };
+        let add = RunCounts {
+            mapped: 5,
+            delivered: 4,
+            dead: 1,
+            ..Default::default()
+        };
         store.add_counts(&report.run_id, "s", &add).await.unwrap();
         store.add_counts(&report.run_id, "s", &add).await.unwrap();
         report.counts.extracted = 10;
         store.put_run(&report).await.unwrap();
         let runs = store.runs(10).await.unwrap();
         assert_eq!(runs.len(), 1);
-        assert_eq!((runs[0].counts.extracted, runs[0].counts.mapped, runs[0].counts.delivered, runs[0].counts.dead), (10, 10, 8, 2));
+        assert_eq!(
+            (
+                runs[0].counts.extracted,
+                runs[0].counts.mapped,
+                runs[0].counts.delivered,
+                runs[0].counts.dead
+            ),
+            (10, 10, 8, 2)
+        );
     }
 }
