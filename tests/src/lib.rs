@@ -340,11 +340,14 @@ impl Received {
     }
 }
 
+/// One scripted answer: status, headers, body.
+type Answer = (u16, Vec<(String, String)>, String);
+
 /// What the receiver answers: scripted responses first, then 200 `{}`.
 #[derive(Default)]
 struct ReceiverState {
     received: Vec<Received>,
-    script: std::collections::VecDeque<(u16, Vec<(String, String)>, String)>,
+    script: std::collections::VecDeque<Answer>,
 }
 
 /// A destination-shaped HTTP server that records every request.
