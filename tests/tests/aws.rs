@@ -582,3 +582,108 @@ async fn unknown_input_is_a_clear_error() {
             .contains("sync")
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn extraction_stops_safely_before_the_deadline_and_the_next_invocation_continues() {
+    let w = world(1500, 3).await;
+    // Every Salesforce call takes 60 ms: pages of 200 arrive slowly enough that the deadline
+    // (the handler keeps a 30 s margin) falls in the middle of the sync.
+    w.sim.set_faults(Faults {
+        latency: Some(Duration::from_millis(60)),
+        ..Faults::default()
+    });
+    let state = ExtractState::new(&w.sdk, &w.env)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let deadline = std::time::Instant::now() + Duration::from_secs(30) + Duration::from_millis(700);
+    let input: ExtractInput =
+        serde_json::from_value(json!({"syncs": ["contacts"]})).unwrap_or_else(|e| panic!("{e}"));
+    let out = sfsync_extract::handle(&state, input, "req-deadline", Some(deadline))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let first = &out.reports[0];
+    assert_eq!(
+        first.status,
+        sfsync_pipeline::report::RunStatus::Partial,
+        "{first}"
+    );
+    assert!(
+        first.counts.extracted > 0 && first.counts.extracted < 1500,
+        "{first}"
+    );
+    let cp = w
+        .store
+        .checkpoint("contacts")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .unwrap_or_else(|| panic!("no checkpoint"));
+    // The checkpoint covers exactly what was enqueued: the last enqueued record's cursor.
+    let enqueued_max = {
+        let mut max = None::<sfsync_salesforce::Cursor>;
+        let mut handles = Vec::new();
+        loop {
+            let event = receive_event(&w.sqs, &w.records_q(), 10).await;
+            if event.records.is_empty() {
+                break;
+            }
+            for r in &event.records {
+                let m: sfsync_pipeline::message::RecordsMessage =
+                    sfsync_pipeline::message::decode(r.body.as_deref().unwrap_or_default())
+                        .unwrap_or_else(|e| panic!("{e}"));
+                for rec in &m.records {
+                    let c =
+                        sfsync_salesforce::Cursor::of_record(rec).unwrap_or_else(|e| panic!("{e}"));
+                    if max.as_ref().is_none_or(|m| &c > m) {
+                        max = Some(c);
+                    }
+                }
+                handles.push(r.receipt_handle.clone().unwrap_or_default());
+            }
+        }
+        // Put them back for the rest of the test.
+        for handle in handles {
+            w.sqs
+                .change_message_visibility()
+                .queue_url(w.records_q())
+                .receipt_handle(handle)
+                .visibility_timeout(0)
+                .send()
+                .await
+                .unwrap_or_else(|e| panic!("{}", aws_sdk_sqs::error::DisplayErrorContext(&e)));
+        }
+        max
+    };
+    if let Some(max) = enqueued_max {
+        assert!(
+            cp.cursor <= max,
+            "checkpoint {:?} passed what was enqueued {:?}",
+            cp.cursor,
+            max
+        );
+    }
+
+    // The next invocation continues from the checkpoint and completes.
+    w.sim.set_faults(Faults::default());
+    let out = w
+        .extract(json!({"syncs": ["contacts"]}))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        out.reports[0].status,
+        sfsync_pipeline::report::RunStatus::Complete
+    );
+    assert!(
+        out.reports[0].counts.extracted < 1500,
+        "continued, not restarted: {}",
+        out.reports[0]
+    );
+    let deliver = w.deliver_state().await;
+    w.pump(&deliver).await;
+    let want = w.expected_ids("contacts", "Contact");
+    let got = ids(&w.delivered());
+    assert!(
+        want.is_subset(&got),
+        "{} lost",
+        want.difference(&got).count()
+    );
+}

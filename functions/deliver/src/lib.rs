@@ -16,9 +16,7 @@ use sfsync_destinations::Destination;
 use sfsync_mapping::Config;
 use sfsync_pipeline::aws::{self, FunctionEnv, SetupError};
 use sfsync_pipeline::deliver::{DeliverOutput, decode_delivery, deliver_message};
-use sfsync_pipeline::message::{
-    CallsMessage, DEFAULT_MAX_BODY_BYTES, DeadLetter, MESSAGE_VERSION, Packer,
-};
+use sfsync_pipeline::message::{CallsMessage, DeadLetter, MESSAGE_VERSION, Packer};
 use sfsync_pipeline::queue::{Queue, SqsQueue};
 use sfsync_pipeline::report::RunCounts;
 use sfsync_pipeline::state::StateStore;
@@ -64,17 +62,20 @@ impl DeliverState {
             destinations.insert(d.name.clone(), built);
         }
         let sqs = aws_sdk_sqs::Client::new(sdk);
+        let bytes = config.pipeline.max_message_bytes;
         Ok(DeliverState {
             config: Arc::new(config),
             destinations,
             delivery_queue: SqsQueue::new(
                 sqs.clone(),
                 FunctionEnv::need(&env.delivery_queue_url, "DELIVERY_QUEUE_URL")?,
-            ),
+            )
+            .with_max_batch_bytes(bytes),
             dead_letter_queue: SqsQueue::new(
                 sqs.clone(),
                 FunctionEnv::need(&env.dead_letter_queue_url, "DEAD_LETTER_QUEUE_URL")?,
-            ),
+            )
+            .with_max_batch_bytes(bytes),
             sqs,
             store: DynamoStore::new(aws_sdk_dynamodb::Client::new(sdk), &env.state_table),
             max_budget: Duration::from_secs(120),
@@ -180,8 +181,8 @@ async fn handle_one(
     // Some went through: enqueue only the rest, so delivered calls are not repeated.
     let mut packer = Packer::new(
         Packer::calls_prefix(&run_id, &dest_name, attempt + 1),
-        DEFAULT_MAX_BODY_BYTES,
-        true,
+        state.config.pipeline.max_message_bytes,
+        state.config.pipeline.compress,
     );
     for call in &out.retry {
         packer.push(call).map_err(|e| failed(e.to_string()))?;

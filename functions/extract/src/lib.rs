@@ -33,6 +33,7 @@ impl ExtractState {
         let secrets =
             aws::load_secret(&aws_sdk_secretsmanager::Client::new(sdk), &env.secret_id).await?;
         let config = aws::function_config(&secrets)?;
+        let max_message_bytes = config.pipeline.max_message_bytes;
         let client_config =
             ClientConfig::from_config(&config.salesforce).map_err(|e| SetupError::Config {
                 source_name: "salesforce".into(),
@@ -48,7 +49,8 @@ impl ExtractState {
             queue: SqsQueue::new(
                 aws_sdk_sqs::Client::new(sdk),
                 FunctionEnv::need(&env.records_queue_url, "RECORDS_QUEUE_URL")?,
-            ),
+            )
+            .with_max_batch_bytes(max_message_bytes),
             store: DynamoStore::new(aws_sdk_dynamodb::Client::new(sdk), &env.state_table),
         })
     }
@@ -117,6 +119,8 @@ pub async fn handle(
     settings.full = input.full;
     settings.lookback = Duration::from_secs(state.config.salesforce.lookback_seconds);
     settings.deadline = deadline;
+    settings.max_body_bytes = state.config.pipeline.max_message_bytes;
+    settings.compress = state.config.pipeline.compress;
     let mut output = ExtractOutput {
         run_id: run_id.clone(),
         reports: Vec::new(),

@@ -8,7 +8,7 @@ use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use sfsync_mapping::Config;
 use sfsync_pipeline::aws::{self, FunctionEnv, SetupError};
 use sfsync_pipeline::map::map_message;
-use sfsync_pipeline::message::{DEFAULT_MAX_BODY_BYTES, RecordsMessage, decode};
+use sfsync_pipeline::message::{RecordsMessage, decode};
 use sfsync_pipeline::queue::{Queue, SqsQueue};
 use sfsync_pipeline::state::StateStore;
 use sfsync_pipeline::state::dynamo::DynamoStore;
@@ -27,12 +27,14 @@ impl MapState {
     ) -> Result<MapState, SetupError> {
         let secrets =
             aws::load_secret(&aws_sdk_secretsmanager::Client::new(sdk), &env.secret_id).await?;
+        let config = aws::function_config(&secrets)?;
         Ok(MapState {
-            config: Arc::new(aws::function_config(&secrets)?),
             delivery_queue: SqsQueue::new(
                 aws_sdk_sqs::Client::new(sdk),
                 FunctionEnv::need(&env.delivery_queue_url, "DELIVERY_QUEUE_URL")?,
-            ),
+            )
+            .with_max_batch_bytes(config.pipeline.max_message_bytes),
+            config: Arc::new(config),
             store: DynamoStore::new(aws_sdk_dynamodb::Client::new(sdk), &env.state_table),
         })
     }
@@ -66,8 +68,14 @@ async fn handle_one(state: &MapState, message: &SqsMessage) -> Result<(), String
     let body = message.body.as_deref().ok_or("message has no body")?;
     let records: RecordsMessage = decode(body).map_err(|e| e.to_string())?;
     let (run_id, sync) = (records.run_id.clone(), records.sync.clone());
-    let output = map_message(&state.config, records, DEFAULT_MAX_BODY_BYTES, true)
-        .map_err(|e| e.to_string())?;
+    let pipeline = &state.config.pipeline;
+    let output = map_message(
+        &state.config,
+        records,
+        pipeline.max_message_bytes,
+        pipeline.compress,
+    )
+    .map_err(|e| e.to_string())?;
     for line in &output.skipped {
         tracing::warn!(run_id = %run_id, sync = %sync, "skipped {line}");
     }

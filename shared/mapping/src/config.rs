@@ -24,6 +24,37 @@ pub struct Config {
     pub syncs: Vec<SyncConfig>,
     #[serde(default)]
     pub destinations: Vec<DestinationConfig>,
+    #[serde(default)]
+    pub pipeline: PipelineConfig,
+}
+
+/// How the stages talk to each other in AWS (the local run passes messages in memory).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PipelineConfig {
+    /// Largest SQS message body. SQS bills every 64 KiB as one request, so bigger messages
+    /// buy nothing; 256 KiB is the classic limit every queue accepts.
+    #[serde(default = "default_max_message_bytes")]
+    pub max_message_bytes: usize,
+    /// Gzip + base64 message bodies: several times more records per billed request.
+    #[serde(default = "default_true")]
+    pub compress: bool,
+}
+
+impl Default for PipelineConfig {
+    fn default() -> Self {
+        PipelineConfig {
+            max_message_bytes: default_max_message_bytes(),
+            compress: true,
+        }
+    }
+}
+
+fn default_max_message_bytes() -> usize {
+    256 * 1024
+}
+fn default_true() -> bool {
+    true
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

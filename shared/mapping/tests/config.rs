@@ -378,3 +378,355 @@ fn routing() {
     assert!(config.destinations[0].routes("contacts"));
     assert!(!config.destinations[0].routes("leads"));
 }
+
+/// Every remaining way to get a value wrong, each named with its key and line.
+#[test]
+fn every_other_bad_value_is_named_with_its_key_and_line() {
+    // [salesforce]
+    let text = BASE.replace(
+        "client_id = \"${secret:sf_client_id}\"",
+        "client_id = \"  \"",
+    );
+    assert_problem(&text, 4, "salesforce.client_id", "must not be empty");
+    let extra = |line: &str| BASE.replace("auth =", &format!("{line}\nauth ="));
+    assert_problem(
+        &extra("lookback_seconds = 90000"),
+        3,
+        "salesforce.lookback_seconds",
+        "more than a day",
+    );
+    assert_problem(
+        &extra("max_api_share = 0.0"),
+        3,
+        "salesforce.max_api_share",
+        "(0, 1]",
+    );
+    assert_problem(
+        &extra("max_api_share = nan"),
+        3,
+        "salesforce.max_api_share",
+        "(0, 1]",
+    );
+    assert_problem(
+        &extra("page_size = 100"),
+        3,
+        "salesforce.page_size",
+        "200..=2000",
+    );
+    assert_problem(
+        &extra("page_size = \"big\""),
+        3,
+        "salesforce.page_size",
+        "invalid type",
+    );
+    assert_problem(
+        &extra("page_size = -1"),
+        3,
+        "salesforce.page_size",
+        "invalid value",
+    );
+    assert_problem(
+        &extra("api_version = \"v62.0\""),
+        3,
+        "salesforce.api_version",
+        "API version",
+    );
+    assert_problem(
+        &extra("jwt_audience = \"https://test.salesforce.com\""),
+        3,
+        "salesforce.jwt_audience",
+        "not used by auth = \"client_credentials\"",
+    );
+    let text = BASE.replace("client_secret = \"${secret:sf_client_secret}\"\n", "");
+    assert_problem(
+        &text,
+        1,
+        "salesforce.client_secret",
+        "required by auth = \"client_credentials\"",
+    );
+    let text = BASE
+        .replace("auth = \"client_credentials\"", "auth = \"refresh_token\"")
+        .replace(
+            "client_secret = \"${secret:sf_client_secret}\"",
+            "username = \"u@example.com\"",
+        );
+    assert_problem(
+        &text,
+        1,
+        "salesforce.refresh_token",
+        "required by auth = \"refresh_token\"",
+    );
+    assert_problem(
+        &text,
+        5,
+        "salesforce.username",
+        "not used by auth = \"refresh_token\"",
+    );
+    let text = BASE.replace("[salesforce]\n", "[salesforce_]\n");
+    assert!(
+        problems(&text)
+            .iter()
+            .any(|p| p.contains("unknown field `salesforce_`")),
+        "{:?}",
+        problems(&text)
+    );
+    let text = BASE.replace(
+        "[salesforce]\nlogin_url = \"https://acme.my.salesforce.com\"\nauth = \"client_credentials\"\nclient_id = \"${secret:sf_client_id}\"\nclient_secret = \"${secret:sf_client_secret}\"\n",
+        "",
+    );
+    assert!(
+        problems(&text)
+            .iter()
+            .any(|p| p.contains("missing field `salesforce`")),
+        "{:?}",
+        problems(&text)
+    );
+
+    // [[syncs]]
+    let sync_line = |line: &str| BASE.replace("fields = [", &format!("{line}\nfields = ["));
+    assert_problem(
+        &sync_line("api = \"soap\""),
+        12,
+        "syncs[0].api",
+        "unknown variant `soap`",
+    );
+    assert_problem(
+        &sync_line("where = \"  \""),
+        12,
+        "syncs[0].where",
+        "must not be empty",
+    );
+    assert_problem(
+        &sync_line("where = \"IsDeleted = false LIMIT 10\""),
+        12,
+        "syncs[0].where",
+        "condition only",
+    );
+    assert_problem(
+        &sync_line("where = \"Email != null; DELETE\""),
+        12,
+        "syncs[0].where",
+        "condition only",
+    );
+    let text = BASE.replace("user_id = \"Id\"", "user_id = \"Account..Id\"");
+    assert_problem(
+        &text,
+        11,
+        "syncs[0].user_id",
+        "not a field name or parent path",
+    );
+    let text = BASE.replace(
+        "name = \"contacts\"",
+        &format!("name = \"{}\"", "c".repeat(65)),
+    );
+    assert_problem(&text, 8, "syncs[0].name", "1-64 characters");
+    let text = BASE.replace(
+        "object = \"Contact\"",
+        &format!("object = \"{}\"", "C".repeat(81)),
+    );
+    assert_problem(&text, 9, "syncs[0].object", "not an sObject API name");
+    let text = BASE.replace("object = \"Contact\"", "object = \"1Contact\"");
+    assert_problem(&text, 9, "syncs[0].object", "not an sObject API name");
+    for bad in [
+        "1Email",
+        "Account.",
+        ".Name",
+        "Em ail",
+        "Account.Owner.",
+        "",
+    ] {
+        let text = BASE.replace("\"Account.Name\"]", &format!("\"{bad}\"]"));
+        assert_problem(&text, 12, "syncs[0].fields[2]", "not a field name");
+    }
+    let text = BASE.replace("fields = [", "fields = \"Email\"\n#[");
+    assert!(
+        problems(&text).iter().any(|p| p.contains("invalid type")),
+        "{:?}",
+        problems(&text)
+    );
+    let events = |extra: &str| {
+        BASE.replace(
+            "kind = \"people\"\nuser_id = \"Id\"",
+            &format!("kind = \"events\"\nuser_id = \"WhoId\"\n{extra}"),
+        )
+    };
+    assert_problem(
+        &events("event = \"  \""),
+        12,
+        "syncs[0].event",
+        "must not be empty",
+    );
+    assert_problem(
+        &events("event_field = \"Sub ject\""),
+        12,
+        "syncs[0].event_field",
+        "not a field name",
+    );
+    assert_problem(
+        &events("event = \"X\"\ntimestamp_field = \"Created-Date\""),
+        13,
+        "syncs[0].timestamp_field",
+        "not a field name",
+    );
+    let objects = |group: &str, type_id: &str| {
+        BASE.replace(
+            "kind = \"people\"\nuser_id = \"Id\"",
+            &format!("kind = \"objects\"\ngroup_id = \"{group}\"\nobject_type_id = \"{type_id}\""),
+        )
+    };
+    assert_problem(
+        &objects("1Id", "1"),
+        11,
+        "syncs[0].group_id",
+        "not a field name",
+    );
+    assert_problem(
+        &objects("Id", "one"),
+        12,
+        "syncs[0].object_type_id",
+        "string of digits",
+    );
+    assert_problem(
+        &objects("Id", ""),
+        12,
+        "syncs[0].object_type_id",
+        "string of digits",
+    );
+    let text = BASE.replace(
+        "kind = \"people\"\nuser_id = \"Id\"",
+        "kind = \"objects\"\ngroup_id = \"Id\"\nobject_type_id = 1",
+    );
+    assert_problem(&text, 12, "syncs[0].object_type_id", "invalid type");
+    let header = &BASE[..BASE.find("[[syncs]]").unwrap_or(BASE.len())];
+    assert!(
+        problems(header)
+            .iter()
+            .any(|p| p == "syncs: at least one [[syncs]] table is required"),
+        "{:?}",
+        problems(header)
+    );
+    let text = BASE.replace("[[syncs]]", "[syncs]");
+    assert!(
+        problems(&text).iter().any(|p| p.contains("invalid type")),
+        "{:?}",
+        problems(&text)
+    );
+
+    // [[destinations]] (line 14 is `[[destinations]]`, 15 its name, 16 its type)
+    let dest =
+        |name: &str, body: &str| format!("{BASE}\n[[destinations]]\nname = \"{name}\"\n{body}\n");
+    assert_problem(
+        &dest("d", "type = \"kafka\""),
+        16,
+        "destinations[0].type",
+        "unknown variant `kafka`",
+    );
+    assert_problem(
+        &dest("my dest", "type = \"file\"\npath = \"o\""),
+        15,
+        "destinations[0].name",
+        "letters, digits",
+    );
+    assert_problem(
+        &dest("d", "type = \"file\"\npath = \"o\"\ncolour = \"blue\""),
+        18,
+        "destinations[0].colour",
+        "unknown field `colour`",
+    );
+    assert_problem(
+        &dest(
+            "d",
+            "type = \"segment\"\nwrite_key = \"k\"\nendpoint = \"ftp://proxy\"",
+        ),
+        18,
+        "destinations[0].endpoint",
+        "not an http(s) URL",
+    );
+    assert_problem(
+        &dest(
+            "d",
+            "type = \"segment\"\nwrite_key = \"k\"\nmax_batch_bytes = 0",
+        ),
+        18,
+        "destinations[0].max_batch_bytes",
+        "at least 1",
+    );
+    assert_problem(
+        &dest(
+            "d",
+            "type = \"segment\"\nwrite_key = \"k\"\ntimeout_seconds = 0",
+        ),
+        18,
+        "destinations[0].timeout_seconds",
+        "at least 1",
+    );
+    assert_problem(
+        &dest(
+            "d",
+            "type = \"mixpanel\"\nproject_token = \"t\"\nregion = \"ap\"",
+        ),
+        18,
+        "destinations[0].region",
+        "not one of us, eu, in",
+    );
+    assert_problem(
+        &dest(
+            "d",
+            "type = \"segment\"\nwrite_key = \"k\"\nsyncs = \"contacts\"",
+        ),
+        18,
+        "destinations[0].syncs",
+        "invalid type",
+    );
+    let two = format!(
+        "{}[[destinations]]\nname = \"d\"\ntype = \"file\"\npath = \"p\"\n",
+        dest("d", "type = \"file\"\npath = \"o\"")
+    );
+    assert_problem(
+        &two,
+        19,
+        "destinations[1].name",
+        "duplicate destination name",
+    );
+
+    // References.
+    let text = BASE.replace("${secret:sf_client_id}", "${secret:}");
+    assert_problem(&text, 4, "salesforce.client_id", "empty name");
+    let text = BASE.replace("${secret:sf_client_id}", "${env:}");
+    assert_problem(&text, 4, "salesforce.client_id", "empty name");
+    let text = dest("d", "type = \"segment\"\nwrite_key = \"${vault:seg}\"");
+    assert_problem(&text, 17, "destinations[0].write_key", "unknown reference");
+}
+
+#[test]
+fn an_unset_environment_variable_is_named_with_its_line_never_a_value() {
+    let text = BASE.replace(
+        "${secret:sf_client_id}",
+        "${env:SFSYNC_TEST_CERTAINLY_UNSET_VARIABLE}",
+    );
+    let config = Config::parse(&text).unwrap();
+    let secrets = SecretMap::from_json(r#"{"sf_client_secret":"TOPSECRET"}"#).unwrap();
+    let err = config.resolve_references(&text, &secrets).unwrap_err();
+    let all: Vec<String> = err.problems.iter().map(|p| p.to_string()).collect();
+    assert_eq!(
+        all,
+        vec![
+            "line 4: salesforce.client_id: environment variable \"SFSYNC_TEST_CERTAINLY_UNSET_VARIABLE\" is not set"
+        ]
+    );
+    assert!(!err.to_string().contains("TOPSECRET"));
+    // Secrets files that are not a JSON object of strings are refused without echoing values.
+    for bad in [
+        r#"{"a": 1}"#,
+        "[]",
+        "{not json",
+        r#"{"a": {"b": "TOPSECRET"}}"#,
+    ] {
+        let e = SecretMap::from_json(bad)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(e.contains("secrets file"), "{bad}: {e}");
+        assert!(!e.contains("TOPSECRET"), "{e}");
+    }
+}

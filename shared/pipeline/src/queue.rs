@@ -54,6 +54,12 @@ impl SqsQueue {
         self
     }
 
+    /// The most bytes of bodies one SendMessageBatch may carry (SQS: the message size limit).
+    pub fn with_max_batch_bytes(mut self, bytes: usize) -> SqsQueue {
+        self.max_batch_bytes = bytes;
+        self
+    }
+
     pub fn url(&self) -> &str {
         &self.url
     }

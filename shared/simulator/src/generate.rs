@@ -6,13 +6,14 @@
 //! indexes are bulk-built, which keeps a million contacts to a few seconds and about a
 //! kilobyte each.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 
-use crate::ids::make_id;
-use crate::org::{Org, Row, Table, default_anchor, shared_schema};
+use crate::ids::write_id;
+use crate::org::{FastMap, Org, Row, Table, default_anchor, shared_schema};
 use crate::schema::{ACR_ROLES, LEAD_SOURCES, LEAD_STATUSES, ObjectDef, PROJECT_STATUSES, STAGES};
 use crate::value::Val;
 
@@ -333,7 +334,7 @@ const DAY: i64 = 24 * HOUR;
 /// org options (MiddleName/Suffix) need no special cases here.
 struct RowBuilder<'a> {
     def: &'a ObjectDef,
-    cols: HashMap<&'static str, usize>,
+    cols: FastMap<&'static str, usize>,
 }
 
 impl<'a> RowBuilder<'a> {
@@ -507,8 +508,14 @@ fn with_common(extra: &[&'static str]) -> Vec<&'static str> {
     COMMON.iter().chain(extra).copied().collect()
 }
 
+const STREET_NUMBERS: u64 = 999;
+
 struct Gen {
     anchor: i64,
+    phones: Pool,
+    mobiles: Pool,
+    /// Number × street name × (without, with "Suite 400").
+    streets: Pool,
     users: Vec<Arc<str>>,
     first: Pool,
     first_ascii: Vec<&'static str>,
@@ -560,29 +567,28 @@ impl Gen {
             let first = self.first_ascii.get(fi).copied().unwrap_or("x");
             let last = self.last_ascii.get(li).copied().unwrap_or("x");
             let domain = rng.pick(DOMAINS).copied().unwrap_or("example.com");
-            let mut email = if has_first {
-                format!("{first}.{last}{i}@{domain}")
+            let mut email = String::with_capacity(48);
+            if has_first {
+                let _ = write!(email, "{first}.{last}{i}@{domain}");
             } else {
-                format!("{last}{i}@{domain}")
-            };
+                let _ = write!(email, "{last}{i}@{domain}");
+            }
             // A few addresses keep the case someone typed them in.
             if rng.chance(3) {
                 email = email.to_uppercase();
             }
             b.set(vals, "Email", Val::str(&email));
         }
+        // Phones and streets come from pools covering every value the generator can
+        // produce: shared strings instead of millions of small allocations.
         if rng.chance(70) {
-            b.set(
-                vals,
-                "Phone",
-                Val::str(&format!("+1 415-555-{:04}", rng.below(10_000))),
-            );
+            b.set(vals, "Phone", self.phones.get(rng.below(10_000) as usize));
         }
         if rng.chance(30) {
             b.set(
                 vals,
                 "MobilePhone",
-                Val::str(&format!("(650) 555-{:04}", rng.below(10_000))),
+                self.mobiles.get(rng.below(10_000) as usize),
             );
         }
         if !rng.chance(15) {
@@ -595,11 +601,10 @@ impl Gen {
             return;
         };
         let (city, state, postal, country, lat, lon) = *place;
-        let street_name = rng.pick(STREETS).copied().unwrap_or("Main St");
-        let mut street = format!("{} {}", 1 + rng.below(9999), street_name);
-        if rng.chance(10) {
-            street.push_str("\nSuite 400");
-        }
+        let n = rng.below(STREET_NUMBERS) as usize;
+        let s = rng.below(STREETS.len() as u64) as usize;
+        let suite = usize::from(rng.chance(10));
+        let street = self.streets.get(((n * STREETS.len()) + s) * 2 + suite);
         let names: [&'static str; 8] = match prefix {
             "Mailing" => [
                 "MailingStreet",
@@ -632,7 +637,7 @@ impl Gen {
                 "GeocodeAccuracy",
             ],
         };
-        b.set(vals, names[0], Val::str(&street));
+        b.set(vals, names[0], street);
         b.set(vals, names[1], Val::str(city));
         b.set(vals, names[2], state.map(Val::str).unwrap_or(Val::Null));
         if !rng.chance(10) {
@@ -709,6 +714,13 @@ impl Org {
         let anchor = spec.anchor.timestamp_millis();
         let mut g = Gen {
             anchor,
+            phones: Pool::new((0..10_000).map(|n| format!("+1 415-555-{n:04}"))),
+            mobiles: Pool::new((0..10_000).map(|n| format!("(650) 555-{n:04}"))),
+            streets: Pool::new((1..=STREET_NUMBERS).flat_map(|n| {
+                STREETS
+                    .iter()
+                    .flat_map(move |s| [format!("{n} {s}"), format!("{n} {s}\nSuite 400")])
+            })),
             users: Vec::new(),
             first: Pool::new(FIRST_NAMES.iter().map(|p| p.0)),
             first_ascii: FIRST_NAMES.iter().map(|p| p.1).collect(),
@@ -1461,8 +1473,12 @@ impl Org {
             mark_deleted(&mut rng, &mut tl, deleted, anchor, spec.tie_block);
         }
         let b = RowBuilder::new(def, names);
+        let mut buf = String::with_capacity(18);
         let ids: Vec<Arc<str>> = (0..n)
-            .map(|i| Arc::from(make_id(def.key_prefix, i as u64 + 1).as_str()))
+            .map(|i| {
+                write_id(def.key_prefix, i as u64 + 1, &mut buf);
+                Arc::from(buf.as_str())
+            })
             .collect();
         let owner = Val::Str(self.default_owner.clone());
         let mut rows = Vec::with_capacity(n);
@@ -1499,7 +1515,7 @@ impl Org {
 /// A table whose indexes are built in one pass over pre-sorted keys.
 fn bulk_table(def: &ObjectDef, rows: Vec<Row>, next_seq: u64) -> Table {
     let mut keys: Vec<((i64, Arc<str>), u32)> = Vec::with_capacity(rows.len());
-    let mut by_id = HashMap::with_capacity(rows.len());
+    let mut by_id = FastMap::with_capacity_and_hasher(rows.len(), Default::default());
     let mut deleted = BTreeMap::new();
     for (i, row) in rows.iter().enumerate() {
         let Val::Str(id) = row.get(def.col_id) else {
@@ -1543,6 +1559,7 @@ fn purge(table: &mut Table, def: &ObjectDef, idx: u32, id: &Arc<str>, when: i64)
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::HashMap;
 
     #[test]
     fn rng_is_stable() {

@@ -10,7 +10,14 @@ const SUFFIX: &[u8; 32] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ012345";
 
 /// Builds the 18-character id with key `prefix` and sequence number `n`.
 pub(crate) fn make_id(prefix: &str, n: u64) -> String {
-    let mut id15 = String::with_capacity(18);
+    let mut id = String::with_capacity(18);
+    write_id(prefix, n, &mut id);
+    id
+}
+
+/// [`make_id`] into a reused buffer (the generator's hot path: no temporary String).
+pub(crate) fn write_id(prefix: &str, n: u64, id15: &mut String) {
+    id15.clear();
     id15.push_str(prefix);
     // Pod and reserved characters, as in `0035g00000…`.
     id15.push_str("Hs0");
@@ -23,9 +30,8 @@ pub(crate) fn make_id(prefix: &str, n: u64) -> String {
     for d in digits {
         id15.push(d as char);
     }
-    let suffix = checksum_suffix(&id15);
+    let suffix = checksum_suffix(id15);
     id15.push_str(&suffix);
-    id15
 }
 
 /// The 3-character case-encoding suffix of a 15-character id.

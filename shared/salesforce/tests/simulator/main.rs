@@ -6,5 +6,6 @@ mod common;
 mod deletes;
 mod describe;
 mod extract;
+mod keyset_properties;
 mod limits;
 mod secrets;

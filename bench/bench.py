@@ -1,0 +1,582 @@
+#!/usr/bin/env python3
+"""sfsync benchmarks (issue 7): drives the release binaries and prints the figures.
+
+    python3 bench/bench.py [local] [memory] [python] [economy] [coldstart]
+
+With no argument, every benchmark runs. Binaries come from `target/release/` (where cargo
+puts the `bench` profile): build them first, as `bench/run-all.sh` does. Each benchmark
+writes its inputs and outputs under `bench/out/` and its figures to
+`bench/out/results.json`; a Markdown summary is printed at the end.
+
+Standard library only (the hand-written Python alternative runs in its own venv,
+`bench/.venv-python`, which `bench/run-all.sh` creates).
+"""
+
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from datetime import date, datetime, timezone
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+BENCH = ROOT / "bench"
+OUT = BENCH / "out"
+BIN = ROOT / "target" / "release"
+EXAMPLES = BIN / "examples"
+TIME = "/usr/bin/time"
+NICE = ["nice", "-n", "5"]
+
+CONTACTS = 100_000
+BIG_CONTACTS = 1_000_000
+# Accounts and account-contact relationships scale with the contacts.
+ACCOUNTS_PER_CONTACT = 0.1
+RELATIONS_PER_CONTACT = 0.5
+
+SALESFORCE = """\
+[salesforce]
+login_url = "${secret:simulator_url}"
+auth = "client_credentials"
+client_id = "${secret:sf_client_id}"
+client_secret = "${secret:sf_client_secret}"
+page_size = 2000
+"""
+
+SYNCS = {
+    "contacts": """\
+[[syncs]]
+name = "contacts"
+object = "Contact"
+kind = "people"
+user_id = "Id"
+fields = ["Email", "FirstName", "MiddleName", "LastName", "Suffix", "Title", "Phone", "CreatedDate", "MailingAddress", "Account.Name"]
+deletes = DELETES
+""",
+    "accounts": """\
+[[syncs]]
+name = "accounts"
+object = "Account"
+kind = "objects"
+group_id = "Id"
+object_type_id = "1"
+fields = ["Name", "Industry", "Phone", "Website", "Description"]
+deletes = DELETES
+""",
+    "account_contacts": """\
+[[syncs]]
+name = "account_contacts"
+object = "AccountContactRelation"
+kind = "relationships"
+user_id = "ContactId"
+group_id = "AccountId"
+object_type_id = "1"
+fields = ["IsDirect", "IsActive", "Roles", "StartDate"]
+deletes = DELETES
+""",
+}
+
+DESTINATIONS = {
+    "file": """\
+[[destinations]]
+name = "export"
+type = "file"
+path = "${secret:output_path}"
+""",
+    "segment": """\
+[[destinations]]
+name = "segment"
+type = "segment"
+endpoint = "${secret:receiver_url}"
+write_key = "bench-write-key"
+""",
+}
+
+# The simulator's demo connected app (shared/simulator/src/keys.rs).
+CLIENT_ID = "3MVG9sfsyncDemoConsumerKey.simulator"
+CLIENT_SECRET = "sfsync-demo-consumer-secret"
+
+
+def log(*args):
+    print(*args, file=sys.stderr, flush=True)
+
+
+def config_text(syncs, destination, api=None, deletes=True):
+    parts = [SALESFORCE]
+    for name in syncs:
+        block = SYNCS[name].replace("DELETES", "true" if deletes else "false")
+        if api:
+            block += f'api = "{api}"\n'
+        parts.append(block)
+    parts.append(DESTINATIONS[destination])
+    return "\n".join(parts)
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def get_json(url):
+    with urllib.request.urlopen(url, timeout=30) as r:
+        return json.load(r)
+
+
+class Simulator:
+    """The standalone `sfsync-simulator`, a separate process so its memory is its own."""
+
+    def __init__(self, contacts, directory):
+        self.contacts = contacts
+        self.accounts = int(contacts * ACCOUNTS_PER_CONTACT)
+        self.relations = int(contacts * RELATIONS_PER_CONTACT)
+        self.args = [
+            str(BIN / "sfsync-simulator"), "--preset", "demo",
+            "--contacts", str(contacts), "--accounts", str(self.accounts),
+            "--account-contact-relations", str(self.relations),
+        ]
+        self.log_path = directory / "simulator.log"
+
+    def command(self):
+        return " ".join(["sfsync-simulator"] + self.args[1:])
+
+    def __enter__(self):
+        self.log_file = open(self.log_path, "w")
+        started = time.monotonic()
+        self.proc = subprocess.Popen(
+            NICE + self.args, stdout=subprocess.PIPE, stderr=self.log_file, text=True
+        )
+        self.url = self.proc.stdout.readline().strip()
+        if not self.url.startswith("http"):
+            raise RuntimeError(f"simulator did not start; see {self.log_path}")
+        log(f"  simulator at {self.url} ({self.contacts:,} contacts, "
+            f"{self.accounts:,} accounts, {self.relations:,} relations; "
+            f"ready in {time.monotonic() - started:.1f} s)")
+        return self
+
+    def stop(self):
+        """Stops it (Ctrl-C) and returns its API call counters."""
+        self.proc.send_signal(signal.SIGINT)
+        self.proc.wait(timeout=60)
+        self.log_file.close()
+        text = self.log_path.read_text()
+        m = re.search(r"served (\d+) API calls \((\d+) queries, (\d+) bulk jobs, (\d+) token requests\)", text)
+        if not m:
+            return {}
+        keys = ["api_calls", "query_calls", "bulk_jobs", "token_requests"]
+        return dict(zip(keys, map(int, m.groups())))
+
+    def __exit__(self, *exc):
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+
+class Receiver:
+    """`bench-receiver`: a Segment-shaped endpoint that answers 200 and counts."""
+
+    def __enter__(self):
+        self.proc = subprocess.Popen(
+            [str(EXAMPLES / "bench-receiver")], stdout=subprocess.PIPE, text=True
+        )
+        self.url = self.proc.stdout.readline().strip()
+        return self
+
+    def stats(self):
+        return get_json(self.url + "/__bench/stats")
+
+    def reset(self):
+        return get_json(self.url + "/__bench/reset")
+
+    def __exit__(self, *exc):
+        self.proc.terminate()
+        self.proc.wait()
+
+
+def timed(command, directory, name):
+    """Runs a command under /usr/bin/time -v: (wall seconds, peak RSS KiB, stdout)."""
+    time_file = directory / f"{name}.time"
+    started = time.monotonic()
+    result = subprocess.run(
+        NICE + [TIME, "-v", "-o", str(time_file)] + command,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    seconds = time.monotonic() - started
+    (directory / f"{name}.stdout").write_text(result.stdout)
+    (directory / f"{name}.stderr").write_text(result.stderr)
+    if result.returncode != 0:
+        raise RuntimeError(f"{command[0]} failed ({result.returncode}); see {directory}/{name}.stderr")
+    rss = int(re.search(r"Maximum resident set size \(kbytes\): (\d+)", time_file.read_text()).group(1))
+    return seconds, rss, result.stdout
+
+
+def run_reports(state):
+    reports = [json.loads(p.read_text()) for p in (state / "runs").glob("*.json")]
+    total = {"extracted": 0, "delivered": 0, "destination_requests": 0, "dead": 0,
+             "skipped": 0, "salesforce_api_calls": 0}
+    apis = {}
+    for r in reports:
+        c = r["counts"]
+        for k in ["extracted", "delivered", "destination_requests", "dead"]:
+            total[k] += c.get(k, 0)
+        total["skipped"] += c.get("skipped", 0) + c.get("skipped_deliberate", 0)
+        total["salesforce_api_calls"] += r.get("salesforce_api_calls", 0)
+        apis[r["sync"]] = r.get("api")
+        if r.get("status") != "complete":
+            raise RuntimeError(f"sync {r['sync']} ended {r.get('status')}: {r.get('error')}")
+    total["api"] = apis
+    return total
+
+
+def sfsync_sync(directory, sim, destination, syncs, api=None, receiver=None, deletes=True):
+    """One `sfsync sync` into the file destination or the receiver."""
+    if directory.exists():
+        shutil.rmtree(directory)
+    directory.mkdir(parents=True)
+    config = directory / "sfsync.toml"
+    config.write_text(config_text(syncs, destination, api, deletes))
+    output = directory / "calls.jsonl"
+    secrets = {
+        "simulator_url": sim.url,
+        "sf_client_id": CLIENT_ID,
+        "sf_client_secret": CLIENT_SECRET,
+        "output_path": str(output),
+        "receiver_url": receiver.url if receiver else "http://127.0.0.1:9",
+    }
+    (directory / "secrets.json").write_text(json.dumps(secrets))
+    state = directory / "state"
+    if receiver:
+        receiver.reset()
+    command = [str(BIN / "sfsync"), "sync", "--config", str(config),
+               "--secrets", str(directory / "secrets.json"), "--state", str(state), "--quiet"]
+    seconds, rss, _ = timed(command, directory, "sfsync")
+    totals = run_reports(state)
+    figures = {
+        "records": totals["extracted"],
+        "delivered": totals["delivered"],
+        "dead": totals["dead"],
+        "skipped": totals["skipped"],
+        "seconds": round(seconds, 2),
+        "records_per_s": round(totals["extracted"] / seconds),
+        "peak_rss_mib": round(rss / 1024, 1),
+        "salesforce_api_calls": totals["salesforce_api_calls"],
+        "extract_api": totals["api"],
+        "destination_requests": totals["destination_requests"],
+    }
+    if destination == "file":
+        with open(output, "rb") as f:
+            figures["output_lines"] = sum(1 for _ in f)
+        output.unlink()
+    if receiver:
+        s = receiver.stats()
+        figures["receiver"] = s
+        items = s["body_bytes"] - 12 * s["requests"]
+        figures["destination_minimum_requests"] = max(
+            -(-items // (500_000 - 12)), -(-s["calls"] // 2500))
+    return figures
+
+
+def org_dir(name):
+    d = OUT / name
+    d.mkdir(parents=True, exist_ok=True)
+    return d
+
+
+ALL_SYNCS = ["contacts", "accounts", "account_contacts"]
+
+
+def bench_local(results):
+    """1. Local end to end at 100,000 contacts: into a file, and into the receiver."""
+    log(f"== local end to end: {CONTACTS:,} contacts + accounts + relationships")
+    out = {}
+    directory = org_dir("local")
+    with Receiver() as receiver:
+        for destination in ["file", "segment"]:
+            with Simulator(CONTACTS, directory) as sim:
+                figures = sfsync_sync(directory / destination, sim, destination, ALL_SYNCS,
+                                      receiver=receiver if destination == "segment" else None)
+                figures["simulator"] = sim.stop()
+                figures["simulator_command"] = sim.command()
+            log(f"  → {destination}: {figures['records']:,} records in {figures['seconds']} s "
+                f"= {figures['records_per_s']:,}/s, peak RSS {figures['peak_rss_mib']} MiB")
+            out[destination] = figures
+    results["local"] = out
+
+
+def bench_memory(results):
+    """2. Peak RSS at 100,000 and 1,000,000 contacts, with the default extraction (auto:
+    Bulk above 100,000 rows) and with REST pinned."""
+    log("== memory: 100,000 vs 1,000,000 contacts")
+    out = {}
+    directory = org_dir("memory")
+    for contacts in [CONTACTS, BIG_CONTACTS]:
+        with Simulator(contacts, directory) as sim:
+            for api in ["auto", "rest"]:
+                figures = sfsync_sync(directory / f"{contacts}-{api}", sim, "file", ALL_SYNCS,
+                                      api=None if api == "auto" else api)
+                figures["simulator_command"] = sim.command()
+                out[f"{contacts}/{api}"] = figures
+                log(f"  {contacts:>9,} contacts, api {api}: {figures['records']:,} records, "
+                    f"{figures['records_per_s']:,}/s, peak RSS {figures['peak_rss_mib']} MiB "
+                    f"({figures['extract_api']})")
+            sim.stop()
+    for api in ["auto", "rest"]:
+        small = out[f"{CONTACTS}/{api}"]["peak_rss_mib"]
+        big = out[f"{BIG_CONTACTS}/{api}"]["peak_rss_mib"]
+        out[f"ratio/{api}"] = round(big / small, 2)
+        log(f"  ratio {api}: {out[f'ratio/{api}']}")
+    results["memory"] = out
+
+
+def bench_python(results):
+    """5. sfsync vs the hand-written simple-salesforce + analytics-python script: the same
+    Contacts, the same fields, the same simulator and receiver."""
+    log(f"== side by side with Python: {CONTACTS:,} contacts")
+    python = BENCH / ".venv-python" / "bin" / "python"
+    if not python.exists():
+        raise RuntimeError("bench/.venv-python is missing: run bench/run-all.sh")
+    directory = org_dir("python")
+    out = {}
+    with Receiver() as receiver, Simulator(CONTACTS, directory) as sim:
+        figures = sfsync_sync(directory / "sfsync", sim, "segment", ["contacts"],
+                              api="rest", receiver=receiver, deletes=False)
+        out["sfsync"] = figures
+        log(f"  sfsync: {figures['records']:,} records in {figures['seconds']} s "
+            f"= {figures['records_per_s']:,}/s")
+        receiver.reset()
+        command = [str(python), str(BENCH / "python" / "handwritten_sync.py"), sim.url, receiver.url]
+        seconds, rss, stdout = timed(command, directory, "python")
+        own = json.loads(stdout.strip().splitlines()[-1])
+        calls = receiver.stats()
+        out["python"] = {
+            "records": own["records"],
+            "delivered": calls["calls"],
+            "failures": own["failures"],
+            "seconds": round(seconds, 2),
+            "records_per_s": round(own["records"] / seconds),
+            "peak_rss_mib": round(rss / 1024, 1),
+            "destination_requests": calls["requests"],
+        }
+        log(f"  python: {own['records']:,} records in {seconds:.2f} s "
+            f"= {out['python']['records_per_s']:,}/s ({calls['calls']:,} calls received)")
+        out["simulator"] = sim.stop()
+        out["simulator_command"] = sim.command()
+    out["ratio"] = round(out["sfsync"]["records_per_s"] / out["python"]["records_per_s"], 1)
+    log(f"  ratio sfsync/python: {out['ratio']}×")
+    results["python"] = out
+
+
+class Moto:
+    def __enter__(self):
+        moto = ROOT / ".venv" / "bin" / "moto_server"
+        if not moto.exists():
+            raise RuntimeError("moto server is not installed in .venv: run bench/run-all.sh")
+        port = free_port()
+        self.url = f"http://127.0.0.1:{port}"
+        self.log = open(OUT / "moto.log", "w")
+        self.proc = subprocess.Popen([str(moto), "-H", "127.0.0.1", "-p", str(port)],
+                                     stdout=self.log, stderr=self.log)
+        for _ in range(300):
+            try:
+                urllib.request.urlopen(self.url + "/moto-api/", timeout=1)
+                return self
+            except OSError:
+                time.sleep(0.1)
+        raise RuntimeError("moto server did not start")
+
+    def __exit__(self, *exc):
+        self.proc.terminate()
+        self.proc.wait()
+        self.log.close()
+
+
+def bench_economy(results, contacts=10_000):
+    """3. AWS economy per 10,000 records, against moto."""
+    log(f"== AWS economy: {contacts:,} contacts + accounts + relationships through moto")
+    with Moto() as moto:
+        env = dict(os.environ, SFSYNC_MOTO_URL=moto.url)
+        proc = subprocess.run(
+            NICE + [str(EXAMPLES / "bench-aws-economy"), "--contacts", str(contacts)],
+            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )
+    (OUT / "economy.stderr").write_text(proc.stderr)
+    if proc.returncode != 0:
+        raise RuntimeError(f"bench-aws-economy failed; see {OUT}/economy.stderr")
+    runs = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
+    log(proc.stderr.split("== per 10,000", 1)[-1].rstrip())
+    results["economy"] = {"command": f"bench-aws-economy --contacts {contacts}",
+                          "runs": {r["mode"]: r for r in runs}}
+
+
+LAMBDA_CONFIG = """\
+[salesforce]
+login_url = "${secret:sf_url}"
+auth = "client_credentials"
+client_id = "${secret:sf_client_id}"
+client_secret = "${secret:sf_client_secret}"
+page_size = 200
+lookback_seconds = 300
+
+[[syncs]]
+name = "contacts"
+object = "Contact"
+kind = "people"
+user_id = "Id"
+fields = ["Email", "FirstName", "LastName", "Account.Name"]
+deletes = true
+
+[[syncs]]
+name = "accounts"
+object = "Account"
+kind = "objects"
+group_id = "Id"
+object_type_id = "1"
+fields = ["Name", "Industry"]
+
+[[destinations]]
+name = "seg"
+type = "segment"
+endpoint = "${secret:receiver_url}"
+write_key = "${secret:seg_key}"
+"""
+
+
+def bench_coldstart(results, runs=15):
+    """4. Cold start: exec → first GET /next against a fake Runtime API, per binary."""
+    log(f"== cold start: median of {runs} runs each")
+    directory = org_dir("coldstart")
+    secret = {
+        "sf_url": "http://127.0.0.1:9",
+        "sf_client_id": CLIENT_ID,
+        "sf_client_secret": CLIENT_SECRET,
+        "receiver_url": "http://127.0.0.1:9",
+        "seg_key": "bench-write-key",
+        "sfsync_config": LAMBDA_CONFIG,
+    }
+    (directory / "secret.json").write_text(json.dumps(secret))
+    # Stripped copies too: the release profile strips symbols, the bench profile does not.
+    binaries = {
+        "hello-world": EXAMPLES / "bench-hello-lambda",
+        "hello-world + secret": EXAMPLES / "bench-hello-lambda-secret",
+        "sfsync-extract": BIN / "sfsync-extract",
+        "sfsync-map": BIN / "sfsync-map",
+        "sfsync-deliver": BIN / "sfsync-deliver",
+    }
+    stripped = {}
+    for label, path in binaries.items():
+        copy = directory / (path.name + ".stripped")
+        subprocess.run(["strip", "-o", str(copy), str(path)], check=True)
+        stripped[label] = copy
+    with Moto() as moto:
+        env = dict(
+            os.environ,
+            AWS_ENDPOINT_URL=moto.url,
+            AWS_REGION="us-east-1",
+            AWS_ACCESS_KEY_ID="testing",
+            AWS_SECRET_ACCESS_KEY="testing",
+            AWS_EC2_METADATA_DISABLED="true",
+            SFSYNC_SECRET_ID="sfsync-bench",
+            STATE_TABLE="sfsync-bench-state",
+            RECORDS_QUEUE_URL=f"{moto.url}/123456789012/records",
+            DELIVERY_QUEUE_URL=f"{moto.url}/123456789012/delivery",
+            DEAD_LETTER_QUEUE_URL=f"{moto.url}/123456789012/dead-letters",
+            AWS_LAMBDA_FUNCTION_NAME="sfsync-bench",
+            AWS_LAMBDA_FUNCTION_MEMORY_SIZE="512",
+            AWS_LAMBDA_FUNCTION_VERSION="$LATEST",
+        )
+        env.pop("RUST_LOG", None)
+        command = [str(EXAMPLES / "bench-coldstart"), "--runs", str(runs),
+                   "--secret-id", "sfsync-bench", "--secret-file", str(directory / "secret.json")]
+        command += [f"{label}={path}" for label, path in stripped.items()]
+        proc = subprocess.run(NICE + command, env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True)
+    if proc.returncode != 0:
+        raise RuntimeError(f"bench-coldstart failed: {proc.stderr}")
+    out = {}
+    for line in proc.stdout.splitlines():
+        r = json.loads(line)
+        r["size_bytes_as_built"] = binaries[r["label"]].stat().st_size
+        out[r["label"]] = r
+    base, base_secret = out["hello-world"]["median_ms"], out["hello-world + secret"]["median_ms"]
+    for label in ["sfsync-extract", "sfsync-map", "sfsync-deliver"]:
+        out[label]["over_hello"] = round(out[label]["median_ms"] / base, 2)
+        out[label]["over_hello_secret"] = round(out[label]["median_ms"] / base_secret, 2)
+    for label, r in out.items():
+        log(f"  {label:<22} median {r['median_ms']:7.2f} ms  (min {r['min_ms']:.2f}, "
+            f"max {r['max_ms']:.2f})  RSS {r['peak_rss_kib_median'] / 1024:.1f} MiB  "
+            f"size {r['size_bytes'] / 1e6:.1f} MB stripped, {r['size_bytes_as_built'] / 1e6:.1f} MB as built")
+    results["coldstart"] = out
+
+
+def summary(results):
+    """A Markdown summary of whatever ran."""
+    lines = [f"## Figures ({results['date']})", ""]
+    if "local" in results:
+        lines += ["| local end to end | records | s | records/s | peak RSS MiB | SF API calls | dest. requests (min) |",
+                  "|---|---|---|---|---|---|---|"]
+        for dest, f in results["local"].items():
+            minimum = f.get("destination_minimum_requests", "")
+            lines.append(f"| → {dest} | {f['records']:,} | {f['seconds']} | {f['records_per_s']:,} | "
+                         f"{f['peak_rss_mib']} | {f['salesforce_api_calls']} | "
+                         f"{f['destination_requests']} ({minimum}) |")
+        lines.append("")
+    if "memory" in results:
+        m = results["memory"]
+        lines += ["| memory (file destination) | 100,000 contacts | 1,000,000 contacts | ratio |", "|---|---|---|---|"]
+        for api in ["auto", "rest"]:
+            a, b = m[f"{CONTACTS}/{api}"], m[f"{BIG_CONTACTS}/{api}"]
+            lines.append(f"| api {api} | {a['peak_rss_mib']} MiB ({a['records']:,} rec, {a['records_per_s']:,}/s) | "
+                         f"{b['peak_rss_mib']} MiB ({b['records']:,} rec, {b['records_per_s']:,}/s) | {m[f'ratio/{api}']} |")
+        lines.append("")
+    if "python" in results:
+        p = results["python"]
+        lines += ["| side by side (contacts → receiver) | records | s | records/s | peak RSS MiB |", "|---|---|---|---|---|"]
+        for who in ["sfsync", "python"]:
+            f = p[who]
+            lines.append(f"| {who} | {f['records']:,} | {f['seconds']} | {f['records_per_s']:,} | {f['peak_rss_mib']} |")
+        lines += [f"| **ratio** | | | **{p['ratio']}×** | |", ""]
+    if "economy" in results:
+        runs = results["economy"]["runs"]
+        on, off = runs.get("Shipped", {}), runs.get("Uncompressed", {})
+        lines += ["| AWS economy | compression on | compression off |", "|---|---|---|"]
+        for key in ["records", "salesforce_api_calls_per_10k", "salesforce_query_calls_per_10k",
+                    "sqs_billed_per_10k", "sqs_billed_per_million", "naive_sqs_billed_per_million",
+                    "naive_over_ours", "lambda_invocations_per_10k", "naive_lambda_invocations_per_10k",
+                    "destination_requests_per_10k", "destination_over_minimum"]:
+            lines.append(f"| {key} | {on.get(key)} | {off.get(key)} |")
+        lines.append("")
+    if "coldstart" in results:
+        lines += ["| cold start | median ms | × hello | × hello+secret | peak RSS MiB | size MB (stripped / as built) |",
+                  "|---|---|---|---|---|---|"]
+        for label, r in results["coldstart"].items():
+            lines.append(f"| {label} | {r['median_ms']} | {r.get('over_hello', '')} | {r.get('over_hello_secret', '')} | "
+                         f"{r['peak_rss_kib_median'] / 1024:.1f} | {r['size_bytes'] / 1e6:.1f} / {r['size_bytes_as_built'] / 1e6:.1f} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def main():
+    chosen = sys.argv[1:] or ["local", "memory", "python", "economy", "coldstart"]
+    OUT.mkdir(parents=True, exist_ok=True)
+    results_path = OUT / "results.json"
+    results = json.loads(results_path.read_text()) if results_path.exists() else {}
+    results["date"] = date.today().isoformat()
+    results["machine"] = f"{os.cpu_count()} cores, load {os.getloadavg()[0]:.1f} at start"
+    benches = {"local": bench_local, "memory": bench_memory, "python": bench_python,
+               "economy": bench_economy, "coldstart": bench_coldstart}
+    for name in chosen:
+        if name not in benches:
+            sys.exit(f"unknown benchmark {name!r}; choose from {', '.join(benches)}")
+        benches[name](results)
+        results[f"{name}_at"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        results_path.write_text(json.dumps(results, indent=2))
+    print(summary(results))
+
+
+if __name__ == "__main__":
+    main()
