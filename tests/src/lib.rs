@@ -14,6 +14,8 @@ use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
+pub mod local;
+
 pub const REGION: &str = "us-east-1";
 
 /// The workspace root (this crate lives in `tests/`).
@@ -340,6 +342,9 @@ impl Received {
     }
 }
 
+/// The scripted status of a request that gets no answer.
+const HANG: u16 = 0;
+
 /// One scripted answer: status, headers, body.
 type Answer = (u16, Vec<(String, String)>, String);
 
@@ -390,6 +395,12 @@ impl Receiver {
         }
     }
 
+    /// The next request gets no answer at all: the client times out. It is recorded with
+    /// status 0.
+    pub fn hang(&self) {
+        self.script(HANG, &[], "");
+    }
+
     /// Forgets the answers not yet used: 200 from now on.
     pub fn clear_script(&self) {
         if let Ok(mut s) = self.state.lock() {
@@ -424,18 +435,28 @@ async fn record(
     } else {
         body.to_vec()
     };
-    let Ok(mut s) = state.lock() else {
-        return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+    let scripted = {
+        let Ok(mut s) = state.lock() else {
+            return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+        };
+        let scripted = s.script.pop_front();
+        s.received.push(Received {
+            path: uri.path().to_string(),
+            query: uri.query().map(str::to_string),
+            headers,
+            body,
+            at: Instant::now(),
+            status: scripted.as_ref().map_or(200, |(status, _, _)| *status),
+        });
+        scripted
     };
-    let scripted = s.script.pop_front();
-    s.received.push(Received {
-        path: uri.path().to_string(),
-        query: uri.query().map(str::to_string),
-        headers,
-        body,
-        at: Instant::now(),
-        status: scripted.as_ref().map_or(200, |(status, _, _)| *status),
-    });
+    if scripted
+        .as_ref()
+        .is_some_and(|(status, _, _)| *status == HANG)
+    {
+        // Never answers; the task ends when the client gives up and closes the connection.
+        std::future::pending::<()>().await;
+    }
     match scripted {
         Some((status, hdrs, body)) => {
             let mut response =

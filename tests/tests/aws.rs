@@ -687,3 +687,70 @@ async fn extraction_stops_safely_before_the_deadline_and_the_next_invocation_con
         want.difference(&got).count()
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_interrupted_replay_is_continued_by_the_next_run() {
+    let w = world(1200, 3).await;
+    let first = w
+        .extract(json!({"syncs": ["contacts"]}))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        first.reports[0].status,
+        sfsync_pipeline::report::RunStatus::Complete
+    );
+    let done = w
+        .store
+        .checkpoint("contacts")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .unwrap_or_else(|| panic!("no checkpoint"));
+
+    // A replay (`full`) stopped by the deadline part-way...
+    w.sim.set_faults(Faults {
+        latency: Some(Duration::from_millis(60)),
+        ..Faults::default()
+    });
+    let state = ExtractState::new(&w.sdk, &w.env)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let input: ExtractInput = serde_json::from_value(json!({"syncs": ["contacts"], "full": true}))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let deadline = std::time::Instant::now() + Duration::from_secs(30) + Duration::from_millis(600);
+    let replay = sfsync_extract::handle(&state, input, "req-replay", Some(deadline))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        replay.reports[0].status,
+        sfsync_pipeline::report::RunStatus::Partial,
+        "{}",
+        replay.reports[0]
+    );
+    let replayed = replay.reports[0].counts.extracted;
+    // ...leaves the checkpoint where the replay got to, not at the old position...
+    let mid = w
+        .store
+        .checkpoint("contacts")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .unwrap_or_else(|| panic!("no checkpoint"));
+    assert!(
+        mid.cursor < done.cursor,
+        "the replay's progress is recorded"
+    );
+    // ...so the next scheduled run carries on with the rest of the replay.
+    w.sim.set_faults(Faults::default());
+    let next = w
+        .extract(json!({"syncs": ["contacts"]}))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        next.reports[0].status,
+        sfsync_pipeline::report::RunStatus::Complete
+    );
+    assert!(
+        replayed + next.reports[0].counts.extracted >= 1200,
+        "replay {replayed} + continuation {} cover every record",
+        next.reports[0].counts.extracted
+    );
+}

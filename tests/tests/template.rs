@@ -539,6 +539,7 @@ fn every_binary_is_a_workspace_bin_built_from_the_workspace_root() {
 // ---------------------------------------------------------------------------------------
 
 const DEFAULT_RETENTION: u64 = 345_600;
+const MAX_MESSAGE_SIZE: u64 = 1_048_576;
 
 fn check_redrive(t: &Value) -> Vec<String> {
     let mut problems = Vec::new();
@@ -580,6 +581,17 @@ fn check_redrive(t: &Value) -> Vec<String> {
                 "{queue}: RedrivePolicy.maxReceiveCount must be at least 1"
             ));
         }
+        // The config's [pipeline] max_message_bytes goes up to 1 MiB, and a DLQ must take
+        // every message its source can hold.
+        let max_size =
+            |id: &str| as_u64(t["Resources"][id]["Properties"].get("MaximumMessageSize"));
+        for id in [queue.as_str(), dlq.as_str()] {
+            if max_size(id) != Some(MAX_MESSAGE_SIZE) {
+                problems.push(format!(
+                    "{id}: MaximumMessageSize must be {MAX_MESSAGE_SIZE} (1 MiB bodies)"
+                ));
+            }
+        }
         // A message keeps its first enqueue time in the DLQ: the DLQ must keep it longer.
         let retention = |id: &str| {
             as_u64(t["Resources"][id]["Properties"].get("MessageRetentionPeriod"))
@@ -618,6 +630,16 @@ fn every_source_queue_redrives_to_a_dead_letter_queue() {
             "redrive",
             check_redrive(&broken),
             "must keep messages longer",
+        );
+
+        let broken = without(
+            &t,
+            &format!("/Resources/{dlq}/Properties/MaximumMessageSize"),
+        );
+        assert_reports(
+            "redrive",
+            check_redrive(&broken),
+            &format!("{dlq}: MaximumMessageSize"),
         );
     }
 }

@@ -21,6 +21,7 @@ use sfsync_pipeline::queue::{Queue, SqsQueue};
 use sfsync_pipeline::report::RunCounts;
 use sfsync_pipeline::state::StateStore;
 use sfsync_pipeline::state::dynamo::DynamoStore;
+use tracing::Instrument;
 
 pub struct DeliverState {
     pub config: Arc<Config>,
@@ -99,20 +100,28 @@ pub async fn handle(
         let Some(id) = message.message_id.clone().filter(|id| !id.is_empty()) else {
             return Err(DeliverFailure::NoMessageId);
         };
+        // Instrumented, not entered: a span entered across an await would be attributed to
+        // whatever else the runtime polls on this thread meanwhile.
         let span = tracing::info_span!("deliver", message_id = %id);
-        let _enter = span.enter();
         let budget = aws::budget_until(deadline, Duration::from_secs(10), state.max_budget);
-        match handle_one(state, &message, budget).await {
-            Ok(()) => {}
-            Err(Failed { reason, visibility }) => {
-                tracing::warn!(reason = %reason, "message left on the queue");
-                if let (Some(after), Some(receipt)) =
-                    (visibility, message.receipt_handle.as_deref())
-                {
-                    set_visibility(state, receipt, after).await;
+        let outcome = async {
+            match handle_one(state, &message, budget).await {
+                Ok(()) => true,
+                Err(Failed { reason, visibility }) => {
+                    tracing::warn!(reason = %reason, "message left on the queue");
+                    if let (Some(after), Some(receipt)) =
+                        (visibility, message.receipt_handle.as_deref())
+                    {
+                        set_visibility(state, receipt, after).await;
+                    }
+                    false
                 }
-                response.add_failure(id);
             }
+        }
+        .instrument(span)
+        .await;
+        if !outcome {
+            response.add_failure(id);
         }
     }
     Ok(response)

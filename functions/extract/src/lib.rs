@@ -14,6 +14,7 @@ use sfsync_pipeline::queue::SqsQueue;
 use sfsync_pipeline::report::{RunReport, RunStatus, new_run_id};
 use sfsync_pipeline::state::dynamo::DynamoStore;
 use sfsync_salesforce::{Client, ClientConfig};
+use tracing::Instrument;
 
 /// Clients and config, built once per cold start and borrowed by every invocation.
 pub struct ExtractState {
@@ -129,8 +130,8 @@ pub async fn handle(
     let mut failed = Vec::new();
     for sync in syncs {
         let span = tracing::info_span!("extract", run_id = %run_id, sync = %sync.name);
-        let _enter = span.enter();
-        match extract_sync(
+        // Instrumented while it awaits; entered only for the synchronous rest of the turn.
+        let result = extract_sync(
             &state.client,
             sync,
             &state.queue,
@@ -139,8 +140,10 @@ pub async fn handle(
             started_at,
             &settings,
         )
-        .await
-        {
+        .instrument(span.clone())
+        .await;
+        let _enter = span.enter();
+        match result {
             Ok(report) => {
                 tracing::info!(
                     status = %report.status,

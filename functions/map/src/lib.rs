@@ -12,6 +12,7 @@ use sfsync_pipeline::message::{RecordsMessage, decode};
 use sfsync_pipeline::queue::{Queue, SqsQueue};
 use sfsync_pipeline::state::StateStore;
 use sfsync_pipeline::state::dynamo::DynamoStore;
+use tracing::Instrument;
 
 pub struct MapState {
     pub config: Arc<Config>,
@@ -54,10 +55,11 @@ pub async fn handle(state: &MapState, event: SqsEvent) -> Result<SqsBatchRespons
             // Reporting an empty identifier would fail the batch anyway; say why.
             return Err(MapFailure::NoMessageId);
         };
+        // Instrumented, not entered: a span entered across an await would be attributed to
+        // whatever else the runtime polls on this thread meanwhile.
         let span = tracing::info_span!("map", message_id = %id);
-        let _enter = span.enter();
-        if let Err(e) = handle_one(state, &message).await {
-            tracing::error!(error = %e, "message not mapped; it will be retried");
+        if let Err(e) = handle_one(state, &message).instrument(span.clone()).await {
+            span.in_scope(|| tracing::error!(error = %e, "message not mapped; it will be retried"));
             response.add_failure(id);
         }
     }

@@ -11,8 +11,9 @@ async fn main() -> Result<(), Error> {
         .without_time()
         .init();
     let sdk = sfsync_pipeline::aws::sdk_config().await;
-    let env = sfsync_pipeline::aws::FunctionEnv::from_env()?;
-    let state = MapState::new(&sdk, &env).await?;
+    let env =
+        sfsync_pipeline::aws::exit_on_setup_error(sfsync_pipeline::aws::FunctionEnv::from_env());
+    let state = sfsync_pipeline::aws::exit_on_setup_error(MapState::new(&sdk, &env).await);
     let state = &state;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| async move {
         Ok::<_, Error>(handle(state, event.payload).await?)

@@ -137,3 +137,16 @@ impl FunctionEnv {
         value.clone().ok_or(SetupError::MissingEnv(name))
     }
 }
+
+/// Ends a cold start that cannot work (missing variable, unreadable secret, invalid config)
+/// with the error's own message on stderr — which Lambda logs — rather than its debug form.
+pub fn exit_on_setup_error<T>(result: Result<T, SetupError>) -> T {
+    match result {
+        Ok(value) => value,
+        Err(e) => {
+            tracing::error!(error = %e, "cold start failed");
+            eprintln!("sfsync: cold start failed: {e}");
+            std::process::exit(1);
+        }
+    }
+}

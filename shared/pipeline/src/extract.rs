@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 use sfsync_mapping::SyncConfig;
 use sfsync_salesforce::{Client, Cursor, Window};
+use tracing::Instrument;
 
 use crate::message::Packer;
 use crate::queue::Queue;
@@ -62,8 +63,24 @@ pub enum ExtractError {
 const DELETED_REACH: chrono::Duration = chrono::Duration::days(15);
 
 /// Extracts one sync. The returned report says how it ended; `Err` only when the run could
-/// not start (lease held, state store unreachable).
+/// not start (lease held, state store unreachable). Everything it logs (the Salesforce
+/// client's lines included) carries `run_id` and `sync` from its span.
 pub async fn extract_sync<Q: Queue, S: StateStore>(
+    client: &Client,
+    sync: &SyncConfig,
+    queue: &Q,
+    store: &S,
+    run_id: &str,
+    started_at: DateTime<Utc>,
+    settings: &ExtractSettings,
+) -> Result<RunReport, ExtractError> {
+    let span = tracing::info_span!("extract_sync", run_id = %run_id, sync = %sync.name);
+    extract_sync_in_span(client, sync, queue, store, run_id, started_at, settings)
+        .instrument(span)
+        .await
+}
+
+async fn extract_sync_in_span<Q: Queue, S: StateStore>(
     client: &Client,
     sync: &SyncConfig,
     queue: &Q,
@@ -85,6 +102,7 @@ pub async fn extract_sync<Q: Queue, S: StateStore>(
     let mut report = RunReport::new(run_id, &sync.name, started_at);
     let result = run(client, sync, queue, store, settings, &mut report).await;
     if let Err(e) = result {
+        tracing::error!(error = %e, "run failed; the checkpoint stays after the last enqueued page");
         report.status = RunStatus::Failed;
         report.error = Some(e);
     }
@@ -136,7 +154,13 @@ async fn run<Q: Queue, S: StateStore>(
             where_clause: sync.where_clause.clone(),
         },
     );
-    let mut cursor = previous.as_ref().map(|c| c.cursor.clone());
+    // A replay (`full`) records its own progress from the start, moving the checkpoint back:
+    // if it stops at the deadline, the next scheduled run continues the replay instead of
+    // silently returning to the old position.
+    let mut cursor = match settings.full {
+        true => None,
+        false => previous.as_ref().map(|c| c.cursor.clone()),
+    };
     let mut finished = false;
     let outcome: Result<(), String> = loop {
         if settings.time_is_short() {
@@ -221,28 +245,56 @@ async fn enqueue<Q: Queue>(
     if records.is_empty() {
         return Ok(());
     }
-    let mut packer = Packer::new(
-        Packer::records_prefix(&report.run_id, sync),
-        settings.max_body_bytes,
-        settings.compress,
-    );
-    for record in records {
-        if let Err(e) = packer.push(record) {
-            // A record that cannot fit any message is reported, never silently dropped:
-            // the run fails and the checkpoint stays before it.
-            let id = record
-                .get("Id")
-                .and_then(|v| v.as_str())
-                .unwrap_or("(no Id)");
-            return Err(format!("record {id} cannot be enqueued: {e}"));
+    let prefix = Packer::records_prefix(&report.run_id, sync);
+    let mut packer = Packer::new(prefix.clone(), settings.max_body_bytes, settings.compress);
+    let packed = records
+        .iter()
+        .try_for_each(|record| packer.push(record))
+        .and_then(|()| packer.finish());
+    let bodies = match packed {
+        Ok(bodies) => bodies,
+        Err(e) => {
+            // A record that cannot fit any message is reported, never silently dropped: the
+            // run fails and the checkpoint stays before it. When compressing, the packer only
+            // notices while closing a body (at a later record, or at the end), so the record
+            // is found by packing each one alone.
+            return Err(match too_large(records, &prefix, settings) {
+                Some((record, e)) => {
+                    let id = record
+                        .get("Id")
+                        .and_then(|v| v.as_str())
+                        .unwrap_or("(no Id)");
+                    format!("record {id} cannot be enqueued: {e}")
+                }
+                None => format!("records cannot be enqueued: {e}"),
+            });
         }
-    }
-    let bodies = packer.finish().map_err(|e| e.to_string())?;
+    };
     report.counts.messages += bodies.len() as u64;
     queue
         .send(bodies.into_iter().map(|b| b.body).collect(), None)
         .await
         .map_err(|e| e.to_string())
+}
+
+/// The first record that cannot fit a message even alone, and why.
+fn too_large<'r>(
+    records: &'r [serde_json::Value],
+    prefix: &str,
+    settings: &ExtractSettings,
+) -> Option<(&'r serde_json::Value, crate::message::MessageError)> {
+    records.iter().find_map(|record| {
+        let mut alone = Packer::new(
+            prefix.to_string(),
+            settings.max_body_bytes,
+            settings.compress,
+        );
+        alone
+            .push(record)
+            .and_then(|()| alone.finish())
+            .err()
+            .map(|e| (record, e))
+    })
 }
 
 async fn save<S: StateStore>(

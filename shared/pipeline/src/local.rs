@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use sfsync_destinations::Destination;
 use sfsync_mapping::Config;
+use tracing::Instrument;
 
 use crate::deliver::{MAX_ATTEMPTS, deliver_message};
 use crate::map::map_message;
@@ -118,6 +119,15 @@ impl<S: StateStore> InlineQueue<S> {
         }
         if let Some(file) = guard.as_mut() {
             for letter in dead {
+                // Debug only: the run's summary names the file, and a rejected batch must
+                // not flood a terminal with one line per call.
+                tracing::debug!(
+                    destination = %letter.destination,
+                    record_id = %letter.call.source().record_id,
+                    message_id = %letter.call.message_id,
+                    reason = %letter.reason,
+                    "call dead-lettered"
+                );
                 let line = serde_json::to_string(letter)
                     .map_err(|e| QueueError::Downstream(e.to_string()))?;
                 writeln!(file, "{line}").map_err(io)?;
@@ -176,6 +186,11 @@ impl<S: StateStore> InlineQueue<S> {
     async fn process(&self, body: &str) -> Result<(), QueueError> {
         let records: RecordsMessage =
             decode(body).map_err(|e| QueueError::Downstream(e.to_string()))?;
+        let span = tracing::info_span!("map", run_id = %records.run_id, sync = %records.sync);
+        self.map_and_deliver(records).instrument(span).await
+    }
+
+    async fn map_and_deliver(&self, records: RecordsMessage) -> Result<(), QueueError> {
         let sync = records.sync.clone();
         let run_id = records.run_id.clone();
         (self.progress)(Progress::Extracted {
@@ -195,7 +210,15 @@ impl<S: StateStore> InlineQueue<S> {
             for body in bodies {
                 let message: CallsMessage =
                     decode(&body).map_err(|e| QueueError::Downstream(e.to_string()))?;
-                let delivered = self.deliver_all(destination, message, &sync).await?;
+                let span = tracing::info_span!(
+                    "deliver",
+                    destination = %name,
+                    calls = message.calls.len()
+                );
+                let delivered = self
+                    .deliver_all(destination, message, &sync)
+                    .instrument(span)
+                    .await?;
                 counts.add(&delivered);
             }
         }

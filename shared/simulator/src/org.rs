@@ -117,6 +117,15 @@ pub fn default_anchor() -> DateTime<Utc> {
 }
 
 /// An in-memory Salesforce org: tables per sObject, describe metadata and a clock.
+///
+/// The clock starts at the spec's anchor (generated rows are all older). Each mutating
+/// call (`insert`, `update`, `soft_delete`, `hard_delete`, `touch_random`) is one
+/// transaction: it first advances the clock by one second, then stamps the rows with the
+/// new `now()`, so a change is always newer than anything before it. `advance_clock`
+/// moves it further; `insert_late` stamps the past without moving it.
+///
+/// Real-Salesforce differences callers must expect: `User` has no `IsDeleted` (and no
+/// `OwnerId`); `CampaignMember` deletes are always hard.
 #[derive(Debug, Clone)]
 pub struct Org {
     pub(crate) schema: Arc<Schema>,
@@ -299,7 +308,10 @@ impl Org {
     }
 
     /// Updates fields of a live or soft-deleted row and bumps SystemModstamp and
-    /// LastModifiedDate to the (advanced) clock. False if the row does not exist.
+    /// LastModifiedDate to the (advanced) clock. False if the object or row does not exist.
+    ///
+    /// # Panics
+    /// On an unknown field or a value of the wrong JSON type, as [`Org::insert`].
     pub fn update(&mut self, object: &str, id: &str, fields: Map<String, Value>) -> bool {
         let Some((obj, _)) = self.object(object) else {
             return false;

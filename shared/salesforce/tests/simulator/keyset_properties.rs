@@ -42,13 +42,13 @@ fn case() -> impl Strategy<Value = Case> {
 
 async fn run(case: Case) -> Result<(), TestCaseError> {
     let mut org = Org::empty();
-    let now = org.now();
+    let clock = org.now();
     for (i, pick) in case.rows.iter().enumerate() {
         let offset = *pick.get(&case.offsets_ms);
         org.insert_late(
             "Contact",
             fields(json!({"LastName": format!("Row {i}")})),
-            now - ChronoDuration::milliseconds(offset),
+            clock - ChronoDuration::milliseconds(offset),
         );
     }
     let sim = start(org).await;

@@ -1,0 +1,312 @@
+//! The local pipeline as the end-to-end tests drive it: a simulated org, a recording
+//! destination, a resolved config and a state directory, and the checks every fault test
+//! makes — nothing lost, duplicates bounded, the checkpoint never ahead of what arrived.
+
+use std::collections::HashSet;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use sfsync_destinations::Destination;
+use sfsync_mapping::secrets::SecretMap;
+use sfsync_mapping::{Config, map_record};
+use sfsync_pipeline::extract::{ExtractSettings, extract_sync};
+use sfsync_pipeline::local::{
+    InlineQueue, LOCAL_MAX_BODY_BYTES, LocalError, LocalOutcome, LocalRun, ProgressFn, run_local,
+};
+use sfsync_pipeline::message::DeadLetter;
+use sfsync_pipeline::report::{RunReport, new_run_id};
+use sfsync_pipeline::state::file::FileStore;
+use sfsync_pipeline::state::{Checkpoint, StateStore};
+use sfsync_salesforce::Cursor;
+use sfsync_simulator::{Credentials, Faults, Org, OrgSpec, Simulator, SimulatorHandle};
+
+use crate::Receiver;
+
+/// The Segment write key of [`CONFIG`]: it must never appear in a log line.
+pub const SEGMENT_WRITE_KEY: &str = "seg-write-key-8c41d0e2";
+/// Customer.io Track credentials (for configs that add such a destination).
+pub const CIO_SITE_ID: &str = "cio-site-3f2a";
+pub const CIO_API_KEY: &str = "cio-api-key-77b9e1";
+
+/// Two syncs (people and objects) to a Segment destination at the receiver.
+pub const CONFIG: &str = r#"
+[salesforce]
+login_url = "${secret:sf_url}"
+auth = "client_credentials"
+client_id = "${secret:sf_client_id}"
+client_secret = "${secret:sf_client_secret}"
+page_size = 200
+lookback_seconds = 300
+
+[[syncs]]
+name = "contacts"
+object = "Contact"
+kind = "people"
+user_id = "Id"
+fields = ["Email", "FirstName", "LastName", "Description", "Account.Name"]
+
+[[syncs]]
+name = "accounts"
+object = "Account"
+kind = "objects"
+group_id = "Id"
+object_type_id = "1"
+fields = ["Name", "Industry"]
+
+[[destinations]]
+name = "seg"
+type = "segment"
+endpoint = "${secret:receiver_url}"
+write_key = "${secret:seg_key}"
+"#;
+
+/// An org of `contacts` contacts and 30 accounts (few of everything else), stamped in the
+/// last minutes so that incremental runs with look-back behave as they would in production.
+pub fn org(contacts: usize) -> Org {
+    Org::generate(&OrgSpec {
+        contacts,
+        accounts: 30,
+        tie_block: 150,
+        anchor: chrono::Utc::now() - chrono::Duration::seconds(120),
+        ..OrgSpec::tiny()
+    })
+}
+
+/// A simulated org, a recording destination and a state directory.
+pub struct Local {
+    pub dir: tempfile::TempDir,
+    /// Shared, so that a progress callback can change the faults mid-run.
+    pub sim: Arc<SimulatorHandle>,
+    pub receiver: Receiver,
+    /// Resolved: no `${…}` left.
+    pub config: Config,
+}
+
+impl Local {
+    /// `text` may use `${secret:sf_url}`, `sf_client_id`, `sf_client_secret`,
+    /// `receiver_url`, `seg_key`, `cio_site_id` and `cio_api_key`.
+    pub async fn start(text: &str, org: Org, faults: Faults) -> Local {
+        let creds = Credentials::demo();
+        let sim = Simulator::start(org, creds.clone(), faults)
+            .await
+            .unwrap_or_else(|e| panic!("simulator: {e}"));
+        let receiver = Receiver::start().await;
+        let secrets = SecretMap::from_json(
+            &json!({
+                "sf_url": sim.url(),
+                "sf_client_id": creds.client_id,
+                "sf_client_secret": creds.client_secret,
+                "receiver_url": receiver.url,
+                "seg_key": SEGMENT_WRITE_KEY,
+                "cio_site_id": CIO_SITE_ID,
+                "cio_api_key": CIO_API_KEY,
+            })
+            .to_string(),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let config = Config::parse(text)
+            .and_then(|c| c.resolve_references(text, &secrets))
+            .unwrap_or_else(|e| panic!("{e}"));
+        Local {
+            dir: tempfile::tempdir().unwrap_or_else(|e| panic!("{e}")),
+            sim: Arc::new(sim),
+            receiver,
+            config,
+        }
+    }
+
+    pub fn state_dir(&self) -> PathBuf {
+        self.dir.path().join("state")
+    }
+
+    pub fn store(&self) -> FileStore {
+        FileStore::new(self.state_dir()).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// One `sfsync sync`: `run_local` with every sync.
+    pub async fn run(&self) -> Result<LocalOutcome, LocalError> {
+        run_local(
+            self.config.clone(),
+            LocalRun {
+                state_dir: self.state_dir(),
+                syncs: Vec::new(),
+                full: false,
+                budget: Duration::from_secs(20),
+            },
+            Arc::new(|_| {}),
+        )
+        .await
+    }
+
+    /// The same stages as [`Local::run`] (`extract_sync` into an `InlineQueue` over file
+    /// state), wired by hand so that the retry backoff of the Salesforce client and of the
+    /// destinations can be shortened: a test of 5xx storms then takes milliseconds, while
+    /// every `Retry-After` a destination sends is still honoured in full. `progress` sees
+    /// what `run_local`'s would. Returns the stored reports of the run.
+    pub async fn run_with_backoff(
+        &self,
+        backoff: Duration,
+        progress: ProgressFn,
+    ) -> Vec<RunReport> {
+        let config = Arc::new(self.config.clone());
+        let mut client_config = sfsync_salesforce::ClientConfig::from_config(&config.salesforce)
+            .unwrap_or_else(|e| panic!("{e}"));
+        client_config.retry_base = backoff;
+        client_config.retry_max_delay = backoff * 8;
+        let client =
+            sfsync_salesforce::Client::new(client_config).unwrap_or_else(|e| panic!("{e}"));
+        let http = sfsync_destinations::http_client().unwrap_or_else(|e| panic!("{e}"));
+        let names = sfsync_destinations::object_names(&config);
+        let destinations = config
+            .destinations
+            .iter()
+            .map(|d| {
+                let mut built = Destination::with_object_names(d, http.clone(), &names)
+                    .unwrap_or_else(|e| panic!("{e}"));
+                built.set_backoff(backoff, backoff * 8);
+                Arc::new(built)
+            })
+            .collect();
+        let store = self.store();
+        let queue = InlineQueue::new(
+            config.clone(),
+            destinations,
+            store.clone(),
+            self.dead_letter_path(),
+            progress,
+        )
+        .with_budget(Duration::from_secs(20));
+        let started_at = chrono::Utc::now();
+        let run_id = new_run_id(started_at);
+        let mut settings = ExtractSettings::new(format!("test:{}", std::process::id()));
+        settings.lookback = Duration::from_secs(config.salesforce.lookback_seconds);
+        settings.compress = false;
+        settings.max_body_bytes = LOCAL_MAX_BODY_BYTES;
+        for sync in &config.syncs {
+            extract_sync(
+                &client, sync, &queue, &store, &run_id, started_at, &settings,
+            )
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        }
+        store
+            .runs(usize::MAX)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+            .into_iter()
+            .filter(|r| r.run_id == run_id)
+            .collect()
+    }
+
+    pub fn dead_letter_path(&self) -> PathBuf {
+        self.state_dir().join("dead-letters.jsonl")
+    }
+
+    pub fn dead_letters(&self) -> Vec<DeadLetter> {
+        std::fs::read_to_string(self.dead_letter_path())
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+            .collect()
+    }
+
+    /// Every call the Segment destination accepted (answered 2xx), in arrival order.
+    pub fn delivered(&self) -> Vec<Value> {
+        self.receiver
+            .received()
+            .iter()
+            .filter(|r| (200..300).contains(&r.status) && r.path.ends_with("/v1/batch"))
+            .flat_map(|r| r.json()["batch"].as_array().cloned().unwrap_or_default())
+            .collect()
+    }
+
+    /// The message ids of the delivered calls, in arrival order (repeats included).
+    pub fn delivered_ids(&self) -> Vec<String> {
+        message_ids(&self.delivered())
+    }
+
+    /// The message ids the org's current live records must produce for a sync.
+    pub fn expected(&self, sync: &str) -> HashSet<String> {
+        let sync = self
+            .config
+            .sync(sync)
+            .cloned()
+            .unwrap_or_else(|| panic!("no sync {sync}"));
+        let org = self.sim.org();
+        let org = org.lock().unwrap_or_else(|e| panic!("{e}"));
+        org.records(&sync.object)
+            .into_iter()
+            .filter_map(|r| map_record(&sync, r).ok())
+            .map(|c| c.message_id)
+            .collect()
+    }
+
+    /// Every sync's expected message ids.
+    pub fn expected_all(&self) -> HashSet<String> {
+        self.config
+            .syncs
+            .iter()
+            .flat_map(|s| self.expected(&s.name))
+            .collect()
+    }
+
+    pub async fn checkpoint(&self, sync: &str) -> Option<Checkpoint> {
+        self.store()
+            .checkpoint(sync)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// The checkpoint is never ahead of what arrived: every record at or before it was
+    /// delivered or dead-lettered (with its reason). Returns how many records it covers.
+    pub async fn assert_checkpoint_covered(&self, sync: &str) -> usize {
+        let Some(checkpoint) = self.checkpoint(sync).await else {
+            return 0;
+        };
+        let sync = self
+            .config
+            .sync(sync)
+            .cloned()
+            .unwrap_or_else(|| panic!("no sync {sync}"));
+        let handled: HashSet<String> = self
+            .delivered_ids()
+            .into_iter()
+            .chain(self.dead_letters().into_iter().map(|d| d.call.message_id))
+            .collect();
+        let org = self.sim.org();
+        let org = org.lock().unwrap_or_else(|e| panic!("{e}"));
+        let mut covered = 0;
+        for record in org.records(&sync.object) {
+            let cursor = Cursor::of_record(&record).unwrap_or_else(|e| panic!("{e}"));
+            if cursor > checkpoint.cursor {
+                continue;
+            }
+            covered += 1;
+            if let Ok(call) = map_record(&sync, record) {
+                assert!(
+                    handled.contains(&call.message_id),
+                    "sync {}: the checkpoint {:?} passed record {} ({:?}), which never arrived",
+                    sync.name,
+                    checkpoint.cursor,
+                    call.context.sfsync.record_id,
+                    cursor
+                );
+            }
+        }
+        covered
+    }
+}
+
+pub fn message_ids(calls: &[Value]) -> Vec<String> {
+    calls
+        .iter()
+        .filter_map(|c| c["messageId"].as_str().map(str::to_string))
+        .collect()
+}
+
+/// How many entries repeat an earlier one.
+pub fn repeats(ids: &[String]) -> usize {
+    ids.len() - ids.iter().collect::<HashSet<_>>().len()
+}
