@@ -10,8 +10,8 @@
 //! receives that find a queue drained are left out: an idle poller costs the same for any
 //! design).
 //!
-//! Two runs over the same org: messages as shipped (gzip+base64 bodies, the real extract
-//! and map handlers), and the same stage functions with compression off. The naive design
+//! Two runs of the same handlers over the same org: messages as shipped (gzip+base64
+//! bodies, the default) and with `[pipeline] compress = false`. The naive design
 //! (one record or call per message, batches of 10 for send, receive and delete) is computed
 //! from the sizes of the very records and calls that flowed.
 //!
@@ -24,7 +24,7 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use anyhow::{Context, Result, anyhow};
 use aws_lambda_events::event::sqs::SqsEvent;
@@ -38,12 +38,7 @@ use sfsync_e2e::{REGION, Receiver, moto_url, queue_with_dlq, state_table, unique
 use sfsync_extract::{ExtractInput, ExtractState};
 use sfsync_map::MapState;
 use sfsync_pipeline::aws::FunctionEnv;
-use sfsync_pipeline::extract::{ExtractSettings, extract_sync};
-use sfsync_pipeline::map::map_message;
-use sfsync_pipeline::message::{CallsMessage, DEFAULT_MAX_BODY_BYTES, RecordsMessage, decode};
-use sfsync_pipeline::queue::Queue;
-use sfsync_pipeline::report::new_run_id;
-use sfsync_pipeline::state::StateStore;
+use sfsync_pipeline::message::{CallsMessage, RecordsMessage, decode};
 use sfsync_simulator::{Credentials, Faults, Org, OrgSpec, Simulator};
 
 /// SQS bills each 64 KiB chunk of a payload as one request.
@@ -241,7 +236,7 @@ async fn forward(
 enum Mode {
     /// The shipped handlers: gzip+base64 message bodies.
     Shipped,
-    /// The same stage functions with message compression off.
+    /// The same handlers with `[pipeline] compress = false`.
     Uncompressed,
 }
 
@@ -298,7 +293,10 @@ async fn run(
         "sf_client_secret": creds.client_secret,
         "receiver_url": receiver.url,
         "seg_key": "bench-write-key",
-        "sfsync_config": CONFIG,
+        "sfsync_config": match mode {
+            Mode::Shipped => CONFIG.to_string(),
+            Mode::Uncompressed => format!("{CONFIG}\n[pipeline]\ncompress = false\n"),
+        },
     });
     aws_sdk_secretsmanager::Client::new(sdk)
         .create_secret()
@@ -320,38 +318,13 @@ async fn run(
 
     // Extract: one scheduled invocation.
     let extract = ExtractState::new(sdk, &env).await?;
-    let records: u64 = match mode {
-        Mode::Shipped => {
-            let out = sfsync_extract::handle(&extract, ExtractInput::default(), "bench", None)
-                .await
-                .map_err(|e| anyhow!("extract: {e}"))?;
-            out.reports.iter().map(|r| r.counts.extracted).sum()
-        }
-        Mode::Uncompressed => {
-            // What `sfsync_extract::handle` does, with `compress = false`.
-            let started_at = chrono::Utc::now();
-            let run_id = new_run_id(started_at);
-            let mut settings = ExtractSettings::new("lambda:bench");
-            settings.compress = false;
-            settings.lookback = Duration::from_secs(extract.config.salesforce.lookback_seconds);
-            let mut total = 0;
-            for sync in &extract.config.syncs {
-                let report = extract_sync(
-                    &extract.client,
-                    sync,
-                    &extract.queue,
-                    &extract.store,
-                    &run_id,
-                    started_at,
-                    &settings,
-                )
-                .await
-                .map_err(|e| anyhow!("extract: {e}"))?;
-                total += report.counts.extracted;
-            }
-            total
-        }
-    };
+    let records: u64 = sfsync_extract::handle(&extract, ExtractInput::default(), "bench", None)
+        .await
+        .map_err(|e| anyhow!("extract: {e}"))?
+        .reports
+        .iter()
+        .map(|r| r.counts.extracted)
+        .sum();
 
     // Map: one invocation per receive of ≤ 10 messages, as the event source mapping does.
     let mut flow = Flow::default();
@@ -370,15 +343,12 @@ async fn run(
                 flow.record_sizes.push(serde_json::to_vec(r)?.len());
             }
         }
-        let failed: Vec<String> = match mode {
-            Mode::Shipped => sfsync_map::handle(&map, event.clone())
-                .await?
-                .batch_item_failures
-                .into_iter()
-                .map(|f| f.item_identifier)
-                .collect(),
-            Mode::Uncompressed => map_uncompressed(&map, &event).await,
-        };
+        let failed: Vec<String> = sfsync_map::handle(&map, event.clone())
+            .await?
+            .batch_item_failures
+            .into_iter()
+            .map(|f| f.item_identifier)
+            .collect();
         if !failed.is_empty() {
             return Err(anyhow!("map failures: {failed:?}"));
         }
@@ -447,29 +417,6 @@ async fn run(
         destination,
         seconds,
     })
-}
-
-/// What `sfsync_map::handle` does for each message, with compression off.
-async fn map_uncompressed(map: &MapState, event: &SqsEvent) -> Vec<String> {
-    let mut failed = Vec::new();
-    for message in &event.records {
-        let id = message.message_id.clone().unwrap_or_default();
-        let result: Result<()> = async {
-            let records: RecordsMessage = decode(message.body.as_deref().unwrap_or_default())?;
-            let (run_id, sync) = (records.run_id.clone(), records.sync.clone());
-            let output = map_message(&map.config, records, DEFAULT_MAX_BODY_BYTES, false)?;
-            for bodies in output.bodies.into_values() {
-                map.delivery_queue.send(bodies, None).await?;
-            }
-            let _ = map.store.add_counts(&run_id, &sync, &output.counts).await;
-            Ok(())
-        }
-        .await;
-        if result.is_err() {
-            failed.push(id);
-        }
-    }
-    failed
 }
 
 /// The event source mapping's acknowledgement: one DeleteMessageBatch per invocation.
