@@ -55,8 +55,19 @@ pub fn moto_url() -> String {
             bin.display()
         );
         let port = free_port();
-        let child = Command::new(&bin)
-            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+        // The server is started by a small Python keeper that stops it when its stdin
+        // closes, i.e. when this test process exits however it exits: a static is never
+        // dropped, so a plain child would outlive every test run.
+        let python = bin.with_file_name("python");
+        let keeper = "import subprocess, sys\n\
+p = subprocess.Popen([sys.argv[1], '-H', '127.0.0.1', '-p', sys.argv[2]], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)\n\
+sys.stdin.read()\n\
+p.kill()\n";
+        let child = Command::new(&python)
+            .args(["-c", keeper])
+            .arg(&bin)
+            .arg(port.to_string())
+            .stdin(Stdio::piped())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
