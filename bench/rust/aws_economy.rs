@@ -19,7 +19,7 @@
 //! bench-aws-economy [--contacts N] [--accounts N] [--relations N]
 //! ```
 //! Needs moto server: `SFSYNC_MOTO_URL`, or `.venv/bin/moto_server` (started for the run).
-//! Prints a JSON line per run and a summary.
+//! Prints a JSON line per run (prefixed `bench-aws-economy `) and a summary on stderr.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -556,7 +556,8 @@ async fn main() -> Result<()> {
     for mode in [Mode::Shipped, Mode::Uncompressed] {
         let run = run(mode, &sim, &proxy, &sdk).await?;
         let s = summary(&run);
-        println!("{s}");
+        // Prefixed: the handlers print CloudWatch metric lines (JSON) to stdout too.
+        println!("bench-aws-economy {s}");
         summaries.push(s);
     }
     let (on, off) = (&summaries[0], &summaries[1]);

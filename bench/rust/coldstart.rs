@@ -9,13 +9,15 @@
 //! (page cache) is discarded.
 //!
 //! ```text
-//! bench-coldstart [--runs N] [--secret-id ID --secret-file FILE] LABEL=PATH…
+//! bench-coldstart [--runs N] [--secret-id ID --secret-file FILE | --instant-secret FILE] LABEL=PATH…
 //! ```
 //!
 //! The environment is passed on to the binaries (set `AWS_ENDPOINT_URL`, `AWS_REGION`,
 //! credentials and the functions' variables before running this). With `--secret-id`, the
 //! JSON object in FILE is first stored as that Secrets Manager secret (created or updated)
-//! at `AWS_ENDPOINT_URL`. One JSON line per binary goes to stdout.
+//! at `AWS_ENDPOINT_URL`. With `--instant-secret`, `AWS_ENDPOINT_URL` points instead at a
+//! stub of this process that answers every request at once with FILE as the `SecretString`:
+//! the init work without an emulator's latency. One JSON line per binary goes to stdout.
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;
@@ -43,6 +45,7 @@ struct Arrival {
 fn main() -> Result<()> {
     let mut runs = 15usize;
     let mut secret: Option<(String, String)> = None;
+    let mut instant: Option<String> = None;
     let mut targets = Vec::new();
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
@@ -56,6 +59,7 @@ fn main() -> Result<()> {
                 };
                 secret = Some((id, file));
             }
+            "--instant-secret" => instant = Some(args.next().context("--instant-secret FILE")?),
             other => {
                 let (label, path) = other
                     .split_once('=')
@@ -75,6 +79,10 @@ fn main() -> Result<()> {
     if let Some((id, file)) = &secret {
         store_secret(id, file)?;
     }
+    let endpoint = match &instant {
+        Some(file) => Some(instant_secrets(file)?),
+        None => None,
+    };
 
     let listener = TcpListener::bind("127.0.0.1:0")?;
     let api = listener.local_addr()?.to_string();
@@ -110,7 +118,7 @@ fn main() -> Result<()> {
 
     for round in 0..=runs {
         for target in targets.iter_mut() {
-            let (millis, rss) = run_once(&target.path, &api, &rx)
+            let (millis, rss) = run_once(&target.path, &api, endpoint.as_deref(), &rx)
                 .with_context(|| format!("{} ({})", target.label, target.path))?;
             if round > 0 {
                 target.millis.push(millis);
@@ -144,7 +152,12 @@ fn main() -> Result<()> {
 }
 
 /// One cold start: (milliseconds from exec to the first `/next`, peak RSS in KiB then).
-fn run_once(path: &str, api: &str, rx: &mpsc::Receiver<Arrival>) -> Result<(f64, u64)> {
+fn run_once(
+    path: &str,
+    api: &str,
+    endpoint: Option<&str>,
+    rx: &mpsc::Receiver<Arrival>,
+) -> Result<(f64, u64)> {
     // Nothing left over from a previous run.
     while rx.try_recv().is_ok() {}
     let mut command = Command::new(path);
@@ -153,6 +166,9 @@ fn run_once(path: &str, api: &str, rx: &mpsc::Receiver<Arrival>) -> Result<(f64,
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped());
+    if let Some(url) = endpoint {
+        command.env("AWS_ENDPOINT_URL", url);
+    }
     for (k, v) in [
         ("AWS_LAMBDA_FUNCTION_NAME", "bench"),
         ("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "128"),
@@ -166,16 +182,28 @@ fn run_once(path: &str, api: &str, rx: &mpsc::Receiver<Arrival>) -> Result<(f64,
     let mut child = command
         .spawn()
         .with_context(|| format!("cannot run {path}"))?;
-    let arrival = rx.recv_timeout(Duration::from_secs(20));
+    // The arrival time is taken by the server thread; this loop only notices a process that
+    // exits instead (a failed cold start) or never calls.
+    let arrival = loop {
+        match rx.recv_timeout(Duration::from_millis(20)) {
+            Ok(a) => break Ok(a),
+            Err(mpsc::RecvTimeoutError::Disconnected) => break Err("the fake Runtime API stopped"),
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                if child.try_wait()?.is_some() {
+                    break Err("the process exited before calling /next");
+                }
+                if started.elapsed() > Duration::from_secs(20) {
+                    break Err("no request within 20 s");
+                }
+            }
+        }
+    };
     let rss = peak_rss_kib(child.id());
     let _ = child.kill();
     let output = child.wait_with_output()?;
     let arrival = match arrival {
         Ok(a) => a,
-        Err(_) => bail!(
-            "no request within 20 s; stderr: {}",
-            String::from_utf8_lossy(&output.stderr)
-        ),
+        Err(why) => bail!("{why}; stderr: {}", String::from_utf8_lossy(&output.stderr)),
     };
     if !arrival
         .line
@@ -213,6 +241,69 @@ fn median(sorted: &[f64]) -> f64 {
 
 fn round3(x: f64) -> f64 {
     (x * 1000.0).round() / 1000.0
+}
+
+/// A Secrets Manager stand-in that answers every request at once (`GetSecretValue` is the
+/// only one the functions make at cold start) with FILE's text as the `SecretString`.
+/// Returns its URL.
+fn instant_secrets(file: &str) -> Result<String> {
+    let text = std::fs::read_to_string(file).with_context(|| format!("cannot read {file}"))?;
+    let body = json!({
+        "ARN": "arn:aws:secretsmanager:us-east-1:123456789012:secret:sfsync-bench-AbCdEf",
+        "Name": "sfsync-bench",
+        "VersionId": "00000000-0000-0000-0000-000000000001",
+        "SecretString": text,
+        "VersionStages": ["AWSCURRENT"],
+        "CreatedDate": 1_764_000_000,
+    })
+    .to_string();
+    let response = format!(
+        "HTTP/1.1 200 OK\r\nContent-Type: application/x-amz-json-1.1\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    let listener = TcpListener::bind("127.0.0.1:0")?;
+    let url = format!("http://{}", listener.local_addr()?);
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(stream) = stream else { continue };
+            let response = response.clone();
+            std::thread::spawn(move || serve_instantly(stream, &response));
+        }
+    });
+    Ok(url)
+}
+
+/// Answers each request of a keep-alive connection with the same response.
+fn serve_instantly(stream: std::net::TcpStream, response: &str) {
+    let Ok(mut writer) = stream.try_clone() else {
+        return;
+    };
+    let mut reader = BufReader::new(stream);
+    loop {
+        let mut length = 0usize;
+        let mut line = String::new();
+        // The request head, then its body (Content-Length bytes), then the answer.
+        loop {
+            line.clear();
+            match reader.read_line(&mut line) {
+                Ok(0) | Err(_) => return,
+                Ok(_) if line == "\r\n" => break,
+                Ok(_) => {
+                    if let Some((name, value)) = line.split_once(':')
+                        && name.eq_ignore_ascii_case("content-length")
+                    {
+                        length = value.trim().parse().unwrap_or(0);
+                    }
+                }
+            }
+        }
+        let mut body = vec![0u8; length];
+        if std::io::Read::read_exact(&mut reader, &mut body).is_err()
+            || writer.write_all(response.as_bytes()).is_err()
+        {
+            return;
+        }
+    }
 }
 
 /// Creates (or overwrites) a Secrets Manager secret from a JSON file, at the endpoint the
