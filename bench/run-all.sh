@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Builds what the benchmarks need and runs them all, printing the figures (issue 7).
-#   bench/run-all.sh                 # everything (about 15 minutes once built)
+#   bench/run-all.sh                 # everything (about 12 minutes once built)
 #   bench/run-all.sh local python    # only some: local memory python economy coldstart
 # Figures go to stdout (Markdown) and bench/out/results.json; logs and inputs to bench/out/.
 # Needs the Rust toolchain, Python 3, /usr/bin/time (Debian: apt-get install time) and

@@ -381,12 +381,21 @@ async fn run(
     let log = proxy.take();
 
     let stats = sim.stats();
+    let by_path: BTreeMap<&String, u64> = stats
+        .by_path
+        .iter()
+        .map(|(path, n)| {
+            let before = stats_before.by_path.get(path).copied().unwrap_or(0);
+            (path, n - before)
+        })
+        .filter(|(_, n)| *n > 0)
+        .collect();
     let salesforce = json!({
         "api_calls": stats.api_calls - stats_before.api_calls,
         "query_calls": stats.query_calls - stats_before.query_calls,
         "token_requests": stats.token_requests - stats_before.token_requests,
         "bulk_jobs": stats.bulk_jobs - stats_before.bulk_jobs,
-        "by_path": stats.by_path.iter().map(|(k, v)| (k.clone(), v - stats_before.by_path.get(k).copied().unwrap_or(0))).filter(|(_, v)| *v > 0).collect::<BTreeMap<_, _>>(),
+        "by_path": by_path,
     });
     let received = receiver.received();
     let ok: Vec<_> = received.iter().filter(|r| r.status < 300).collect();

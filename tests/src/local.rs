@@ -13,7 +13,8 @@ use sfsync_mapping::secrets::SecretMap;
 use sfsync_mapping::{Config, map_record};
 use sfsync_pipeline::extract::{ExtractSettings, extract_sync};
 use sfsync_pipeline::local::{
-    InlineQueue, LOCAL_MAX_BODY_BYTES, LocalError, LocalOutcome, LocalRun, ProgressFn, run_local,
+    InlineQueue, LOCAL_MAX_BODY_BYTES, LOCAL_MAX_RECORDS_PER_SEND, LocalError, LocalOutcome,
+    LocalRun, ProgressFn, run_local,
 };
 use sfsync_pipeline::message::DeadLetter;
 use sfsync_pipeline::report::{RunReport, new_run_id};
@@ -184,6 +185,7 @@ impl Local {
         settings.lookback = Duration::from_secs(config.salesforce.lookback_seconds);
         settings.compress = false;
         settings.max_body_bytes = LOCAL_MAX_BODY_BYTES;
+        settings.max_records_per_send = LOCAL_MAX_RECORDS_PER_SEND;
         for sync in &config.syncs {
             extract_sync(
                 &client, sync, &queue, &store, &run_id, started_at, &settings,

@@ -26,6 +26,12 @@ pub struct ExtractSettings {
     pub margin: Duration,
     pub max_body_bytes: usize,
     pub compress: bool,
+    /// The most records of a page handed to the queue in one send. Unlimited by default: a
+    /// whole page packs into the fewest, fullest SQS messages (the packer's compression
+    /// estimate carries across it). `sfsync sync` sets a REST page's worth, because its
+    /// queue maps and delivers each send before returning: a Bulk results page (10,000
+    /// rows) would otherwise be held five times over (docs/benchmarks.md, memory).
+    pub max_records_per_send: usize,
     /// How long the lease lasts if this run dies without releasing it.
     pub lease_ttl: Duration,
 }
@@ -40,6 +46,7 @@ impl ExtractSettings {
             margin: Duration::from_secs(30),
             max_body_bytes: crate::message::DEFAULT_MAX_BODY_BYTES,
             compress: true,
+            max_records_per_send: usize::MAX,
             lease_ttl: Duration::from_secs(16 * 60),
         }
     }
@@ -58,9 +65,6 @@ pub enum ExtractError {
     #[error(transparent)]
     State(#[from] StateError),
 }
-
-/// The most records handed to the queue in one send: Salesforce's largest REST page.
-pub const MAX_RECORDS_PER_SEND: usize = 2000;
 
 /// The oldest start the getDeleted endpoint serves.
 const DELETED_REACH: chrono::Duration = chrono::Duration::days(15);
@@ -190,11 +194,8 @@ async fn run<Q: Queue, S: StateStore>(
             .iter()
             .filter(|r| r.get("IsDeleted").and_then(|v| v.as_bool()) == Some(true))
             .count() as u64;
-        // A Bulk results page (10,000 rows) goes on in pieces the size of the largest REST
-        // page: `sfsync sync` maps and delivers each send before the next, so what it holds
-        // at once stays the same whichever API serves the sync (docs/benchmarks.md, memory).
         let mut sent = Ok(());
-        for piece in page.records.chunks(MAX_RECORDS_PER_SEND) {
+        for piece in page.records.chunks(settings.max_records_per_send.max(1)) {
             sent = enqueue(queue, report, &sync.name, settings, piece).await;
             if sent.is_err() {
                 break;

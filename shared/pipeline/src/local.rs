@@ -20,8 +20,11 @@ use crate::queue::{Queue, QueueError};
 use crate::report::RunCounts;
 use crate::state::StateStore;
 
-/// Messages are never put on a wire locally: no compression, and one body per page.
+/// Messages are never put on a wire locally: no compression, and one body per send.
 pub const LOCAL_MAX_BODY_BYTES: usize = 64 << 20;
+
+/// Records per send locally: Salesforce's largest REST page (Bulk pages are 10,000 rows).
+pub const LOCAL_MAX_RECORDS_PER_SEND: usize = 2000;
 
 /// Progress of a local run, for bars or plain lines.
 #[derive(Debug, Clone)]
@@ -358,6 +361,9 @@ pub async fn run_local(
     settings.lookback = lookback;
     settings.compress = false;
     settings.max_body_bytes = LOCAL_MAX_BODY_BYTES;
+    // Each send is mapped and delivered before it returns: at most a REST page's worth at
+    // once, whichever API serves the page, keeps memory flat (docs/benchmarks.md, memory).
+    settings.max_records_per_send = LOCAL_MAX_RECORDS_PER_SEND;
 
     let mut outcome = LocalOutcome {
         run_id: run_id.clone(),

@@ -1,0 +1,93 @@
+//! How many records of a page the extract stage hands to the queue in one send: the whole
+//! page by default (in AWS: the fewest, fullest SQS messages), and at most a REST page's
+//! worth in `sfsync sync`, whose queue maps and delivers each send before returning — so a
+//! Bulk results page (10,000 rows) does not hold five times the memory of a REST page
+//! (docs/benchmarks.md, "Memory stays flat").
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use sfsync_e2e::local::{CONFIG, Local, org};
+use sfsync_pipeline::extract::{ExtractSettings, extract_sync};
+use sfsync_pipeline::local::{LOCAL_MAX_BODY_BYTES, LOCAL_MAX_RECORDS_PER_SEND};
+use sfsync_pipeline::message::{RecordsMessage, decode};
+use sfsync_pipeline::queue::{Queue, QueueError};
+use sfsync_pipeline::report::{RunStatus, new_run_id};
+use sfsync_simulator::Faults;
+
+/// Records per send, in order.
+#[derive(Default)]
+struct Sends(Mutex<Vec<usize>>);
+
+impl Queue for Sends {
+    async fn send(&self, bodies: Vec<String>, _delay: Option<Duration>) -> Result<(), QueueError> {
+        let mut records = 0;
+        for body in &bodies {
+            let message: RecordsMessage =
+                decode(body).map_err(|e| QueueError::Downstream(e.to_string()))?;
+            records += message.records.len();
+        }
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(records);
+        Ok(())
+    }
+}
+
+/// Extracts the contacts over Bulk API 2.0 (one results page: the org is smaller than a
+/// Bulk page) with these settings; returns the records of each send.
+async fn sends(w: &Local, max_records_per_send: Option<usize>) -> Vec<usize> {
+    let client = sfsync_salesforce::ClientConfig::from_config(&w.config.salesforce)
+        .and_then(sfsync_salesforce::Client::new)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let mut settings = ExtractSettings::new("test:send-size");
+    settings.compress = false;
+    settings.max_body_bytes = LOCAL_MAX_BODY_BYTES;
+    settings.full = true;
+    if let Some(n) = max_records_per_send {
+        settings.max_records_per_send = n;
+    }
+    let sync = w
+        .config
+        .sync("contacts")
+        .cloned()
+        .unwrap_or_else(|| panic!("no sync"));
+    let queue = Sends::default();
+    let started = chrono::Utc::now();
+    let report = extract_sync(
+        &client,
+        &sync,
+        &queue,
+        &w.store(),
+        &new_run_id(started),
+        started,
+        &settings,
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(report.status, RunStatus::Complete, "{report}");
+    assert_eq!(report.api.as_deref(), Some("bulk"), "{report}");
+    let sends = queue.0.into_inner().unwrap_or_else(|e| e.into_inner());
+    assert_eq!(
+        sends.iter().sum::<usize>() as u64,
+        report.counts.extracted,
+        "{report}"
+    );
+    sends
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_bulk_page_goes_whole_by_default_and_in_rest_page_pieces_locally() {
+    let bulk = CONFIG.replace(
+        "\"Description\", \"Account.Name\"]",
+        "\"Description\", \"Account.Name\"]\napi = \"bulk\"",
+    );
+    let w = Local::start(&bulk, org(5000), Faults::default()).await;
+    let whole = sends(&w, None).await;
+    assert_eq!(whole.len(), 1, "{whole:?}");
+    let total = whole[0];
+    assert!(total > 4000, "{total} contacts");
+    let pieces = sends(&w, Some(LOCAL_MAX_RECORDS_PER_SEND)).await;
+    assert_eq!(pieces, vec![2000, 2000, total - 4000]);
+}
