@@ -754,3 +754,160 @@ async fn an_interrupted_replay_is_continued_by_the_next_run() {
         next.reports[0].counts.extracted
     );
 }
+
+/// Sends calls messages of `per_message` calls each (made from the org's accounts) to the
+/// delivery queue, the i-th with `attempts[i]`; returns their calls' messageIds per message.
+async fn send_calls_messages(w: &World, attempts: &[u32], per_message: usize) -> Vec<Vec<String>> {
+    use sfsync_pipeline::message::Packer;
+    let sync = w
+        .config
+        .sync("accounts")
+        .cloned()
+        .unwrap_or_else(|| panic!("no accounts sync"));
+    let calls: Vec<sfsync_mapping::Call> = {
+        let org = w.sim.org();
+        let org = org.lock().unwrap_or_else(|e| panic!("{e}"));
+        org.records("Account")
+            .into_iter()
+            .filter_map(|r| map_record(&sync, r).ok())
+            .collect()
+    };
+    assert!(
+        calls.len() >= attempts.len() * per_message,
+        "{}",
+        calls.len()
+    );
+    let mut sent = Vec::new();
+    for (i, attempt) in attempts.iter().enumerate() {
+        let mine = &calls[i * per_message..(i + 1) * per_message];
+        let mut packer = Packer::new(
+            Packer::calls_prefix("run-merge", "seg", *attempt),
+            262_144,
+            true,
+        );
+        for call in mine {
+            packer.push(call).unwrap_or_else(|e| panic!("{e}"));
+        }
+        let bodies = packer.finish().unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(bodies.len(), 1);
+        w.sqs
+            .send_message()
+            .queue_url(w.delivery_q())
+            .message_body(bodies[0].body.clone())
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{}", aws_sdk_sqs::error::DisplayErrorContext(&e)));
+        sent.push(mine.iter().map(|c| c.message_id.clone()).collect());
+    }
+    sent
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_messages_of_one_event_share_destination_batches() {
+    let w = world(10, 5).await;
+    let sent = send_calls_messages(&w, &[0, 0, 0, 0, 0, 0], 4).await;
+    let event = receive_event(&w.sqs, &w.delivery_q(), 10).await;
+    assert_eq!(event.records.len(), 6, "moto returns every visible message");
+    let deliver = w.deliver_state().await;
+    let response = sfsync_deliver::handle(&deliver, event.clone(), None)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(response.batch_item_failures.is_empty());
+    let batches: Vec<_> = w
+        .receiver
+        .received()
+        .into_iter()
+        .filter(|r| r.path.ends_with("/batch"))
+        .collect();
+    assert_eq!(
+        batches.len(),
+        1,
+        "six messages of 4 calls fit one Segment batch, so they take one request"
+    );
+    let want: HashSet<String> = sent.into_iter().flatten().collect();
+    assert_eq!(ids(&w.delivered()), want);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn messages_delivered_together_are_still_judged_one_by_one() {
+    let w = world(10, 5).await;
+    // The middle message has been handed back MAX_ATTEMPTS - 1 times already.
+    let last = sfsync_pipeline::deliver::MAX_ATTEMPTS - 1;
+    let sent = send_calls_messages(&w, &[0, last, 0], 4).await;
+    let event = receive_event(&w.sqs, &w.delivery_q(), 10).await;
+    assert_eq!(event.records.len(), 3);
+    let mut deliver = w.deliver_state().await;
+    deliver.max_budget = Duration::from_millis(300);
+    for _ in 0..5 {
+        w.receiver
+            .script(503, &[("retry-after", "2")], "unavailable");
+    }
+    let response = sfsync_deliver::handle(&deliver, event.clone(), None)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let failed: HashSet<String> = response
+        .batch_item_failures
+        .iter()
+        .map(|f| f.item_identifier.clone())
+        .collect();
+    // Which SQS message carries which calls: decode each body.
+    let mut fresh = HashSet::new();
+    let mut exhausted = None;
+    for record in &event.records {
+        let body = record.body.as_deref().unwrap_or_default();
+        let message =
+            sfsync_pipeline::deliver::decode_delivery(body).unwrap_or_else(|e| panic!("{e}"));
+        let id = record.message_id.clone().unwrap_or_default();
+        if message.attempt == last {
+            exhausted = Some((id, message));
+        } else {
+            fresh.insert(id);
+        }
+    }
+    let (exhausted_id, exhausted) = exhausted.unwrap_or_else(|| panic!("no exhausted message"));
+    assert_eq!(failed, fresh, "only the fresh messages are handed back");
+    assert!(!failed.contains(&exhausted_id));
+    ack(
+        &w.sqs,
+        &w.delivery_q(),
+        &event,
+        &failed.iter().cloned().collect::<Vec<_>>(),
+    )
+    .await;
+
+    // The exhausted message's calls, and only those, are dead-lettered with the reason.
+    let out = w
+        .sqs
+        .receive_message()
+        .queue_url(&w.delivery_dlq)
+        .max_number_of_messages(10)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{}", aws_sdk_sqs::error::DisplayErrorContext(&e)));
+    let mut dead = HashSet::new();
+    for m in out.messages() {
+        let letter: Value =
+            serde_json::from_str(m.body().unwrap_or("{}")).unwrap_or_else(|e| panic!("{e}"));
+        let reason = letter["reason"].as_str().unwrap_or_default();
+        assert!(reason.starts_with("gave up after 8 attempts"), "{reason}");
+        dead.insert(
+            letter["call"]["messageId"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string(),
+        );
+    }
+    let want: HashSet<String> = exhausted
+        .calls
+        .iter()
+        .map(|c| c.message_id.clone())
+        .collect();
+    assert_eq!(dead, want);
+    assert_eq!(sent[1].iter().cloned().collect::<HashSet<_>>(), want);
+    let (visible, invisible) = queue_depth(&w.sqs, &w.delivery_q()).await;
+    assert_eq!(
+        (visible, invisible),
+        (0, 2),
+        "the fresh messages wait for Retry-After"
+    );
+}

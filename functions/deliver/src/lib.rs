@@ -2,6 +2,9 @@
 //! - delivered calls are done;
 //! - dead calls (permanent errors, oversize, too many attempts) go to the dead-letter queue
 //!   with their reason, and the message is acknowledged;
+//! - the calls of all messages of one event for the same destination are delivered
+//!   together, so batches fill across message boundaries; outcomes are then judged per
+//!   message, as if each had been delivered alone;
 //! - retryable calls: when nothing of a message went through, the message itself is reported
 //!   failed and its visibility timeout set to honour Retry-After (SQS redrives it to the
 //!   dead-letter queue after maxReceiveCount); when some went through, only the rest is
@@ -15,7 +18,7 @@ use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use sfsync_destinations::Destination;
 use sfsync_mapping::Config;
 use sfsync_pipeline::aws::{self, FunctionEnv, SetupError};
-use sfsync_pipeline::deliver::{DeliverOutput, decode_delivery, deliver_message};
+use sfsync_pipeline::deliver::{DeliverOutput, decode_delivery, deliver_messages};
 use sfsync_pipeline::message::{CallsMessage, DeadLetter, MESSAGE_VERSION, Packer};
 use sfsync_pipeline::queue::{Queue, SqsQueue};
 use sfsync_pipeline::report::RunCounts;
@@ -96,35 +99,104 @@ pub async fn handle(
     deadline: Option<Instant>,
 ) -> Result<SqsBatchResponse, DeliverFailure> {
     let mut response = SqsBatchResponse::default();
-    for message in event.records {
-        let Some(id) = message.message_id.clone().filter(|id| !id.is_empty()) else {
-            return Err(DeliverFailure::NoMessageId);
-        };
-        // Instrumented, not entered: a span entered across an await would be attributed to
-        // whatever else the runtime polls on this thread meanwhile.
-        let span = tracing::info_span!("deliver", message_id = %id);
-        let budget = aws::budget_until(deadline, Duration::from_secs(10), state.max_budget);
-        let outcome = async {
-            match handle_one(state, &message, budget).await {
-                Ok(()) => true,
-                Err(Failed { reason, visibility }) => {
-                    tracing::warn!(reason = %reason, "message left on the queue");
-                    if let (Some(after), Some(receipt)) =
-                        (visibility, message.receipt_handle.as_deref())
-                    {
-                        set_visibility(state, receipt, after).await;
-                    }
-                    false
-                }
-            }
+    // Every record needs an id before anything is sent: without one, no partial failure can
+    // be reported, and the whole batch must come back.
+    let mut ids = Vec::with_capacity(event.records.len());
+    for message in &event.records {
+        match message.message_id.clone().filter(|id| !id.is_empty()) {
+            Some(id) => ids.push(id),
+            None => return Err(DeliverFailure::NoMessageId),
         }
-        .instrument(span)
-        .await;
-        if !outcome {
-            response.add_failure(id);
+    }
+    // Decode every message, then deliver the calls of all messages for one destination
+    // together: their batches fill across message boundaries, so an event of ten messages
+    // costs what its calls need, not at least one request per message.
+    let mut groups: Vec<(String, Vec<Pending<'_>>)> = Vec::new();
+    for (message, id) in event.records.iter().zip(ids) {
+        let span = tracing::info_span!("deliver", message_id = %id);
+        let decoded = match message.body.as_deref() {
+            None => Err(failed("message has no body")),
+            Some(body) => decode_delivery(body).map_err(|e| failed(e.to_string())),
+        };
+        let calls = match decoded {
+            Ok(calls) => calls,
+            Err(failure) => {
+                report_failure(state, message, failure)
+                    .instrument(span)
+                    .await;
+                response.add_failure(id);
+                continue;
+            }
+        };
+        if !state.destinations.contains_key(&calls.destination) {
+            // The destination was removed from the config: these calls can never go.
+            let result = dead_letter_unknown(state, calls)
+                .instrument(span.clone())
+                .await;
+            if let Err(failure) = result {
+                report_failure(state, message, failure)
+                    .instrument(span)
+                    .await;
+                response.add_failure(id);
+            }
+            continue;
+        }
+        let pending = Pending {
+            id,
+            message,
+            span,
+            calls,
+        };
+        match groups
+            .iter_mut()
+            .find(|(d, _)| *d == pending.calls.destination)
+        {
+            Some((_, group)) => group.push(pending),
+            None => groups.push((pending.calls.destination.clone(), vec![pending])),
+        }
+    }
+    for (name, group) in groups {
+        let destination = &state.destinations[&name];
+        let budget = aws::budget_until(deadline, Duration::from_secs(10), state.max_budget);
+        let mut heads = Vec::with_capacity(group.len());
+        let mut messages = Vec::with_capacity(group.len());
+        for pending in group {
+            heads.push((pending.id, pending.message, pending.span));
+            messages.push(pending.calls);
+        }
+        let syncs: Vec<Vec<String>> = messages.iter().map(syncs_of).collect();
+        let headers: Vec<(String, u32)> = messages
+            .iter()
+            .map(|m| (m.run_id.clone(), m.attempt))
+            .collect();
+        let group_span =
+            tracing::info_span!("deliver_batch", destination = %name, messages = messages.len());
+        let outputs = deliver_messages(destination, messages, budget)
+            .instrument(group_span)
+            .await;
+        for ((((id, message, span), out), syncs), (run_id, attempt)) in
+            heads.into_iter().zip(outputs).zip(syncs).zip(headers)
+        {
+            let result = settle(state, &name, &run_id, attempt, &syncs, out)
+                .instrument(span.clone())
+                .await;
+            if let Err(failure) = result {
+                report_failure(state, message, failure)
+                    .instrument(span)
+                    .await;
+                response.add_failure(id);
+            }
         }
     }
     Ok(response)
+}
+
+/// A decoded message waiting for its destination's delivery.
+struct Pending<'a> {
+    id: String,
+    message: &'a SqsMessage,
+    span: tracing::Span,
+    calls: CallsMessage,
 }
 
 struct Failed {
@@ -140,39 +212,42 @@ fn failed(reason: impl Into<String>) -> Failed {
     }
 }
 
-async fn handle_one(
+/// Logs why a message stays on the queue and honours the wait it asked for.
+async fn report_failure(state: &DeliverState, message: &SqsMessage, failure: Failed) {
+    tracing::warn!(reason = %failure.reason, "message left on the queue");
+    if let (Some(after), Some(receipt)) = (failure.visibility, message.receipt_handle.as_deref()) {
+        set_visibility(state, receipt, after).await;
+    }
+}
+
+async fn dead_letter_unknown(state: &DeliverState, calls: CallsMessage) -> Result<(), Failed> {
+    let dead: Vec<DeadLetter> = calls
+        .calls
+        .into_iter()
+        .map(|call| DeadLetter {
+            v: MESSAGE_VERSION,
+            run_id: calls.run_id.clone(),
+            destination: calls.destination.clone(),
+            reason: format!("destination {:?} is not in the config", calls.destination),
+            call,
+        })
+        .collect();
+    send_dead(state, &dead).await
+}
+
+/// What becomes of one message once its calls were delivered (with others): counts, dead
+/// letters, and for retryable calls either the message left on the queue (nothing of it
+/// went through) or only the rest enqueued again, delayed, so delivered calls are not
+/// repeated.
+async fn settle(
     state: &DeliverState,
-    message: &SqsMessage,
-    budget: Duration,
+    dest_name: &str,
+    run_id: &str,
+    attempt: u32,
+    syncs: &[String],
+    out: DeliverOutput,
 ) -> Result<(), Failed> {
-    let body = message
-        .body
-        .as_deref()
-        .ok_or_else(|| failed("message has no body"))?;
-    let calls = decode_delivery(body).map_err(|e| failed(e.to_string()))?;
-    let Some(destination) = state.destinations.get(&calls.destination) else {
-        // The destination was removed from the config: these calls can never go.
-        let dead: Vec<DeadLetter> = calls
-            .calls
-            .into_iter()
-            .map(|call| DeadLetter {
-                v: MESSAGE_VERSION,
-                run_id: calls.run_id.clone(),
-                destination: calls.destination.clone(),
-                reason: format!("destination {:?} is not in the config", calls.destination),
-                call,
-            })
-            .collect();
-        return send_dead(state, &dead).await;
-    };
-    let (run_id, attempt, dest_name) = (
-        calls.run_id.clone(),
-        calls.attempt,
-        calls.destination.clone(),
-    );
-    let syncs = count_by_sync(&calls);
-    let out = deliver_message(destination, calls, budget).await;
-    record_counts(state, &run_id, &syncs, &out).await;
+    record_counts(state, run_id, syncs, &out).await;
     send_dead(state, &out.dead).await?;
     if out.retry.is_empty() {
         return Ok(());
@@ -187,9 +262,8 @@ async fn handle_one(
             visibility: Some(wait),
         });
     }
-    // Some went through: enqueue only the rest, so delivered calls are not repeated.
     let mut packer = Packer::new(
-        Packer::calls_prefix(&run_id, &dest_name, attempt + 1),
+        Packer::calls_prefix(run_id, dest_name, attempt + 1),
         state.config.pipeline.max_message_bytes,
         state.config.pipeline.compress,
     );
@@ -209,7 +283,7 @@ async fn handle_one(
         .map_err(|e| failed(format!("cannot re-enqueue {} calls: {e}", out.retry.len())))
 }
 
-fn count_by_sync(calls: &CallsMessage) -> Vec<String> {
+fn syncs_of(calls: &CallsMessage) -> Vec<String> {
     let mut syncs: Vec<String> = calls
         .calls
         .iter()
@@ -221,8 +295,12 @@ fn count_by_sync(calls: &CallsMessage) -> Vec<String> {
 }
 
 async fn record_counts(state: &DeliverState, run_id: &str, syncs: &[String], out: &DeliverOutput) {
-    // Attribute per sync from the calls themselves.
+    // Attribute per sync from the calls themselves; the requests, shared by the calls of a
+    // batch, go to the message's first sync.
     let mut by_sync: HashMap<&str, RunCounts> = HashMap::new();
+    for (sync, delivered) in &out.delivered_by_sync {
+        by_sync.entry(sync.as_str()).or_default().delivered += delivered;
+    }
     for dead in &out.dead {
         by_sync
             .entry(dead.call.source().sync.as_str())
@@ -235,10 +313,13 @@ async fn record_counts(state: &DeliverState, run_id: &str, syncs: &[String], out
             .or_default()
             .retried += 1;
     }
-    if let Some(first) = syncs.first() {
-        let c = by_sync.entry(first.as_str()).or_default();
-        c.delivered += out.delivered;
-        c.destination_requests += out.requests;
+    if let Some(first) = syncs.first()
+        && out.requests > 0
+    {
+        by_sync
+            .entry(first.as_str())
+            .or_default()
+            .destination_requests += out.requests;
     }
     for (sync, counts) in by_sync {
         sfsync_pipeline::metrics::emit("deliver", sync, &counts, 0);

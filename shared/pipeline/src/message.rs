@@ -178,21 +178,57 @@ impl Packer {
                 max: self.max_body_bytes,
             });
         }
-        // Raw bytes we allow before closing: the limit itself uncompressed, or the limit
-        // times the observed ratio (with a margin) when compressing.
-        let raw_budget = if self.compress {
-            ((self.max_body_bytes as f64) * self.ratio * 0.9) as usize
-        } else {
-            self.max_body_bytes
-        };
-        if self.count > 0 && overhead + self.items.len() + 1 + json.len() > raw_budget {
-            self.close()?;
+        if self.count > 0 && self.over_budget(json.len()) {
+            self.make_room(json.len())?;
         }
         if self.count > 0 {
             self.items.push(b',');
         }
         self.items.extend_from_slice(&json);
         self.count += 1;
+        Ok(())
+    }
+
+    /// Whether adding an item of `next_len` bytes would pass the raw bytes we allow before
+    /// closing: the limit itself uncompressed, or the limit times the compression ratio
+    /// (with a margin) when compressing.
+    fn over_budget(&self, next_len: usize) -> bool {
+        let raw_budget = if self.compress {
+            ((self.max_body_bytes as f64) * self.ratio * 0.9) as usize
+        } else {
+            self.max_body_bytes
+        };
+        self.prefix.len() + 2 + self.items.len() + 1 + next_len > raw_budget
+    }
+
+    /// Called when the next item would pass the budget. Uncompressed, that closes the body.
+    /// Compressed, the budget is only an estimate: compress what there is, and if it came
+    /// out well under the limit (the estimate was cautious, as it is for a packer's first
+    /// body), learn the real ratio and keep filling; else this encoding is the body. Each
+    /// retry at least grows the budget by 0.9 / 0.8, so a body is compressed a few times at
+    /// most, and only while the packer learns.
+    fn make_room(&mut self, next_len: usize) -> Result<(), MessageError> {
+        if !self.compress {
+            return self.close();
+        }
+        let raw = self.wrap(&self.items);
+        let encoded = encode_gzip(&raw)?;
+        if encoded.len() > self.max_body_bytes {
+            // Compressed worse than hoped: close() splits the items.
+            return self.close();
+        }
+        self.ratio = (raw.len() as f64 / encoded.len().max(1) as f64).clamp(1.0, 20.0);
+        if (encoded.len() as f64) <= (self.max_body_bytes as f64) * 0.8
+            && !self.over_budget(next_len)
+        {
+            return Ok(());
+        }
+        let count = std::mem::take(&mut self.count);
+        self.items.clear();
+        self.done.push(PackedBody {
+            body: encoded,
+            items: count,
+        });
         Ok(())
     }
 
@@ -325,6 +361,25 @@ mod tests {
             .collect()
     }
 
+    /// Records whose padding is pseudo-random hex: they compress about 2 ×, like real ones,
+    /// not 20 × like a repeated character.
+    fn varied_records(n: usize, pad: usize) -> Vec<Value> {
+        let mut state = 0x9E37_79B9_7F4A_7C15u64;
+        (0..n)
+            .map(|i| {
+                let pad: String = (0..pad)
+                    .map(|_| {
+                        state ^= state << 13;
+                        state ^= state >> 7;
+                        state ^= state << 17;
+                        char::from(b"0123456789abcdef"[(state % 16) as usize])
+                    })
+                    .collect();
+                json!({"Id": format!("003{i:015}"), "Name": "José, \"the\" [x]", "Pad": pad, "N": i})
+            })
+            .collect()
+    }
+
     fn pack(records: &[Value], max: usize, compress: bool) -> Vec<PackedBody> {
         let mut p = Packer::new(Packer::records_prefix("run-1", "contacts"), max, compress);
         for r in records {
@@ -336,7 +391,7 @@ mod tests {
     #[test]
     fn every_record_comes_back_in_order_and_every_body_fits() {
         for compress in [false, true] {
-            let input = records(3000, 200);
+            let input = varied_records(3000, 200);
             let bodies = pack(&input, 64 * 1024, compress);
             assert!(bodies.len() > 1, "should need several bodies");
             let mut out = Vec::new();
@@ -348,6 +403,23 @@ mod tests {
                 out.extend(m.records);
             }
             assert_eq!(out, input);
+        }
+    }
+
+    #[test]
+    fn compressed_bodies_are_full_from_the_first_one() {
+        // The packer starts from a cautious 2 × estimate; these records compress better,
+        // and the first body must not be closed half empty because of the guess.
+        let input = varied_records(6000, 40);
+        let max = 64 * 1024;
+        let bodies = pack(&input, max, true);
+        assert!(bodies.len() >= 3, "{} bodies", bodies.len());
+        for (i, b) in bodies[..bodies.len() - 1].iter().enumerate() {
+            assert!(
+                b.body.len() * 4 >= max * 3,
+                "body {i} holds {} bytes of {max}",
+                b.body.len()
+            );
         }
     }
 
