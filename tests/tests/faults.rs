@@ -947,3 +947,93 @@ async fn a_run_whose_checkpoint_another_writer_moved_stops_without_overwriting_i
     );
     assert!(!queue.0.lock().unwrap_or_else(|e| e.into_inner()).is_empty());
 }
+
+/// A queue that accepts `allowed` sends, keeping them, then fails every send.
+struct FailsAfter {
+    kept: Kept,
+    allowed: AtomicU64,
+}
+
+impl Queue for FailsAfter {
+    async fn send(&self, bodies: Vec<String>, delay: Option<Duration>) -> Result<(), QueueError> {
+        if self
+            .allowed
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_err()
+        {
+            return Err(QueueError::Send {
+                queue: "test".into(),
+                message: "the queue is down".into(),
+            });
+        }
+        self.kept.send(bodies, delay).await
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_page_fetched_ahead_never_moves_the_checkpoint_past_what_was_enqueued() {
+    let (store, _) = moto_store().await;
+    let w = Local::start(CONFIG, org(700), Faults::default()).await;
+    let client = sfsync_salesforce::ClientConfig::from_config(&w.config.salesforce)
+        .and_then(sfsync_salesforce::Client::new)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let sync = w
+        .config
+        .sync("contacts")
+        .cloned()
+        .unwrap_or_else(|| panic!("no sync"));
+    // Two pages go through; the third send fails while the fourth page is being fetched.
+    let queue = FailsAfter {
+        kept: Kept::default(),
+        allowed: AtomicU64::new(2),
+    };
+    let started = Utc::now();
+    let report = extract_sync(
+        &client,
+        &sync,
+        &queue,
+        &store,
+        &new_run_id(started),
+        started,
+        &ExtractSettings::new("lambda:req-10"),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(report.status, RunStatus::Failed, "{report}");
+    assert!(
+        report
+            .error
+            .clone()
+            .unwrap_or_default()
+            .contains("the queue is down"),
+        "{report}"
+    );
+    let enqueued: Vec<Value> = queue
+        .kept
+        .0
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .iter()
+        .flat_map(|body| {
+            decode::<RecordsMessage>(body)
+                .unwrap_or_else(|e| panic!("{e}"))
+                .records
+        })
+        .collect();
+    assert_eq!(report.counts.extracted, enqueued.len() as u64);
+    assert!(enqueued.len() >= 2, "{}", enqueued.len());
+    let last_enqueued = enqueued
+        .iter()
+        .map(|r| Cursor::of_record(r).unwrap_or_else(|e| panic!("{e}")))
+        .max()
+        .unwrap_or_else(|| panic!("nothing enqueued"));
+    let stored = store
+        .checkpoint("contacts")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .unwrap_or_else(|| panic!("no checkpoint"));
+    assert_eq!(
+        stored.cursor, last_enqueued,
+        "the checkpoint is the last record enqueued, not the page fetched ahead"
+    );
+}

@@ -8,7 +8,7 @@ use sfsync_mapping::SyncConfig;
 use sfsync_salesforce::{Client, Cursor, Window};
 use tracing::Instrument;
 
-use crate::message::Packer;
+use crate::message::{MESSAGE_VERSION, Packer, RecordsMessage};
 use crate::queue::Queue;
 use crate::report::{RunReport, RunStatus};
 use crate::state::{Checkpoint, StateError, StateStore};
@@ -169,12 +169,21 @@ async fn run<Q: Queue, S: StateStore>(
         false => previous.as_ref().map(|c| c.cursor.clone()),
     };
     let mut finished = false;
+    // The next page is fetched while the current one is enqueued: Salesforce's time to
+    // serve a page overlaps the queue's (or, locally, mapping and delivery's). The
+    // checkpoint still moves only after the current page's enqueue succeeded; a prefetched
+    // page that is never enqueued (deadline, failure) is simply read again by the next run.
+    let mut prefetched = None;
     let outcome: Result<(), String> = loop {
         if settings.time_is_short() {
             report.status = RunStatus::Partial;
             break Ok(());
         }
-        let page = match extraction.next_page().await {
+        let fetched = match prefetched.take() {
+            Some(fetched) => fetched,
+            None => extraction.next_page().await,
+        };
+        let page = match fetched {
             Ok(Some(page)) => page,
             Ok(None) => {
                 finished = true;
@@ -194,19 +203,21 @@ async fn run<Q: Queue, S: StateStore>(
             .iter()
             .filter(|r| r.get("IsDeleted").and_then(|v| v.as_bool()) == Some(true))
             .count() as u64;
-        let mut sent = Ok(());
-        for piece in page.records.chunks(settings.max_records_per_send.max(1)) {
-            sent = enqueue(queue, report, &sync.name, settings, piece).await;
-            if sent.is_err() {
-                break;
-            }
-        }
+        let last = page.last;
+        let send = enqueue_pieces(queue, report, &sync.name, settings, page.records);
+        let sent = if settings.time_is_short() {
+            send.await
+        } else {
+            let (sent, next) = tokio::join!(send, extraction.next_page());
+            prefetched = Some(next);
+            sent
+        };
         if let Err(e) = sent {
             break Err(e);
         }
         report.counts.extracted += n;
         report.counts.deleted_found += deleted;
-        if let Some(last) = page.last
+        if let Some(last) = last
             && cursor.as_ref().is_none_or(|c| &last > c)
         {
             if let Err(e) = save(store, sync, &mut version, &last, &report.run_id).await {
@@ -230,7 +241,7 @@ async fn run<Q: Queue, S: StateStore>(
                     .map_err(|e| e.to_string())?;
                 report.counts.deleted_found += deleted.len() as u64;
                 report.counts.extracted += deleted.len() as u64;
-                enqueue(queue, report, &sync.name, settings, &deleted).await?;
+                enqueue(queue, report, &sync.name, settings, deleted).await?;
             } else {
                 tracing::warn!(sync = %sync.name, "the last run is more than 15 days old: hard deletes since then cannot be detected");
             }
@@ -249,15 +260,48 @@ async fn run<Q: Queue, S: StateStore>(
     Ok(())
 }
 
+/// Enqueues a page in pieces of at most `max_records_per_send` records.
+async fn enqueue_pieces<Q: Queue>(
+    queue: &Q,
+    report: &mut RunReport,
+    sync: &str,
+    settings: &ExtractSettings,
+    mut records: Vec<serde_json::Value>,
+) -> Result<(), String> {
+    let size = settings.max_records_per_send.max(1);
+    while !records.is_empty() {
+        let piece = if records.len() > size {
+            let rest = records.split_off(size);
+            std::mem::replace(&mut records, rest)
+        } else {
+            std::mem::take(&mut records)
+        };
+        enqueue(queue, report, sync, settings, piece).await?;
+    }
+    Ok(())
+}
+
 async fn enqueue<Q: Queue>(
     queue: &Q,
     report: &mut RunReport,
     sync: &str,
     settings: &ExtractSettings,
-    records: &[serde_json::Value],
+    records: Vec<serde_json::Value>,
 ) -> Result<(), String> {
     if records.is_empty() {
         return Ok(());
+    }
+    if queue.takes_values() {
+        report.counts.messages += 1;
+        return queue
+            .send_records(RecordsMessage {
+                v: MESSAGE_VERSION,
+                run_id: report.run_id.clone(),
+                sync: sync.to_string(),
+                records,
+            })
+            .await
+            .map_err(|e| e.to_string());
     }
     let prefix = Packer::records_prefix(&report.run_id, sync);
     let mut packer = Packer::new(prefix.clone(), settings.max_body_bytes, settings.compress);
@@ -272,7 +316,7 @@ async fn enqueue<Q: Queue>(
             // run fails and the checkpoint stays before it. When compressing, the packer only
             // notices while closing a body (at a later record, or at the end), so the record
             // is found by packing each one alone.
-            return Err(match too_large(records, &prefix, settings) {
+            return Err(match too_large(&records, &prefix, settings) {
                 Some((record, e)) => {
                     let id = record
                         .get("Id")

@@ -10,11 +10,11 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use sfsync_destinations::Destination;
-use sfsync_mapping::Config;
+use sfsync_mapping::{Call, Config};
 use tracing::Instrument;
 
 use crate::deliver::{MAX_ATTEMPTS, deliver_message};
-use crate::map::map_message;
+use crate::map::map_calls;
 use crate::message::{CallsMessage, DeadLetter, MESSAGE_VERSION, RecordsMessage, decode};
 use crate::queue::{Queue, QueueError};
 use crate::report::RunCounts;
@@ -140,18 +140,26 @@ impl<S: StateStore> InlineQueue<S> {
         Ok(())
     }
 
-    /// Delivers one calls message, retrying what comes back retryable until it is delivered
-    /// or dead; returns the counts.
+    /// Delivers one destination's calls, retrying what comes back retryable until it is
+    /// delivered or dead; returns the counts.
     async fn deliver_all(
         &self,
         destination: &Destination,
-        mut message: CallsMessage,
+        run_id: &str,
+        mut calls: Vec<Call>,
         sync: &str,
     ) -> Result<RunCounts, QueueError> {
         let mut counts = RunCounts::default();
+        let mut attempt = 0;
         loop {
-            let attempt = message.attempt;
-            let out = deliver_message(destination, message.clone(), self.budget).await;
+            let message = CallsMessage {
+                v: MESSAGE_VERSION,
+                run_id: run_id.to_string(),
+                destination: destination.name().to_string(),
+                attempt,
+                calls,
+            };
+            let out = deliver_message(destination, message, self.budget).await;
             counts.delivered += out.delivered;
             counts.destination_requests += out.requests;
             counts.dead += out.dead.len() as u64;
@@ -176,54 +184,58 @@ impl<S: StateStore> InlineQueue<S> {
                 reason: out.retry_reason.clone().unwrap_or_default(),
             });
             tokio::time::sleep(wait).await;
-            message = CallsMessage {
-                v: MESSAGE_VERSION,
-                run_id: message.run_id,
-                destination: message.destination,
-                attempt: (attempt + 1).min(MAX_ATTEMPTS),
-                calls: out.retry,
-            };
+            attempt = (attempt + 1).min(MAX_ATTEMPTS);
+            calls = out.retry;
         }
     }
 
     async fn process(&self, body: &str) -> Result<(), QueueError> {
         let records: RecordsMessage =
             decode(body).map_err(|e| QueueError::Downstream(e.to_string()))?;
+        self.process_records(records).await
+    }
+
+    async fn process_records(&self, records: RecordsMessage) -> Result<(), QueueError> {
         let span = tracing::info_span!("map", run_id = %records.run_id, sync = %records.sync);
         self.map_and_deliver(records).instrument(span).await
     }
 
-    async fn map_and_deliver(&self, records: RecordsMessage) -> Result<(), QueueError> {
+    /// Maps a records message and delivers its calls, without packing them into messages:
+    /// locally nothing goes on a wire between the stages.
+    async fn map_and_deliver(&self, mut records: RecordsMessage) -> Result<(), QueueError> {
         let sync = records.sync.clone();
         let run_id = records.run_id.clone();
         (self.progress)(Progress::Extracted {
             sync: sync.clone(),
             records: records.records.len() as u64,
         });
-        let mapped = map_message(&self.config, records, LOCAL_MAX_BODY_BYTES, false)
+        let mapped = map_calls(&self.config, &mut records)
             .map_err(|e| QueueError::Downstream(e.to_string()))?;
         for line in &mapped.skipped {
             tracing::info!(sync = %sync, "skipped {line}");
         }
         let mut counts = mapped.counts;
-        for (name, bodies) in mapped.bodies {
-            let destination = self.destinations.get(&name).ok_or_else(|| {
+        let mut calls = Some(mapped.calls);
+        let last = mapped.destinations.len().saturating_sub(1);
+        for (i, name) in mapped.destinations.iter().enumerate() {
+            let destination = self.destinations.get(name).ok_or_else(|| {
                 QueueError::Downstream(format!("destination {name} is not set up"))
             })?;
-            for body in bodies {
-                let message: CallsMessage =
-                    decode(&body).map_err(|e| QueueError::Downstream(e.to_string()))?;
-                let span = tracing::info_span!(
-                    "deliver",
-                    destination = %name,
-                    calls = message.calls.len()
-                );
-                let delivered = self
-                    .deliver_all(destination, message, &sync)
-                    .instrument(span)
-                    .await?;
-                counts.add(&delivered);
+            // The last destination takes the calls; the others a copy.
+            let mine = if i == last {
+                calls.take().unwrap_or_default()
+            } else {
+                calls.clone().unwrap_or_default()
+            };
+            if mine.is_empty() {
+                continue;
             }
+            let span = tracing::info_span!("deliver", destination = %name, calls = mine.len());
+            let delivered = self
+                .deliver_all(destination, &run_id, mine, &sync)
+                .instrument(span)
+                .await?;
+            counts.add(&delivered);
         }
         self.store
             .add_counts(&run_id, &sync, &counts)
@@ -242,6 +254,14 @@ impl<S: StateStore> Queue for InlineQueue<S> {
             self.process(&body).await?;
         }
         Ok(())
+    }
+
+    fn takes_values(&self) -> bool {
+        true
+    }
+
+    async fn send_records(&self, message: RecordsMessage) -> Result<(), QueueError> {
+        self.process_records(message).await
     }
 }
 

@@ -26,20 +26,30 @@ pub struct MapOutput {
     pub skipped: Vec<String>,
 }
 
-pub fn map_message(
-    config: &Config,
-    message: RecordsMessage,
-    max_body_bytes: usize,
-    compress: bool,
-) -> Result<MapOutput, MapError> {
+/// One records message as calls, before any packing.
+#[derive(Debug, Default)]
+pub struct MappedCalls {
+    /// The mapped calls, in record order.
+    pub calls: Vec<sfsync_mapping::Call>,
+    /// The destinations that take this sync, in config order.
+    pub destinations: Vec<String>,
+    pub counts: RunCounts,
+    /// One line per skipped record: its Id and reason (for logs and the CLI).
+    pub skipped: Vec<String>,
+}
+
+/// Maps every record of a message and names the destinations its calls go to. Used as is
+/// by `sfsync sync`, whose next stage runs in the same process; the Lambda packs the calls
+/// into messages with [`map_message`].
+pub fn map_calls(config: &Config, message: &mut RecordsMessage) -> Result<MappedCalls, MapError> {
     let sync = config
         .sync(&message.sync)
         .ok_or_else(|| MapError::UnknownSync(message.sync.clone()))?;
-    let mut out = MapOutput::default();
-    let mut calls = Vec::with_capacity(message.records.len());
-    for record in message.records {
+    let mut out = MappedCalls::default();
+    out.calls.reserve(message.records.len());
+    for record in std::mem::take(&mut message.records) {
         match map_record(sync, record) {
-            Ok(call) => calls.push(call),
+            Ok(call) => out.calls.push(call),
             Err(skip) => {
                 if skip.reason.is_deliberate() {
                     out.counts.skipped_deliberate += 1;
@@ -54,6 +64,33 @@ pub fn map_message(
             }
         }
     }
+    out.destinations = config
+        .destinations
+        .iter()
+        .filter(|d| d.routes(&sync.name))
+        .map(|d| d.name.clone())
+        .collect();
+    out.counts.mapped = out.calls.len() as u64;
+    Ok(out)
+}
+
+pub fn map_message(
+    config: &Config,
+    mut message: RecordsMessage,
+    max_body_bytes: usize,
+    compress: bool,
+) -> Result<MapOutput, MapError> {
+    let MappedCalls {
+        mut calls,
+        destinations,
+        counts,
+        skipped,
+    } = map_calls(config, &mut message)?;
+    let mut out = MapOutput {
+        counts,
+        skipped,
+        ..Default::default()
+    };
     // A call that cannot fit a queue message on its own cannot fit any destination's batch
     // either: it is reported (counted, and named in `skipped`) instead of failing the whole
     // message and, after retries, sending its good neighbours to the dead-letter queue.
@@ -65,14 +102,8 @@ pub fn map_message(
         );
         alone.push(call).and_then(|()| alone.finish()).is_ok()
     };
-    let destinations: Vec<&str> = config
-        .destinations
-        .iter()
-        .filter(|d| d.routes(&sync.name))
-        .map(|d| d.name.as_str())
-        .collect();
     let mut checked = false;
-    for name in destinations {
+    for name in &destinations {
         let bodies = match pack(&message.run_id, name, &calls, max_body_bytes, compress) {
             Ok(bodies) => bodies,
             Err(_) if !checked => {
@@ -97,10 +128,10 @@ pub fn map_message(
             Err(e) => return Err(e.into()),
         };
         if !bodies.is_empty() {
-            out.bodies.insert(name.to_string(), bodies);
+            out.bodies.insert(name.clone(), bodies);
         }
     }
-    out.counts.mapped += calls.len() as u64;
+    out.counts.mapped = calls.len() as u64;
     Ok(out)
 }
 

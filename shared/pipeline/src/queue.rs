@@ -8,6 +8,8 @@ use std::time::Duration;
 
 use aws_sdk_sqs::types::SendMessageBatchRequestEntry;
 
+use crate::message::RecordsMessage;
+
 #[derive(Debug, thiserror::Error)]
 pub enum QueueError {
     #[error("queue {queue}: {message}")]
@@ -24,6 +26,27 @@ pub trait Queue: Send + Sync {
         bodies: Vec<String>,
         delay: Option<Duration>,
     ) -> impl Future<Output = Result<(), QueueError>> + Send;
+
+    /// True for a queue that runs the next stage in this process: it takes records as
+    /// values through [`Queue::send_records`], and the sender skips encoding them into
+    /// bodies that the next stage would only parse again.
+    fn takes_values(&self) -> bool {
+        false
+    }
+
+    /// Hands records to the next stage as values; only called when `takes_values` is true.
+    /// Same contract as `send`: returning `Ok` means they were durably accepted.
+    fn send_records(
+        &self,
+        message: RecordsMessage,
+    ) -> impl Future<Output = Result<(), QueueError>> + Send {
+        let sync = message.sync;
+        async move {
+            Err(QueueError::Downstream(format!(
+                "this queue takes message bodies only (records of {sync})"
+            )))
+        }
+    }
 }
 
 /// SQS through `SendMessageBatch`: up to 10 entries and at most `max_batch_bytes` per
