@@ -16,12 +16,6 @@ mod cmd_validate;
 mod common;
 mod local_run;
 
-// Every field of every record is its own small allocation, parsed, mapped and freed page
-// after page; mimalloc's per-thread free lists serve that pattern faster than the system
-// allocator (docs/benchmarks.md, local end to end).
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 #[derive(Parser)]
 #[command(
     name = "sfsync",
