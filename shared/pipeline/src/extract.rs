@@ -204,9 +204,9 @@ async fn run<Q: Queue, S: StateStore>(
             .filter(|r| r.get("IsDeleted").and_then(|v| v.as_bool()) == Some(true))
             .count() as u64;
         let last = page.last;
-        // Fetching ahead holds two pages at once. A page larger than one send (a Bulk
-        // results page of 10,000 rows under `sfsync sync`) is not worth that: it is
-        // delivered in several sends anyway, and memory must stay flat.
+        // Fetching ahead holds two pages at once. A page larger than one send is not worth
+        // that: it is delivered in several sends anyway, and memory must stay flat. (Under
+        // `sfsync sync` the client already hands Bulk pages on in REST-page-sized slices.)
         let fetch_ahead = page.records.len() <= settings.max_records_per_send;
         let send = enqueue_pieces(queue, report, &sync.name, settings, page.records);
         let sent = if settings.time_is_short() || !fetch_ahead {

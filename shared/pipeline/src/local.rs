@@ -338,9 +338,12 @@ pub async fn run_local(
         }
         out
     };
-    let client = sfsync_salesforce::Client::new(sfsync_salesforce::ClientConfig::from_config(
-        &config.salesforce,
-    )?)?;
+    let mut client_config = sfsync_salesforce::ClientConfig::from_config(&config.salesforce)?;
+    // Bulk results pages (10,000 rows) are parsed a REST page's worth at a time: each piece
+    // is mapped and delivered before the next is parsed, so memory stays that of one REST
+    // page whichever API serves the sync (docs/benchmarks.md, memory).
+    client_config.bulk_rows_per_page = LOCAL_MAX_RECORDS_PER_SEND as u32;
+    let client = sfsync_salesforce::Client::new(client_config)?;
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(30))
         .build()

@@ -81,6 +81,9 @@ pub(crate) struct BulkState {
     poll_delay: Option<Duration>,
     started: Option<Instant>,
     converter: Option<Converter>,
+    /// The rows of the results page being handed on in slices, and whether it is the job's
+    /// last page.
+    rows: Option<(RowReader, bool)>,
     pages: u64,
     records: u64,
 }
@@ -99,6 +102,7 @@ impl BulkState {
             poll_delay: None,
             started: None,
             converter: None,
+            rows: None,
             pages: 0,
             records: 0,
         }
@@ -126,6 +130,45 @@ impl BulkState {
         }
         let config = &client.inner.config;
         loop {
+            if let Some((mut reader, last_page)) = self.rows.take() {
+                let Some(converter) = &self.converter else {
+                    return Err(Error::decode("internal: no Bulk converter"));
+                };
+                let records = reader.take(converter, config.bulk_rows_per_page.max(1) as usize)?;
+                for record in &records {
+                    let cursor = Cursor::of_record(record)?;
+                    if self.max.as_ref().is_none_or(|m| cursor > *m) {
+                        self.max = Some(cursor);
+                    }
+                }
+                self.records += records.len() as u64;
+                let more_rows = !reader.is_done();
+                if more_rows {
+                    self.rows = Some((reader, last_page));
+                }
+                if more_rows || !last_page {
+                    if records.is_empty() {
+                        continue;
+                    }
+                    return Ok(BulkStep::Page(Page {
+                        records,
+                        last: None,
+                    }));
+                }
+                self.finished = true;
+                info!(
+                    pages = self.pages,
+                    records = self.records,
+                    "bulk results read"
+                );
+                if records.is_empty() && self.max.is_none() {
+                    return Ok(BulkStep::Done);
+                }
+                return Ok(BulkStep::Page(Page {
+                    records,
+                    last: self.max.clone(),
+                }));
+            }
             let max_records = config.bulk_page_size.to_string();
             let mut params = vec![("maxRecords", max_records.as_str())];
             if let Some(locator) = &self.locator {
@@ -149,39 +192,19 @@ impl BulkState {
             let Some(converter) = &self.converter else {
                 return Err(Error::decode("internal: no Bulk converter"));
             };
-            let records = converter.convert(&response.body)?;
-            for record in &records {
-                let cursor = Cursor::of_record(record)?;
-                if self.max.as_ref().is_none_or(|m| cursor > *m) {
-                    self.max = Some(cursor);
-                }
-            }
+            // The page's CSV is kept as text and parsed `bulk_rows_per_page` rows at a time:
+            // parsed rows take several times the memory of the text.
+            let reader = converter.reader(response.body)?;
             self.pages += 1;
-            self.records += records.len() as u64;
-            debug!(job_id = %job_id, page = self.pages, records = records.len(), "bulk results page");
-            match next_locator {
+            debug!(job_id = %job_id, page = self.pages, "bulk results page");
+            let last_page = match next_locator {
                 Some(locator) => {
                     self.locator = Some(locator);
-                    if records.is_empty() {
-                        continue;
-                    }
-                    return Ok(BulkStep::Page(Page {
-                        records,
-                        last: None,
-                    }));
+                    false
                 }
-                None => {
-                    self.finished = true;
-                    info!(job_id = %job_id, pages = self.pages, records = self.records, "bulk results read");
-                    if records.is_empty() && self.max.is_none() {
-                        return Ok(BulkStep::Done);
-                    }
-                    return Ok(BulkStep::Page(Page {
-                        records,
-                        last: self.max.clone(),
-                    }));
-                }
-            }
+                None => true,
+            };
+            self.rows = Some((reader, last_page));
         }
     }
 
@@ -328,13 +351,20 @@ impl Converter {
         )
     }
 
-    pub(crate) fn convert(&self, body: &[u8]) -> Result<Vec<Value>, Error> {
-        let body = body.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(body);
-        let mut reader = csv::ReaderBuilder::new()
+    /// Reads a results page's header; its rows are then converted by [`RowReader::take`].
+    pub(crate) fn reader(&self, body: Vec<u8>) -> Result<RowReader, Error> {
+        let skip = if body.starts_with(b"\xEF\xBB\xBF") {
+            3
+        } else {
+            0
+        };
+        let mut cursor = std::io::Cursor::new(body);
+        cursor.set_position(skip);
+        let mut csv = csv::ReaderBuilder::new()
             .has_headers(true)
             .flexible(false)
-            .from_reader(body);
-        let headers: Vec<(String, String)> = reader
+            .from_reader(cursor);
+        let headers: Vec<(String, String)> = csv
             .byte_headers()
             .map_err(|e| Error::decode(format!("Bulk results CSV header: {e}")))?
             .iter()
@@ -346,30 +376,38 @@ impl Converter {
                 }
             })
             .collect();
-        let mut records = Vec::new();
-        for row in reader.byte_records() {
-            let row = row.map_err(|e| Error::decode(format!("Bulk results CSV: {e}")))?;
-            let mut record = Map::new();
-            for ((path, field_type), raw) in headers.iter().zip(row.iter()) {
-                let raw = String::from_utf8_lossy(raw);
-                insert_path(&mut record, path, typed(&raw, field_type));
-            }
-            self.finalize(&mut record, "");
-            for path in &self.hidden {
-                remove_path(&mut record, path);
-            }
-            let id = record
-                .get("Id")
-                .and_then(Value::as_str)
-                .map(str::to_string)
-                .ok_or_else(|| Error::decode("a Bulk results row has no Id"))?;
-            record.insert(
-                "attributes".into(),
-                json!({"type": self.object, "url": self.url(&self.object, &id)}),
-            );
-            records.push(Value::Object(record));
+        Ok(RowReader {
+            csv,
+            headers,
+            row: csv::ByteRecord::new(),
+            done: false,
+        })
+    }
+
+    fn convert_row(
+        &self,
+        headers: &[(String, String)],
+        row: &csv::ByteRecord,
+    ) -> Result<Value, Error> {
+        let mut record = Map::new();
+        for ((path, field_type), raw) in headers.iter().zip(row.iter()) {
+            let raw = String::from_utf8_lossy(raw);
+            insert_path(&mut record, path, typed(&raw, field_type));
         }
-        Ok(records)
+        self.finalize(&mut record, "");
+        for path in &self.hidden {
+            remove_path(&mut record, path);
+        }
+        let id = record
+            .get("Id")
+            .and_then(Value::as_str)
+            .map(str::to_string)
+            .ok_or_else(|| Error::decode("a Bulk results row has no Id"))?;
+        record.insert(
+            "attributes".into(),
+            json!({"type": self.object, "url": self.url(&self.object, &id)}),
+        );
+        Ok(Value::Object(record))
     }
 
     /// Gives each parent node its `attributes`, or turns it into `null` when the parent
@@ -424,6 +462,40 @@ impl Converter {
             }
             child.insert("attributes".into(), Value::Object(attributes));
         }
+    }
+}
+
+/// The rows of one results page, converted a slice at a time.
+pub(crate) struct RowReader {
+    csv: csv::Reader<std::io::Cursor<Vec<u8>>>,
+    headers: Vec<(String, String)>,
+    row: csv::ByteRecord,
+    done: bool,
+}
+
+impl RowReader {
+    /// Converts up to `n` more rows.
+    pub(crate) fn take(&mut self, converter: &Converter, n: usize) -> Result<Vec<Value>, Error> {
+        let mut records = Vec::with_capacity(n.min(10_000));
+        while records.len() < n && !self.done {
+            let more = self
+                .csv
+                .read_byte_record(&mut self.row)
+                .map_err(|e| Error::decode(format!("Bulk results CSV: {e}")))?;
+            if !more {
+                self.done = true;
+                break;
+            }
+            records.push(converter.convert_row(&self.headers, &self.row)?);
+        }
+        if !self.done && self.csv.is_done() {
+            self.done = true;
+        }
+        Ok(records)
+    }
+
+    pub(crate) fn is_done(&self) -> bool {
+        self.done
     }
 }
 

@@ -164,8 +164,12 @@ pub struct ClientConfig {
     pub bulk_poll_max: Duration,
     /// Give up on a Bulk job that is not done after this long.
     pub bulk_timeout: Duration,
-    /// `maxRecords` of one Bulk results page (one page is held in memory).
+    /// `maxRecords` of one Bulk results page (one page's CSV text is held in memory).
     pub bulk_page_size: u32,
+    /// Rows of a Bulk results page parsed and handed on at a time (parsed rows take several
+    /// times the memory of the CSV text). By default the whole page: the Lambdas pack each
+    /// page into the fullest SQS messages; `sfsync sync` sets a REST page's worth.
+    pub bulk_rows_per_page: u32,
     /// Objects never sent to Bulk API 2.0.
     pub bulk_unsupported_objects: Vec<String>,
     /// How many times one part of a window may be halved after `QUERY_TIMEOUT` before the
@@ -191,6 +195,7 @@ impl ClientConfig {
             bulk_poll_max: Duration::from_secs(15),
             bulk_timeout: Duration::from_secs(4 * 3600),
             bulk_page_size: 10_000,
+            bulk_rows_per_page: u32::MAX,
             bulk_unsupported_objects: DEFAULT_BULK_UNSUPPORTED_OBJECTS
                 .iter()
                 .map(|s| s.to_string())

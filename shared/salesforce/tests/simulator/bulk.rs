@@ -323,3 +323,45 @@ async fn a_job_bulk_cannot_serve_falls_back_to_rest() {
     assert!(records.iter().any(|r| r["MailingAddress"].is_object()));
     sim.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_bulk_page_can_be_handed_on_in_slices_without_extra_calls() {
+    let sim = start(Org::generate(&OrgSpec::demo())).await;
+    let sync = contacts_sync(&["FirstName", "LastName", "Email", "Account.Name"]);
+    let until = now(&sim).await;
+    let mut whole_config = config(&sim.url());
+    whole_config.bulk_page_size = 40;
+    let mut sliced_config = whole_config.clone();
+    sliced_config.bulk_rows_per_page = 15;
+    let mut outcomes = Vec::new();
+    for cfg in [whole_config, sliced_config] {
+        let client = client_with(cfg);
+        let plan = client.plan(&sync).await.unwrap();
+        let calls_before = client.usage().calls;
+        let mut extraction = client.extract(&plan, window(None, until, ExtractApi::Bulk));
+        let mut sizes = Vec::new();
+        let mut lasts = Vec::new();
+        let mut records = Vec::new();
+        while let Some(page) = extraction.next_page().await.unwrap() {
+            sizes.push(page.records.len());
+            lasts.push(page.last);
+            records.extend(page.records);
+        }
+        assert_eq!(extraction.api_used(), ExtractApi::Bulk);
+        outcomes.push((sizes, lasts, records, client.usage().calls - calls_before));
+    }
+    let (whole_sizes, whole_lasts, whole_records, whole_calls) = &outcomes[0];
+    let (sliced_sizes, sliced_lasts, sliced_records, sliced_calls) = &outcomes[1];
+    assert!(whole_sizes.iter().any(|&n| n > 15), "{whole_sizes:?}");
+    assert!(sliced_sizes.iter().all(|&n| n <= 15), "{sliced_sizes:?}");
+    assert!(sliced_sizes.len() > whole_sizes.len());
+    // The same records in the same order, the same final checkpoint, and only the last
+    // piece carries it; slicing costs no API call.
+    assert_eq!(sliced_records, whole_records);
+    assert_eq!(sliced_lasts.last(), whole_lasts.last());
+    assert!(sliced_lasts.last().is_some_and(Option::is_some));
+    let (_, earlier) = sliced_lasts.split_last().unwrap();
+    assert!(earlier.iter().all(Option::is_none), "{sliced_lasts:?}");
+    assert_eq!(sliced_calls, whole_calls);
+    sim.shutdown().await;
+}
