@@ -281,6 +281,15 @@ pub async fn receive_event(sqs: &aws_sdk_sqs::Client, queue_url: &str, max: i32)
         .unwrap_or_else(|e| panic!("not an SQS event: {e}"))
 }
 
+/// The message ids a handler reported as failed (to stay on the queue).
+pub fn failed_ids(response: &aws_lambda_events::event::sqs::SqsBatchResponse) -> Vec<String> {
+    response
+        .batch_item_failures
+        .iter()
+        .map(|f| f.item_identifier.clone())
+        .collect()
+}
+
 /// Deletes what a handler acknowledged (everything but the reported failures), as the
 /// Lambda event source mapping does after the invocation.
 pub async fn ack(

@@ -14,9 +14,10 @@ use sfsync_mapping::{Config, map_record};
 use sfsync_pipeline::extract::{ExtractSettings, extract_sync};
 use sfsync_pipeline::local::{
     InlineQueue, LOCAL_MAX_BODY_BYTES, LOCAL_MAX_RECORDS_PER_SEND, LocalError, LocalOutcome,
-    LocalRun, ProgressFn, run_local,
+    LocalRun, ProgressFn, local_client_config, run_local,
 };
 use sfsync_pipeline::message::DeadLetter;
+use sfsync_pipeline::queue::Queue;
 use sfsync_pipeline::report::{RunReport, new_run_id};
 use sfsync_pipeline::state::file::FileStore;
 use sfsync_pipeline::state::{Checkpoint, StateStore};
@@ -122,6 +123,37 @@ impl Local {
         self.dir.path().join("state")
     }
 
+    /// One `extract_sync` of the named sync into any queue and state store, with a client
+    /// built from the config: for tests of the extract stage's edges.
+    pub async fn extract_once<Q: Queue, S: StateStore>(
+        &self,
+        sync: &str,
+        queue: &Q,
+        store: &S,
+        settings: &ExtractSettings,
+    ) -> RunReport {
+        let client = sfsync_salesforce::ClientConfig::from_config(&self.config.salesforce)
+            .and_then(sfsync_salesforce::Client::new)
+            .unwrap_or_else(|e| panic!("{e}"));
+        let sync = self
+            .config
+            .sync(sync)
+            .cloned()
+            .unwrap_or_else(|| panic!("no sync {sync}"));
+        let started = chrono::Utc::now();
+        extract_sync(
+            &client,
+            &sync,
+            queue,
+            store,
+            &new_run_id(started),
+            started,
+            settings,
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+    }
+
     pub fn store(&self) -> FileStore {
         FileStore::new(self.state_dir()).unwrap_or_else(|e| panic!("{e}"))
     }
@@ -152,8 +184,8 @@ impl Local {
         progress: ProgressFn,
     ) -> Vec<RunReport> {
         let config = Arc::new(self.config.clone());
-        let mut client_config = sfsync_salesforce::ClientConfig::from_config(&config.salesforce)
-            .unwrap_or_else(|e| panic!("{e}"));
+        let mut client_config =
+            local_client_config(&config.salesforce).unwrap_or_else(|e| panic!("{e}"));
         client_config.retry_base = backoff;
         client_config.retry_max_delay = backoff * 8;
         let client =

@@ -158,11 +158,7 @@ impl World {
             let response = sfsync_map::handle(&map, event.clone())
                 .await
                 .unwrap_or_else(|e| panic!("{e}"));
-            let failed: Vec<String> = response
-                .batch_item_failures
-                .iter()
-                .map(|f| f.item_identifier.clone())
-                .collect();
+            let failed = failed_ids(&response);
             ack(&self.sqs, &self.records_q(), &event, &failed).await;
             map_failures.extend(failed);
         }
@@ -174,11 +170,7 @@ impl World {
             let response = sfsync_deliver::handle(deliver, event.clone(), None)
                 .await
                 .unwrap_or_else(|e| panic!("{e}"));
-            let failed: Vec<String> = response
-                .batch_item_failures
-                .iter()
-                .map(|f| f.item_identifier.clone())
-                .collect();
+            let failed = failed_ids(&response);
             ack(&self.sqs, &self.delivery_q(), &event, &failed).await;
             deliver_failures.extend(failed);
         }
@@ -354,11 +346,7 @@ async fn retryable_delivery_failures_stay_on_the_queue_and_are_retried() {
     let response = sfsync_deliver::handle(&deliver, event.clone(), None)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
-    let failed: Vec<String> = response
-        .batch_item_failures
-        .iter()
-        .map(|f| f.item_identifier.clone())
-        .collect();
+    let failed = failed_ids(&response);
     assert_eq!(
         failed.len(),
         event.records.len(),
@@ -476,11 +464,7 @@ async fn a_poison_message_fails_alone_and_reaches_the_dlq_after_max_receive_coun
         let response = sfsync_map::handle(&map, event.clone())
             .await
             .unwrap_or_else(|e| panic!("{e}"));
-        let failed: Vec<String> = response
-            .batch_item_failures
-            .iter()
-            .map(|f| f.item_identifier.clone())
-            .collect();
+        let failed = failed_ids(&response);
         poison_failures += failed.len();
         good += event.records.len() - failed.len();
         ack(&w.sqs, &w.records_q(), &event, &failed).await;
@@ -845,11 +829,7 @@ async fn messages_delivered_together_are_still_judged_one_by_one() {
     let response = sfsync_deliver::handle(&deliver, event.clone(), None)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
-    let failed: HashSet<String> = response
-        .batch_item_failures
-        .iter()
-        .map(|f| f.item_identifier.clone())
-        .collect();
+    let failed: HashSet<String> = failed_ids(&response).into_iter().collect();
     // Which SQS message carries which calls: decode each body.
     let mut fresh = HashSet::new();
     let mut exhausted = None;

@@ -173,14 +173,6 @@ fn malformed_bodies() -> Vec<(&'static str, Option<String>)> {
     bodies
 }
 
-fn failures(response: &aws_lambda_events::event::sqs::SqsBatchResponse) -> Vec<String> {
-    response
-        .batch_item_failures
-        .iter()
-        .map(|f| f.item_identifier.clone())
-        .collect()
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn malformed_bodies_fail_alone_in_the_map_handler() {
     let aws = moto().await;
@@ -228,7 +220,7 @@ async fn malformed_bodies_fail_alone_in_the_map_handler() {
     let response = sfsync_map::handle(&state, event(&messages))
         .await
         .unwrap_or_else(|e| panic!("{e}"));
-    let failed = failures(&response);
+    let failed = failed_ids(&response);
     assert!(
         failed.iter().all(|id| !id.is_empty()),
         "an empty item identifier"
@@ -295,7 +287,7 @@ async fn records_without_ids_or_dates_are_skipped_and_counted_never_fatal() {
     let response = sfsync_map::handle(&state, event(&[("m1", Some(body))]))
         .await
         .unwrap_or_else(|e| panic!("{e}"));
-    assert!(failures(&response).is_empty(), "skips are not failures");
+    assert!(failed_ids(&response).is_empty(), "skips are not failures");
     let calls: Vec<String> = aws
         .drain(&aws.delivery_q)
         .await
@@ -386,7 +378,7 @@ async fn malformed_bodies_fail_alone_in_the_deliver_handler() {
     let response = sfsync_deliver::handle(&state, event(&messages), None)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
-    let failed = failures(&response);
+    let failed = failed_ids(&response);
     assert!(
         failed.iter().all(|id| !id.is_empty()),
         "an empty item identifier"

@@ -22,11 +22,11 @@ use chrono::Utc;
 use serde_json::{Value, json};
 use sfsync_e2e::local::{CONFIG, Local, org, repeats};
 use sfsync_e2e::*;
-use sfsync_pipeline::extract::{ExtractSettings, extract_sync};
+use sfsync_pipeline::extract::ExtractSettings;
 use sfsync_pipeline::local::{Progress, ProgressFn};
 use sfsync_pipeline::message::{RecordsMessage, decode};
 use sfsync_pipeline::queue::{Queue, QueueError, SqsQueue};
-use sfsync_pipeline::report::{RunCounts, RunReport, RunStatus, new_run_id};
+use sfsync_pipeline::report::{RunCounts, RunReport, RunStatus};
 use sfsync_pipeline::state::dynamo::DynamoStore;
 use sfsync_pipeline::state::{Checkpoint, StateError, StateStore};
 use sfsync_salesforce::Cursor;
@@ -662,28 +662,9 @@ async fn extract_through_a_flaky_sqs_enqueues_every_record_exactly_once() {
     let w = Local::start(CONFIG, org(600), Faults::default()).await;
     let queue = SqsQueue::new(sqs.client(), sqs.queue_url()).with_retry(5, FAST);
     let store = w.store();
-    let client = sfsync_salesforce::ClientConfig::from_config(&w.config.salesforce)
-        .and_then(sfsync_salesforce::Client::new)
-        .unwrap_or_else(|e| panic!("{e}"));
     let mut settings = ExtractSettings::new("lambda:req-1");
     settings.max_body_bytes = 2 * 1024; // many bodies per page, so batches of ten
-    let started = Utc::now();
-    let sync = w
-        .config
-        .sync("contacts")
-        .cloned()
-        .unwrap_or_else(|| panic!("no sync"));
-    let report = extract_sync(
-        &client,
-        &sync,
-        &queue,
-        &store,
-        &new_run_id(started),
-        started,
-        &settings,
-    )
-    .await
-    .unwrap_or_else(|e| panic!("{e}"));
+    let report = w.extract_once("contacts", &queue, &store, &settings).await;
     assert_eq!(report.status, RunStatus::Complete, "{report}");
 
     let (offered, accepted) = sqs.log(|l| {
@@ -718,7 +699,7 @@ async fn extract_through_a_flaky_sqs_enqueues_every_record_exactly_once() {
         .checkpoint("contacts")
         .await
         .unwrap_or_else(|e| panic!("{e}"));
-    assert!(cp.is_some_and(|c| c.cursor.modstamp == started));
+    assert!(cp.is_some_and(|c| c.cursor.modstamp == report.started_at));
 }
 
 // ---------------------------------------------------------------------------------------
@@ -895,27 +876,15 @@ async fn a_run_whose_checkpoint_another_writer_moved_stops_without_overwriting_i
         theirs: theirs.clone(),
     };
     let w = Local::start(CONFIG, org(300), Faults::default()).await;
-    let client = sfsync_salesforce::ClientConfig::from_config(&w.config.salesforce)
-        .and_then(sfsync_salesforce::Client::new)
-        .unwrap_or_else(|e| panic!("{e}"));
-    let sync = w
-        .config
-        .sync("contacts")
-        .cloned()
-        .unwrap_or_else(|| panic!("no sync"));
     let queue = Kept::default();
-    let started = Utc::now();
-    let report = extract_sync(
-        &client,
-        &sync,
-        &queue,
-        &raced,
-        &new_run_id(started),
-        started,
-        &ExtractSettings::new("lambda:req-9"),
-    )
-    .await
-    .unwrap_or_else(|e| panic!("{e}"));
+    let report = w
+        .extract_once(
+            "contacts",
+            &queue,
+            &raced,
+            &ExtractSettings::new("lambda:req-9"),
+        )
+        .await;
     assert_eq!(report.status, RunStatus::Failed, "{report}");
     let error = report.error.clone().unwrap_or_default();
     assert!(error.contains("changed by someone else"), "{error}");
@@ -974,31 +943,19 @@ impl Queue for FailsAfter {
 async fn a_page_fetched_ahead_never_moves_the_checkpoint_past_what_was_enqueued() {
     let (store, _) = moto_store().await;
     let w = Local::start(CONFIG, org(700), Faults::default()).await;
-    let client = sfsync_salesforce::ClientConfig::from_config(&w.config.salesforce)
-        .and_then(sfsync_salesforce::Client::new)
-        .unwrap_or_else(|e| panic!("{e}"));
-    let sync = w
-        .config
-        .sync("contacts")
-        .cloned()
-        .unwrap_or_else(|| panic!("no sync"));
     // Two pages go through; the third send fails while the fourth page is being fetched.
     let queue = FailsAfter {
         kept: Kept::default(),
         allowed: AtomicU64::new(2),
     };
-    let started = Utc::now();
-    let report = extract_sync(
-        &client,
-        &sync,
-        &queue,
-        &store,
-        &new_run_id(started),
-        started,
-        &ExtractSettings::new("lambda:req-10"),
-    )
-    .await
-    .unwrap_or_else(|e| panic!("{e}"));
+    let report = w
+        .extract_once(
+            "contacts",
+            &queue,
+            &store,
+            &ExtractSettings::new("lambda:req-10"),
+        )
+        .await;
     assert_eq!(report.status, RunStatus::Failed, "{report}");
     assert!(
         report

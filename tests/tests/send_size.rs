@@ -8,11 +8,11 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use sfsync_e2e::local::{CONFIG, Local, org};
-use sfsync_pipeline::extract::{ExtractSettings, extract_sync};
+use sfsync_pipeline::extract::ExtractSettings;
 use sfsync_pipeline::local::{LOCAL_MAX_BODY_BYTES, LOCAL_MAX_RECORDS_PER_SEND};
 use sfsync_pipeline::message::{RecordsMessage, decode};
 use sfsync_pipeline::queue::{Queue, QueueError};
-use sfsync_pipeline::report::{RunStatus, new_run_id};
+use sfsync_pipeline::report::RunStatus;
 use sfsync_simulator::Faults;
 
 /// Records per send, in order.
@@ -38,9 +38,6 @@ impl Queue for Sends {
 /// Extracts the contacts over Bulk API 2.0 (one results page: the org is smaller than a
 /// Bulk page) with these settings; returns the records of each send.
 async fn sends(w: &Local, max_records_per_send: Option<usize>) -> Vec<usize> {
-    let client = sfsync_salesforce::ClientConfig::from_config(&w.config.salesforce)
-        .and_then(sfsync_salesforce::Client::new)
-        .unwrap_or_else(|e| panic!("{e}"));
     let mut settings = ExtractSettings::new("test:send-size");
     settings.compress = false;
     settings.max_body_bytes = LOCAL_MAX_BODY_BYTES;
@@ -48,24 +45,10 @@ async fn sends(w: &Local, max_records_per_send: Option<usize>) -> Vec<usize> {
     if let Some(n) = max_records_per_send {
         settings.max_records_per_send = n;
     }
-    let sync = w
-        .config
-        .sync("contacts")
-        .cloned()
-        .unwrap_or_else(|| panic!("no sync"));
     let queue = Sends::default();
-    let started = chrono::Utc::now();
-    let report = extract_sync(
-        &client,
-        &sync,
-        &queue,
-        &w.store(),
-        &new_run_id(started),
-        started,
-        &settings,
-    )
-    .await
-    .unwrap_or_else(|e| panic!("{e}"));
+    let report = w
+        .extract_once("contacts", &queue, &w.store(), &settings)
+        .await;
     assert_eq!(report.status, RunStatus::Complete, "{report}");
     assert_eq!(report.api.as_deref(), Some("bulk"), "{report}");
     let sends = queue.0.into_inner().unwrap_or_else(|e| e.into_inner());

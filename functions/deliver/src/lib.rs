@@ -47,13 +47,12 @@ impl DeliverState {
         let secrets =
             aws::load_secret(&aws_sdk_secretsmanager::Client::new(sdk), &env.secret_id).await?;
         let config = aws::function_config(&secrets)?;
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(30))
-            .build()
-            .map_err(|e| SetupError::Config {
-                source_name: "http".into(),
-                message: e.to_string(),
-            })?;
+        // No redirects (a redirected POST would become a GET); each request's timeout is the
+        // destination engine's.
+        let http = sfsync_destinations::http_client().map_err(|e| SetupError::Config {
+            source_name: "http".into(),
+            message: e.to_string(),
+        })?;
         let names = sfsync_destinations::object_names(&config);
         let mut destinations = HashMap::new();
         for d in &config.destinations {
@@ -111,7 +110,7 @@ pub async fn handle(
     // Decode every message, then deliver the calls of all messages for one destination
     // together: their batches fill across message boundaries, so an event of ten messages
     // costs what its calls need, not at least one request per message.
-    let mut groups: Vec<(String, Vec<Pending<'_>>)> = Vec::new();
+    let mut groups: Vec<(String, Vec<(Head<'_>, CallsMessage)>)> = Vec::new();
     for (message, id) in event.records.iter().zip(ids) {
         let span = tracing::info_span!("deliver", message_id = %id);
         let decoded = match message.body.as_deref() {
@@ -121,10 +120,7 @@ pub async fn handle(
         let calls = match decoded {
             Ok(calls) => calls,
             Err(failure) => {
-                report_failure(state, message, failure)
-                    .instrument(span)
-                    .await;
-                response.add_failure(id);
+                conclude(state, &mut response, id, message, span, Err(failure)).await;
                 continue;
             }
         };
@@ -133,70 +129,76 @@ pub async fn handle(
             let result = dead_letter_unknown(state, calls)
                 .instrument(span.clone())
                 .await;
-            if let Err(failure) = result {
-                report_failure(state, message, failure)
-                    .instrument(span)
-                    .await;
-                response.add_failure(id);
-            }
+            conclude(state, &mut response, id, message, span, result).await;
             continue;
         }
-        let pending = Pending {
+        let head = Head {
             id,
             message,
             span,
-            calls,
+            run_id: calls.run_id.clone(),
+            attempt: calls.attempt,
+            first_sync: calls.calls.first().map(|c| c.source().sync.clone()),
         };
-        match groups
-            .iter_mut()
-            .find(|(d, _)| *d == pending.calls.destination)
-        {
-            Some((_, group)) => group.push(pending),
-            None => groups.push((pending.calls.destination.clone(), vec![pending])),
+        match groups.iter_mut().find(|(d, _)| *d == calls.destination) {
+            Some((_, group)) => group.push((head, calls)),
+            None => groups.push((calls.destination.clone(), vec![(head, calls)])),
         }
     }
     for (name, group) in groups {
         let destination = &state.destinations[&name];
         let budget = aws::budget_until(deadline, Duration::from_secs(10), state.max_budget);
-        let mut heads = Vec::with_capacity(group.len());
-        let mut messages = Vec::with_capacity(group.len());
-        for pending in group {
-            heads.push((pending.id, pending.message, pending.span));
-            messages.push(pending.calls);
-        }
-        let syncs: Vec<Vec<String>> = messages.iter().map(syncs_of).collect();
-        let headers: Vec<(String, u32)> = messages
-            .iter()
-            .map(|m| (m.run_id.clone(), m.attempt))
-            .collect();
+        let (heads, messages): (Vec<Head<'_>>, Vec<CallsMessage>) = group.into_iter().unzip();
         let group_span =
             tracing::info_span!("deliver_batch", destination = %name, messages = messages.len());
         let outputs = deliver_messages(destination, messages, budget)
             .instrument(group_span)
             .await;
-        for ((((id, message, span), out), syncs), (run_id, attempt)) in
-            heads.into_iter().zip(outputs).zip(syncs).zip(headers)
-        {
-            let result = settle(state, &name, &run_id, attempt, &syncs, out)
-                .instrument(span.clone())
+        for (head, out) in heads.into_iter().zip(outputs) {
+            let result = settle(state, &name, &head, out)
+                .instrument(head.span.clone())
                 .await;
-            if let Err(failure) = result {
-                report_failure(state, message, failure)
-                    .instrument(span)
-                    .await;
-                response.add_failure(id);
-            }
+            conclude(
+                state,
+                &mut response,
+                head.id,
+                head.message,
+                head.span,
+                result,
+            )
+            .await;
         }
     }
     Ok(response)
 }
 
-/// A decoded message waiting for its destination's delivery.
-struct Pending<'a> {
+/// What settling a message needs once its calls went out with the others'.
+struct Head<'a> {
     id: String,
     message: &'a SqsMessage,
     span: tracing::Span,
-    calls: CallsMessage,
+    run_id: String,
+    attempt: u32,
+    /// The sync the message's share of the destination requests is counted under.
+    first_sync: Option<String>,
+}
+
+/// A failed message stays on the queue: its id goes into the batch response, and the wait
+/// it asked for (Retry-After) is set as its visibility timeout.
+async fn conclude(
+    state: &DeliverState,
+    response: &mut SqsBatchResponse,
+    id: String,
+    message: &SqsMessage,
+    span: tracing::Span,
+    result: Result<(), Failed>,
+) {
+    if let Err(failure) = result {
+        report_failure(state, message, failure)
+            .instrument(span)
+            .await;
+        response.add_failure(id);
+    }
 }
 
 struct Failed {
@@ -242,12 +244,11 @@ async fn dead_letter_unknown(state: &DeliverState, calls: CallsMessage) -> Resul
 async fn settle(
     state: &DeliverState,
     dest_name: &str,
-    run_id: &str,
-    attempt: u32,
-    syncs: &[String],
+    head: &Head<'_>,
     out: DeliverOutput,
 ) -> Result<(), Failed> {
-    record_counts(state, run_id, syncs, &out).await;
+    let (run_id, attempt) = (head.run_id.as_str(), head.attempt);
+    record_counts(state, run_id, head.first_sync.as_deref(), &out).await;
     send_dead(state, &out.dead).await?;
     if out.retry.is_empty() {
         return Ok(());
@@ -283,20 +284,14 @@ async fn settle(
         .map_err(|e| failed(format!("cannot re-enqueue {} calls: {e}", out.retry.len())))
 }
 
-fn syncs_of(calls: &CallsMessage) -> Vec<String> {
-    let mut syncs: Vec<String> = calls
-        .calls
-        .iter()
-        .map(|c| c.source().sync.clone())
-        .collect();
-    syncs.sort();
-    syncs.dedup();
-    syncs
-}
-
-async fn record_counts(state: &DeliverState, run_id: &str, syncs: &[String], out: &DeliverOutput) {
+async fn record_counts(
+    state: &DeliverState,
+    run_id: &str,
+    first_sync: Option<&str>,
+    out: &DeliverOutput,
+) {
     // Attribute per sync from the calls themselves; the requests, shared by the calls of a
-    // batch, go to the message's first sync.
+    // batch, go to the sync of the message's first call.
     let mut by_sync: HashMap<&str, RunCounts> = HashMap::new();
     for (sync, delivered) in &out.delivered_by_sync {
         by_sync.entry(sync.as_str()).or_default().delivered += delivered;
@@ -313,13 +308,10 @@ async fn record_counts(state: &DeliverState, run_id: &str, syncs: &[String], out
             .or_default()
             .retried += 1;
     }
-    if let Some(first) = syncs.first()
+    if let Some(first) = first_sync
         && out.requests > 0
     {
-        by_sync
-            .entry(first.as_str())
-            .or_default()
-            .destination_requests += out.requests;
+        by_sync.entry(first).or_default().destination_requests += out.requests;
     }
     for (sync, counts) in by_sync {
         sfsync_pipeline::metrics::emit("deliver", sync, &counts, 0);

@@ -310,6 +310,18 @@ pub enum LocalError {
     Http(String),
 }
 
+/// The Salesforce client settings of a local run. Bulk results pages (10,000 rows) are
+/// parsed a REST page's worth at a time: each piece is mapped and delivered before the next
+/// is parsed, so memory stays that of one REST page whichever API serves the sync
+/// (docs/benchmarks.md, memory).
+pub fn local_client_config(
+    salesforce: &sfsync_mapping::config::SalesforceConfig,
+) -> Result<sfsync_salesforce::ClientConfig, sfsync_salesforce::Error> {
+    let mut client_config = sfsync_salesforce::ClientConfig::from_config(salesforce)?;
+    client_config.bulk_rows_per_page = LOCAL_MAX_RECORDS_PER_SEND as u32;
+    Ok(client_config)
+}
+
 /// One local run of the selected syncs through the same stages as the Lambdas.
 pub async fn run_local(
     config: Config,
@@ -338,16 +350,10 @@ pub async fn run_local(
         }
         out
     };
-    let mut client_config = sfsync_salesforce::ClientConfig::from_config(&config.salesforce)?;
-    // Bulk results pages (10,000 rows) are parsed a REST page's worth at a time: each piece
-    // is mapped and delivered before the next is parsed, so memory stays that of one REST
-    // page whichever API serves the sync (docs/benchmarks.md, memory).
-    client_config.bulk_rows_per_page = LOCAL_MAX_RECORDS_PER_SEND as u32;
-    let client = sfsync_salesforce::Client::new(client_config)?;
-    let http = reqwest::Client::builder()
-        .timeout(Duration::from_secs(30))
-        .build()
-        .map_err(|e| LocalError::Http(e.to_string()))?;
+    let client = sfsync_salesforce::Client::new(local_client_config(&config.salesforce)?)?;
+    // No redirects (a redirected POST would become a GET); each request's timeout is the
+    // destination engine's.
+    let http = sfsync_destinations::http_client().map_err(|e| LocalError::Http(e.to_string()))?;
     let names = sfsync_destinations::object_names(&config);
     let mut destinations = Vec::new();
     for d in &config.destinations {
