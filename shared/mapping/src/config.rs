@@ -277,7 +277,7 @@ impl DestinationKind {
                     "group_key",
                 ],
             ),
-            DestinationKind::Amplitude => (&["api_key"], &["api_key"]),
+            DestinationKind::Amplitude => (&["api_key"], &["api_key", "secret_key"]),
             DestinationKind::Webhook => (&["url", "secret"], &["url", "secret"]),
             DestinationKind::File => (&["path"], &["path"]),
         }
@@ -320,6 +320,9 @@ pub struct DestinationConfig {
     /// Mixpanel service-account secret, or the webhook signing secret (`whsec_…`).
     #[serde(default)]
     pub secret: Option<String>,
+    /// Amplitude: the project's secret key, needed by its User Privacy API to delete users.
+    #[serde(default)]
+    pub secret_key: Option<String>,
     /// Mixpanel: the group key objects are written under (configured in the project).
     #[serde(default)]
     pub group_key: Option<String>,
@@ -361,6 +364,7 @@ impl DestinationConfig {
             "project_id" => self.project_id.as_ref(),
             "username" => self.username.as_ref(),
             "secret" => self.secret.as_ref(),
+            "secret_key" => self.secret_key.as_ref(),
             "group_key" => self.group_key.as_ref(),
             "url" => self.url.as_ref(),
             "path" => self.path.as_ref(),
@@ -378,6 +382,7 @@ const CREDENTIAL_KEYS: &[&str] = &[
     "project_id",
     "username",
     "secret",
+    "secret_key",
     "group_key",
     "url",
     "path",
@@ -505,6 +510,7 @@ impl Config {
                 ("project_id", &mut d.project_id),
                 ("username", &mut d.username),
                 ("secret", &mut d.secret),
+                ("secret_key", &mut d.secret_key),
                 ("url", &mut d.url),
                 ("path", &mut d.path),
             ] {
@@ -877,8 +883,25 @@ fn problem_from_toml(text: &str, e: &toml::de::Error) -> ConfigProblem {
     ConfigProblem {
         key,
         line,
-        message: e.message().trim().to_string(),
+        message: with_suggestion(e.message().trim()),
     }
+}
+
+/// Adds the closest valid name to serde's "unknown field `client_sercet`, expected one of
+/// `login_url`, …" (and to "unknown variant …" for misspelt values such as a `kind`), so
+/// the user reads the fix instead of searching the list.
+fn with_suggestion(message: &str) -> String {
+    let is_unknown_name =
+        message.starts_with("unknown field `") || message.starts_with("unknown variant `");
+    if !is_unknown_name {
+        return message.to_string();
+    }
+    // serde names the unknown one first, then every valid one, each between backticks.
+    let mut names = message.split('`').skip(1).step_by(2);
+    let Some(unknown) = names.next() else {
+        return message.to_string();
+    };
+    format!("{message}{}", crate::suggest::did_you_mean(unknown, names))
 }
 
 /// The key path of the value or key at `offset`, best effort (for parse errors).

@@ -8,7 +8,9 @@ pub mod call;
 pub mod config;
 pub mod mapper;
 pub mod secrets;
+pub mod suggest;
 pub mod time;
+pub mod version;
 
 pub use call::{Call, CallType, Entity, Source};
 pub use config::{

@@ -1,9 +1,10 @@
 //! Salesforce record in, Segment-spec call out.
 //!
 //! The rules, in the order a record meets them:
-//! 1. It needs an `Id` and a `SystemModstamp`: together with the sync name and the call type
-//!    they make the deterministic `messageId`, so a retried or re-extracted record version is
-//!    deduplicated downstream, and a new version gets a new id.
+//! 1. It needs an `Id` and a version, `SystemModstamp` (or, in records exported by another
+//!    tool without it, `LastModifiedDate`: see [`crate::version`]): together with the sync
+//!    name and the call type they make the deterministic `messageId`, so a retried or
+//!    re-extracted record version is deduplicated downstream, and a new version gets a new id.
 //! 2. A deleted record (`IsDeleted: true`) becomes a `delete` call when the sync has
 //!    `deletes = true`, and is skipped otherwise.
 //! 3. Otherwise the sync's kind decides the call: people → `identify`, events → `track`,
@@ -23,6 +24,7 @@ use uuid::Uuid;
 use crate::call::{Call, CallType, Context, Entity, Source};
 use crate::config::{SyncConfig, SyncKind};
 use crate::time::{format_rfc3339, parse_date_or_datetime, parse_salesforce_datetime};
+use crate::version::version_field;
 
 /// Reserved traits for people: Salesforce field → trait. `CreatedDate` is handled apart: it
 /// stays as it is and adds `created_at` (epoch seconds). `Name` falls back to the
@@ -76,6 +78,12 @@ pub enum SkipReason {
     MissingEventName { field: String },
     #[error("deleted record, and the sync does not propagate deletes")]
     DeletedWithoutDeletes,
+    #[error(
+        "neither SystemModstamp nor LastModifiedDate has a value, so the record version \
+         (timestamp and messageId) is unknown: include SystemModstamp (or LastModifiedDate) \
+         in the records"
+    )]
+    MissingRecordVersion,
 }
 
 impl SkipReason {
@@ -90,6 +98,7 @@ impl SkipReason {
             SkipReason::InvalidDate { .. } => "invalid_date",
             SkipReason::MissingEventName { .. } => "missing_event_name",
             SkipReason::DeletedWithoutDeletes => "deleted_without_deletes",
+            SkipReason::MissingRecordVersion => "missing_record_version",
         }
     }
 
@@ -149,7 +158,10 @@ pub fn map_record(sync: &SyncConfig, record: Value) -> Result<Call, Skip> {
         record_id: Some(record_id.clone()),
         reason,
     };
-    let modstamp = datetime(&record, "SystemModstamp").map_err(skip)?;
+    let Some(version) = version_field(&record) else {
+        return Err(skip(SkipReason::MissingRecordVersion));
+    };
+    let modstamp = datetime(&record, version.name()).map_err(skip)?;
     let deleted = matches!(record.get("IsDeleted"), Some(Value::Bool(true)));
 
     let call_type = match (deleted, sync.kind) {

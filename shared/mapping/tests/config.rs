@@ -121,6 +121,27 @@ fn unknown_keys_are_rejected_with_their_line() {
 }
 
 #[test]
+fn an_unknown_key_or_value_suggests_the_closest_valid_one() {
+    let text = BASE.replace("client_secret =", "client_sercet =");
+    assert_problem(
+        &text,
+        5,
+        "salesforce.client_sercet",
+        "did you mean \"client_secret\"?",
+    );
+    // The valid keys are still listed.
+    assert_problem(&text, 5, "salesforce.client_sercet", "`login_url`");
+    let text = BASE.replace("user_id =", "user_di =");
+    assert_problem(&text, 11, "syncs[0].user_di", "did you mean \"user_id\"?");
+    let text = BASE.replace("kind = \"people\"", "kind = \"peple\"");
+    assert_problem(&text, 10, "syncs[0].kind", "did you mean \"people\"?");
+    // Nothing close: no guess.
+    let text = BASE.replace("auth =", "colour = \"blue\"\nauth =");
+    let all = problems(&text);
+    assert!(all.iter().all(|p| !p.contains("did you mean")), "{all:#?}");
+}
+
+#[test]
 fn wrong_types_and_enum_values_are_named() {
     let text = BASE.replace("kind = \"people\"", "kind = \"persons\"");
     assert_problem(&text, 10, "syncs[0].kind", "unknown variant `persons`");

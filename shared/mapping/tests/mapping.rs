@@ -503,9 +503,7 @@ fn every_skip_reason() {
     );
     assert_eq!(
         skip_reason(&p, json!({"Id": "003X"})),
-        SkipReason::MissingField {
-            field: "SystemModstamp".into()
-        }
+        SkipReason::MissingRecordVersion
     );
     assert_eq!(
         skip_reason(&p, json!({"Id": "003X", "SystemModstamp": "last tuesday"})),
@@ -710,4 +708,56 @@ fn calls_round_trip_through_json() {
     let line = serde_json::to_string(&call).unwrap();
     let back: sfsync_mapping::Call = serde_json::from_str(&line).unwrap();
     assert_eq!(back, call);
+}
+
+#[test]
+fn last_modified_date_versions_a_record_without_system_modstamp() {
+    // A record exported by another tool with the user's own field list.
+    let p = people(&["Email"]);
+    let exported = json!({"Id": "003X", "LastModifiedDate": "2024-05-03T10:00:00.000+0000",
+                          "Email": "x@example.com"});
+    let call = map_record(&p, exported.clone()).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(call.timestamp, "2024-05-03T10:00:00.000Z");
+    let millis = chrono::DateTime::parse_from_rfc3339("2024-05-03T10:00:00Z")
+        .unwrap_or_else(|e| panic!("{e}"))
+        .timestamp_millis();
+    assert_eq!(
+        call.message_id,
+        message_id("s", "003X", millis, CallType::Identify)
+    );
+    // Deterministic: the same export maps to the same messageId.
+    let again = map_record(&p, exported).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(again.message_id, call.message_id);
+
+    // SystemModstamp wins when both are there; a null one lets LastModifiedDate serve.
+    let both = json!({"Id": "003X", "SystemModstamp": "2024-05-04T00:00:00.000+0000",
+                      "LastModifiedDate": "2024-05-03T10:00:00.000+0000"});
+    let call = map_record(&p, both).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(call.timestamp, "2024-05-04T00:00:00.000Z");
+    let null_modstamp = json!({"Id": "003X", "SystemModstamp": null,
+                               "LastModifiedDate": "2024-05-03T10:00:00.000+0000"});
+    let call = map_record(&p, null_modstamp).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(call.timestamp, "2024-05-03T10:00:00.000Z");
+
+    // An unparseable SystemModstamp is reported, not papered over with the other field.
+    let bad = json!({"Id": "003X", "SystemModstamp": "last tuesday",
+                     "LastModifiedDate": "2024-05-03T10:00:00.000+0000"});
+    assert_eq!(
+        skip_reason(&p, bad),
+        SkipReason::InvalidDate {
+            field: "SystemModstamp".into(),
+            value: "last tuesday".into()
+        }
+    );
+
+    // Neither: skipped, and the reason says how to fix the input.
+    let reason = skip_reason(&p, json!({"Id": "003X", "Email": "x@example.com"}));
+    assert_eq!(reason, SkipReason::MissingRecordVersion);
+    let text = reason.to_string();
+    assert!(
+        text.contains("SystemModstamp")
+            && text.contains("LastModifiedDate")
+            && text.contains("include"),
+        "{text}"
+    );
 }

@@ -1,0 +1,69 @@
+//! Which field dates a record version.
+//!
+//! A call's `timestamp` and its deterministic `messageId` come from the record's version:
+//! `SystemModstamp`, which sfsync's own extraction always selects (Salesforce moves it on
+//! every change, including system changes that leave `LastModifiedDate` alone). Records
+//! exported by another tool with the user's own field list often carry only
+//! `LastModifiedDate`; it then serves instead, so such a file still maps (to the same
+//! `messageId` every time). A record with neither cannot be versioned and is skipped.
+
+use serde_json::{Map, Value};
+
+/// The field that served as a record's version.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VersionField {
+    SystemModstamp,
+    LastModifiedDate,
+}
+
+impl VersionField {
+    /// The Salesforce field name.
+    pub fn name(self) -> &'static str {
+        match self {
+            VersionField::SystemModstamp => "SystemModstamp",
+            VersionField::LastModifiedDate => "LastModifiedDate",
+        }
+    }
+}
+
+impl std::fmt::Display for VersionField {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// The field that dates `record`: `SystemModstamp` when it has a value, else
+/// `LastModifiedDate` when that has one, else none. A present but unparseable value is not
+/// skipped over here: the mapping reports it as an invalid date rather than quietly using
+/// another field.
+pub fn version_field(record: &Map<String, Value>) -> Option<VersionField> {
+    [VersionField::SystemModstamp, VersionField::LastModifiedDate]
+        .into_iter()
+        .find(|field| record.get(field.name()).is_some_and(|v| !v.is_null()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn object(v: Value) -> Map<String, Value> {
+        match v {
+            Value::Object(m) => m,
+            _ => Map::new(),
+        }
+    }
+
+    #[test]
+    fn system_modstamp_first_then_last_modified_date() {
+        let both = object(json!({"SystemModstamp": "x", "LastModifiedDate": "y"}));
+        assert_eq!(version_field(&both), Some(VersionField::SystemModstamp));
+        let null_modstamp = object(json!({"SystemModstamp": null, "LastModifiedDate": "y"}));
+        assert_eq!(
+            version_field(&null_modstamp),
+            Some(VersionField::LastModifiedDate)
+        );
+        let neither = object(json!({"LastModifiedDate": null, "CreatedDate": "z"}));
+        assert_eq!(version_field(&neither), None);
+    }
+}
