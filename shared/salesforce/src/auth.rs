@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::Credentials;
 use crate::error::Error;
+use crate::rotation::RotatedRefreshToken;
 
 /// A live session. `Debug` hides the token.
 pub(crate) struct Session {
@@ -32,8 +33,12 @@ impl fmt::Debug for Session {
 pub(crate) struct AuthState {
     pub(crate) session: Option<Arc<Session>>,
     pub(crate) generation: u64,
-    /// The refresh token as rotated by the server, if it rotated.
-    pub(crate) rotated_refresh_token: Option<String>,
+    /// The newest refresh token of the chain, once the server rotated the configured one
+    /// (from this process or, through the store, from another).
+    pub(crate) rotated_refresh_token: Option<RotatedRefreshToken>,
+    /// A rotated token the store has not accepted yet: saving it is retried before the
+    /// session is handed out again.
+    pub(crate) unsaved: bool,
 }
 
 #[derive(Deserialize)]

@@ -20,6 +20,7 @@ use crate::config::ClientConfig;
 use crate::describe::{GlobalDescribe, ObjectDescribe};
 use crate::error::{Error, FieldProblem, Redactor};
 use crate::limits::{ApiUsage, LimitInfo};
+use crate::rotation::{RefreshTokenStore, RotatedRefreshToken, origin_of};
 
 /// A Salesforce API client. Cheap to clone: clones share the token, the describe caches
 /// and the request accounting.
@@ -38,6 +39,8 @@ pub(crate) struct Inner {
     limit: StdMutex<Option<LimitInfo>>,
     global: OnceCell<Arc<GlobalDescribe>>,
     describes: StdMutex<HashMap<String, Arc<ObjectDescribe>>>,
+    /// Where rotated refresh tokens are kept (refresh_token flow only).
+    token_store: Option<Arc<dyn RefreshTokenStore>>,
 }
 
 impl fmt::Debug for Client {
@@ -128,6 +131,25 @@ pub(crate) fn query_string(pairs: &[(&str, &str)]) -> String {
 
 impl Client {
     pub fn new(config: ClientConfig) -> Result<Client, Error> {
+        Client::build(config, None)
+    }
+
+    /// A client whose refresh tokens, when the server rotates them, are kept in `store`:
+    /// every token request starts from the newest stored token of the configured chain, and
+    /// a rotated token is stored before the session it came with is used. Without a store a
+    /// rotated token lives only as long as the process, and the next process presents the
+    /// rotated-out configured one — which Salesforce answers by revoking the whole chain.
+    pub fn with_refresh_token_store(
+        config: ClientConfig,
+        store: Arc<dyn RefreshTokenStore>,
+    ) -> Result<Client, Error> {
+        Client::build(config, Some(store))
+    }
+
+    fn build(
+        config: ClientConfig,
+        token_store: Option<Arc<dyn RefreshTokenStore>>,
+    ) -> Result<Client, Error> {
         if !(config.login_url.starts_with("https://") || config.login_url.starts_with("http://")) {
             return Err(Error::config(format!(
                 "login_url {:?} is not an http(s) URL",
@@ -158,6 +180,7 @@ impl Client {
                 limit: StdMutex::new(None),
                 global: OnceCell::new(),
                 describes: StdMutex::new(HashMap::new()),
+                token_store,
             }),
         })
     }
@@ -422,10 +445,77 @@ impl Client {
     /// The current session, getting a token first if there is none.
     pub(crate) async fn session(&self) -> Result<Arc<Session>, Error> {
         let mut state = self.inner.auth.lock().await;
+        if state.unsaved {
+            self.store_rotated(&mut state).await?;
+        }
         if let Some(session) = &state.session {
             return Ok(session.clone());
         }
         self.fetch_token(&mut state).await
+    }
+
+    /// The configured refresh token's fingerprint, for the refresh_token flow.
+    fn refresh_origin(&self) -> Option<String> {
+        match &self.inner.config.credentials {
+            crate::Credentials::RefreshToken { refresh_token, .. } => {
+                Some(origin_of(refresh_token))
+            }
+            _ => None,
+        }
+    }
+
+    /// Takes the newest stored token of the configured chain, if it is newer than the one in
+    /// hand: another process (or an earlier cold start) may have rotated it. A store that
+    /// cannot be read stops the request: presenting a rotated-out token revokes the chain.
+    async fn adopt_stored_token(&self, state: &mut AuthState) -> Result<(), Error> {
+        let (Some(store), Some(origin)) = (&self.inner.token_store, self.refresh_origin()) else {
+            return Ok(());
+        };
+        let stored = store.load().await.map_err(|e| Error::Auth {
+            message: self.redact(&format!("cannot read the stored refresh token: {e}")),
+        })?;
+        let Some(stored) = stored.filter(|s| s.origin == origin) else {
+            return Ok(());
+        };
+        let in_hand = state
+            .rotated_refresh_token
+            .as_ref()
+            .map_or(0, |t| t.generation);
+        if stored.generation > in_hand {
+            if let Ok(mut redactor) = self.inner.redactor.lock() {
+                redactor.add(&stored.token);
+            }
+            debug!(
+                generation = stored.generation,
+                "using the stored rotated refresh token"
+            );
+            state.rotated_refresh_token = Some(stored);
+        }
+        Ok(())
+    }
+
+    /// Stores the rotated token in hand. On failure it stays marked unsaved and the error is
+    /// returned: a run must not go on as if the token were safe.
+    async fn store_rotated(&self, state: &mut AuthState) -> Result<(), Error> {
+        let (Some(store), Some(token)) = (&self.inner.token_store, &state.rotated_refresh_token)
+        else {
+            state.unsaved = false;
+            return Ok(());
+        };
+        match store.save(token).await {
+            Ok(()) => {
+                state.unsaved = false;
+                Ok(())
+            }
+            Err(e) => {
+                state.unsaved = true;
+                let message = self.redact(&format!(
+                    "Salesforce rotated the refresh token but it could not be stored ({e}); the next process would present the rotated-out token"
+                ));
+                tracing::error!(generation = token.generation, error = %message, "rotated refresh token not stored");
+                Err(Error::Auth { message })
+            }
+        }
     }
 
     /// Replaces the session that answered 401. Concurrent callers that saw the same stale
@@ -448,10 +538,19 @@ impl Client {
             config.login_url.trim_end_matches('/')
         );
         let flow = config.credentials.flow();
+        self.adopt_stored_token(state).await?;
         let mut attempt: u32 = 0;
         loop {
-            let form =
-                auth::token_form(&config.credentials, state.rotated_refresh_token.as_deref())?;
+            let rotated_in_hand = state
+                .rotated_refresh_token
+                .as_ref()
+                .map(|t| t.token.clone());
+            let form = auth::token_form(&config.credentials, rotated_in_hand.as_deref())?;
+            // The refresh token this request presents (configured or rotated).
+            let presented = form
+                .iter()
+                .find(|(k, _)| *k == "refresh_token")
+                .map(|(_, v)| v.clone());
             self.inner.token_requests.fetch_add(1, Ordering::Relaxed);
             debug!(flow, attempt, "token request");
             let outcome = async {
@@ -498,10 +597,24 @@ impl Client {
                         redactor.add(rt);
                     }
                 }
-                if matches!(config.credentials, crate::Credentials::RefreshToken { .. })
-                    && let Some(rotated) = token.refresh_token
+                // With rotation on, the answer carries the chain's next refresh token and
+                // the presented one is dead (salesforce-api.md, "Refresh-token rotation").
+                let mut rotated = false;
+                if let Some(origin) = self.refresh_origin()
+                    && let Some(next) = token.refresh_token
+                    && presented.as_deref() != Some(next.as_str())
                 {
-                    state.rotated_refresh_token = Some(rotated);
+                    let generation = state
+                        .rotated_refresh_token
+                        .as_ref()
+                        .map_or(1, |t| t.generation + 1);
+                    state.rotated_refresh_token = Some(RotatedRefreshToken {
+                        token: next,
+                        generation,
+                        origin,
+                    });
+                    rotated = true;
+                    info!(flow, generation, "the server rotated the refresh token");
                 }
                 state.generation += 1;
                 let session = Arc::new(Session {
@@ -511,6 +624,10 @@ impl Client {
                 });
                 info!(flow, instance_url = %session.instance_url, generation = session.generation, "authenticated");
                 state.session = Some(session.clone());
+                // Stored before the session is used: the old refresh token is already dead.
+                if rotated {
+                    self.store_rotated(state).await?;
+                }
                 return Ok(session);
             }
             if (status.is_server_error() || status.as_u16() == 429) && attempt < config.max_retries

@@ -31,6 +31,7 @@ mod extract;
 mod limits;
 mod online;
 mod plan;
+mod rotation;
 pub mod soql;
 
 pub use client::Client;
@@ -42,3 +43,4 @@ pub use extract::{Cursor, Extraction, Page, Window};
 pub use limits::{ApiUsage, LimitInfo};
 pub use online::{ConfigFieldProblem, check_online, check_online_with};
 pub use plan::{OPTIONAL_FIELDS, PlannedField, RelationshipHop, SyncPlan, suggestions};
+pub use rotation::{RefreshTokenStore, RotatedRefreshToken, StoreFuture, origin_of, supersedes};

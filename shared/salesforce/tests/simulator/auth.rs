@@ -170,3 +170,127 @@ async fn concurrent_401s_share_one_refresh() {
     assert_eq!(client.usage().token_requests, 2);
     sim.shutdown().await;
 }
+
+// ---------------------------------------------------------------------------------------
+// Refresh Token Rotation
+
+/// A store in memory, shared by the "processes" of a test (the real ones, a Secrets Manager
+/// secret and a file, are tested in sfsync-pipeline and the end-to-end tests).
+#[derive(Debug, Default)]
+struct SharedStore {
+    token: std::sync::Mutex<Option<sfsync_salesforce::RotatedRefreshToken>>,
+    refuse: bool,
+}
+
+impl sfsync_salesforce::RefreshTokenStore for SharedStore {
+    fn load(
+        &self,
+    ) -> sfsync_salesforce::StoreFuture<'_, Option<sfsync_salesforce::RotatedRefreshToken>> {
+        let token = self.token.lock().unwrap().clone();
+        Box::pin(async move { Ok(token) })
+    }
+
+    fn save<'a>(
+        &'a self,
+        token: &'a sfsync_salesforce::RotatedRefreshToken,
+    ) -> sfsync_salesforce::StoreFuture<'a, ()> {
+        Box::pin(async move {
+            if self.refuse {
+                return Err("the store is read-only".to_string());
+            }
+            let mut stored = self.token.lock().unwrap();
+            if sfsync_salesforce::supersedes(token, stored.as_ref()) {
+                *stored = Some(token.clone());
+            }
+            Ok(())
+        })
+    }
+}
+
+fn refresh_config(url: &str) -> sfsync_salesforce::ClientConfig {
+    let demo = sfsync_simulator::Credentials::demo();
+    let mut config = config(url);
+    config.credentials = Credentials::RefreshToken {
+        client_id: demo.client_id,
+        client_secret: None,
+        refresh_token: demo.refresh_token,
+    };
+    config
+}
+
+fn rotating() -> Faults {
+    Faults {
+        rotate_refresh_tokens: true,
+        ..Faults::default()
+    }
+}
+
+#[tokio::test]
+async fn a_rotated_refresh_token_is_stored_and_the_next_process_starts_from_it() {
+    let sim = start_with(Org::generate(&OrgSpec::tiny()), rotating()).await;
+    let store = std::sync::Arc::new(SharedStore::default());
+    for process in 1..=3u64 {
+        let client = sfsync_salesforce::Client::with_refresh_token_store(
+            refresh_config(&sim.url()),
+            store.clone(),
+        )
+        .unwrap();
+        client.describe("Contact").await.unwrap();
+        let stored = store.token.lock().unwrap().clone().unwrap();
+        assert_eq!(stored.generation, process);
+        assert_ne!(
+            stored.token,
+            sfsync_simulator::Credentials::demo().refresh_token
+        );
+    }
+    // Inside one process, a refresh after a 401 also rotates and stores.
+    let client = sfsync_salesforce::Client::with_refresh_token_store(
+        refresh_config(&sim.url()),
+        store.clone(),
+    )
+    .unwrap();
+    client.authenticate().await.unwrap();
+    sim.expire_all_tokens();
+    client.describe("Account").await.unwrap();
+    assert_eq!(store.token.lock().unwrap().as_ref().unwrap().generation, 5);
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_process_without_the_rotated_token_is_refused_and_revokes_the_chain() {
+    // What the store prevents: the configured token is dead after the first rotation.
+    let sim = start_with(Org::generate(&OrgSpec::tiny()), rotating()).await;
+    let first = client_with(refresh_config(&sim.url()));
+    first.describe("Contact").await.unwrap();
+    let second = client_with(refresh_config(&sim.url()));
+    let err = second.describe("Contact").await.unwrap_err();
+    assert!(matches!(err, Error::Auth { .. }), "{err}");
+    assert!(err.to_string().contains("invalid_grant"), "{err}");
+    // The first process's session and refresh token went with the chain.
+    assert!(first.describe("Account").await.is_err());
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_rotated_token_that_cannot_be_stored_fails_the_request_without_showing_it() {
+    let sim = start_with(Org::generate(&OrgSpec::tiny()), rotating()).await;
+    let store = std::sync::Arc::new(SharedStore {
+        refuse: true,
+        ..SharedStore::default()
+    });
+    let client =
+        sfsync_salesforce::Client::with_refresh_token_store(refresh_config(&sim.url()), store)
+            .unwrap();
+    let err = client.authenticate().await.unwrap_err();
+    let shown = format!("{err} {err:?}");
+    assert!(shown.contains("could not be stored"), "{shown}");
+    assert!(
+        !shown.contains("5Aep861"),
+        "a refresh token leaked: {shown}"
+    );
+    assert!(
+        !shown.contains(&sfsync_simulator::Credentials::demo().refresh_token),
+        "{shown}"
+    );
+    sim.shutdown().await;
+}
