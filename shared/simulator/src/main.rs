@@ -81,6 +81,10 @@ struct Args {
     /// Status polls that answer InProgress before a Bulk job completes.
     #[arg(long, default_value_t = 1)]
     bulk_polls: u32,
+    /// Refresh Token Rotation: every refresh_token grant answers a new refresh token and
+    /// invalidates the one presented; reusing an invalidated one revokes the chain.
+    #[arg(long)]
+    rotate_refresh_tokens: bool,
 }
 
 impl Args {
@@ -129,6 +133,7 @@ impl Args {
             query_timeout_over_rows: self.query_timeout_over_rows,
             bulk_final_state: self.bulk_final_state.clone(),
             bulk_polls_before_complete: self.bulk_polls,
+            rotate_refresh_tokens: self.rotate_refresh_tokens,
         }
     }
 }

@@ -50,6 +50,11 @@ pub struct Faults {
     pub bulk_final_state: Option<String>,
     /// How many status polls answer InProgress before a Bulk job reaches its final state.
     pub bulk_polls_before_complete: u32,
+    /// Refresh Token Rotation, as a connected app can enforce it: every refresh_token grant
+    /// answers a new `refresh_token` and invalidates the one presented; presenting an
+    /// invalidated one revokes the chain's current refresh token and all its access tokens
+    /// (see `oauth.rs`).
+    pub rotate_refresh_tokens: bool,
 }
 
 impl Default for Faults {
@@ -62,6 +67,7 @@ impl Default for Faults {
             query_timeout_over_rows: None,
             bulk_final_state: None,
             bulk_polls_before_complete: 1,
+            rotate_refresh_tokens: false,
         }
     }
 }
@@ -103,6 +109,8 @@ struct Runtime {
     cursor_order: VecDeque<String>,
     jobs: HashMap<String, bulk::Job>,
     seq: u64,
+    /// The refresh-token chain (rotation).
+    refresh_chain: oauth::RefreshChain,
 }
 
 pub(crate) struct Shared {
@@ -202,6 +210,7 @@ impl Simulator {
                 cursor_order: VecDeque::new(),
                 jobs: HashMap::new(),
                 seq: 0,
+                refresh_chain: oauth::RefreshChain::default(),
             }),
         });
         let app = router(shared.clone());

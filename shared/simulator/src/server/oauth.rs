@@ -70,6 +70,8 @@ pub(crate) async fn token(
     let client_secret = field("client_secret")
         .map(str::to_string)
         .or_else(|| basic.as_ref().map(|b| b.1.clone()));
+    // The chain's next refresh token, when rotation issued one.
+    let mut rotated: Option<String> = None;
     let user = match field("grant_type") {
         Some("client_credentials") => {
             if client_id.as_deref() != Some(creds.client_id.as_str()) {
@@ -99,8 +101,9 @@ pub(crate) async fn token(
             {
                 return oauth_error("invalid_client", "invalid client credentials");
             }
-            if field("refresh_token") != Some(creds.refresh_token.as_str()) {
-                return oauth_error("invalid_grant", "expired access/refresh token");
+            match redeem_refresh_token(&shared, field("refresh_token").unwrap_or("")) {
+                Ok(next) => rotated = next,
+                Err(resp) => return *resp,
             }
             creds.username.clone()
         }
@@ -116,7 +119,13 @@ pub(crate) async fn token(
             .to_string()
             .to_ascii_uppercase()
     );
-    shared.rt().tokens.insert(access_token.clone(), 0);
+    {
+        let mut rt = shared.rt();
+        rt.tokens.insert(access_token.clone(), 0);
+        if field("grant_type") == Some("refresh_token") {
+            rt.refresh_chain.access_tokens.push(access_token.clone());
+        }
+    }
     let issued_at = chrono::Utc::now().timestamp_millis().to_string();
     let id = format!(
         "{}/id/{ORG_ID}/{}",
@@ -132,18 +141,77 @@ pub(crate) async fn token(
         })
         .unwrap_or_default();
     tracing::debug!(user = %user, "issued access token");
-    (
-        StatusCode::OK,
-        axum::Json(json!({
-            "access_token": access_token,
-            "instance_url": shared.url,
-            "id": id,
-            "token_type": "Bearer",
-            "issued_at": issued_at,
-            "signature": signature,
-        })),
-    )
-        .into_response()
+    let mut body = json!({
+        "access_token": access_token,
+        "instance_url": shared.url,
+        "id": id,
+        "token_type": "Bearer",
+        "issued_at": issued_at,
+        "signature": signature,
+    });
+    if let (Some(next), Some(map)) = (rotated, body.as_object_mut()) {
+        map.insert("refresh_token".into(), serde_json::Value::String(next));
+    }
+    (StatusCode::OK, axum::Json(body)).into_response()
+}
+
+/// The refresh-token chain of the org's one integration user.
+///
+/// Salesforce Help, "Force one-time-use Refresh Tokens - (RTR) Refresh Token Rotation"
+/// (article 005316711): rotation "enforces single-use refresh tokens by issuing a new token
+/// with each exchange and immediately invalidating the previous one", and "any attempted
+/// reuse of an invalidated refresh token results in the immediate revocation of the current
+/// refresh token and all associated access tokens, requiring the client to re-authenticate".
+#[derive(Debug, Default)]
+pub(crate) struct RefreshChain {
+    /// The one valid refresh token once the configured one was rotated.
+    current: Option<String>,
+    /// Tokens rotated out of the chain.
+    retired: Vec<String>,
+    /// A retired token was presented: nothing of the chain works any more.
+    revoked: bool,
+    /// Access tokens issued through the chain (revoked with it).
+    pub(crate) access_tokens: Vec<String>,
+}
+
+/// Checks a presented refresh token against the chain. `Ok(Some(next))` when rotation
+/// issued the chain's next token.
+fn redeem_refresh_token(shared: &Shared, presented: &str) -> Result<Option<String>, Box<Response>> {
+    let configured = shared.credentials.refresh_token.clone();
+    let mut rt = shared.rt();
+    let rotate = rt.faults.rotate_refresh_tokens;
+    let super::Runtime {
+        refresh_chain: chain,
+        tokens,
+        ..
+    } = &mut *rt;
+    let valid = chain.current.clone().unwrap_or(configured);
+    if chain.revoked || presented != valid {
+        if !chain.revoked && chain.retired.iter().any(|t| t == presented) {
+            tracing::debug!("a rotated-out refresh token was presented: chain revoked");
+            chain.revoked = true;
+            for token in chain.access_tokens.drain(..) {
+                tokens.remove(&token);
+            }
+        }
+        return Err(Box::new(oauth_error(
+            "invalid_grant",
+            "expired access/refresh token",
+        )));
+    }
+    if !rotate {
+        return Ok(None);
+    }
+    let next = format!(
+        "5Aep861{}",
+        uuid::Uuid::new_v4()
+            .simple()
+            .to_string()
+            .to_ascii_uppercase()
+    );
+    chain.retired.push(valid);
+    chain.current = Some(next.clone());
+    Ok(Some(next))
 }
 
 /// Checks an RS256 assertion: signature, `aud`, `exp`, then `iss` and `sub`.

@@ -218,6 +218,83 @@ async fn refresh_token_flow() {
 }
 
 #[tokio::test]
+async fn rotation_issues_a_new_refresh_token_and_a_reused_one_revokes_the_chain() {
+    let api = crate::common::start_with(
+        Org::empty(),
+        sfsync_simulator::Faults {
+            rotate_refresh_tokens: true,
+            ..Default::default()
+        },
+    )
+    .await;
+    let c = Credentials::demo();
+    let refresh = |token: String| {
+        let api = &api;
+        let client_id = c.client_id.clone();
+        async move {
+            api.token_form(&[
+                ("grant_type", "refresh_token"),
+                ("client_id", &client_id),
+                ("refresh_token", &token),
+            ])
+            .await
+        }
+    };
+    // Each exchange answers the chain's next refresh token...
+    let first = refresh(c.refresh_token.clone()).await;
+    assert_eq!(first.status, StatusCode::OK, "{}", first.text);
+    let second_token = first.json()["refresh_token"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(!second_token.is_empty() && second_token != c.refresh_token);
+    let second = refresh(second_token.clone()).await;
+    assert_eq!(second.status, StatusCode::OK, "{}", second.text);
+    let third_token = second.json()["refresh_token"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert_ne!(third_token, second_token);
+    let access = second.json()["access_token"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let works = api
+        .get_with_token(&format!("/services/data/v{V}/limits"), &access)
+        .await;
+    assert_eq!(works.status, StatusCode::OK);
+
+    // ...and presenting a rotated-out one is refused and revokes the whole chain: the
+    // current refresh token and the access tokens it issued.
+    let reused = refresh(c.refresh_token.clone()).await;
+    assert_eq!(reused.status, StatusCode::BAD_REQUEST);
+    assert_eq!(reused.json()["error"], "invalid_grant");
+    let current = refresh(third_token).await;
+    assert_eq!(current.status, StatusCode::BAD_REQUEST, "{}", current.text);
+    let revoked = api
+        .get_with_token(&format!("/services/data/v{V}/limits"), &access)
+        .await;
+    assert_eq!(revoked.status, StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn without_rotation_the_refresh_token_is_reused_and_none_is_returned() {
+    let api = tiny().await;
+    let c = Credentials::demo();
+    for _ in 0..2 {
+        let r = api
+            .token_form(&[
+                ("grant_type", "refresh_token"),
+                ("client_id", &c.client_id),
+                ("refresh_token", &c.refresh_token),
+            ])
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+        assert!(r.json().get("refresh_token").is_none());
+    }
+}
+
+#[tokio::test]
 async fn api_requires_a_known_session() {
     let api = start(Org::empty()).await;
     // The versions list needs no session.
