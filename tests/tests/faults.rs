@@ -165,8 +165,11 @@ async fn query_timeout_splits_the_window_over_rest_or_moves_to_bulk_losing_nothi
         "\"Description\", \"Account.Name\"]",
         "\"Description\", \"Account.Name\"]\napi = \"rest\"",
     );
+    // Salesforce answers QUERY_TIMEOUT after 2 minutes; here after 50 ms, well inside the
+    // client's query timeout (180 s by default), as on a real org.
     let faults = Faults {
         query_timeout_over_rows: Some(250),
+        query_timeout_after: Duration::from_millis(50),
         ..Faults::default()
     };
     let w = Local::start(&rest, org(600), faults.clone()).await;

@@ -293,6 +293,21 @@ impl Client {
         headers: &[(&str, String)],
         body: Option<&Value>,
     ) -> Result<Response, Error> {
+        self.send_with_timeout(method, target, query, headers, body, None)
+            .await
+    }
+
+    /// [`Client::send`] with its own whole-request timeout instead of `request_timeout`
+    /// (queries: see `ClientConfig::query_timeout`).
+    pub(crate) async fn send_with_timeout(
+        &self,
+        method: Method,
+        target: &str,
+        query: Option<&str>,
+        headers: &[(&str, String)],
+        body: Option<&Value>,
+        timeout: Option<Duration>,
+    ) -> Result<Response, Error> {
         let config = &self.inner.config;
         let mut attempt: u32 = 0;
         let mut refreshed = false;
@@ -316,6 +331,9 @@ impl Client {
             }
             if let Some(body) = body {
                 request = request.json(body);
+            }
+            if let Some(timeout) = timeout {
+                request = request.timeout(timeout);
             }
             self.inner.calls.fetch_add(1, Ordering::Relaxed);
             debug!(%method, path = target, attempt, "salesforce request");

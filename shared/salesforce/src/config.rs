@@ -136,6 +136,12 @@ pub const DEFAULT_BULK_UNSUPPORTED_OBJECTS: &[&str] = &[
     "UserRecordAccess",
 ];
 
+/// Salesforce's server-side limit on one query (`QUERY_TIMEOUT` after 2 minutes).
+pub const SERVER_QUERY_LIMIT: Duration = Duration::from_secs(120);
+/// The client's default timeout of one query request: comfortably above the server's
+/// limit (see `ClientConfig::query_timeout`).
+pub const QUERY_TIMEOUT: Duration = Duration::from_secs(180);
+
 /// Everything the client needs. Build it with [`ClientConfig::from_config`] or
 /// [`ClientConfig::new`] (defaults for everything but the host and credentials).
 #[derive(Clone, Debug)]
@@ -153,6 +159,14 @@ pub struct ClientConfig {
     pub bulk_threshold: u64,
     /// Timeout of one HTTP request (connect + answer).
     pub request_timeout: Duration,
+    /// Timeout of one SOQL query request (first page or `nextRecordsUrl`). Salesforce stops
+    /// a query after 2 minutes and answers `QUERY_TIMEOUT`, which makes the extraction
+    /// split the window (or move to Bulk API 2.0). The client must still be listening
+    /// then: with a timeout of its own at or under 120 s it would give up first, retry the
+    /// same query (each try counted against the daily API requests) and never split. The
+    /// default, 180 s, leaves a minute for the network and for sending a full 2,000-record
+    /// page after a slow query; it must stay above the server's limit.
+    pub query_timeout: Duration,
     /// How many times a 5xx, a timeout or a connection error is retried.
     pub max_retries: u32,
     /// Base of the exponential backoff (full jitter) between retries.
@@ -188,6 +202,7 @@ impl ClientConfig {
             max_api_share: 0.8,
             bulk_threshold: 100_000,
             request_timeout: Duration::from_secs(120),
+            query_timeout: QUERY_TIMEOUT,
             max_retries: 5,
             retry_base: Duration::from_millis(500),
             retry_max_delay: Duration::from_secs(30),

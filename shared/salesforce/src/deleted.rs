@@ -12,6 +12,10 @@ use crate::soql::rest_datetime;
 /// How far back Salesforce keeps deletions.
 pub const DELETED_RETENTION_DAYS: i64 = 15;
 
+/// getDeleted's `start` must precede `end` by more than this (SOAP API guide, getDeleted()
+/// rules: "by more than one minute", else INVALID_REPLICATION_DATE).
+pub const DELETED_MIN_WINDOW: chrono::Duration = chrono::Duration::minutes(1);
+
 /// One deletion.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DeletedRecord {
@@ -79,10 +83,10 @@ impl Client {
             .collect())
     }
 
-    /// The org's `earliestDateAvailable`, asked with a one-minute window ending at `end`
-    /// (the org's clock decides what "15 days ago" is, not ours).
+    /// The org's `earliestDateAvailable`, asked with the shortest window Salesforce accepts
+    /// ending at `end` (the org's clock decides what "15 days ago" is, not ours).
     async fn earliest_deleted(&self, path: &str, end: DateTime<Utc>) -> Option<DateTime<Utc>> {
-        let start = end - chrono::Duration::minutes(1);
+        let start = end - DELETED_MIN_WINDOW * 2;
         let query = query_string(&[("start", &param(start)), ("end", &param(end))]);
         let raw: Raw = self
             .get(path, Some(&query))

@@ -124,9 +124,16 @@ impl Client {
             "Sforce-Query-Options",
             format!("batchSize={}", self.inner.config.page_size),
         )];
-        self.send(reqwest::Method::GET, &path, Some(&query), &headers, None)
-            .await?
-            .json("query")
+        self.send_with_timeout(
+            reqwest::Method::GET,
+            &path,
+            Some(&query),
+            &headers,
+            None,
+            Some(self.inner.config.query_timeout),
+        )
+        .await?
+        .json("query")
     }
 
     pub(crate) async fn next_query_page(&self, next_records_url: &str) -> Result<QueryPage, Error> {
@@ -134,9 +141,16 @@ impl Client {
             "Sforce-Query-Options",
             format!("batchSize={}", self.inner.config.page_size),
         )];
-        self.send(reqwest::Method::GET, next_records_url, None, &headers, None)
-            .await?
-            .json("query page")
+        self.send_with_timeout(
+            reqwest::Method::GET,
+            next_records_url,
+            None,
+            &headers,
+            None,
+            Some(self.inner.config.query_timeout),
+        )
+        .await?
+        .json("query page")
     }
 }
 

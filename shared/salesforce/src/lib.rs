@@ -35,7 +35,10 @@ mod rotation;
 pub mod soql;
 
 pub use client::Client;
-pub use config::{ClientConfig, Credentials, DEFAULT_BULK_UNSUPPORTED_OBJECTS, default_audience};
+pub use config::{
+    ClientConfig, Credentials, DEFAULT_BULK_UNSUPPORTED_OBJECTS, QUERY_TIMEOUT, SERVER_QUERY_LIMIT,
+    default_audience,
+};
 pub use deleted::{DELETED_RETENTION_DAYS, DeletedRecord, DeletedResult};
 pub use describe::{FieldDescribe, GlobalDescribe, ObjectDescribe, SObjectSummary};
 pub use error::{Error, FieldProblem};

@@ -1537,6 +1537,7 @@ fn bulk_table(def: &ObjectDef, rows: Vec<Row>, next_seq: u64) -> Table {
         by_id,
         order: keys.into_iter().collect(),
         deleted,
+        delete_log_purged_until: 0,
         next_seq,
     }
 }

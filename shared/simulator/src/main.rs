@@ -75,6 +75,16 @@ struct Args {
     /// Fault: QUERY_TIMEOUT when a query matches more rows than this.
     #[arg(long)]
     query_timeout_over_rows: Option<usize>,
+    /// How long such a query runs before it answers QUERY_TIMEOUT (Salesforce: 120000).
+    #[arg(long, default_value_t = 120_000)]
+    query_timeout_after_ms: u64,
+    /// Query locators (nextRecordsUrl) expire after this long unused (Salesforce: 900).
+    #[arg(long, default_value_t = 900)]
+    query_locator_idle_secs: u64,
+    /// The host name the token endpoint answers as; on login.salesforce.com or
+    /// test.salesforce.com it refuses client_credentials, as Salesforce does.
+    #[arg(long)]
+    login_host: Option<String>,
     /// Fault: Bulk jobs end in this state (Failed or Aborted).
     #[arg(long)]
     bulk_final_state: Option<String>,
@@ -131,6 +141,8 @@ impl Args {
             daily_limit: self.daily_limit,
             latency: self.latency_ms.map(Duration::from_millis),
             query_timeout_over_rows: self.query_timeout_over_rows,
+            query_timeout_after: Duration::from_millis(self.query_timeout_after_ms),
+            query_locator_idle: Duration::from_secs(self.query_locator_idle_secs),
             bulk_final_state: self.bulk_final_state.clone(),
             bulk_polls_before_complete: self.bulk_polls,
             rotate_refresh_tokens: self.rotate_refresh_tokens,
@@ -161,6 +173,7 @@ async fn main() -> Result<()> {
     )
     .await
     .context("could not start the simulator")?;
+    sim.set_login_host(args.login_host.as_deref());
     // The URL goes to stdout alone on its first line so that scripts can read it.
     println!("{}", sim.url());
     eprintln!(

@@ -65,6 +65,8 @@ pub(crate) struct Table {
     pub order: BTreeMap<OrderKey, u32>,
     /// Every delete (soft or hard) with its time, for `/sobjects/{Obj}/deleted`.
     pub deleted: BTreeMap<Arc<str>, i64>,
+    /// The delete log holds nothing older than this (ms): `earliestDateAvailable`.
+    pub delete_log_purged_until: i64,
     pub next_seq: u64,
 }
 
@@ -402,6 +404,24 @@ impl Org {
         // A soft delete followed by a purge keeps its first (Recycle Bin) date.
         table.deleted.entry(key).or_insert(stamp);
         true
+    }
+
+    /// Empties `object`'s delete log of everything before `before`, as Salesforce's
+    /// background purge does when the log grows large (REST API guide, "sObject Get
+    /// Deleted"): those deletions are no longer listed by `/deleted`, whose
+    /// `earliestDateAvailable` moves to `before`. Returns how many entries went.
+    pub fn purge_delete_log(&mut self, object: &str, before: DateTime<Utc>) -> usize {
+        let Some((obj, _)) = self.object(object) else {
+            return 0;
+        };
+        let Some(table) = self.tables.get_mut(obj) else {
+            return 0;
+        };
+        let cut = before.timestamp_millis();
+        let n = table.deleted.len();
+        table.deleted.retain(|_, when| *when >= cut);
+        table.delete_log_purged_until = table.delete_log_purged_until.max(cut);
+        n - table.deleted.len()
     }
 
     /// Changes `n` distinct live rows (chosen by `seed`) as one transaction — they share one

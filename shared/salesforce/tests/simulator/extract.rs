@@ -289,6 +289,7 @@ async fn query_timeout_splits_the_window() {
     let plan = client.plan(&contacts_sync(&["Email"])).await.unwrap();
     sim.set_faults(Faults {
         query_timeout_over_rows: Some(300),
+        query_timeout_after: std::time::Duration::from_millis(20),
         ..Faults::default()
     });
     let queries = sim.stats().query_calls;
@@ -307,6 +308,50 @@ async fn query_timeout_splits_the_window() {
     sim.shutdown().await;
 }
 
+/// Salesforce answers QUERY_TIMEOUT after 2 minutes. Scaled down (the server's limit to
+/// 400 ms, and every client timeout by the same factor from its default), the client must
+/// still be waiting when the answer comes, so that it splits the window instead of giving
+/// up and paying for the same query again.
+#[tokio::test]
+async fn query_timeout_after_the_server_limit_splits_the_window_with_the_default_timeouts() {
+    let server_limit = std::time::Duration::from_millis(400);
+    let salesforce_limit = sfsync_salesforce::SERVER_QUERY_LIMIT;
+    let scale = |d: std::time::Duration| {
+        d.mul_f64(server_limit.as_secs_f64() / salesforce_limit.as_secs_f64())
+    };
+    let sim = start(Org::generate(&OrgSpec::with_contacts(700))).await;
+    let until = now(&sim).await;
+    let mut config = config(&sim.url());
+    let defaults = sfsync_salesforce::ClientConfig::new(sim.url(), client_credentials());
+    config.request_timeout = scale(defaults.request_timeout);
+    config.query_timeout = scale(defaults.query_timeout);
+    assert!(defaults.query_timeout > salesforce_limit);
+    let client = client_with(config);
+    let plan = client.plan(&contacts_sync(&["Email"])).await.unwrap();
+    sim.set_faults(Faults {
+        query_timeout_over_rows: Some(300),
+        query_timeout_after: server_limit,
+        ..Faults::default()
+    });
+    let queries = sim.stats().query_calls;
+    let mut e = client.extract(&plan, window(None, until, ExtractApi::Rest));
+    let drained = drain(&mut e).await;
+    sim.set_faults(Faults::default());
+    let (records, pages) = drained.unwrap_or_else(|e| panic!("the sync did not complete: {e:?}"));
+    assert_eq!(unique_ids(&records), org_ids(&sim, "Contact").await);
+    assert_keyset_order(&records);
+    // The window was split: more query calls than pages, and no query was repeated for a
+    // client-side timeout (each timed-out query is answered once, then split).
+    let calls = sim.stats().query_calls - queries;
+    assert!(
+        calls > pages.len() as u64 + 1,
+        "{calls} calls for {} pages",
+        pages.len()
+    );
+    assert_eq!(client.usage().calls, sim.stats().api_calls);
+    sim.shutdown().await;
+}
+
 #[tokio::test]
 async fn query_timeout_on_a_tiny_window_gives_up() {
     let (org, _) = tie_org().await;
@@ -317,6 +362,7 @@ async fn query_timeout_on_a_tiny_window_gives_up() {
     // 1,000 rows share one second: no split can make the query small enough.
     sim.set_faults(Faults {
         query_timeout_over_rows: Some(300),
+        query_timeout_after: std::time::Duration::from_millis(20),
         ..Faults::default()
     });
     let mut e = client.extract(&plan, window(None, until, ExtractApi::Rest));
@@ -341,4 +387,83 @@ async fn connection_errors_are_retried_then_reported_as_retryable() {
     );
     assert!(err.is_retryable());
     assert_eq!(client.usage().token_requests, 3);
+}
+
+/// Every `nextRecordsUrl` expires at once (Salesforce: after ~15 minutes idle, e.g. while a
+/// slow destination holds the run): each page after the first answers
+/// INVALID_QUERY_LOCATOR, and the extraction restarts right after the last record it
+/// returned, losing and repeating nothing.
+#[tokio::test]
+async fn expired_query_locators_restart_after_the_last_record_read() {
+    let sim = start(Org::generate(&OrgSpec::with_contacts(700))).await;
+    let until = now(&sim).await;
+    let client = client(&sim.url());
+    let plan = client.plan(&contacts_sync(&["Email"])).await.unwrap();
+    sim.set_faults(Faults {
+        query_locator_idle: std::time::Duration::ZERO,
+        ..Faults::default()
+    });
+    let before = sim.stats();
+    let mut e = client.extract(&plan, window(None, until, ExtractApi::Rest));
+    let (records, pages) = drain(&mut e).await.unwrap();
+    sim.set_faults(Faults::default());
+    assert_eq!(unique_ids(&records), org_ids(&sim, "Contact").await);
+    assert_keyset_order(&records);
+    let after = sim.stats();
+    let locator_calls = after
+        .by_path
+        .get("GET /services/data/v62.0/query/{id}")
+        .copied()
+        .unwrap_or(0)
+        - before
+            .by_path
+            .get("GET /services/data/v62.0/query/{id}")
+            .copied()
+            .unwrap_or(0);
+    let first_pages = after
+        .by_path
+        .get("GET /services/data/v62.0/query")
+        .copied()
+        .unwrap_or(0)
+        - before
+            .by_path
+            .get("GET /services/data/v62.0/query")
+            .copied()
+            .unwrap_or(0);
+    // Every page came from a fresh query; each locator was tried once and refused.
+    assert_eq!(first_pages, pages.len() as u64, "{after:?}");
+    assert!(locator_calls >= pages.len() as u64 - 1, "{after:?}");
+    sim.shutdown().await;
+}
+
+/// A user has at most 10 open query cursors; opening an 11th releases the oldest. Ten
+/// other queries between two pages release the extraction's cursor, which then restarts
+/// after the last record read.
+#[tokio::test]
+async fn a_released_query_cursor_restarts_after_the_last_record_read() {
+    let sim = start(Org::generate(&OrgSpec::with_contacts(700))).await;
+    let until = now(&sim).await;
+    let client = client(&sim.url());
+    let plan = client.plan(&contacts_sync(&["Email"])).await.unwrap();
+    let mut e = client.extract(&plan, window(None, until, ExtractApi::Rest));
+    let mut records = e.next_page().await.unwrap().unwrap().records;
+    for _ in 0..10 {
+        let mut other = client.extract(&plan, window(None, until, ExtractApi::Rest));
+        assert!(other.next_page().await.unwrap().is_some());
+    }
+    let fresh = |sim: &sfsync_simulator::SimulatorHandle| {
+        sim.stats()
+            .by_path
+            .get("GET /services/data/v62.0/query")
+            .copied()
+            .unwrap_or(0)
+    };
+    let queries = fresh(&sim);
+    let (rest, _) = drain(&mut e).await.unwrap();
+    records.extend(rest);
+    assert_eq!(unique_ids(&records), org_ids(&sim, "Contact").await);
+    assert_keyset_order(&records);
+    // The released locator was refused, and one fresh query went on from the last record.
+    assert_eq!(fresh(&sim) - queries, 1);
+    sim.shutdown().await;
 }

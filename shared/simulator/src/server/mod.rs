@@ -46,6 +46,15 @@ pub struct Faults {
     pub latency: Option<Duration>,
     /// A REST query whose filter matches more rows than this fails with QUERY_TIMEOUT.
     pub query_timeout_over_rows: Option<usize>,
+    /// How long such a query runs on the server before it answers QUERY_TIMEOUT. Salesforce
+    /// stops a query after 2 minutes (the default); tests shorten it (and scale the
+    /// client's timeouts with it) rather than wait. The answer is never instant: a client
+    /// whose own timeout is shorter gives up first and never sees the error.
+    pub query_timeout_after: Duration,
+    /// A `nextRecordsUrl` locator not used for this long answers INVALID_QUERY_LOCATOR.
+    /// Salesforce: about 15 minutes idle (the default). `Duration::ZERO` expires every
+    /// locator at once, which forces a restart after every page.
+    pub query_locator_idle: Duration,
     /// Force Bulk query jobs to end `"Failed"` or `"Aborted"` instead of JobComplete.
     pub bulk_final_state: Option<String>,
     /// How many status polls answer InProgress before a Bulk job reaches its final state.
@@ -65,6 +74,8 @@ impl Default for Faults {
             daily_limit: None,
             latency: None,
             query_timeout_over_rows: None,
+            query_timeout_after: QUERY_TIMEOUT_AFTER,
+            query_locator_idle: QUERY_LOCATOR_IDLE,
             bulk_final_state: None,
             bulk_polls_before_complete: 1,
             rotate_refresh_tokens: false,
@@ -89,8 +100,18 @@ pub struct Stats {
 }
 
 const DEFAULT_DAILY_LIMIT: u64 = 100_000;
-/// Open REST cursors kept; older ones are forgotten (INVALID_QUERY_LOCATOR), like expiry.
-const MAX_CURSORS: usize = 256;
+/// Salesforce's server-side query time limit ("Queries time out after 2 minutes";
+/// `shared/reference/salesforce-api.md`, "Checked against Salesforce's documents").
+pub const QUERY_TIMEOUT_AFTER: Duration = Duration::from_secs(120);
+/// Idle lifetime of a query locator, and how many may be open per user. SOAP API guide,
+/// "QueryLocator": "QueryLocator objects expire automatically after 15 minutes of
+/// inactivity" and "A user can have up to 10 query cursors open at a time ... the oldest of
+/// the 10 cursors is released". (Salesforce's limits cheat sheet says API 56.0 relaxed this
+/// to 2 days and no count limit; the simulator keeps the stricter documented behaviour,
+/// which a client must survive on any org.) The simulator has one API user, so the count
+/// applies to all cursors.
+pub const QUERY_LOCATOR_IDLE: Duration = Duration::from_secs(15 * 60);
+pub(crate) const MAX_CURSORS: usize = 10;
 
 /// A REST query's result, kept so that nextRecordsUrl pages are served without re-running it.
 struct Cursor {
@@ -98,6 +119,8 @@ struct Cursor {
     plan: Arc<Plan>,
     rows: Arc<[u32]>,
     batch: usize,
+    /// When a page of it was last served: idle locators expire.
+    last_used: std::time::Instant,
 }
 
 struct Runtime {
@@ -111,6 +134,8 @@ struct Runtime {
     seq: u64,
     /// The refresh-token chain (rotation).
     refresh_chain: oauth::RefreshChain,
+    /// The host name the token endpoint answers as (see [`SimulatorHandle::set_login_host`]).
+    login_host: Option<String>,
 }
 
 pub(crate) struct Shared {
@@ -211,6 +236,7 @@ impl Simulator {
                 jobs: HashMap::new(),
                 seq: 0,
                 refresh_chain: oauth::RefreshChain::default(),
+                login_host: None,
             }),
         });
         let app = router(shared.clone());
@@ -280,6 +306,16 @@ impl SimulatorHandle {
     /// Zeroes the counters (API usage included, as if a new day began).
     pub fn reset_stats(&self) {
         self.shared.rt().stats = Stats::default();
+    }
+
+    /// The host name the token endpoint pretends to be served as. The simulator listens on
+    /// 127.0.0.1, so a client cannot really reach `login.salesforce.com` through it; this
+    /// name stands in for the host the client would have used. `None` (the default) takes
+    /// the request's `Host` header instead. On `login.salesforce.com` and
+    /// `test.salesforce.com` the client_credentials flow is refused, as Salesforce refuses
+    /// it anywhere but the org's My Domain.
+    pub fn set_login_host(&self, host: Option<&str>) {
+        self.shared.rt().login_host = host.map(str::to_string);
     }
 
     /// Forgets every issued access token, as if all sessions timed out.

@@ -74,6 +74,13 @@ pub(crate) async fn token(
     let mut rotated: Option<String> = None;
     let user = match field("grant_type") {
         Some("client_credentials") => {
+            if let Some(host) = generic_login_host(&shared, &headers) {
+                // "OAuth 2.0 Client Credentials Flow for Server-to-Server Integration"
+                // (Salesforce Help): the token request goes to the org's My Domain; the
+                // generic login hosts refuse the flow.
+                tracing::debug!(%host, "client_credentials refused on a generic login host");
+                return oauth_error("invalid_grant", "request not supported on this domain");
+            }
             if client_id.as_deref() != Some(creds.client_id.as_str()) {
                 return oauth_error("invalid_client_id", "client identifier invalid");
             }
@@ -212,6 +219,31 @@ fn redeem_refresh_token(shared: &Shared, presented: &str) -> Result<Option<Strin
     chain.retired.push(valid);
     chain.current = Some(next.clone());
     Ok(Some(next))
+}
+
+/// The generic login host the request was sent to, if it was one: `login.salesforce.com`
+/// or `test.salesforce.com`. The simulator listens on 127.0.0.1, so the host comes from its
+/// configured login host name when set (`SimulatorHandle::set_login_host`), else from the
+/// request's `Host` header (what a client, or a proxy in front of the simulator, sends).
+fn generic_login_host(shared: &Shared, headers: &HeaderMap) -> Option<String> {
+    let configured = shared.rt().login_host.clone();
+    let host = configured.or_else(|| {
+        headers
+            .get(header::HOST)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+    })?;
+    let name = host
+        .rsplit_once(':')
+        .filter(|(_, port)| port.bytes().all(|b| b.is_ascii_digit()))
+        .map_or(host.as_str(), |(name, _)| name)
+        .trim_end_matches('.')
+        .to_ascii_lowercase();
+    matches!(
+        name.as_str(),
+        "login.salesforce.com" | "test.salesforce.com"
+    )
+    .then_some(name)
 }
 
 /// Checks an RS256 assertion: signature, `aud`, `exp`, then `iss` and `sub`.

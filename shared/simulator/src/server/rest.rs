@@ -2,6 +2,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Instant;
 
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
@@ -143,7 +144,7 @@ pub(crate) async fn query(
     headers: HeaderMap,
     params: Result<Query<HashMap<String, String>>, QueryRejection>,
 ) -> Response {
-    run_query(&shared, bare(&version), &headers, params, false)
+    answer(run_query(&shared, bare(&version), &headers, params, false)).await
 }
 
 pub(crate) async fn query_all(
@@ -152,7 +153,26 @@ pub(crate) async fn query_all(
     headers: HeaderMap,
     params: Result<Query<HashMap<String, String>>, QueryRejection>,
 ) -> Response {
-    run_query(&shared, bare(&version), &headers, params, true)
+    answer(run_query(&shared, bare(&version), &headers, params, true)).await
+}
+
+/// What a query produced: an answer now, or QUERY_TIMEOUT once the server has spent its
+/// time limit on it.
+enum QueryOutcome {
+    Now(Response),
+    TimedOut(Response, std::time::Duration),
+}
+
+/// Sends the answer; a timed-out query first runs out its time on the server (outside the
+/// org lock, as a real query does not block other requests).
+async fn answer(outcome: QueryOutcome) -> Response {
+    match outcome {
+        QueryOutcome::Now(r) => r,
+        QueryOutcome::TimedOut(r, after) => {
+            tokio::time::sleep(after).await;
+            r
+        }
+    }
 }
 
 fn run_query(
@@ -161,37 +181,50 @@ fn run_query(
     headers: &HeaderMap,
     params: Result<Query<HashMap<String, String>>, QueryRejection>,
     include_deleted: bool,
-) -> Response {
+) -> QueryOutcome {
+    let now = |r: Response| QueryOutcome::Now(r);
     let Some(text) = params.ok().and_then(|Query(mut p)| p.remove("q")) else {
-        return sf_error(
+        return now(sf_error(
             StatusCode::BAD_REQUEST,
             "MALFORMED_QUERY",
             "A query string has to be specified",
-        );
+        ));
     };
     let parsed = match crate::soql::parse(&text) {
         Ok(q) => q,
-        Err(e) => return sf_error(StatusCode::BAD_REQUEST, e.code, &e.message),
+        Err(e) => return now(sf_error(StatusCode::BAD_REQUEST, e.code, &e.message)),
     };
     let batch = batch_size(headers);
-    let timeout = shared.rt().faults.query_timeout_over_rows;
+    let (timeout, timeout_after) = {
+        let rt = shared.rt();
+        (
+            rt.faults.query_timeout_over_rows,
+            rt.faults.query_timeout_after,
+        )
+    };
     let org = shared.org();
     let plan = match Plan::build(&org.schema, &parsed) {
         Ok(p) => p,
-        Err(e) => return sf_error(StatusCode::BAD_REQUEST, e.code, &e.message),
+        Err(e) => return now(sf_error(StatusCode::BAD_REQUEST, e.code, &e.message)),
     };
     let rows = match plan.execute(&org, include_deleted, timeout) {
         Ok(r) => r,
-        Err(e) => return sf_error(StatusCode::BAD_REQUEST, e.code, &e.message),
+        Err(e) if e.code == "QUERY_TIMEOUT" => {
+            return QueryOutcome::TimedOut(
+                sf_error(StatusCode::BAD_REQUEST, e.code, &e.message),
+                timeout_after,
+            );
+        }
+        Err(e) => return now(sf_error(StatusCode::BAD_REQUEST, e.code, &e.message)),
     };
     if plan.count_only {
-        return json_text(
+        return now(json_text(
             StatusCode::OK,
             format!(
                 "{{\"totalSize\":{},\"done\":true,\"records\":[]}}",
                 rows.len()
             ),
-        );
+        ));
     }
     let instance = org.instance;
     let rows: Arc<[u32]> = rows.into();
@@ -207,9 +240,11 @@ fn run_query(
                 plan: plan.clone(),
                 rows: rows.clone(),
                 batch,
+                last_used: Instant::now(),
             },
         );
         rt.cursor_order.push_back(locator.clone());
+        // An 11th open cursor releases the oldest (see `MAX_CURSORS`).
         while rt.cursor_order.len() > MAX_CURSORS {
             if let Some(old) = rt.cursor_order.pop_front() {
                 rt.cursors.remove(&old);
@@ -220,7 +255,7 @@ fn run_query(
         None
     };
     let body = page(&org, &plan, &rows, 0, batch, version, next.as_deref());
-    json_text(StatusCode::OK, body)
+    now(json_text(StatusCode::OK, body))
 }
 
 /// One page of a result: rows `offset..offset+batch`, with nextRecordsUrl while more remain.
@@ -271,10 +306,18 @@ pub(crate) async fn query_more(
         return invalid();
     };
     let (plan, rows, batch, instance) = {
-        let rt = shared.rt();
-        let Some(c) = rt.cursors.get(id) else {
+        let mut rt = shared.rt();
+        let idle = rt.faults.query_locator_idle;
+        let Some(c) = rt.cursors.get_mut(id) else {
             return invalid();
         };
+        // Expired after `query_locator_idle` without use (see `QUERY_LOCATOR_IDLE`).
+        if c.last_used.elapsed() >= idle {
+            rt.cursors.remove(id);
+            rt.cursor_order.retain(|l| l != id);
+            return invalid();
+        }
+        c.last_used = Instant::now();
         (c.plan.clone(), c.rows.clone(), c.batch, c.org_instance)
     };
     if offset > rows.len() {
@@ -335,10 +378,13 @@ fn window(
             format!("startDate cannot be more than {reach_days} days ago"),
         ));
     }
-    if end < start {
+    // SOAP API guide, getDeleted()/getUpdated() rules: "The specified startDate must
+    // chronologically precede the specified endDate value by more than one minute",
+    // otherwise INVALID_REPLICATION_DATE.
+    if end - start <= 60_000 {
         return Err((
             "INVALID_REPLICATION_DATE",
-            "endDate cannot be before startDate".to_string(),
+            "endDate must chronologically follow startDate by more than one minute".to_string(),
         ));
     }
     Ok(Window {
@@ -361,6 +407,15 @@ pub(crate) async fn deleted(
         Ok(w) => w,
         Err((code, message)) => return sf_error(StatusCode::BAD_REQUEST, code, &message),
     };
+    // earliestDateAvailable is "the timestamp of the last physically deleted object"
+    // (GetDeletedResult, SOAP API guide): the 15-day reach, or later when the delete log was
+    // purged (Salesforce purges it early when it grows large; `Org::purge_delete_log`).
+    // Deletions before it are gone; a start before it gets what is left and this date,
+    // which the client must treat as a gap.
+    let earliest = org
+        .tables
+        .get(obj)
+        .map_or(w.earliest, |t| t.delete_log_purged_until.max(w.earliest));
     let mut hits: Vec<(i64, &str)> = org
         .tables
         .get(obj)
@@ -386,7 +441,11 @@ pub(crate) async fn deleted(
         .collect();
     axum::Json(json!({
         "deletedRecords": records,
-        "earliestDateAvailable": format_rest_datetime(w.earliest),
+        "earliestDateAvailable": format_rest_datetime(earliest),
+        // "If there is a value, it is less than or equal to endDate ... use this value for
+        // the startDate of your next call" (GetDeletedResult): the simulator covers whole
+        // minutes up to min(end, now), so a deletion in the last, partial minute is only
+        // listed by a call that starts at this value.
         "latestDateCovered": format_rest_datetime(w.latest),
     }))
     .into_response()

@@ -99,6 +99,7 @@ async fn wide_windows_time_out_and_narrow_ones_pass() {
         Org::generate(&OrgSpec::demo()),
         Faults {
             query_timeout_over_rows: Some(100),
+            query_timeout_after: Duration::from_millis(10),
             ..Faults::default()
         },
     )

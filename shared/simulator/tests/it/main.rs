@@ -6,4 +6,5 @@ mod common;
 mod deleted;
 mod describe;
 mod faults;
+mod fidelity;
 mod query;
