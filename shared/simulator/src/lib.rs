@@ -16,6 +16,7 @@
 //! # Ok(()) }
 //! ```
 
+mod cdc;
 mod generate;
 mod ids;
 mod keys;
@@ -26,10 +27,13 @@ mod server;
 mod soql;
 mod value;
 
+pub use cdc::{ChangeType, DEFAULT_RETENTION as DEFAULT_CHANGE_EVENT_RETENTION};
 pub use generate::OrgSpec;
 pub use keys::{Credentials, DEMO_PRIVATE_KEY_PEM, DEMO_PUBLIC_KEY_PEM};
 pub use org::{Org, default_anchor};
-pub use server::{API_VERSIONS, Faults, Simulator, SimulatorHandle, Stats};
+pub use server::{
+    API_VERSIONS, Faults, PubSubHandle, PubSubOptions, Simulator, SimulatorHandle, Stats,
+};
 
 /// The API version used for record URLs outside any request (`Org::records`).
 pub const DEFAULT_API_VERSION: &str = "62.0";

@@ -138,6 +138,8 @@ pub struct Org {
     pub(crate) instance: u64,
     /// Owner of rows inserted without one (the first generated user, or a dangling id).
     pub(crate) default_owner: Arc<str>,
+    /// Change Data Capture journal, once enabled (`crate::cdc`).
+    pub(crate) changes: Option<Box<crate::cdc::ChangeJournal>>,
 }
 
 impl Org {
@@ -154,6 +156,7 @@ impl Org {
             clock_ms: anchor.timestamp_millis(),
             instance: ORG_INSTANCES.fetch_add(1, Ordering::Relaxed),
             default_owner: Arc::from(make_id("005", 1).as_str()),
+            changes: None,
         }
     }
 
@@ -178,7 +181,7 @@ impl Org {
 
     /// Every mutating call is one transaction one second after the previous one, so that a
     /// change is always newer than everything before it (Salesforce stamps whole seconds).
-    fn tick(&mut self) -> i64 {
+    pub(crate) fn tick(&mut self) -> i64 {
         self.clock_ms += 1000;
         self.clock_ms
     }
@@ -306,6 +309,7 @@ impl Org {
         }
         derive_fields(&def, &mut vals);
         self.push_row(obj, vals);
+        self.journal_change(obj, &id, crate::cdc::ChangeType::Create, None);
         id
     }
 
@@ -322,6 +326,7 @@ impl Org {
             return false;
         };
         let stamp = self.tick();
+        let before = self.journal_snapshot(obj, idx);
         self.modify(obj, idx, stamp, |def, vals| {
             for (key, value) in &fields {
                 apply_field(def, vals, key, value);
@@ -331,6 +336,7 @@ impl Org {
                 *slot = Val::DateTime(stamp);
             }
         });
+        self.journal_change(obj, id, crate::cdc::ChangeType::Update, before);
         true
     }
 
@@ -364,6 +370,7 @@ impl Org {
             let key = key.clone();
             table.deleted.insert(key, stamp);
         }
+        self.journal_change(obj, id, crate::cdc::ChangeType::Delete, None);
         true
     }
 
@@ -383,6 +390,7 @@ impl Org {
             .get(obj)
             .map(|o| o.col_modstamp)
             .unwrap_or(0);
+        let in_bin = self.in_recycle_bin(obj, idx);
         let stamp = self.tick();
         let Some(table) = self.tables.get_mut(obj) else {
             return false;
@@ -402,7 +410,10 @@ impl Org {
         table.order.remove(&(old, key.clone()));
         table.by_id.remove(&key);
         // A soft delete followed by a purge keeps its first (Recycle Bin) date.
-        table.deleted.entry(key).or_insert(stamp);
+        table.deleted.entry(key.clone()).or_insert(stamp);
+        if !in_bin {
+            self.journal_change(obj, &key, crate::cdc::ChangeType::Delete, None);
+        }
         true
     }
 
@@ -479,6 +490,7 @@ impl Org {
                 };
                 new_value = Some((name.clone(), v));
             }
+            let before = self.journal_snapshot(obj, idx);
             self.modify(obj, idx, stamp, |def, vals| {
                 if let Some((name, v)) = &new_value
                     && let Some(col) = def.column(name)
@@ -490,13 +502,18 @@ impl Org {
                     *slot = Val::DateTime(stamp);
                 }
             });
-            if let Some(Val::Str(id)) = self
+            let id = match self
                 .tables
                 .get(obj)
                 .and_then(|t| t.row(idx))
                 .map(|r| r.get(def_id_col(&self.schema, obj)))
             {
-                ids.push(id.to_string());
+                Some(Val::Str(id)) => Some(id.to_string()),
+                _ => None,
+            };
+            if let Some(id) = id {
+                self.journal_change(obj, &id, crate::cdc::ChangeType::Update, before);
+                ids.push(id);
             }
         }
         ids
@@ -562,7 +579,7 @@ impl Org {
     }
 
     /// Applies `change` to a row and re-indexes it under the new modstamp.
-    fn modify(
+    pub(crate) fn modify(
         &mut self,
         obj: usize,
         idx: u32,

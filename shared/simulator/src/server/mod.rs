@@ -3,6 +3,7 @@
 
 mod bulk;
 mod oauth;
+mod pubsub;
 mod rest;
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
@@ -24,6 +25,8 @@ use tokio::task::JoinHandle;
 use crate::keys::Credentials;
 use crate::org::Org;
 use crate::plan::Plan;
+
+pub use pubsub::{PubSubHandle, PubSubOptions};
 
 /// API versions the server lists and accepts (`/services/data/vXX.X/...`).
 pub const API_VERSIONS: &[&str] = &[

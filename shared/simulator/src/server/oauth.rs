@@ -20,7 +20,7 @@ use super::Shared;
 
 const JWT_GRANT: &str = "urn:ietf:params:oauth:grant-type:jwt-bearer";
 /// The simulated org's id, used in the identity URL.
-const ORG_ID: &str = "00DHs0000000001EAA";
+pub(crate) const ORG_ID: &str = "00DHs0000000001EAA";
 
 fn oauth_error(error: &str, description: &str) -> Response {
     (

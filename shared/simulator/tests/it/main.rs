@@ -7,4 +7,5 @@ mod deleted;
 mod describe;
 mod faults;
 mod fidelity;
+mod pubsub;
 mod query;
