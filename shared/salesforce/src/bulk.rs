@@ -11,8 +11,10 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
-use tracing::{debug, info};
+use tracing::{debug, info, warn};
 
 use crate::client::{Client, query_string};
 use crate::describe::GlobalDescribe;
@@ -24,6 +26,8 @@ use crate::soql;
 pub(crate) enum BulkStep {
     Page(Page),
     Done,
+    /// The run must stop before the job is complete: its position is saved for later.
+    Suspended,
     /// Bulk cannot serve this query (the job was refused): extract over REST instead.
     Fallback(String),
 }
@@ -69,15 +73,61 @@ pub(crate) fn bulk_soql(plan: &SyncPlan, condition: &str) -> String {
     soql::select(&select, &plan.object, condition, false)
 }
 
+/// Where the reading of a Bulk API 2.0 query job stands, for a later process to resume the
+/// same job at the same results page: a Lambda has 15 minutes, a job can take longer to
+/// complete, and creating a new job per invocation would re-deliver the window and spend the
+/// org's 10,000 daily query jobs. Saved with the sync's checkpoint.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BulkJobState {
+    pub job_id: String,
+    /// The window the job's query covers: the run that resumes it extracts this window.
+    pub after: Option<Cursor>,
+    pub until: DateTime<Utc>,
+    /// The `locator` of the results page to read next (`None`: the first page).
+    pub locator: Option<String>,
+    /// Rows of that page already handed on (skipped when it is read again).
+    pub rows_done: u64,
+    /// The greatest (SystemModstamp, Id) handed on so far: the checkpoint once all is read.
+    pub max: Option<Cursor>,
+    /// This job already replaces a failed or expired one: it is not replaced again.
+    pub recreated: bool,
+}
+
+/// Asked between polls of a job: true when the run must stop and save where it is.
+pub type StopFn = Arc<dyn Fn() -> bool + Send + Sync>;
+
+/// How waiting for a job ended.
+enum Waited {
+    Complete,
+    /// The stop function said so; the job goes on on Salesforce's side.
+    Stopped,
+    /// Bulk cannot serve this query: REST can.
+    CannotServe(String),
+    /// Failed, aborted, or gone (deleted or past its 7 days): the job cannot be read.
+    Lost {
+        state: String,
+        message: String,
+    },
+}
+
 pub(crate) struct BulkState {
     plan: Arc<SyncPlan>,
     soql: String,
     include_deleted: bool,
+    after: Option<Cursor>,
+    until: DateTime<Utc>,
     job_id: Option<String>,
     complete: bool,
-    locator: Option<String>,
+    /// The locator of the next results page to fetch (`None`: the first page).
+    fetch_locator: Option<String>,
+    /// Rows to skip in the next fetched page: handed on before a resume.
+    skip: u64,
+    /// The locator of the page held in `rows`, and how many of its rows were handed on.
+    page_locator: Option<String>,
+    rows_done: u64,
     finished: bool,
     max: Option<Cursor>,
+    recreated: bool,
     poll_delay: Option<Duration>,
     started: Option<Instant>,
     converter: Option<Converter>,
@@ -86,44 +136,133 @@ pub(crate) struct BulkState {
     rows: Option<(RowReader, bool)>,
     pages: u64,
     records: u64,
+    stop: Option<StopFn>,
 }
 
 impl BulkState {
-    pub(crate) fn new(plan: Arc<SyncPlan>, soql: String, include_deleted: bool) -> BulkState {
+    pub(crate) fn new(
+        plan: Arc<SyncPlan>,
+        soql: String,
+        include_deleted: bool,
+        window: (Option<Cursor>, DateTime<Utc>),
+        stop: Option<StopFn>,
+    ) -> BulkState {
         BulkState {
             plan,
             soql,
             include_deleted,
+            after: window.0,
+            until: window.1,
             job_id: None,
             complete: false,
-            locator: None,
+            fetch_locator: None,
+            skip: 0,
+            page_locator: None,
+            rows_done: 0,
             finished: false,
             max: None,
+            recreated: false,
             poll_delay: None,
             started: None,
             converter: None,
             rows: None,
             pages: 0,
             records: 0,
+            stop,
         }
+    }
+
+    /// Continues a job a earlier process saved. Its state is polled again first: the job
+    /// may have failed or expired meanwhile.
+    pub(crate) fn resume(mut self, saved: BulkJobState) -> BulkState {
+        self.job_id = Some(saved.job_id);
+        self.fetch_locator = saved.locator;
+        self.skip = saved.rows_done;
+        self.max = saved.max;
+        self.recreated = saved.recreated;
+        self
+    }
+
+    pub(crate) fn job_id(&self) -> Option<&str> {
+        self.job_id.as_deref()
+    }
+
+    /// Where the reading stands after what was handed on so far; `None` once every row was.
+    pub(crate) fn position(&self) -> Option<BulkJobState> {
+        if self.finished {
+            return None;
+        }
+        let job_id = self.job_id.clone()?;
+        let (locator, rows_done) = match &self.rows {
+            Some(_) => (self.page_locator.clone(), self.rows_done),
+            None => (self.fetch_locator.clone(), self.skip),
+        };
+        Some(BulkJobState {
+            job_id,
+            after: self.after.clone(),
+            until: self.until,
+            locator,
+            rows_done,
+            max: self.max.clone(),
+            recreated: self.recreated,
+        })
+    }
+
+    /// Replaces a job that cannot be read with a new one over the same window — once: a
+    /// second loss is an error, so that a job that always fails is not created in a loop.
+    fn replace_lost_job(
+        &mut self,
+        job_id: &str,
+        state: String,
+        message: String,
+    ) -> Result<(), Error> {
+        if self.recreated {
+            return Err(Error::BulkJob {
+                job_id: job_id.to_string(),
+                state,
+                message: format!(
+                    "{message}; this job already replaced a lost one, so it is not created again"
+                ),
+            });
+        }
+        warn!(job_id, state = %state, %message, "bulk job lost; creating it again once over the same window");
+        self.recreated = true;
+        self.job_id = None;
+        self.complete = false;
+        self.fetch_locator = None;
+        self.skip = 0;
+        self.page_locator = None;
+        self.rows_done = 0;
+        self.rows = None;
+        self.poll_delay = None;
+        self.started = None;
+        Ok(())
     }
 
     pub(crate) async fn next(&mut self, client: &Client) -> Result<BulkStep, Error> {
         if self.finished {
             return Ok(BulkStep::Done);
         }
-        let job_id = match &self.job_id {
-            Some(id) => id.clone(),
-            None => match self.create(client).await? {
-                Ok(id) => id,
-                Err(reason) => return Ok(BulkStep::Fallback(reason)),
-            },
+        let job_id = loop {
+            let job_id = match &self.job_id {
+                Some(id) => id.clone(),
+                None => match self.create(client).await? {
+                    Ok(id) => id,
+                    Err(reason) => return Ok(BulkStep::Fallback(reason)),
+                },
+            };
+            if self.complete {
+                break job_id;
+            }
+            match self.wait(client, &job_id).await? {
+                Waited::Complete => break job_id,
+                Waited::Stopped => return Ok(BulkStep::Suspended),
+                Waited::CannotServe(reason) => return Ok(BulkStep::Fallback(reason)),
+                Waited::Lost { state, message } => {
+                    self.replace_lost_job(&job_id, state, message)?
+                }
+            }
         };
-        if !self.complete
-            && let Some(reason) = self.wait(client, &job_id).await?
-        {
-            return Ok(BulkStep::Fallback(reason));
-        }
         if self.converter.is_none() {
             let global = client.describe_global().await?;
             self.converter = Some(Converter::new(&self.plan, client, global));
@@ -142,6 +281,7 @@ impl BulkState {
                     }
                 }
                 self.records += records.len() as u64;
+                self.rows_done += records.len() as u64;
                 let more_rows = !reader.is_done();
                 if more_rows {
                     self.rows = Some((reader, last_page));
@@ -153,6 +293,7 @@ impl BulkState {
                     return Ok(BulkStep::Page(Page {
                         records,
                         last: None,
+                        bulk: self.position(),
                     }));
                 }
                 self.finished = true;
@@ -167,15 +308,16 @@ impl BulkState {
                 return Ok(BulkStep::Page(Page {
                     records,
                     last: self.max.clone(),
+                    bulk: None,
                 }));
             }
             let max_records = config.bulk_page_size.to_string();
             let mut params = vec![("maxRecords", max_records.as_str())];
-            if let Some(locator) = &self.locator {
+            if let Some(locator) = &self.fetch_locator {
                 params.push(("locator", locator.as_str()));
             }
             let path = client.data_path(&format!("/jobs/query/{job_id}/results"));
-            let response = client
+            let response = match client
                 .send(
                     reqwest::Method::GET,
                     &path,
@@ -183,7 +325,20 @@ impl BulkState {
                     &[("Accept", "text/csv".to_string())],
                     None,
                 )
-                .await?;
+                .await
+            {
+                Ok(response) => response,
+                // Deleted or past its 7 days while being read.
+                Err(Error::Api {
+                    status: 404,
+                    code,
+                    message,
+                }) => {
+                    self.replace_lost_job(&job_id, "gone".into(), format!("{code}: {message}"))?;
+                    return Box::pin(self.next(client)).await;
+                }
+                Err(e) => return Err(e),
+            };
             let next_locator = response
                 .header("Sforce-Locator")
                 .map(str::trim)
@@ -194,12 +349,15 @@ impl BulkState {
             };
             // The page's CSV is kept as text and parsed `bulk_rows_per_page` rows at a time:
             // parsed rows take several times the memory of the text.
-            let reader = converter.reader(response.body)?;
+            let mut reader = converter.reader(response.body)?;
             self.pages += 1;
             debug!(job_id = %job_id, page = self.pages, "bulk results page");
+            self.page_locator = self.fetch_locator.take();
+            // Rows a run before this one already handed on (a resume inside the page).
+            self.rows_done = reader.skip(std::mem::take(&mut self.skip))?;
             let last_page = match next_locator {
                 Some(locator) => {
-                    self.locator = Some(locator);
+                    self.fetch_locator = Some(locator);
                     false
                 }
                 None => true,
@@ -244,14 +402,27 @@ impl BulkState {
         Ok(Ok(id))
     }
 
-    /// Polls until a terminal state, with exponential backoff. `Ok(Some(reason))` when the
-    /// job failed because Bulk cannot serve the query (REST can).
-    async fn wait(&mut self, client: &Client, job_id: &str) -> Result<Option<String>, Error> {
+    /// Polls until a terminal state, with exponential backoff, or until the stop function
+    /// says the run must end (the job goes on; a later run resumes polling it).
+    async fn wait(&mut self, client: &Client, job_id: &str) -> Result<Waited, Error> {
         let config = &client.inner.config;
         let path = client.data_path(&format!("/jobs/query/{job_id}"));
         let started = *self.started.get_or_insert_with(Instant::now);
         loop {
-            let info: Value = client.get(&path, None).await?.json("bulk job")?;
+            let info: Value = match client.get(&path, None).await {
+                Ok(response) => response.json("bulk job")?,
+                Err(Error::Api {
+                    status: 404,
+                    code,
+                    message,
+                }) => {
+                    return Ok(Waited::Lost {
+                        state: "gone".into(),
+                        message: format!("{code}: {message} (deleted, or past its 7 days)"),
+                    });
+                }
+                Err(e) => return Err(e),
+            };
             let state = info
                 .get("state")
                 .and_then(Value::as_str)
@@ -261,7 +432,7 @@ impl BulkState {
             match state.as_str() {
                 "JobComplete" => {
                     self.complete = true;
-                    return Ok(None);
+                    return Ok(Waited::Complete);
                 }
                 "Failed" => {
                     let message = info
@@ -269,17 +440,15 @@ impl BulkState {
                         .and_then(Value::as_str)
                         .unwrap_or("no errorMessage given");
                     if bulk_cannot_serve(message) {
-                        return Ok(Some(client.redact(message)));
+                        return Ok(Waited::CannotServe(client.redact(message)));
                     }
-                    return Err(Error::BulkJob {
-                        job_id: job_id.to_string(),
+                    return Ok(Waited::Lost {
                         state,
                         message: client.redact(message),
                     });
                 }
                 "Aborted" => {
-                    return Err(Error::BulkJob {
-                        job_id: job_id.to_string(),
+                    return Ok(Waited::Lost {
                         state,
                         message: "the job was aborted (by a user or an administrator)".into(),
                     });
@@ -295,6 +464,10 @@ impl BulkState {
                         config.bulk_timeout.as_secs()
                     ),
                 });
+            }
+            if self.stop.as_ref().is_some_and(|stop| stop()) {
+                info!(job_id, state = %state, "stopping before the job is complete; a later run resumes it");
+                return Ok(Waited::Stopped);
             }
             let delay = self.poll_delay.unwrap_or(config.bulk_poll_initial);
             tokio::time::sleep(delay).await;
@@ -496,6 +669,26 @@ impl RowReader {
 
     pub(crate) fn is_done(&self) -> bool {
         self.done
+    }
+
+    /// Discards up to `n` rows (handed on by an earlier run); returns how many there were.
+    pub(crate) fn skip(&mut self, n: u64) -> Result<u64, Error> {
+        let mut skipped = 0;
+        while skipped < n && !self.done {
+            let more = self
+                .csv
+                .read_byte_record(&mut self.row)
+                .map_err(|e| Error::decode(format!("Bulk results CSV: {e}")))?;
+            if !more {
+                self.done = true;
+                break;
+            }
+            skipped += 1;
+        }
+        if !self.done && self.csv.is_done() {
+            self.done = true;
+        }
+        Ok(skipped)
     }
 }
 

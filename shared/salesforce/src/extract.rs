@@ -10,7 +10,7 @@ use serde_json::Value;
 use sfsync_mapping::config::ExtractApi;
 use tracing::{debug, info, warn};
 
-use crate::bulk::{BulkState, BulkStep};
+use crate::bulk::{BulkJobState, BulkState, BulkStep, StopFn};
 use crate::client::{Client, query_string};
 use crate::error::Error;
 use crate::plan::SyncPlan;
@@ -67,6 +67,9 @@ pub struct Page {
     /// once these records are durably handed on. `None` when it cannot move yet (Bulk pages
     /// before the last).
     pub last: Option<Cursor>,
+    /// For a Bulk page before the last: where the job's reading stands once this page is
+    /// handed on. Saved with it, a later run resumes the same job right after this page.
+    pub bulk: Option<BulkJobState>,
 }
 
 /// A running extraction; pull pages with [`Extraction::next_page`]. After an error the
@@ -77,6 +80,12 @@ pub struct Extraction {
     window: Window,
     api_used: ExtractApi,
     state: State,
+    /// Asked while a Bulk job is polled: stop and leave the job for a later run.
+    stop: Option<StopFn>,
+    /// Where a Bulk job stood when the extraction stopped before reading it all.
+    suspended: Option<BulkJobState>,
+    /// A Bulk job whose results were all read (to delete).
+    finished_job: Option<String>,
 }
 
 enum State {
@@ -100,6 +109,9 @@ impl Client {
             window,
             api_used,
             state: State::Start,
+            stop: None,
+            suspended: None,
+            finished_job: None,
         }
     }
 
@@ -176,6 +188,62 @@ impl Extraction {
         self.api_used
     }
 
+    /// Consults `stop` between polls of a Bulk job: when it answers true, the extraction
+    /// ends early — [`Extraction::next_page`] answers `None` and [`Extraction::suspended`]
+    /// says where the job stands.
+    pub fn stop_when(mut self, stop: StopFn) -> Extraction {
+        self.stop = Some(stop);
+        self
+    }
+
+    /// Continues the Bulk job of an earlier run instead of choosing an API. The window must
+    /// be the job's (`saved.after`, `saved.until`): a lost job is created again over it.
+    pub fn resume_bulk(mut self, saved: BulkJobState) -> Extraction {
+        let lower = RestState::first_lower(&self.window);
+        let soql = crate::bulk::bulk_soql(&self.plan, &self.condition(&lower));
+        self.api_used = ExtractApi::Bulk;
+        self.state = State::Bulk(Box::new(
+            BulkState::new(
+                self.plan.clone(),
+                soql,
+                self.window.include_deleted,
+                (self.window.after.clone(), self.window.until),
+                self.stop.clone(),
+            )
+            .resume(saved),
+        ));
+        self
+    }
+
+    /// After `next_page` answered `None`: `Some` when it stopped early (the stop function)
+    /// with a Bulk job not read to the end — save it and resume it with
+    /// [`Extraction::resume_bulk`]. `None` means the window is exhausted.
+    pub fn suspended(&self) -> Option<&BulkJobState> {
+        self.suspended.as_ref()
+    }
+
+    /// Deletes a Bulk job whose results were all read (`DELETE /jobs/query/{id}`): call it
+    /// once what was read is safe. Salesforce would keep it 7 days otherwise.
+    pub async fn delete_finished_bulk_job(&mut self) -> Result<(), Error> {
+        let Some(job_id) = self.finished_job.take() else {
+            return Ok(());
+        };
+        let path = self.client.data_path(&format!("/jobs/query/{job_id}"));
+        match self
+            .client
+            .send(reqwest::Method::DELETE, &path, None, &[], None)
+            .await
+        {
+            Ok(_) => {
+                debug!(job_id = %job_id, "bulk job deleted");
+                Ok(())
+            }
+            // Already gone.
+            Err(Error::Api { status: 404, .. }) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
     /// The next page, or `None` when the window is exhausted.
     pub async fn next_page(&mut self) -> Result<Option<Page>, Error> {
         loop {
@@ -193,8 +261,19 @@ impl Extraction {
                     };
                 }
                 State::Bulk(bulk) => match bulk.next(&self.client).await? {
-                    BulkStep::Page(page) => return Ok(Some(page)),
+                    BulkStep::Page(page) => {
+                        if page.bulk.is_none() {
+                            self.finished_job = bulk.job_id().map(str::to_string);
+                        }
+                        return Ok(Some(page));
+                    }
                     BulkStep::Done => {
+                        self.finished_job = bulk.job_id().map(str::to_string);
+                        self.state = State::Done;
+                        return Ok(None);
+                    }
+                    BulkStep::Suspended => {
+                        self.suspended = bulk.position();
                         self.state = State::Done;
                         return Ok(None);
                     }
@@ -257,6 +336,8 @@ impl Extraction {
                 plan.clone(),
                 soql,
                 self.window.include_deleted,
+                (self.window.after.clone(), self.window.until),
+                self.stop.clone(),
             ))))
         } else {
             self.api_used = ExtractApi::Rest;
@@ -382,6 +463,7 @@ impl RestState {
             return Ok(Some(Page {
                 records: page.records,
                 last: Some(last),
+                bulk: None,
             }));
         }
     }

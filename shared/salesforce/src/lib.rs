@@ -34,6 +34,7 @@ mod plan;
 mod rotation;
 pub mod soql;
 
+pub use bulk::{BulkJobState, StopFn};
 pub use client::Client;
 pub use config::{
     ClientConfig, Credentials, DEFAULT_BULK_UNSUPPORTED_OBJECTS, QUERY_TIMEOUT, SERVER_QUERY_LIMIT,

@@ -306,8 +306,8 @@ async fn a_job_bulk_cannot_serve_falls_back_to_rest() {
     let sim = start(Org::generate(&OrgSpec::tiny())).await;
     let until = now(&sim).await;
     let client = client(&sim.url());
-    // A plan that claims Bulk support for a compound field: Salesforce fails the job with
-    // FUNCTIONALITY_NOT_ENABLED, and the extraction carries on over REST.
+    // A plan that claims Bulk support for a compound field: Salesforce refuses the job, and
+    // the extraction carries on over REST.
     let mut plan = client
         .plan(&contacts_sync(&["MailingAddress"]))
         .await
@@ -317,7 +317,8 @@ async fn a_job_bulk_cannot_serve_falls_back_to_rest() {
     let jobs = sim.stats().bulk_jobs;
     let mut e = client.extract(&plan, window(None, until, ExtractApi::Bulk));
     let (records, _) = drain(&mut e).await.unwrap();
-    assert_eq!(sim.stats().bulk_jobs, jobs + 1);
+    // Refused at creation ("Selecting compound data not supported in Bulk Query"): no job.
+    assert_eq!(sim.stats().bulk_jobs, jobs);
     assert_eq!(e.api_used(), ExtractApi::Rest);
     assert_eq!(unique_ids(&records), org_ids(&sim, "Contact").await);
     assert!(records.iter().any(|r| r["MailingAddress"].is_object()));
@@ -363,5 +364,120 @@ async fn a_bulk_page_can_be_handed_on_in_slices_without_extra_calls() {
     let (_, earlier) = sliced_lasts.split_last().unwrap();
     assert!(earlier.iter().all(Option::is_none), "{sliced_lasts:?}");
     assert_eq!(sliced_calls, whole_calls);
+    sim.shutdown().await;
+}
+
+// ---------------------------------------------------------------------------------------
+// A job that outlives one process (issue 11, item 3)
+
+fn stop_now() -> sfsync_salesforce::StopFn {
+    std::sync::Arc::new(|| true)
+}
+
+fn never() -> sfsync_salesforce::StopFn {
+    std::sync::Arc::new(|| false)
+}
+
+fn deletes(sim: &sfsync_simulator::SimulatorHandle) -> u64 {
+    sim.stats()
+        .by_path
+        .iter()
+        .filter(|(k, _)| k.starts_with("DELETE ") && k.contains("/jobs/query/"))
+        .map(|(_, n)| *n)
+        .sum()
+}
+
+#[tokio::test]
+async fn a_bulk_job_left_by_one_process_is_resumed_by_the_next_at_the_same_row() {
+    let sim = start_with(
+        Org::generate(&OrgSpec::demo()),
+        Faults {
+            bulk_polls_before_complete: 4,
+            ..Faults::default()
+        },
+    )
+    .await;
+    let until = now(&sim).await;
+    let sync = contacts_sync(&["FirstName", "LastName", "Account.Name"]);
+    let mut cfg = config(&sim.url());
+    cfg.bulk_page_size = 40;
+    cfg.bulk_rows_per_page = 15;
+    let w = window(None, until, ExtractApi::Bulk);
+
+    // Process 1 must stop while the job is still in progress: it saves the job.
+    let client = client_with(cfg.clone());
+    let plan = client.plan(&sync).await.unwrap();
+    let mut first = client.extract(&plan, w.clone()).stop_when(stop_now());
+    assert!(first.next_page().await.unwrap().is_none());
+    let saved = first.suspended().cloned().expect("the job is saved");
+    assert_eq!(saved.locator, None);
+    assert_eq!(sim.stats().bulk_jobs, 1);
+
+    // Process 2 resumes polling the same job and stops after two slices (mid-page).
+    let client = client_with(cfg.clone());
+    let mut second = client
+        .extract(&plan, w.clone())
+        .stop_when(never())
+        .resume_bulk(saved);
+    let mut records = Vec::new();
+    let mut position = None;
+    for _ in 0..2 {
+        let page = second.next_page().await.unwrap().expect("a page");
+        records.extend(page.records);
+        position = page.bulk;
+    }
+    let position = position.expect("more to read");
+    assert_eq!(position.rows_done, 30, "{position:?}");
+
+    // Process 3 resumes at that row and reads to the end.
+    let client = client_with(cfg);
+    let mut third = client.extract(&plan, w).resume_bulk(position);
+    let (rest, lasts) = drain(&mut third).await.unwrap();
+    records.extend(rest);
+    assert_eq!(unique_ids(&records), org_ids(&sim, "Contact").await);
+    assert_eq!(sim.stats().bulk_jobs, 1, "one job for the window");
+    let max = records
+        .iter()
+        .map(|r| sfsync_salesforce::Cursor::of_record(r).unwrap())
+        .max();
+    assert_eq!(lasts.last().cloned().flatten(), max);
+    // Read to the end: the job is deleted.
+    assert_eq!(deletes(&sim), 0);
+    third.delete_finished_bulk_job().await.unwrap();
+    assert_eq!(deletes(&sim), 1);
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_lost_bulk_job_is_created_again_once_and_never_in_a_loop() {
+    let sim = start(Org::generate(&OrgSpec::tiny())).await;
+    let until = now(&sim).await;
+    let client = client(&sim.url());
+    let plan = client.plan(&contacts_sync(&["LastName"])).await.unwrap();
+    let w = window(None, until, ExtractApi::Bulk);
+    let mut first = client.extract(&plan, w.clone()).stop_when(stop_now());
+    assert!(first.next_page().await.unwrap().is_none());
+    let saved = first.suspended().cloned().unwrap();
+
+    // The job is gone (its 7 days are over): the next run creates it again, once.
+    sim.org()
+        .lock()
+        .unwrap()
+        .advance_clock(chrono::Duration::days(8));
+    let mut second = client.extract(&plan, w.clone()).resume_bulk(saved.clone());
+    let (records, _) = drain(&mut second).await.unwrap();
+    assert_eq!(unique_ids(&records), org_ids(&sim, "Contact").await);
+    assert_eq!(sim.stats().bulk_jobs, 2);
+
+    // A replacement that is lost too is an error, not a third job.
+    let replaced = sfsync_salesforce::BulkJobState {
+        recreated: true,
+        ..saved
+    };
+    let mut third = client.extract(&plan, w).resume_bulk(replaced);
+    let err = drain(&mut third).await.unwrap_err();
+    assert!(matches!(err, Error::BulkJob { .. }), "{err}");
+    assert!(err.to_string().contains("not created again"), "{err}");
+    assert_eq!(sim.stats().bulk_jobs, 2);
     sim.shutdown().await;
 }

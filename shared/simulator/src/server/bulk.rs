@@ -19,6 +19,13 @@ use crate::value::format_rest_datetime;
 /// Page size when the caller gives no `maxRecords`.
 const DEFAULT_MAX_RECORDS: usize = 100_000;
 
+/// How long a job and its results are kept. Bulk API 2.0 Developer Guide, "Bulk API 2.0
+/// Limits and Allocations": query results are retained for 7 days
+/// (`shared/reference/salesforce-api.md`, "Checked against Salesforce's documents"). The
+/// simulator measures it on the org's clock (`Org::advance_clock`), after which the job is
+/// gone (404 NOT_FOUND), as a deleted one is.
+const JOB_RETENTION_MS: i64 = 7 * 24 * 3600 * 1000;
+
 pub(crate) struct Job {
     id: String,
     operation: String,
@@ -147,12 +154,20 @@ pub(crate) async fn create(
             object,
         )
     };
-    // What Bulk 2.0 cannot do is found while processing: the job fails, it is not refused.
-    let unsupported = if let Some(field) = &plan.compound_field {
-        Some(format!(
-            "Failed to process query: FUNCTIONALITY_NOT_ENABLED: Selecting compound data not supported in Bulk Query (field {field})"
-        ))
-    } else if plan.count_only {
+    // A compound field is refused when the job is created: HTTP 400 with the message
+    // "Selecting compound data not supported in Bulk Query" (the answer Airbyte's Salesforce
+    // source matches on, airbytehq/airbyte#8206; salesforce-api.md, "Checked against
+    // Salesforce's documents"). No job exists afterwards.
+    if let Some(field) = &plan.compound_field {
+        tracing::debug!(%field, "bulk job refused: compound field");
+        return sf_error(
+            StatusCode::BAD_REQUEST,
+            "API_ERROR",
+            "Selecting compound data not supported in Bulk Query",
+        );
+    }
+    // Other unsupported shapes are found while processing: the job fails.
+    let unsupported = if plan.count_only {
         Some(
             "Failed to process query: FUNCTIONALITY_NOT_ENABLED: Aggregate queries are not supported in Bulk Query"
                 .to_string(),
@@ -205,12 +220,27 @@ pub(crate) async fn status(
     State(shared): State<Arc<Shared>>,
     Path((_version, job)): Path<(String, String)>,
 ) -> Response {
+    forget_if_expired(&shared, &job);
     let mut rt = shared.rt();
     let Some(j) = rt.jobs.get_mut(&job) else {
         return not_found();
     };
     j.poll();
     Json(j.info()).into_response()
+}
+
+/// Drops a job older than its retention, by the org's clock.
+fn forget_if_expired(shared: &Shared, job: &str) {
+    let now = shared.org().now().timestamp_millis();
+    let mut rt = shared.rt();
+    if rt
+        .jobs
+        .get(job)
+        .is_some_and(|j| now - j.created_ms > JOB_RETENTION_MS)
+    {
+        tracing::debug!(job, "bulk job expired");
+        rt.jobs.remove(job);
+    }
 }
 
 pub(crate) async fn abort(
@@ -294,6 +324,7 @@ pub(crate) async fn results(
             }
         },
     };
+    forget_if_expired(&shared, &job);
     let (plan, rows, instance) = {
         let rt = shared.rt();
         let Some(j) = rt.jobs.get(&job) else {

@@ -156,22 +156,20 @@ async fn csv_quotes_every_value() {
 }
 
 #[tokio::test]
-async fn compound_fields_and_forced_states_fail_the_job() {
+async fn compound_fields_are_refused_at_creation_and_forced_states_fail_the_job() {
     let api = start(Org::generate(&OrgSpec::tiny())).await;
-    let job = create(&api, "query", "SELECT Id, MailingAddress FROM Contact").await;
-    let id = job["id"].as_str().unwrap_or("").to_string();
+    let refused = api
+        .post_json(
+            &jobs(),
+            &json!({"operation": "query", "query": "SELECT Id, MailingAddress FROM Contact"}),
+        )
+        .await;
+    assert_eq!(refused.status, StatusCode::BAD_REQUEST);
     assert_eq!(
-        poll_to_end(&api, &id).await.last().map(String::as_str),
-        Some("Failed")
+        refused.json()[0]["message"],
+        "Selecting compound data not supported in Bulk Query"
     );
-    let info = poll(&api, &id).await;
-    assert!(
-        info["errorMessage"]
-            .as_str()
-            .is_some_and(|m| m.contains("compound data not supported in Bulk Query"))
-    );
-    let r = api.get(&format!("{}/{id}/results", jobs())).await;
-    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert_eq!(api.sim.stats().bulk_jobs, 0, "no job exists");
 
     // Bad SOQL is refused when the job is created.
     let bad = api
@@ -215,4 +213,29 @@ async fn compound_fields_and_forced_states_fail_the_job() {
     assert_eq!(r.status, StatusCode::OK);
     assert_eq!(r.json()["state"], "Aborted");
     assert_eq!(poll(&api, &id).await["state"], "Aborted");
+}
+
+#[tokio::test]
+async fn a_job_is_gone_after_seven_days() {
+    let api = start(Org::generate(&OrgSpec::tiny())).await;
+    let job = create(&api, "query", "SELECT Id FROM Contact").await;
+    let id = job["id"].as_str().unwrap_or("").to_string();
+    assert_eq!(
+        poll_to_end(&api, &id).await.last().map(String::as_str),
+        Some("JobComplete")
+    );
+    let r = api.get(&format!("{}/{id}/results", jobs())).await;
+    assert_eq!(r.status, StatusCode::OK);
+    api.sim
+        .org()
+        .lock()
+        .unwrap()
+        .advance_clock(chrono::Duration::days(7) + chrono::Duration::seconds(1));
+    let r = api.get(&format!("{}/{id}/results", jobs())).await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    assert_eq!(r.error_code(), "NOT_FOUND");
+    assert_eq!(
+        api.get(&format!("{}/{id}", jobs())).await.status,
+        StatusCode::NOT_FOUND
+    );
 }
