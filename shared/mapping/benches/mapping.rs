@@ -89,6 +89,7 @@ fn sync() -> SyncConfig {
         where_clause: None,
         deletes: true,
         api: ExtractApi::Auto,
+        stream: false,
     }
 }
 

@@ -185,6 +185,11 @@ pub struct SyncConfig {
     pub deletes: bool,
     #[serde(default)]
     pub api: ExtractApi,
+    /// Also deliver this sync's changes seconds after they commit, through Change Data
+    /// Capture (the `stream` stage); the scheduled extraction keeps running as the proof.
+    /// The object must have Change Data Capture enabled in Salesforce.
+    #[serde(default)]
+    pub stream: bool,
 }
 
 impl SyncConfig {
@@ -763,6 +768,30 @@ fn check_sync(
             "events cannot be deleted downstream; remove `deletes`".into(),
         );
     }
+    if sync.stream
+        && let Some(reason) = no_change_events(&sync.object)
+    {
+        report(at("stream"), format!("{}: {reason}", sync.object));
+    }
+}
+
+/// Why an object can have no Change Data Capture channel, if it cannot. Change events exist
+/// for custom objects (`__c`) and the standard objects Salesforce lists as supported (Change
+/// Data Capture Developer Guide, "Supported Objects"); metadata, platform events, external
+/// and big objects, and the History/Share/Feed companions have none.
+fn no_change_events(object: &str) -> Option<&'static str> {
+    const NONE: [(&str, &str); 7] = [
+        ("__mdt", "custom metadata types have no change events"),
+        ("__e", "platform events have no change events"),
+        ("__x", "external objects have no change events"),
+        ("__b", "big objects have no change events"),
+        ("History", "field history objects have no change events"),
+        ("Share", "sharing objects have no change events"),
+        ("Feed", "feed objects have no change events"),
+    ];
+    NONE.iter()
+        .find(|(suffix, _)| object.ends_with(suffix))
+        .map(|(_, why)| *why)
 }
 
 fn check_destination(

@@ -20,6 +20,7 @@ fn sync(kind: SyncKind, fields: &[&str]) -> SyncConfig {
         where_clause: None,
         deletes: false,
         api: ExtractApi::Auto,
+        stream: false,
     }
 }
 

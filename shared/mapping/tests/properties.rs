@@ -183,6 +183,7 @@ fn base(name: &str, object: &str, kind: SyncKind, fields: &[&str], deletes: bool
         where_clause: None,
         deletes,
         api: ExtractApi::Auto,
+        stream: false,
     }
 }
 

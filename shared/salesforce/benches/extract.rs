@@ -40,6 +40,7 @@ fn sync() -> SyncConfig {
         where_clause: None,
         deletes: false,
         api: ExtractApi::Rest,
+        stream: false,
     }
 }
 

@@ -74,6 +74,7 @@ pub fn sync(name: &str, object: &str, kind: SyncKind, fields: &[&str]) -> SyncCo
         where_clause: None,
         deletes: false,
         api: ExtractApi::Auto,
+        stream: false,
     }
 }
 
