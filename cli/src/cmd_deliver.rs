@@ -259,6 +259,10 @@ fn record(
                     None => format!("not delivered: {reason}"),
                 }
             }
+            Outcome::Paused { reason } => {
+                summary.undelivered += 1;
+                format!("not delivered: credentials rejected: {reason}")
+            }
         };
         match dead_letter {
             Some(out) => {

@@ -331,6 +331,7 @@ async fn malformed_bodies_fail_alone_in_the_deliver_handler() {
             run_id: "20260101T000000Z-dlv".into(),
             destination: destination.into(),
             attempt: 0,
+            paused_since: None,
             calls,
         })
         .unwrap_or_else(|e| panic!("{e}"))

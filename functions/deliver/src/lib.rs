@@ -9,6 +9,15 @@
 //!   failed and its visibility timeout set to honour Retry-After (SQS redrives it to the
 //!   dead-letter queue after maxReceiveCount); when some went through, only the rest is
 //!   enqueued again, delayed, so delivered calls are not sent twice.
+//! - paused calls (the destination refused our credentials, 401/403): a `DestinationPaused`
+//!   metric (the template alarms on it) and an error log line, and the calls go back on the
+//!   delivery queue with `paused_since` and the longest delay SQS allows, so the destination
+//!   is tried again every 15 minutes and delivery resumes by itself once the key works. They
+//!   are put back rather than left in flight with a longer visibility timeout because a left
+//!   message counts a receive each time: after `DeliveryMaxReceiveCount` receives (10, a
+//!   few hours) SQS would move it to the dead-letter queue without a reason, long before
+//!   `AUTH_PAUSE_LIMIT` (24 h), and its body could not record when the pause began. Auth
+//!   pauses do not count as attempts; after 24 h the calls are dead-lettered with the reason.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -19,6 +28,10 @@ use sfsync_destinations::Destination;
 use sfsync_mapping::Config;
 use sfsync_pipeline::aws::{self, FunctionEnv, SetupError};
 use sfsync_pipeline::deliver::{DeliverOutput, decode_delivery, deliver_messages};
+
+/// How long paused calls wait on the queue before the destination is tried again: SQS's
+/// longest message delay (15 minutes).
+pub const PAUSE_RECHECK: Duration = Duration::from_secs(900);
 use sfsync_pipeline::message::{CallsMessage, DeadLetter, MESSAGE_VERSION, Packer};
 use sfsync_pipeline::queue::{Queue, SqsQueue};
 use sfsync_pipeline::report::RunCounts;
@@ -250,11 +263,12 @@ async fn settle(
     let (run_id, attempt) = (head.run_id.as_str(), head.attempt);
     record_counts(state, run_id, head.first_sync.as_deref(), &out).await;
     send_dead(state, &out.dead).await?;
+    hold_paused(state, dest_name, head, &out).await?;
     if out.retry.is_empty() {
         return Ok(());
     }
     let wait = out.retry_after.unwrap_or(Duration::from_secs(30));
-    if out.delivered == 0 && out.dead.is_empty() {
+    if out.delivered == 0 && out.dead.is_empty() && out.paused.is_empty() {
         // Nothing went through: leave the message where it is, visible again after the wait.
         return Err(Failed {
             reason: out
@@ -282,6 +296,52 @@ async fn settle(
         .send(bodies, Some(wait))
         .await
         .map_err(|e| failed(format!("cannot re-enqueue {} calls: {e}", out.retry.len())))
+}
+
+/// Paused calls (credentials refused) go back on the queue with `paused_since`, delayed by
+/// [`PAUSE_RECHECK`], keeping their attempt count; the pause is counted as a metric.
+async fn hold_paused(
+    state: &DeliverState,
+    dest_name: &str,
+    head: &Head<'_>,
+    out: &DeliverOutput,
+) -> Result<(), Failed> {
+    let (Some(since), false) = (out.paused_since, out.paused.is_empty()) else {
+        return Ok(());
+    };
+    tracing::error!(
+        destination = %dest_name,
+        calls = out.paused.len(),
+        reason = %out.pause_reason.as_deref().unwrap_or_default(),
+        "destination paused: credentials rejected; calls kept on the queue"
+    );
+    for line in sfsync_pipeline::metrics::paused_lines(dest_name, out.paused.len() as u64) {
+        println!("{line}");
+    }
+    let mut packer = Packer::new(
+        Packer::paused_calls_prefix(&head.run_id, dest_name, head.attempt, since),
+        state.config.pipeline.max_message_bytes,
+        state.config.pipeline.compress,
+    );
+    for call in &out.paused {
+        packer.push(call).map_err(|e| failed(e.to_string()))?;
+    }
+    let bodies: Vec<String> = packer
+        .finish()
+        .map_err(|e| failed(e.to_string()))?
+        .into_iter()
+        .map(|b| b.body)
+        .collect();
+    state
+        .delivery_queue
+        .send(bodies, Some(PAUSE_RECHECK))
+        .await
+        .map_err(|e| {
+            failed(format!(
+                "cannot hold {} paused calls: {e}",
+                out.paused.len()
+            ))
+        })
 }
 
 async fn record_counts(

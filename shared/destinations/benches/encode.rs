@@ -40,7 +40,7 @@ fn call(i: usize) -> Call {
         }),
         14..=16 => json!({
             "type": "group", "messageId": message_id, "timestamp": ts,
-            "groupId": format!("001A{i:014}"),
+            "groupId": format!("001A{i:014}"), "anonymousId": format!("sfsync-object-1-001A{i:014}"),
             "traits": { "name": "Acme Corporation", "Industry": "Manufacturing", "AnnualRevenue": 125_000_000,
                         "NumberOfEmployees": 4200, "BillingCountry": "United Kingdom", "object_type_id": "1" },
             "context": source("objects", "Account", i),
@@ -74,6 +74,7 @@ fn config(kind: DestinationKind) -> DestinationConfig {
         project_id: None,
         username: None,
         secret: None,
+        secret_key: None,
         group_key: None,
         url: None,
         path: None,
@@ -84,8 +85,11 @@ fn config(kind: DestinationKind) -> DestinationConfig {
         retry_budget_seconds: None,
     };
     match kind {
-        DestinationKind::Customerio | DestinationKind::Amplitude => {
-            c.api_key = Some("bench-key".into())
+        DestinationKind::Customerio => c.api_key = Some("bench-key".into()),
+        DestinationKind::Amplitude => {
+            c.api_key = Some("bench-key".into());
+            // Person deletes go to the User Privacy API (without it they are refused unsent).
+            c.secret_key = Some("bench-secret-key".into());
         }
         DestinationKind::CustomerioTrack => {
             c.site_id = Some("bench-site".into());

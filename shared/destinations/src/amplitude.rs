@@ -19,23 +19,30 @@
 //! - relationship → `/identify` with `groups: {group_type: groupId}`. Amplitude keeps one value
 //!   per group type set this way (the latest relationship wins) and has no relationship
 //!   attributes: they are not sent.
-//! - deletes → Amplitude deletes users only through its User Privacy API, which needs the
-//!   project's secret key (not part of this destination's config), and has no object or
-//!   membership delete in these APIs. Deletes are therefore sent as the semantic events
-//!   "User Deleted" (user_id), "Object Deleted" (device_id `sfsync-object-<groupId>`) and
-//!   "Relationship Deleted" (user_id), with `event_properties: {objectId, objectTypeId}`.
+//! - A delete is not an event (an event named "User Deleted" would create the very user it
+//!   means to remove). Person deletes go through the User Privacy API
+//!   (amplitude.com/docs/apis/analytics/user-privacy: `POST https://amplitude.com/api/2/deletions/users`,
+//!   EU `https://analytics.eu.amplitude.com`, Basic `API_KEY:SECRET_KEY`, `{user_ids, requester,
+//!   ignore_invalid_id}`, ≤ 100 ids per request, one request per second) when the
+//!   destination has the project's `secret_key`; without it they are dead with a reason that
+//!   says to add it. Amplitude has no API to delete a group or a user's membership: object
+//!   and relationship deletes are dead with a reason, never sent as events.
 //! - A 400 from `/2/httpapi` that lists event indices rejected the whole request: the listed
-//!   events are dead, the others are resent. A 429 without `Retry-After` waits 15 s, as
-//!   Amplitude asks for throttled users and devices.
+//!   events are dead, the others are resent. A 400 from `/identify` or `/groupidentify`
+//!   refuses the whole request for any invalid identification (their status codes are those
+//!   of HTTP V2, amplitude.com/docs/apis/analytics/identify "Considerations"): the engine
+//!   bisects it. A 400 "Invalid API key" is the credentials, not a call: the destination
+//!   pauses. A 429 without `Retry-After` waits 30 s (HTTP V2 reference, "429": pause 30 s).
 //! - Limits: ≤ 2000 events and 1 MB per `/2/httpapi` and `/identify` request; ≤ 1024
-//!   identifications and 1 MB per `/groupidentify` request. gzip is not documented: never used.
+//!   identifications, ≤ 1024 group properties in all, and 1 MB per `/groupidentify` request
+//!   (Group Identify reference, "Considerations"). gzip is not documented: never used.
 
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use reqwest::header::{self, HeaderMap, HeaderValue};
 use serde_json::{Map, Value, json};
-use sfsync_mapping::{Call, CallType};
+use sfsync_mapping::{Call, CallType, Entity};
 
 use crate::engine::{
     Encoded, ItemVerdict, Protocol, Request, Response, Route, RouteSpec, Verdict, join_body,
@@ -47,6 +54,7 @@ use crate::{BuildError, Limits};
 const EVENTS: Route = 0;
 const IDENTIFY: Route = 1;
 const GROUP_IDENTIFY: Route = 2;
+const DELETIONS: Route = 3;
 
 pub(crate) const LIMITS: Limits = Limits {
     max_calls: 2000,
@@ -60,11 +68,23 @@ const GROUP_LIMITS: Limits = Limits {
     max_call_bytes: 1_000_000,
 };
 
+/// Group properties in one `/groupidentify` request.
+const MAX_GROUP_PROPERTIES: usize = 1024;
+
+/// User Privacy API: user ids per deletion request.
+const DELETION_LIMITS: Limits = Limits {
+    max_calls: 100,
+    max_batch_bytes: 1_000_000,
+    max_call_bytes: 10_000,
+};
+
 pub(crate) struct Amplitude {
     api_key: Secret,
-    urls: [String; 3],
+    /// Basic `API_KEY:SECRET_KEY` for the User Privacy API, when the secret key is set.
+    privacy_auth: Option<HeaderValue>,
+    urls: [String; 4],
     object_names: HashMap<String, String>,
-    routes: [RouteSpec; 3],
+    routes: [RouteSpec; 4],
 }
 
 pub(crate) fn build(
@@ -76,18 +96,29 @@ pub(crate) fn build(
         ("us", "https://api2.amplitude.com"),
         ("eu", "https://api.eu.amplitude.com"),
     ])?;
+    let privacy_base = ctx.base_url(&[
+        ("us", "https://amplitude.com"),
+        ("eu", "https://analytics.eu.amplitude.com"),
+    ])?;
+    let privacy_auth = ctx
+        .optional("secret_key")?
+        .map(|secret_key| wire::basic_auth(api_key, secret_key));
     let route = |name, limits| RouteSpec {
         name,
         limits,
         separator: b"",
         gzip: false,
+        max_units: None,
+        min_interval: None,
     };
     Ok(Amplitude {
         api_key: Secret::new(api_key),
+        privacy_auth,
         urls: [
             wire::join_url(&base, "/2/httpapi"),
             wire::join_url(&base, "/identify"),
             wire::join_url(&base, "/groupidentify"),
+            wire::join_url(&privacy_base, "/api/2/deletions/users"),
         ],
         object_names: object_names.clone(),
         routes: [
@@ -101,7 +132,13 @@ pub(crate) fn build(
             },
             RouteSpec {
                 separator: b"%2C",
+                max_units: Some((MAX_GROUP_PROPERTIES, "group properties")),
                 ..route("Amplitude /groupidentify", GROUP_LIMITS)
+            },
+            RouteSpec {
+                separator: b",",
+                min_interval: Some(Duration::from_secs(1)),
+                ..route("Amplitude User Privacy API", DELETION_LIMITS)
             },
         ],
     })
@@ -184,18 +221,23 @@ impl Amplitude {
                     "group_properties": { "$set": wire::object_traits(call) },
                 }),
             ),
-            CallType::Delete => {
-                let delete = wire::delete_event(call)?;
-                (
-                    EVENTS,
-                    event(
-                        delete.event,
-                        delete.user_id,
-                        delete.anonymous_id,
-                        delete.properties,
-                    )?,
-                )
-            }
+            CallType::Delete => match call.entity {
+                Some(Entity::Person) if self.privacy_auth.is_some() => {
+                    (DELETIONS, json!(wire::user_id(call)?))
+                }
+                Some(Entity::Person) => {
+                    return Err("Amplitude deletes users only through its User Privacy API: add the project's `secret_key` to this destination to send person deletes".into());
+                }
+                Some(Entity::Object | Entity::Relationship) => {
+                    return Err(format!(
+                        "Amplitude has no API to delete a group or a user's group membership, so the {} is not sent; stop sending these deletes to Amplitude (the sync's `deletes`, or the destination's `syncs`)",
+                        wire::kind_name(call)
+                    ));
+                }
+                None => {
+                    return Err("delete call has no entity (person, object or relationship)".into());
+                }
+            },
         })
     }
 }
@@ -208,7 +250,15 @@ impl Protocol for Amplitude {
     fn encode(&self, call: &Call) -> Result<Encoded, String> {
         let (route, value) = self.render(call)?;
         let json = wire::to_json(&value);
-        let bytes = if route == EVENTS {
+        // Group Identify counts the group properties of a request (`max_units`).
+        let units = if route == GROUP_IDENTIFY {
+            value["group_properties"]["$set"]
+                .as_object()
+                .map_or(0, |set| set.len())
+        } else {
+            0
+        };
+        let bytes = if route == EVENTS || route == DELETIONS {
             json
         } else {
             // Form routes: items are stored percent-encoded, so sizes are what is sent.
@@ -216,11 +266,33 @@ impl Protocol for Amplitude {
             wire::form_encode(&json, &mut encoded);
             encoded
         };
-        Ok(Encoded { route, bytes })
+        Ok(Encoded {
+            route,
+            bytes,
+            units,
+        })
     }
 
     fn request(&self, route: Route, items: &[&[u8]], _calls: &[&Call]) -> Request {
         let url = self.urls.get(route).cloned().unwrap_or_default();
+        if route == DELETIONS {
+            let mut headers = json_headers();
+            if let Some(auth) = &self.privacy_auth {
+                headers.insert(header::AUTHORIZATION, auth.clone());
+            }
+            // `ignore_invalid_id`: a user Amplitude never saw must not fail the others
+            // (a string, as the reference's examples send it).
+            return Request {
+                url,
+                headers,
+                body: join_body(
+                    b"{\"user_ids\":[",
+                    items,
+                    b",",
+                    b"],\"requester\":\"sfsync\",\"ignore_invalid_id\":\"True\"}",
+                ),
+            };
+        }
         if route == EVENTS {
             let mut prefix = b"{\"api_key\":".to_vec();
             prefix.extend_from_slice(&wire::to_json(&json!(self.api_key.expose())));
@@ -247,6 +319,22 @@ impl Protocol for Amplitude {
     }
 
     fn classify(&self, route: Route, response: &Response, calls: &[&Call]) -> Verdict {
+        if response.status == 400
+            && crate::engine::api_message(&response.body).contains("Invalid API key")
+        {
+            // HTTP V2 answers a bad key with 400 "Invalid API key": the key, not a call.
+            return Verdict::Unauthorized {
+                reason: crate::engine::describe(response),
+            };
+        }
+        if (route == IDENTIFY || route == GROUP_IDENTIFY)
+            && response.status == 400
+            && calls.len() > 1
+        {
+            return Verdict::Split {
+                reason: crate::engine::describe(response),
+            };
+        }
         if route == EVENTS && response.status == 400 {
             let rejected = rejected_events(&response.body, calls.len());
             if !rejected.is_empty() {
@@ -267,7 +355,7 @@ impl Protocol for Amplitude {
     }
 
     fn throttle_wait(&self) -> Option<Duration> {
-        Some(Duration::from_secs(15))
+        Some(Duration::from_secs(30))
     }
 }
 

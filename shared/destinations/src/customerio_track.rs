@@ -65,6 +65,8 @@ pub(crate) fn build(ctx: &BuildContext<'_>) -> Result<CustomerioTrack, BuildErro
             limits: LIMITS,
             separator: b",",
             gzip: ctx.config.gzip == Some(true),
+            max_units: None,
+            min_interval: None,
         }],
     })
 }
@@ -194,6 +196,7 @@ impl Protocol for CustomerioTrack {
         Ok(Encoded {
             route: 0,
             bytes: wire::to_json(&render(call)?),
+            units: 0,
         })
     }
 

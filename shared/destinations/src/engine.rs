@@ -9,6 +9,8 @@
 //!   and exponential backoff with full jitter; no request leaves before it elapses (the
 //!   wait gates the whole destination, not only the failed batch).
 //! - 413 on a batch: the batch is split in two and each half sent (a lone call is dead).
+//! - 401 and 403: the credentials were refused. No call is at fault, so none is dead: every
+//!   call still to send comes back `Paused` and the host stops sending to the destination.
 //! - 3xx and other 4xx: dead, with the status and the API's message.
 //! - Partial answers (per-item verdicts): delivered items are never sent again; only the
 //!   failed ones are dead-lettered or resent.
@@ -16,6 +18,16 @@
 //! Batches are sent one at a time, in input order, so that a profile's update and its later
 //! delete in the same chunk reach the API in that order. After a retryable failure the
 //! failed batch goes first again, so order survives retries too.
+//!
+//! Bisection: an API that refuses a whole request for one bad call (a protocol answers
+//! `Verdict::Split`) costs one call, not the batch. The refused batch is halved and each half
+//! sent; a half that passes is delivered, a half refused again is halved again, and a lone
+//! call refused is dead with the API's message for it. When the first half passes, the
+//! second is known to hold a culprit and is halved without being sent whole. Isolating `k`
+//! culprits among `n` calls takes about `2·k·log2(n/k)` requests; each refused batch may
+//! spend [`split_budget`] requests on it (enough for [`MAX_CULPRITS`] culprits, and never
+//! more than a full bisection could take). Past it, the calls not yet cleared come back
+//! `RetryLater` (never dead): the next attempt bisects what is left with a fresh budget.
 
 use std::collections::VecDeque;
 use std::sync::Mutex;
@@ -42,12 +54,20 @@ pub(crate) struct RouteSpec {
     pub separator: &'static [u8],
     /// The endpoint takes `Content-Encoding: gzip` bodies.
     pub gzip: bool,
+    /// A second per-request limit on something the calls carry (Amplitude Group Identify:
+    /// 1024 group properties in all): (the limit, what it counts). See `Encoded::units`.
+    pub max_units: Option<(usize, &'static str)>,
+    /// The API allows one request per this interval on the endpoint (Amplitude's User
+    /// Privacy API: one per second); the engine waits before sending sooner.
+    pub min_interval: Option<Duration>,
 }
 
-/// One call in its wire form.
+/// One call in wire form.
 pub(crate) struct Encoded {
     pub route: Route,
     pub bytes: Vec<u8>,
+    /// What the call adds towards its route's `max_units` (0 where there is none).
+    pub units: usize,
 }
 
 /// A request ready to send (the body uncompressed).
@@ -82,6 +102,10 @@ pub(crate) enum Verdict {
     },
     /// The endpoint is gone (webhook 410): every call still to send is dead.
     Disable {
+        reason: String,
+    },
+    /// The credentials were refused (401/403): every call still to send is paused.
+    Unauthorized {
         reason: String,
     },
     /// One verdict per call of the request, in request order.
@@ -186,6 +210,9 @@ pub(crate) fn standard_verdict(
         413 if n > 1 => Verdict::Split {
             reason: describe(response),
         },
+        401 | 403 => Verdict::Unauthorized {
+            reason: describe(response),
+        },
         500..=599 if status != 501 && status != 505 => Verdict::Retry {
             reason: describe(response),
             after: retry_after(&response.headers, SystemTime::now()),
@@ -281,6 +308,41 @@ struct Group {
     items: Vec<usize>,
     attempt: u32,
     last_reason: Option<String>,
+    /// Set once the batch is part of a bisection: the index of its request budget.
+    bisection: Option<usize>,
+    /// The first half of a split: when it passes, the half queued right after it must hold
+    /// the culprit.
+    first_half: bool,
+    /// Known to hold a culprit (its sibling passed): halve it without sending it whole.
+    suspect: bool,
+}
+
+impl Group {
+    fn new(route: Route, items: Vec<usize>) -> Group {
+        Group {
+            route,
+            items,
+            attempt: 0,
+            last_reason: None,
+            bisection: None,
+            first_half: false,
+            suspect: false,
+        }
+    }
+}
+
+/// How many culprits in one refused batch the split budget is sized for.
+pub(crate) const MAX_CULPRITS: usize = 8;
+
+/// The requests a refused batch of `n` calls may spend on bisection: `2·k·⌈log2 n⌉` for
+/// `k` = [`MAX_CULPRITS`], capped at `2n - 2` (every node of a full bisection tree below the
+/// refused request, which no bisection can exceed).
+pub(crate) fn split_budget(n: usize) -> usize {
+    if n < 2 {
+        return 0;
+    }
+    let depth = usize::BITS - (n - 1).leading_zeros(); // ⌈log2 n⌉
+    (2 * MAX_CULPRITS * depth as usize).min(2 * n - 2)
 }
 
 /// The limits of one route after the config's overrides, with its fixed overhead.
@@ -288,12 +350,12 @@ struct EffectiveRoute {
     limits: Limits,
     envelope: usize,
     separator: usize,
+    max_units: Option<(usize, &'static str)>,
+    min_interval: Option<Duration>,
 }
 
 /// Fewer seconds than this left in the budget: do not start a request.
 const MIN_ATTEMPT: Duration = Duration::from_millis(200);
-/// How many times one delivery may split a batch to isolate a call the API refuses.
-const MAX_SPLITS: usize = 32;
 /// Error bodies are read up to this size.
 const MAX_RESPONSE_BODY: usize = 1 << 20;
 
@@ -308,6 +370,8 @@ pub(crate) struct HttpDelivery {
     secrets: Vec<String>,
     /// No request before this instant (Retry-After, backoff): shared by every delivery.
     gate: Mutex<Option<Instant>>,
+    /// When each route last had an answer, for routes with a `min_interval`.
+    last_sent: Mutex<Vec<Option<Instant>>>,
     /// Set when the endpoint said it is gone for good.
     disabled: Mutex<Option<String>>,
 }
@@ -347,6 +411,8 @@ impl HttpDelivery {
                 },
                 envelope,
                 separator: spec.separator.len(),
+                max_units: spec.max_units,
+                min_interval: spec.min_interval,
             });
         }
         let backoff_base = protocol.backoff_base();
@@ -358,6 +424,7 @@ impl HttpDelivery {
             secrets: ctx.secrets(),
             protocol,
             http,
+            last_sent: Mutex::new(vec![None; routes.len()]),
             routes,
             gate: Mutex::new(None),
             disabled: Mutex::new(None),
@@ -385,16 +452,27 @@ impl HttpDelivery {
             .get(encoded.route)
             .ok_or_else(|| "internal error: unknown route".to_string())?;
         let max = route.limits.max_call_bytes;
-        if encoded.bytes.len() > max {
-            let name = self
-                .protocol
+        let name = || {
+            self.protocol
                 .routes()
                 .get(encoded.route)
                 .map(|s| s.name)
-                .unwrap_or("this API");
+                .unwrap_or("this API")
+        };
+        if encoded.bytes.len() > max {
             return Err(format!(
-                "too large: {} bytes as sent to {name}, which takes at most {max} bytes per call",
-                encoded.bytes.len()
+                "too large: {} bytes as sent to {}, which takes at most {max} bytes per call",
+                encoded.bytes.len(),
+                name()
+            ));
+        }
+        if let Some((max_units, what)) = route.max_units
+            && encoded.units > max_units
+        {
+            return Err(format!(
+                "too large: {} {what}, and {} takes at most {max_units} per request",
+                encoded.units,
+                name()
             ));
         }
         Ok(encoded)
@@ -404,34 +482,31 @@ impl HttpDelivery {
     /// limits. Batches are ordered by their first call.
     fn batch(&self, encoded: &[Option<Encoded>]) -> Vec<Group> {
         let mut groups: Vec<Group> = Vec::new();
-        // Per route: (index in `groups` of the open batch, its body size so far).
-        let mut open: Vec<Option<(usize, usize)>> = vec![None; self.routes.len()];
+        // Per route: (index in `groups` of the open batch, its body size, its units so far).
+        let mut open: Vec<Option<(usize, usize, usize)>> = vec![None; self.routes.len()];
         for (i, e) in encoded.iter().enumerate() {
             let Some(e) = e else { continue };
             let Some(route) = self.routes.get(e.route) else {
                 continue;
             };
             let len = e.bytes.len();
+            let max_units = route.max_units.map_or(usize::MAX, |(max, _)| max);
             let fits = match open[e.route] {
-                Some((g, size)) => {
+                Some((g, size, units)) => {
                     groups[g].items.len() < route.limits.max_calls
                         && size + route.separator + len <= route.limits.max_batch_bytes
+                        && units.saturating_add(e.units) <= max_units
                 }
                 None => false,
             };
             match open[e.route] {
-                Some((g, size)) if fits => {
+                Some((g, size, units)) if fits => {
                     groups[g].items.push(i);
-                    open[e.route] = Some((g, size + route.separator + len));
+                    open[e.route] = Some((g, size + route.separator + len, units + e.units));
                 }
                 _ => {
-                    groups.push(Group {
-                        route: e.route,
-                        items: vec![i],
-                        attempt: 0,
-                        last_reason: None,
-                    });
-                    open[e.route] = Some((groups.len() - 1, route.envelope + len));
+                    groups.push(Group::new(e.route, vec![i]));
+                    open[e.route] = Some((groups.len() - 1, route.envelope + len, e.units));
                 }
             }
         }
@@ -502,9 +577,18 @@ impl HttpDelivery {
             .collect();
 
         let mut queue: VecDeque<Group> = self.batch(&encoded).into();
-        let mut splits_left = MAX_SPLITS;
+        // Requests left to each bisection (indexed by `Group::bisection`).
+        let mut split_budgets: Vec<usize> = Vec::new();
 
         while let Some(mut group) = queue.pop_front() {
+            if group.suspect && group.items.len() > 1 {
+                // Its sibling passed, so the culprit is in here: halve it unsent.
+                let reason = group.last_reason.clone().unwrap_or_default();
+                if let Err(group) = split(group, &mut queue, &mut split_budgets) {
+                    retry_unsplit(&mut outcomes, group, &reason);
+                }
+                continue;
+            }
             // Honour the gate (Retry-After, backoff), unless it lies beyond the budget.
             // Copy the gate out first: a guard held across the sleep below would make this
             // future !Send.
@@ -517,6 +601,17 @@ impl HttpDelivery {
                         break;
                     }
                     tokio::time::sleep_until(gate.into()).await;
+                }
+            }
+            // An endpoint that allows one request per interval: wait for its turn.
+            if let Some(turn) = self.next_turn(group.route) {
+                let now = Instant::now();
+                if turn > now {
+                    if turn + MIN_ATTEMPT >= deadline {
+                        give_back(&mut outcomes, group, queue, turn - now);
+                        break;
+                    }
+                    tokio::time::sleep_until(turn.into()).await;
                 }
             }
             let remaining = deadline.saturating_duration_since(Instant::now());
@@ -533,7 +628,11 @@ impl HttpDelivery {
                     .get(group.route)
                     .is_some_and(|r| r.gzip);
             requests += 1;
-            let verdict = match self.send(request, gzip, remaining.min(self.timeout)).await {
+            let sent = self.send(request, gzip, remaining.min(self.timeout)).await;
+            // Counted from the answer, so the server sees the interval too, whatever the
+            // time the request spent in transit.
+            self.mark_sent(group.route);
+            let verdict = match sent {
                 Ok(response) => {
                     let call_refs: Vec<&Call> = group.items.iter().map(|&i| &calls[i]).collect();
                     self.protocol.classify(group.route, &response, &call_refs)
@@ -548,6 +647,12 @@ impl HttpDelivery {
                 Verdict::Delivered => {
                     for &i in &group.items {
                         outcomes[i] = Some(Outcome::Delivered);
+                    }
+                    if group.first_half
+                        && let Some(sibling) = queue.front_mut()
+                        && sibling.bisection == group.bisection
+                    {
+                        sibling.suspect = true;
                     }
                 }
                 Verdict::Dead { reason } => {
@@ -570,24 +675,30 @@ impl HttpDelivery {
                     }
                     break;
                 }
+                Verdict::Unauthorized { reason } => {
+                    let reason = self.redact(&reason);
+                    for g in std::iter::once(group).chain(queue.drain(..)) {
+                        for i in g.items {
+                            outcomes[i] = Some(Outcome::Paused {
+                                reason: reason.clone(),
+                            });
+                        }
+                    }
+                    break;
+                }
                 Verdict::Split { reason } => {
                     let reason = self.redact(&reason);
-                    if group.items.len() > 1 && splits_left > 0 {
-                        splits_left -= 1;
-                        let second = group.items.split_off(group.items.len() / 2);
-                        queue.push_front(Group {
-                            route: group.route,
-                            items: second,
-                            attempt: group.attempt,
-                            last_reason: Some(reason.clone()),
-                        });
-                        group.last_reason = Some(reason);
-                        queue.push_front(group);
-                    } else {
+                    if group.items.len() == 1 {
+                        // Alone and still refused: this call is the culprit.
                         for &i in &group.items {
                             outcomes[i] = Some(Outcome::Dead {
                                 reason: reason.clone(),
                             });
+                        }
+                    } else {
+                        group.last_reason = Some(reason.clone());
+                        if let Err(group) = split(group, &mut queue, &mut split_budgets) {
+                            retry_unsplit(&mut outcomes, group, &reason);
                         }
                     }
                 }
@@ -622,10 +733,9 @@ impl HttpDelivery {
                     }
                     if !resend.is_empty() {
                         queue.push_front(Group {
-                            route: group.route,
-                            items: resend,
                             attempt: group.attempt,
                             last_reason: resend_reason,
+                            ..Group::new(group.route, resend)
                         });
                     }
                 }
@@ -653,6 +763,24 @@ impl HttpDelivery {
             reason: "not sent (internal error)".into(),
             after: None,
         })
+    }
+
+    /// The earliest instant `route` may send again, for routes with a `min_interval`.
+    fn next_turn(&self, route: Route) -> Option<Instant> {
+        let interval = self.routes.get(route)?.min_interval?;
+        let last = lock(&self.last_sent).get(route).copied().flatten()?;
+        Some(last + interval)
+    }
+
+    fn mark_sent(&self, route: Route) {
+        if self
+            .routes
+            .get(route)
+            .is_some_and(|r| r.min_interval.is_some())
+            && let Some(slot) = lock(&self.last_sent).get_mut(route)
+        {
+            *slot = Some(Instant::now());
+        }
     }
 
     /// Sends one request; `Err` is a transport failure (retryable).
@@ -764,6 +892,55 @@ fn transport_reason(e: &reqwest::Error) -> String {
     }
 }
 
+/// Halves a refused batch (both halves queued first, in order) within its bisection's
+/// budget; gives the batch back when the budget is spent.
+fn split(
+    mut group: Group,
+    queue: &mut VecDeque<Group>,
+    budgets: &mut Vec<usize>,
+) -> Result<(), Group> {
+    let bisection = match group.bisection {
+        Some(b) => b,
+        None => {
+            budgets.push(split_budget(group.items.len()));
+            budgets.len() - 1
+        }
+    };
+    match budgets.get_mut(bisection) {
+        Some(left) if *left >= 2 && group.items.len() > 1 => *left -= 2,
+        _ => return Err(group),
+    }
+    let second = group.items.split_off(group.items.len() / 2);
+    queue.push_front(Group {
+        attempt: group.attempt,
+        last_reason: group.last_reason.clone(),
+        bisection: Some(bisection),
+        ..Group::new(group.route, second)
+    });
+    queue.push_front(Group {
+        attempt: group.attempt,
+        last_reason: group.last_reason,
+        bisection: Some(bisection),
+        first_half: true,
+        ..Group::new(group.route, group.items)
+    });
+    Ok(())
+}
+
+/// A refused batch whose bisection budget is spent: its calls are not known to be bad, so
+/// they come back retry-later (the next attempt bisects them with a fresh budget).
+fn retry_unsplit(outcomes: &mut [Option<Outcome>], group: Group, reason: &str) {
+    let reason = format!(
+        "not isolated yet: its batch was refused ({reason}) and the split budget of this delivery is spent; retried with the next attempt"
+    );
+    for i in group.items {
+        outcomes[i] = Some(Outcome::RetryLater {
+            reason: reason.clone(),
+            after: None,
+        });
+    }
+}
+
 /// The budget ran out: `group` and everything queued are handed back as retry-later.
 fn give_back(
     outcomes: &mut [Option<Outcome>],
@@ -830,14 +1007,28 @@ mod tests {
         for s in [408, 429, 500, 502, 503, 504, 599] {
             assert!(matches!(v(s), Verdict::Retry { .. }), "{s}");
         }
-        for s in [400, 401, 403, 404, 422, 501, 505, 301] {
+        for s in [400, 404, 422, 501, 505, 301] {
             assert!(matches!(v(s), Verdict::Dead { .. }), "{s}");
+        }
+        for s in [401, 403] {
+            assert!(matches!(v(s), Verdict::Unauthorized { .. }), "{s}");
         }
         assert!(matches!(v(413), Verdict::Split { .. }));
         assert!(matches!(
             standard_verdict(&response(413, &[], ""), 1, None),
             Verdict::Dead { .. }
         ));
+    }
+
+    #[test]
+    fn the_split_budget_grows_with_the_batch_and_never_passes_a_full_bisection() {
+        assert_eq!(split_budget(1), 0);
+        assert_eq!(split_budget(2), 2);
+        assert_eq!(split_budget(8), 14);
+        // 2000 calls: 2 · 8 culprits · 11 levels.
+        assert_eq!(split_budget(2000), 176);
+        assert_eq!(split_budget(2048), 176);
+        assert_eq!(split_budget(2049), 192);
     }
 
     #[test]

@@ -12,6 +12,9 @@
 //!   `deliver`; they go to a dead-letter store.
 //! - `RetryLater`: the budget ran out while the API was throttling or failing; `after` is how
 //!   long the API asked us (or the backoff told us) to wait.
+//! - `Paused`: the API refused our credentials (401/403). That is no fault of the call, so
+//!   it is never dead-lettered for it: the host keeps it queued and stops sending to the
+//!   destination until the key works (see `AUTH_PAUSE_LIMIT` in the pipeline).
 //!
 //! Each API's module renders calls in the API's own form and reads its responses; the
 //! shared engine (`engine`) does batching, gzip, sending, backoff and classification once
@@ -37,7 +40,7 @@ mod webhook;
 mod wire;
 
 pub use mixpanel::DEFAULT_GROUP_KEY as MIXPANEL_DEFAULT_GROUP_KEY;
-pub use wire::{anonymous_object_id, dedupe_insert_id, event_ulid, webhook_id};
+pub use wire::{dedupe_insert_id, event_ulid, webhook_id};
 
 /// What an API accepts in one request (after any lower `max_batch_*` override).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -78,6 +81,10 @@ pub enum Outcome {
     Dead {
         reason: String,
     },
+    /// The destination refused the credentials; nothing was wrong with the call.
+    Paused {
+        reason: String,
+    },
 }
 
 impl Outcome {
@@ -89,6 +96,9 @@ impl Outcome {
     }
     pub fn is_retry_later(&self) -> bool {
         matches!(self, Outcome::RetryLater { .. })
+    }
+    pub fn is_paused(&self) -> bool {
+        matches!(self, Outcome::Paused { .. })
     }
 }
 
@@ -122,6 +132,10 @@ impl DeliveryReport {
 
     pub fn retry_later(&self) -> impl Iterator<Item = &CallOutcome> {
         self.outcomes.iter().filter(|o| o.outcome.is_retry_later())
+    }
+
+    pub fn paused(&self) -> impl Iterator<Item = &CallOutcome> {
+        self.outcomes.iter().filter(|o| o.outcome.is_paused())
     }
 
     /// The longest wait any `RetryLater` outcome asks for.

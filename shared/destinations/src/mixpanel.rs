@@ -125,6 +125,8 @@ pub(crate) fn build(ctx: &BuildContext<'_>) -> Result<Mixpanel, BuildError> {
         limits: LIMITS,
         separator: b",",
         gzip,
+        max_units: None,
+        min_interval: None,
     };
     Ok(Mixpanel {
         token: Secret::new(token),
@@ -286,6 +288,7 @@ impl Protocol for Mixpanel {
         Ok(Encoded {
             route,
             bytes: wire::to_json(&value),
+            units: 0,
         })
     }
 

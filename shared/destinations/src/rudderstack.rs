@@ -6,10 +6,11 @@
 //! form is shared with Segment and Customer.io (see `segment_spec`).
 //!
 //! - `endpoint` is required: it is the data plane URL; `/v1/batch` is appended.
-//! - RudderStack drops a call with neither userId nor anonymousId, so a group call without
-//!   a user gets the stable anonymousId `sfsync-object-<groupId>`.
-//! - Deletions become the semantic track events "User Deleted", "Object Deleted" and
-//!   "Relationship Deleted".
+//! - RudderStack silently drops a call with neither userId nor anonymousId: an object without a
+//!   related user carries the mapping's stable anonymousId (`sfsync_mapping::anonymous_object_id`).
+//! - Deletions become the semantic track events "User Deleted", "Object Deleted" (object id
+//!   also in `groupId` and `context.groupId`) and "Relationship Deleted" (`context.groupId`),
+//!   where Segment's own Customer.io destination reads them (see `segment_spec`).
 //! - Limits: the data plane takes 4 MB per request by default (`Gateway.maxReqSizeInKB`);
 //!   sfsync keeps Segment's 32 KB per call and caps batches at 10,000 calls. gzip bodies are
 //!   accepted by rudder-server 1.4 and later, on by default (`gzip = false` for older ones).
@@ -38,7 +39,9 @@ pub(crate) fn build(ctx: &BuildContext<'_>) -> Result<SegmentSpec, BuildError> {
             limits: LIMITS,
             separator: b",",
             gzip: true,
+            max_units: None,
+            min_interval: None,
         }],
-        anonymous_objects: true,
+        extra_headers: Default::default(),
     })
 }

@@ -6,10 +6,11 @@
 //! and the Segment Spec (segment.com/docs/connections/spec). The wire form is shared with
 //! Customer.io and RudderStack; see `segment_spec`.
 //!
-//! - Segment silently drops a call with neither userId nor anonymousId, so a group call
-//!   without a user gets the stable anonymousId `sfsync-object-<groupId>`.
-//! - Deletions become the semantic track events "User Deleted", "Object Deleted" and
-//!   "Relationship Deleted" (Segment's own deletion is the Public API's regulations, which
+//! - Segment silently drops a call with neither userId nor anonymousId: an object without a
+//!   related user carries the mapping's stable anonymousId (`sfsync_mapping::anonymous_object_id`).
+//! - Deletions become the semantic track events "User Deleted", "Object Deleted" (object id
+//!   also in `groupId` and `context.groupId`) and "Relationship Deleted" (`context.groupId`),
+//!   where Segment's own Customer.io destination reads them (see `segment_spec`) (Segment's own deletion is the Public API's regulations, which
 //!   needs a workspace token, not a write key).
 //! - Limits: ≤ 2500 calls, 500 KB per batch, 32 KB per call. gzip bodies are accepted
 //!   (`Content-Encoding: gzip`), on by default.
@@ -40,7 +41,9 @@ pub(crate) fn build(ctx: &BuildContext<'_>) -> Result<SegmentSpec, BuildError> {
             limits: LIMITS,
             separator: b",",
             gzip: true,
+            max_units: None,
+            min_interval: None,
         }],
-        anonymous_objects: true,
+        extra_headers: Default::default(),
     })
 }

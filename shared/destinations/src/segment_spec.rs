@@ -12,25 +12,37 @@
 //!   own attributes stay in `traits.relationshipAttributes` and the object type in
 //!   `traits.object_type_id` (Customer.io's convention; harmless elsewhere).
 //! - `delete` calls become the semantic track events Customer.io defines: "User Deleted"
-//!   (userId), "Object Deleted" (anonymousId `sfsync-object-<groupId>`) and "Relationship
-//!   Deleted" (userId), with `properties: {objectId, objectTypeId}` for the last two.
-//! - Segment and RudderStack silently drop a call with neither userId nor anonymousId, so
-//!   (when `anonymous_objects` is set) a `group` call without a user gets the stable
-//!   anonymousId `sfsync-object-<groupId>`. Customer.io takes a group call without a user
-//!   (it only updates the object), so it is sent as is.
+//!   (userId), "Object Deleted" (the mapping's anonymousId for the object) and
+//!   "Relationship Deleted" (userId), with `properties: {objectId, objectTypeId}` for the
+//!   last two. What sits downstream of Segment or RudderStack reads the object id elsewhere:
+//!   Segment's own Customer.io destination (segmentio/action-destinations, customerio
+//!   `deleteObject` / `deleteRelationship`) takes it from `groupId` and from
+//!   `context.groupId`. So "Object Deleted" also carries `groupId` and `context.groupId`,
+//!   and "Relationship Deleted" carries `context.groupId`.
+//! - Every call needs a userId or an anonymousId (Customer.io's batch schema requires one;
+//!   Segment and RudderStack drop a call with neither). The mapping gives calls about an
+//!   object without a user a stable anonymousId (`sfsync_mapping::anonymous_object_id`);
+//!   this module sends what the call carries and invents nothing.
+//! - A 400 refuses the whole request (Customer.io in strict mode for one invalid call;
+//!   Segment and RudderStack for invalid JSON or an oversize call): the engine bisects it
+//!   so only the culprit is dead.
 
-use reqwest::header::{self, HeaderValue};
+use reqwest::header::{self, HeaderMap, HeaderValue};
 use serde_json::{Map, Value};
-use sfsync_mapping::{Call, CallType};
+use sfsync_mapping::{Call, CallType, Entity};
 
-use crate::engine::{Encoded, Protocol, Request, Route, RouteSpec, join_body, json_headers};
+use crate::engine::{
+    Encoded, Protocol, Request, Response, Route, RouteSpec, Verdict, describe, join_body,
+    json_headers, standard_verdict,
+};
 use crate::wire;
 
 pub(crate) struct SegmentSpec {
     pub url: String,
     pub auth: HeaderValue,
     pub route: [RouteSpec; 1],
-    pub anonymous_objects: bool,
+    /// Sent with every request (Customer.io's `X-Strict-Mode: 1`).
+    pub extra_headers: HeaderMap,
 }
 
 impl Protocol for SegmentSpec {
@@ -39,26 +51,37 @@ impl Protocol for SegmentSpec {
     }
 
     fn encode(&self, call: &Call) -> Result<Encoded, String> {
-        let value = render(call, self.anonymous_objects)?;
+        let value = render(call)?;
         Ok(Encoded {
             route: 0,
             bytes: wire::to_json(&value),
+            units: 0,
         })
     }
 
     fn request(&self, _route: Route, items: &[&[u8]], _calls: &[&Call]) -> Request {
         let mut headers = json_headers();
         headers.insert(header::AUTHORIZATION, self.auth.clone());
+        headers.extend(self.extra_headers.clone());
         Request {
             url: self.url.clone(),
             headers,
             body: join_body(b"{\"batch\":[", items, b",", b"]}"),
         }
     }
+
+    fn classify(&self, _route: Route, response: &Response, calls: &[&Call]) -> Verdict {
+        if response.status == 400 && calls.len() > 1 {
+            return Verdict::Split {
+                reason: describe(response),
+            };
+        }
+        standard_verdict(response, calls.len(), self.throttle_wait())
+    }
 }
 
 /// One call as a Segment-spec message.
-pub(crate) fn render(call: &Call, anonymous_objects: bool) -> Result<Value, String> {
+pub(crate) fn render(call: &Call) -> Result<Value, String> {
     let mut m = Map::new();
     m.insert("messageId".into(), Value::String(call.message_id.clone()));
     m.insert("timestamp".into(), Value::String(call.timestamp.clone()));
@@ -121,23 +144,25 @@ pub(crate) fn render(call: &Call, anonymous_objects: bool) -> Result<Value, Stri
                 call.user_id.as_deref(),
                 call.anonymous_id.as_deref(),
             );
-            if !has_user(&m) && anonymous_objects {
-                m.insert(
-                    "anonymousId".into(),
-                    Value::String(wire::anonymous_object_id(group_id)),
-                );
-            }
             m.insert(
                 "traits".into(),
                 Value::Object(call.traits.clone().unwrap_or_default()),
             );
-            return Ok(Value::Object(m));
         }
         CallType::Delete => {
             let delete = wire::delete_event(call)?;
             m.insert("type".into(), Value::String("track".into()));
             m.insert("event".into(), Value::String(delete.event.into()));
-            set_user(&mut m, delete.user_id, delete.anonymous_id.as_deref());
+            set_user(&mut m, delete.user_id, delete.anonymous_id);
+            if let Some(object_id) = delete.properties.get("objectId").cloned() {
+                // Where Segment's Customer.io destination looks for the object (module doc).
+                if call.entity == Some(Entity::Object) {
+                    m.insert("groupId".into(), object_id.clone());
+                }
+                if let Some(Value::Object(context)) = m.get_mut("context") {
+                    context.insert("groupId".into(), object_id);
+                }
+            }
             m.insert("properties".into(), Value::Object(delete.properties));
         }
     }

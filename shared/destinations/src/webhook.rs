@@ -12,7 +12,10 @@
 //!   is recomputed for each attempt. A `whsec_` secret is base64-decoded to get the key;
 //!   any other secret is used as raw bytes. The signature covers the uncompressed body.
 //! - 2xx: delivered. 410: the endpoint is gone; every call still to send is dead and the
-//!   destination stops sending. 429/5xx: retried, honouring Retry-After.
+//!   destination stops sending. 429/5xx: retried, honouring Retry-After. 400 and 422 refuse
+//!   the batch for what may be one call in it: the engine bisects it, so only the call the
+//!   receiver refuses alone is dead. 401/403: the receiver refused our signature; the
+//!   destination pauses (no call is at fault).
 //! - Limits (ours): ≤ 500 calls, 1 MB per request, 256 KB per call. gzip only when the
 //!   config says `gzip = true` (receivers may not decompress).
 
@@ -69,6 +72,8 @@ pub(crate) fn build(ctx: &BuildContext<'_>) -> Result<Webhook, BuildError> {
             limits: LIMITS,
             separator: b",",
             gzip: ctx.config.gzip == Some(true),
+            max_units: None,
+            min_interval: None,
         }],
     })
 }
@@ -97,7 +102,11 @@ impl Protocol for Webhook {
 
     fn encode(&self, call: &Call) -> Result<Encoded, String> {
         serde_json::to_vec(call)
-            .map(|bytes| Encoded { route: 0, bytes })
+            .map(|bytes| Encoded {
+                route: 0,
+                bytes,
+                units: 0,
+            })
             .map_err(|e| format!("cannot serialize the call: {e}"))
     }
 
@@ -130,6 +139,11 @@ impl Protocol for Webhook {
                     "{}: the webhook endpoint is gone; sending to it stopped",
                     describe(response)
                 ),
+            };
+        }
+        if matches!(response.status, 400 | 422) && calls.len() > 1 {
+            return Verdict::Split {
+                reason: describe(response),
             };
         }
         standard_verdict(response, calls.len(), None)

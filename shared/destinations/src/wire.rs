@@ -49,6 +49,7 @@ impl<'a> BuildContext<'a> {
             "project_id",
             "username",
             "secret",
+            "secret_key",
             "group_key",
             "url",
             "path",
@@ -85,6 +86,7 @@ impl<'a> BuildContext<'a> {
             "project_id" => &c.project_id,
             "username" => &c.username,
             "secret" => &c.secret,
+            "secret_key" => &c.secret_key,
             "group_key" => &c.group_key,
             "url" => &c.url,
             "path" => &c.path,
@@ -160,12 +162,19 @@ impl<'a> BuildContext<'a> {
 
     /// Every credential of the config, to scrub from anything we report.
     pub(crate) fn secrets(&self) -> Vec<String> {
-        ["api_key", "site_id", "write_key", "project_token", "secret"]
-            .iter()
-            .filter_map(|k| self.value(k))
-            .filter(|v| v.len() >= 4)
-            .map(str::to_string)
-            .collect()
+        [
+            "api_key",
+            "site_id",
+            "write_key",
+            "project_token",
+            "secret",
+            "secret_key",
+        ]
+        .iter()
+        .filter_map(|k| self.value(k))
+        .filter(|v| v.len() >= 4)
+        .map(str::to_string)
+        .collect()
     }
 }
 
@@ -283,12 +292,6 @@ pub fn webhook_id<'a>(message_ids: impl IntoIterator<Item = &'a str>) -> String 
     format!("msg_{}", hex(&hasher.finalize()[..16]))
 }
 
-/// The stable anonymousId given to a call about an object that has no user, for APIs that
-/// drop calls with neither userId nor anonymousId: `sfsync-object-<groupId>`.
-pub fn anonymous_object_id(group_id: &str) -> String {
-    format!("sfsync-object-{group_id}")
-}
-
 fn hex(bytes: &[u8]) -> String {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     let mut out = String::with_capacity(bytes.len() * 2);
@@ -355,7 +358,7 @@ pub(crate) fn kind_name(call: &Call) -> String {
 pub(crate) struct DeleteEvent<'c> {
     pub event: &'static str,
     pub user_id: Option<&'c str>,
-    pub anonymous_id: Option<String>,
+    pub anonymous_id: Option<&'c str>,
     pub properties: Map<String, Value>,
 }
 
@@ -383,7 +386,8 @@ pub(crate) fn delete_event(call: &Call) -> Result<DeleteEvent<'_>, String> {
         Some(Entity::Object) => Ok(DeleteEvent {
             event: "Object Deleted",
             user_id: None,
-            anonymous_id: Some(anonymous_object_id(group_id(call)?)),
+            // The mapping names the object's anonymous profile (rule 5 of `sfsync_mapping::mapper`).
+            anonymous_id: call.anonymous_id.as_deref().filter(|a| !a.is_empty()),
             properties: object_properties(call)?,
         }),
         Some(Entity::Relationship) => Ok(DeleteEvent {

@@ -70,16 +70,9 @@ async fn profiles_groups_relationships_and_deletes() {
     let names = HashMap::from([("1".to_string(), "Account".to_string())]);
     let mut d = Destination::with_object_names(&cfg(&server.url), http, &names).expect("build");
     d.set_backoff(Duration::from_millis(10), Duration::from_millis(100));
-    let calls = vec![
-        identify(0),
-        object(1),
-        relationship(2),
-        delete_person(3),
-        delete_object(4),
-        delete_relationship(5),
-    ];
+    let calls = vec![identify(0), object(1), relationship(2)];
     let report = d.deliver(calls, Duration::from_secs(10)).await;
-    assert_eq!(report.delivered(), 6, "{report:?}");
+    assert_eq!(report.delivered(), 3, "{report:?}");
     let requests = server.requests();
     let by_path = |p: &str| requests.iter().find(|r| r.path == p).expect(p).clone();
 
@@ -109,20 +102,10 @@ async fn profiles_groups_relationships_and_deletes() {
         json!([{ "group_type": "Account", "group_value": "001A00000000000001",
                  "group_properties": { "$set": { "name": "Acme", "Industry": "Tools" } } }])
     );
-
-    let events = by_path("/2/httpapi").json();
-    let events = events["events"].as_array().expect("events");
-    assert_eq!(events.len(), 3);
-    assert_eq!(events[0]["event_type"], "User Deleted");
-    assert_eq!(events[0]["user_id"], "003U00000000000003");
-    assert_eq!(events[1]["event_type"], "Object Deleted");
-    assert_eq!(events[1]["device_id"], "sfsync-object-001A00000000000004");
-    assert_eq!(
-        events[1]["event_properties"],
-        json!({ "objectId": "001A00000000000004", "objectTypeId": "1" })
+    assert!(
+        requests.iter().all(|r| r.path != "/2/httpapi"),
+        "nothing here is an event"
     );
-    assert_eq!(events[2]["event_type"], "Relationship Deleted");
-    assert_eq!(events[2]["insert_id"], message_id(5));
 }
 
 #[tokio::test]
@@ -175,7 +158,8 @@ async fn a_400_drops_the_named_events_and_resends_the_rest() {
 
 #[tokio::test]
 async fn a_400_without_indices_is_dead() {
-    let server = serve(|_, _| reply(400, r#"{"code":400,"error":"Invalid API key: x"}"#)).await;
+    let server =
+        serve(|_, _| reply(400, r#"{"code":400,"error":"Invalid JSON request body"}"#)).await;
     let d = destination(&cfg(&server.url));
     let report = d.deliver(tracks(2), Duration::from_secs(10)).await;
     assert_eq!(report.dead().count(), 2);
@@ -183,7 +167,25 @@ async fn a_400_without_indices_is_dead() {
 }
 
 #[tokio::test]
-async fn a_429_without_retry_after_waits_15_seconds() {
+async fn a_400_invalid_api_key_pauses_instead_of_dead_lettering() {
+    // HTTP V2 answers a wrong key with 400 "Invalid API key": the key, not the calls.
+    let (server, _ledger) = vendors::amplitude(API_KEY, "s", vendors::refuse_none()).await;
+    let mut config = cfg(&server.url);
+    config.api_key = Some("amp_revoked_key_99".into());
+    let d = destination(&config);
+    let report = d
+        .deliver(
+            vec![track(0), track(1), identify(2)],
+            Duration::from_secs(10),
+        )
+        .await;
+    assert_eq!(report.dead().count(), 0, "{report:?}");
+    assert_eq!(report.paused().count(), 3);
+    assert_eq!(server.requests().len(), 1);
+}
+
+#[tokio::test]
+async fn a_429_without_retry_after_waits_30_seconds() {
     let server = serve(|_, _| {
         reply(
             429,
@@ -196,7 +198,7 @@ async fn a_429_without_retry_after_waits_15_seconds() {
     assert_eq!(server.requests().len(), 1);
     let after = report.max_retry_after().expect("a wait");
     assert!(
-        after > Duration::from_secs(13) && after <= Duration::from_secs(15),
+        after > Duration::from_secs(28) && after <= Duration::from_secs(30),
         "{after:?}"
     );
 }
@@ -213,13 +215,21 @@ async fn limits_and_regions() {
         d.plan(&tracks(1)).requests[0].url,
         "https://api2.amplitude.com/2/httpapi"
     );
-    let plan = d.plan(&(0..1025).map(object).collect::<Vec<_>>());
+    let plan = d.plan(
+        &(0..1025)
+            .map(|i| object_with_properties(i, 0))
+            .collect::<Vec<_>>(),
+    );
     assert_eq!(
         plan.requests.len(),
         2,
         "≤ 1024 group identifications per request"
     );
     assert_eq!(plan.requests[0].calls.len(), 1024);
+    // Two group properties each: ≤ 1024 group properties per request binds first.
+    let plan = d.plan(&(0..1025).map(object).collect::<Vec<_>>());
+    assert_eq!(plan.requests.len(), 3);
+    assert_eq!(plan.requests[0].calls.len(), 512);
     for r in &plan.requests {
         assert!(r.body_bytes <= 1_000_000);
     }
@@ -229,4 +239,136 @@ async fn limits_and_regions() {
         eu.plan(&[identify(0)]).requests[0].url,
         "https://api.eu.amplitude.com/identify"
     );
+}
+
+/// An object with `n` group properties.
+fn object_with_properties(i: usize, n: usize) -> sfsync_mapping::Call {
+    let mut c = object(i);
+    let traits = c.traits.get_or_insert_with(Default::default);
+    traits.clear();
+    traits.insert("object_type_id".into(), json!("1"));
+    for p in 0..n {
+        traits.insert(format!("Field{p}__c"), json!(p));
+    }
+    c
+}
+
+#[tokio::test]
+async fn group_identify_requests_hold_at_most_1024_group_properties() {
+    let (server, ledger) = vendors::amplitude(API_KEY, "s", vendors::refuse_none()).await;
+    let d = destination(&cfg(&server.url));
+    // 1024 identifications (the count limit) of 3 properties each: 3072 properties.
+    let calls: Vec<_> = (0..1024).map(|i| object_with_properties(i, 3)).collect();
+    let report = d.deliver(calls, Duration::from_secs(20)).await;
+    assert_eq!(report.delivered(), 1024, "{:?}", report.dead().next());
+    let ledger = ledger.lock().expect("ledger");
+    assert_eq!(ledger.refused, 0, "a request broke Amplitude's limits");
+    assert_eq!(ledger.accepted.len(), 1024);
+    // 341 objects of 3 properties (1023) per request.
+    assert_eq!(server.requests().len(), 4);
+}
+
+#[tokio::test]
+async fn an_object_with_more_than_1024_group_properties_is_dead_unsent() {
+    let server = serve(|_, _| reply(200, "success")).await;
+    let d = destination(&cfg(&server.url));
+    let report = d
+        .deliver(
+            vec![object_with_properties(0, 1025), object(1)],
+            Duration::from_secs(10),
+        )
+        .await;
+    let o = outcomes(&report);
+    assert!(
+        matches!(&o[0], Outcome::Dead { reason } if reason.contains("1025 group properties")),
+        "{o:?}"
+    );
+    assert_eq!(o[1], Outcome::Delivered);
+    assert_eq!(server.requests().len(), 1);
+}
+
+#[tokio::test]
+async fn an_identify_refused_for_one_identification_costs_that_one() {
+    // Amplitude refuses a whole /identify request for a user_id shorter than 5 characters.
+    let (server, ledger) = vendors::amplitude(API_KEY, "s", vendors::refuse_none()).await;
+    let d = destination(&cfg(&server.url));
+    let mut calls: Vec<_> = (0..10).map(identify).collect();
+    calls[6].user_id = Some("u6".into());
+    let report = d.deliver(calls, Duration::from_secs(10)).await;
+    let dead: Vec<_> = report.dead().map(|o| o.message_id.clone()).collect();
+    assert_eq!(dead, vec![message_id(6)]);
+    assert!(
+        matches!(&report.outcomes[6].outcome, Outcome::Dead { reason } if reason.contains("shorter than 5")),
+        "{:?}",
+        report.outcomes[6]
+    );
+    assert_eq!(report.delivered(), 9);
+    assert_eq!(ledger.lock().expect("ledger").accepted.len(), 9);
+}
+
+#[tokio::test]
+async fn without_a_secret_key_deletes_are_dead_with_how_to_enable_them() {
+    let (server, ledger) = vendors::amplitude(API_KEY, "s", vendors::refuse_none()).await;
+    let d = destination(&cfg(&server.url));
+    let report = d
+        .deliver(
+            vec![delete_person(0), delete_object(1), delete_relationship(2)],
+            Duration::from_secs(10),
+        )
+        .await;
+    assert!(server.requests().is_empty(), "no delete became an event");
+    assert!(ledger.lock().expect("ledger").accepted.is_empty());
+    let o = outcomes(&report);
+    assert!(
+        matches!(&o[0], Outcome::Dead { reason } if reason.contains("secret_key")),
+        "{o:?}"
+    );
+    for dead in &o[1..] {
+        assert!(
+            matches!(dead, Outcome::Dead { reason } if reason.contains("no API to delete")),
+            "{o:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn person_deletes_go_through_the_user_privacy_api() {
+    const SECRET_KEY: &str = "amp_secret_key_5e6f7a";
+    let (server, ledger) = vendors::amplitude(API_KEY, SECRET_KEY, vendors::refuse_none()).await;
+    let mut config = cfg(&server.url);
+    config.secret_key = Some(SECRET_KEY.into());
+    let d = destination(&config);
+    let calls: Vec<_> = (0..250).map(delete_person).collect();
+    let report = d.deliver(calls, Duration::from_secs(20)).await;
+    assert_eq!(
+        report.delivered(),
+        250,
+        "{:?}",
+        report.outcomes.iter().find(|o| !o.outcome.is_delivered())
+    );
+    let requests = server.requests();
+    assert_eq!(requests.len(), 3, "at most 100 ids per request");
+    for r in &requests {
+        assert_eq!(r.path, "/api/2/deletions/users");
+        assert_eq!(
+            r.header("authorization").as_deref(),
+            Some(basic(API_KEY, SECRET_KEY).as_str())
+        );
+        let body = r.json();
+        assert!(
+            body["user_ids"]
+                .as_array()
+                .is_some_and(|ids| ids.len() <= 100)
+        );
+        assert_eq!(body["requester"], "sfsync");
+    }
+    for pair in requests.windows(2) {
+        assert!(
+            pair[1].arrived.duration_since(pair[0].arrived) >= Duration::from_secs(1),
+            "one request per second"
+        );
+    }
+    let ledger = ledger.lock().expect("ledger");
+    assert_eq!(ledger.accepted.len(), 250);
+    assert_eq!(ledger.accepted[0], json!("003U00000000000000"));
 }

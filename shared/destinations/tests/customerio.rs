@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use common::*;
 use serde_json::json;
-use sfsync_destinations::Destination;
+use sfsync_destinations::{Destination, Outcome};
 use sfsync_mapping::{DestinationConfig, DestinationKind};
 
 const API_KEY: &str = "cio_cdp_key_1a2b3c";
@@ -58,12 +58,15 @@ async fn objects_relationships_and_deletes_in_customerio_form() {
     let batch = body["batch"].as_array().expect("batch");
     assert_eq!(batch[0]["type"], "identify");
     assert_eq!(batch[0]["userId"], "003U00000000000000");
-    // An object: group call, object_type_id in traits, and no invented anonymousId.
+    // An object: group call, object_type_id in traits, the mapping's anonymousId.
     assert_eq!(batch[1]["type"], "group");
     assert_eq!(batch[1]["groupId"], "001A00000000000001");
     assert_eq!(batch[1]["traits"]["object_type_id"], "1");
     assert_eq!(batch[1]["traits"]["name"], "Acme");
-    assert!(batch[1].get("anonymousId").is_none());
+    assert_eq!(
+        batch[1]["anonymousId"],
+        "sfsync-object-1-001A00000000000001"
+    );
     assert!(batch[1].get("userId").is_none());
     // A relationship: the person is userId, attributes in relationshipAttributes.
     assert_eq!(batch[2]["type"], "group");
@@ -78,7 +81,10 @@ async fn objects_relationships_and_deletes_in_customerio_form() {
     assert_eq!(batch[3]["event"], "User Deleted");
     assert_eq!(batch[3]["userId"], "003U00000000000003");
     assert_eq!(batch[4]["event"], "Object Deleted");
-    assert_eq!(batch[4]["anonymousId"], "sfsync-object-001A00000000000004");
+    assert_eq!(
+        batch[4]["anonymousId"],
+        "sfsync-object-1-001A00000000000004"
+    );
     assert_eq!(
         batch[4]["properties"],
         json!({ "objectId": "001A00000000000004", "objectTypeId": "1" })
@@ -141,4 +147,65 @@ async fn gzip_when_configured() {
     let r = &server.requests()[0];
     assert!(r.gzipped);
     assert_eq!(r.json()["batch"].as_array().map(Vec::len), Some(10));
+}
+
+/// An object synced without a related user, as `sfsync map` emits it.
+fn mapped_object_without_user(id: &str) -> sfsync_mapping::Call {
+    let sync: sfsync_mapping::SyncConfig = serde_json::from_value(json!({
+        "name": "accounts", "object": "Account", "kind": "objects", "group_id": "Id",
+        "user_id": "OwnerId", "object_type_id": "1", "fields": ["Name"],
+    }))
+    .expect("sync");
+    let record = json!({ "Id": id, "SystemModstamp": "2024-05-01T12:34:56.000+0000",
+        "OwnerId": null, "Name": "Acme" });
+    sfsync_mapping::map_record(&sync, record).expect("mapped")
+}
+
+#[tokio::test]
+async fn an_invalid_call_is_refused_in_strict_mode_and_only_it_is_dead() {
+    // The vendor server drops an invalid call behind a 200 unless `X-Strict-Mode: 1` is sent.
+    let (server, ledger) = vendors::customerio_pipelines(API_KEY, vendors::refuse_none()).await;
+    let d = destination(&cfg(&server.url));
+    let mut bad = track(1);
+    bad.timestamp = "yesterday".into();
+    let report = d
+        .deliver(vec![track(0), bad, track(2)], Duration::from_secs(10))
+        .await;
+    let ledger = ledger.lock().expect("ledger");
+    assert!(
+        ledger.dropped.is_empty(),
+        "Customer.io dropped calls silently: {:?}",
+        ledger.dropped
+    );
+    let o = outcomes(&report);
+    assert_eq!(o[0], Outcome::Delivered);
+    assert_eq!(o[2], Outcome::Delivered);
+    assert!(
+        matches!(&o[1], Outcome::Dead { reason } if reason.contains("400") && reason.contains("not an ISO-8601")),
+        "{o:?}"
+    );
+    assert_eq!(ledger.accepted.len(), 2);
+    assert!(
+        server
+            .requests()
+            .iter()
+            .all(|r| r.header("x-strict-mode").as_deref() == Some("1"))
+    );
+}
+
+#[tokio::test]
+async fn an_object_without_a_user_reaches_customerio_with_the_mappings_anonymous_id() {
+    let (server, ledger) = vendors::customerio_pipelines(API_KEY, vendors::refuse_none()).await;
+    let d = destination(&cfg(&server.url));
+    let call = mapped_object_without_user("001A00000000000042");
+    let report = d.deliver(vec![call], Duration::from_secs(10)).await;
+    assert_eq!(report.delivered(), 1, "{report:?}");
+    let ledger = ledger.lock().expect("ledger");
+    assert!(ledger.dropped.is_empty(), "{:?}", ledger.dropped);
+    assert_eq!(ledger.accepted.len(), 1);
+    assert_eq!(
+        ledger.accepted[0]["anonymousId"],
+        "sfsync-object-1-001A00000000000042"
+    );
+    assert!(ledger.accepted[0].get("userId").is_none());
 }

@@ -51,16 +51,26 @@ async fn posts_to_the_data_plane_batch_endpoint() {
     assert!(r.gzipped);
     let batch = r.json()["batch"].clone();
     assert_eq!(batch[0]["type"], "group");
-    assert_eq!(batch[0]["anonymousId"], "sfsync-object-001A00000000000000");
+    assert_eq!(
+        batch[0]["anonymousId"],
+        "sfsync-object-1-001A00000000000000"
+    );
     assert_eq!(batch[1]["type"], "track");
     assert_eq!(batch[1]["event"], "Object Deleted");
-    assert_eq!(batch[1]["anonymousId"], "sfsync-object-001A00000000000001");
+    assert_eq!(
+        batch[1]["anonymousId"],
+        "sfsync-object-1-001A00000000000001"
+    );
+    // Where what sits behind RudderStack (as behind Segment) reads the deleted object.
+    assert_eq!(batch[1]["groupId"], "001A00000000000001");
+    assert_eq!(batch[1]["context"]["groupId"], "001A00000000000001");
     assert_eq!(batch[2]["userId"], "003U00000000000002");
     assert_eq!(
         batch[2]["traits"]["relationshipAttributes"]["Roles"],
         "Buyer"
     );
     assert_eq!(batch[3]["event"], "Relationship Deleted");
+    assert_eq!(batch[3]["context"]["groupId"], "001A00000000000003");
 }
 
 #[tokio::test]

@@ -89,12 +89,12 @@ async fn every_call_has_its_segment_form() {
             "context": context("events", "Task", 1),
         })
     );
-    // An object without a user gets the stable anonymousId Segment needs.
+    // An object without a user carries the mapping's stable anonymousId.
     assert_eq!(
         batch[2],
         json!({
             "type": "group", "messageId": message_id(2), "timestamp": "2024-05-01T12:34:56.789Z",
-            "groupId": "001A00000000000002", "anonymousId": "sfsync-object-001A00000000000002",
+            "groupId": "001A00000000000002", "anonymousId": "sfsync-object-1-001A00000000000002",
             "traits": { "name": "Acme", "Industry": "Tools", "object_type_id": "1" },
             "context": context("objects", "Account", 2),
         })
@@ -121,9 +121,13 @@ async fn every_call_has_its_segment_form() {
         batch[5],
         json!({
             "type": "track", "messageId": message_id(5), "timestamp": "2024-05-01T12:34:56.789Z",
-            "event": "Object Deleted", "anonymousId": "sfsync-object-001A00000000000005",
+            "event": "Object Deleted", "anonymousId": "sfsync-object-1-001A00000000000005",
+            "groupId": "001A00000000000005",
             "properties": { "objectId": "001A00000000000005", "objectTypeId": "1" },
-            "context": context("objects", "Account", 5),
+            "context": {
+                "groupId": "001A00000000000005",
+                "sfsync": context("objects", "Account", 5)["sfsync"],
+            },
         })
     );
     assert_eq!(batch[6]["event"], "Relationship Deleted");
@@ -290,4 +294,31 @@ async fn a_413_splits_the_batch_until_the_culprit_is_alone() {
     accepted.sort();
     accepted.dedup();
     assert_eq!(accepted.len(), 7);
+}
+
+#[tokio::test]
+async fn deletes_carry_the_object_id_where_segments_customerio_destination_reads_it() {
+    // segmentio/action-destinations, customerio `deleteObject` reads `groupId`,
+    // `deleteRelationship` reads `context.groupId`; Customer.io itself reads `properties`.
+    let (server, ledger) = vendors::segment_like(WRITE_KEY, vendors::refuse_none()).await;
+    let d = destination(&cfg(&server.url));
+    let report = d
+        .deliver(
+            vec![delete_object(0), delete_relationship(1)],
+            Duration::from_secs(10),
+        )
+        .await;
+    assert_eq!(report.delivered(), 2, "{report:?}");
+    let ledger = ledger.lock().expect("ledger");
+    assert!(ledger.dropped.is_empty(), "{:?}", ledger.dropped);
+    let (object, relationship) = (&ledger.accepted[0], &ledger.accepted[1]);
+    assert_eq!(object["event"], "Object Deleted");
+    assert_eq!(object["groupId"], "001A00000000000000");
+    assert_eq!(object["context"]["groupId"], "001A00000000000000");
+    assert_eq!(object["properties"]["objectId"], "001A00000000000000");
+    assert_eq!(object["properties"]["objectTypeId"], "1");
+    assert_eq!(relationship["event"], "Relationship Deleted");
+    assert_eq!(relationship["context"]["groupId"], "001A00000000000001");
+    assert_eq!(relationship["properties"]["objectId"], "001A00000000000001");
+    assert_eq!(relationship["userId"], "003U00000000000001");
 }

@@ -68,7 +68,8 @@ pub struct Call {
     pub timestamp: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user_id: Option<String>,
-    /// Never set by the mapping; destinations that drop calls without a user set it.
+    /// Set by the mapping on object calls without a user ([`crate::anonymous_object_id`]), so
+    /// that every call names a person as the Segment spec requires.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub anonymous_id: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -16,4 +16,4 @@ pub use call::{Call, CallType, Entity, Source};
 pub use config::{
     Config, ConfigError, ConfigProblem, DestinationConfig, DestinationKind, SyncConfig, SyncKind,
 };
-pub use mapper::{Skip, SkipReason, map_record, message_id};
+pub use mapper::{Skip, SkipReason, anonymous_object_id, map_record, message_id};

@@ -15,6 +15,11 @@
 //!    Parent fields (`Account.Name`) appear flattened under their dotted path, without
 //!    Salesforce's `attributes` noise; a null parent gives null for each of its fields, so a
 //!    cleared lookup clears downstream.
+//! 5. Every call names a person: the Segment spec (and Customer.io's batch schema) wants a
+//!    `userId` or an `anonymousId`. An object call (`group`, or an object `delete`) without
+//!    a related user gets the stable `anonymousId` of [`anonymous_object_id`]:
+//!    `sfsync-object-<object_type_id>-<groupId>`, the same for every destination and every
+//!    run. A relationship or event without its person id is skipped (`missing_identifier`).
 //!
 //! A record that cannot be mapped is skipped with a typed reason; mapping never panics.
 
@@ -137,6 +142,14 @@ pub fn message_id(sync: &str, record_id: &str, modstamp_millis: i64, call: CallT
     Uuid::new_v5(&MESSAGE_ID_NAMESPACE, &name).to_string()
 }
 
+/// The `anonymousId` of a call about an object with no related user:
+/// `sfsync-object-<object_type_id>-<groupId>` (e.g. `sfsync-object-1-001A000000Abc`). Stable
+/// (the same object always gets the same id, so downstream sees one anonymous profile per
+/// object) and unique across object types (two types may share an id value).
+pub fn anonymous_object_id(object_type_id: &str, group_id: &str) -> String {
+    format!("sfsync-object-{object_type_id}-{group_id}")
+}
+
 /// Maps one record of `sync`.
 pub fn map_record(sync: &SyncConfig, record: Value) -> Result<Call, Skip> {
     let Value::Object(mut record) = record else {
@@ -202,6 +215,7 @@ pub fn map_record(sync: &SyncConfig, record: Value) -> Result<Call, Skip> {
             return Err(skip(SkipReason::DeletedWithoutDeletes));
         }
         fill_delete(sync, &record, &mut call).map_err(skip)?;
+        name_anonymous_object(sync, &mut call);
         return Ok(call);
     }
 
@@ -257,7 +271,19 @@ pub fn map_record(sync: &SyncConfig, record: Value) -> Result<Call, Skip> {
             call.traits = Some(traits);
         }
     }
+    name_anonymous_object(sync, &mut call);
     Ok(call)
+}
+
+/// Rule 5: an object call without a user gets the object's stable anonymousId.
+fn name_anonymous_object(sync: &SyncConfig, call: &mut Call) {
+    if sync.kind == SyncKind::Objects
+        && call.user_id.is_none()
+        && let Some(group_id) = call.group_id.as_deref()
+    {
+        let object_type = sync.object_type_id.as_deref().unwrap_or_default();
+        call.anonymous_id = Some(anonymous_object_id(object_type, group_id));
+    }
 }
 
 fn fill_delete(

@@ -762,3 +762,62 @@ fn last_modified_date_versions_a_record_without_system_modstamp() {
         "{text}"
     );
 }
+
+#[test]
+fn an_object_without_a_related_user_gets_a_stable_anonymous_id() {
+    // Customer.io's batch schema (and the Segment spec) need a userId or an anonymousId.
+    let s = SyncConfig {
+        user_id: Some("OwnerId".into()),
+        deletes: true,
+        ..objects(&["Name"])
+    };
+    let rec = json!({"Id": "001000000000001AAA", "SystemModstamp": "2024-05-01T00:00:00.000+0000",
+        "OwnerId": null, "Name": "Acme"});
+    let call = map_record(&s, rec.clone()).unwrap();
+    assert_eq!(call.user_id, None);
+    assert_eq!(
+        call.anonymous_id.as_deref(),
+        Some("sfsync-object-1-001000000000001AAA")
+    );
+    assert_eq!(
+        sfsync_mapping::anonymous_object_id("1", "001000000000001AAA"),
+        "sfsync-object-1-001000000000001AAA"
+    );
+    // The same object in a later version, and its delete, keep the same anonymousId.
+    let mut later = rec.clone();
+    later["SystemModstamp"] = json!("2024-06-01T00:00:00.000+0000");
+    assert_eq!(
+        map_record(&s, later).unwrap().anonymous_id,
+        call.anonymous_id
+    );
+    let mut deleted = rec.clone();
+    deleted["IsDeleted"] = json!(true);
+    let delete = map_record(&s, deleted).unwrap();
+    assert_eq!(delete.call_type, CallType::Delete);
+    assert_eq!(delete.anonymous_id, call.anonymous_id);
+    // An object with its user needs none; relationships and people always have their user.
+    let mut owned = rec;
+    owned["OwnerId"] = json!("005000000000001AAA");
+    assert_eq!(map_record(&s, owned).unwrap().anonymous_id, None);
+    let r = relationships(&[]);
+    let rel = map_record(
+        &r,
+        json!({"Id": "07k000000000001AAA", "SystemModstamp": "2024-05-01T00:00:00.000+0000",
+            "ContactId": "003000000000001AAA", "AccountId": "001000000000001AAA"}),
+    )
+    .unwrap();
+    assert_eq!(rel.anonymous_id, None);
+}
+
+#[test]
+fn a_relationship_without_its_person_stays_a_typed_skip() {
+    let reason = skip_reason(
+        &relationships(&[]),
+        json!({"Id": "07k000000000001AAA", "SystemModstamp": "2024-05-01T00:00:00.000+0000",
+            "ContactId": null, "AccountId": "001000000000001AAA"}),
+    );
+    assert!(
+        matches!(reason, SkipReason::MissingIdentifier { .. }),
+        "{reason:?}"
+    );
+}

@@ -1,9 +1,17 @@
 //! The deliver stage: a calls message → its destination. Delivered calls are done; dead
 //! ones go to the dead-letter queue with their reason; retryable ones are handed back.
+//!
+//! Auth pauses: a destination that refuses our credentials (401/403) refuses every call,
+//! through no fault of theirs. Those calls are `paused`, never dead: the host keeps them
+//! (AWS: back on the queue with `paused_since`; locally: the run stops and the checkpoint
+//! stays before them) until the key works again. Only when a message's pause has lasted
+//! longer than [`AUTH_PAUSE_LIMIT`] are its calls dead-lettered, with the reason, so a key
+//! nobody fixes does not keep them forever.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
 use sfsync_destinations::{Destination, Outcome};
 use sfsync_mapping::Call;
 
@@ -11,6 +19,11 @@ use crate::message::{CallsMessage, DeadLetter, MESSAGE_VERSION, MessageError, de
 
 /// After this many hand-backs a call is dead ("gave up"), so nothing loops forever.
 pub const MAX_ATTEMPTS: u32 = 8;
+
+/// How long a destination may refuse our credentials before the calls waiting for it are
+/// dead-lettered: long enough to notice the alarm and rotate a key, short of SQS's
+/// four-day retention.
+pub const AUTH_PAUSE_LIMIT: Duration = Duration::from_secs(24 * 3600);
 
 /// What the deliver stage reads: a calls message, or a dead letter redriven from the
 /// dead-letter queue after the cause was fixed (it is delivered again like a message of one).
@@ -28,6 +41,7 @@ pub fn decode_delivery(body: &str) -> Result<CallsMessage, MessageError> {
             run_id: dead.run_id,
             destination: dead.destination,
             attempt: 0,
+            paused_since: None,
             calls: vec![dead.call],
         });
     }
@@ -47,6 +61,14 @@ pub struct DeliverOutput {
     pub retry: Vec<Call>,
     pub retry_after: Option<Duration>,
     pub retry_reason: Option<String>,
+    /// Calls held back because the destination refused our credentials: keep them queued
+    /// (they are not retries: they keep their attempt count).
+    pub paused: Vec<Call>,
+    /// The destination's answer, "credentials rejected by <destination>: HTTP 401: …".
+    pub pause_reason: Option<String>,
+    /// Since when (unix ms) this message's calls have been paused: the message's own
+    /// `paused_since`, or now for a first pause.
+    pub paused_since: Option<i64>,
 }
 
 /// Delivers one calls message; see [`deliver_messages`].
@@ -71,16 +93,33 @@ pub async fn deliver_messages(
     messages: Vec<CallsMessage>,
     budget: Duration,
 ) -> Vec<DeliverOutput> {
+    deliver_messages_at(destination, messages, budget, Utc::now()).await
+}
+
+/// [`deliver_messages`] with the clock given (`now` judges how long auth pauses lasted).
+pub async fn deliver_messages_at(
+    destination: &Destination,
+    messages: Vec<CallsMessage>,
+    budget: Duration,
+    now: DateTime<Utc>,
+) -> Vec<DeliverOutput> {
     let mut spans = Vec::with_capacity(messages.len());
     let mut all_calls = Vec::with_capacity(messages.iter().map(|m| m.calls.len()).sum());
     for message in messages {
-        spans.push((message.run_id, message.attempt, message.calls.len()));
+        spans.push((
+            message.run_id,
+            message.attempt,
+            message.paused_since,
+            message.calls.len(),
+        ));
         all_calls.extend(message.calls);
     }
     let report = destination.deliver(all_calls, budget).await;
     let mut outcomes = report.outcomes.into_iter();
     let mut outputs = Vec::with_capacity(spans.len());
-    for (index, (run_id, attempt, len)) in spans.into_iter().enumerate() {
+    let now_ms = now.timestamp_millis();
+    let limit_ms = i64::try_from(AUTH_PAUSE_LIMIT.as_millis()).unwrap_or(i64::MAX);
+    for (index, (run_id, attempt, paused_since, len)) in spans.into_iter().enumerate() {
         let mut out = DeliverOutput {
             requests: if index == 0 { report.requests } else { 0 },
             ..Default::default()
@@ -115,6 +154,30 @@ pub async fn deliver_messages(
                         out.retry_after = Some(out.retry_after.map_or(after, |a| a.max(after)));
                     }
                     out.retry.push(outcome.call);
+                }
+                Outcome::Paused { reason } => {
+                    let since = paused_since.unwrap_or(now_ms);
+                    let reason =
+                        format!("credentials rejected by {}: {reason}", destination.name());
+                    if now_ms.saturating_sub(since) > limit_ms {
+                        out.dead.push(DeadLetter {
+                            v: MESSAGE_VERSION,
+                            run_id: run_id.clone(),
+                            destination: destination.name().to_string(),
+                            reason: format!(
+                                "{reason} (for longer than {} h, since {})",
+                                AUTH_PAUSE_LIMIT.as_secs() / 3600,
+                                DateTime::from_timestamp_millis(since)
+                                    .map(|t| t.to_rfc3339())
+                                    .unwrap_or_else(|| since.to_string())
+                            ),
+                            call: outcome.call,
+                        });
+                    } else {
+                        out.pause_reason.get_or_insert(reason);
+                        out.paused_since = Some(since);
+                        out.paused.push(outcome.call);
+                    }
                 }
             }
         }

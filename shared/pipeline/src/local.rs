@@ -58,6 +58,8 @@ pub struct InlineQueue<S: StateStore> {
     budget: Duration,
     /// Totals per sync, for the CLI's summary.
     totals: Mutex<HashMap<String, RunCounts>>,
+    /// Set when a destination refused our credentials: the run stops there.
+    paused: Mutex<Option<String>>,
 }
 
 impl<S: StateStore> InlineQueue<S> {
@@ -80,7 +82,13 @@ impl<S: StateStore> InlineQueue<S> {
             progress,
             budget: Duration::from_secs(60),
             totals: Mutex::new(HashMap::new()),
+            paused: Mutex::new(None),
         }
+    }
+
+    /// "credentials rejected by <destination>: …" once a destination refused our key.
+    pub fn paused(&self) -> Option<String> {
+        self.paused.lock().ok().and_then(|p| p.clone())
     }
 
     pub fn with_budget(mut self, budget: Duration) -> Self {
@@ -157,6 +165,7 @@ impl<S: StateStore> InlineQueue<S> {
                 run_id: run_id.to_string(),
                 destination: destination.name().to_string(),
                 attempt,
+                paused_since: None,
                 calls,
             };
             let out = deliver_message(destination, message, self.budget).await;
@@ -164,6 +173,15 @@ impl<S: StateStore> InlineQueue<S> {
             counts.destination_requests += out.requests;
             counts.dead += out.dead.len() as u64;
             self.write_dead(&out.dead)?;
+            if let Some(reason) = out.pause_reason {
+                // A refused key is no call's fault: nothing is dead-lettered, and failing
+                // this send keeps the checkpoint before these records, so the next run
+                // (with a working key) delivers them.
+                if let Ok(mut paused) = self.paused.lock() {
+                    paused.get_or_insert(reason.clone());
+                }
+                return Err(QueueError::Downstream(reason));
+            }
             if out.delivered > 0 {
                 (self.progress)(Progress::Delivered {
                     sync: sync.to_string(),
@@ -308,6 +326,12 @@ pub enum LocalError {
     State(#[from] crate::state::StateError),
     #[error("http client: {0}")]
     Http(String),
+    /// A destination refused our credentials (401/403): the run stopped, nothing was
+    /// dead-lettered for it.
+    #[error(
+        "{0}. The sync stopped: nothing was dead-lettered, and the undelivered records stay before the checkpoint for the next run (fix the key, then run again)"
+    )]
+    CredentialsRejected(String),
 }
 
 /// The Salesforce client settings of a local run. Bulk results pages (10,000 rows) are
@@ -413,6 +437,9 @@ pub async fn run_local(
                 continue;
             }
             Err(ExtractError::State(e)) => return Err(e.into()),
+        }
+        if let Some(reason) = queue.paused() {
+            return Err(LocalError::CredentialsRejected(reason));
         }
         // The stored report carries what every stage added.
         if let Some(report) = store

@@ -40,6 +40,12 @@ pub struct CallsMessage {
     /// How many times these calls were handed back for a later retry.
     #[serde(default)]
     pub attempt: u32,
+    /// Since when (unix ms) the destination has refused our credentials for these calls,
+    /// when it has: set at the first auth pause and kept while the pause lasts, so the
+    /// deliver stage knows when it has lasted longer than `deliver::AUTH_PAUSE_LIMIT`.
+    /// Auth pauses do not count as attempts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub paused_since: Option<i64>,
     pub calls: Vec<Call>,
 }
 
@@ -158,6 +164,21 @@ impl Packer {
     pub fn calls_prefix(run_id: &str, destination: &str, attempt: u32) -> String {
         format!(
             "{{\"v\":{MESSAGE_VERSION},\"run_id\":{},\"destination\":{},\"attempt\":{attempt},\"calls\":[",
+            json_string(run_id),
+            json_string(destination)
+        )
+    }
+
+    /// Prefix for a calls message held back by an auth pause that began at `paused_since`
+    /// (unix ms; see `CallsMessage::paused_since`).
+    pub fn paused_calls_prefix(
+        run_id: &str,
+        destination: &str,
+        attempt: u32,
+        paused_since: i64,
+    ) -> String {
+        format!(
+            "{{\"v\":{MESSAGE_VERSION},\"run_id\":{},\"destination\":{},\"attempt\":{attempt},\"paused_since\":{paused_since},\"calls\":[",
             json_string(run_id),
             json_string(destination)
         )

@@ -64,6 +64,29 @@ pub fn counts_line(
     )
 }
 
+/// The lines of one auth pause: `DestinationPaused` and `CallsPaused` for `destination`
+/// (dimension `Destination`: which one), and `DestinationPaused` stage-wide (dimension
+/// `Stage` = `deliver`), which the alarm in `infra/template.yaml` watches: an alarm names its
+/// dimensions exactly, and destination names are the user's.
+pub fn paused_lines(destination: &str, calls: u64) -> [String; 2] {
+    let now = chrono::Utc::now().timestamp_millis();
+    [
+        emf_line(
+            &[("Destination", destination)],
+            &[
+                ("DestinationPaused", "Count", 1),
+                ("CallsPaused", "Count", calls),
+            ],
+            now,
+        ),
+        emf_line(
+            &[("Stage", "deliver")],
+            &[("DestinationPaused", "Count", 1)],
+            now,
+        ),
+    ]
+}
+
 /// Prints the counters as an EMF line (Lambda only: locally they are in the run report).
 pub fn emit(stage: &str, sync: &str, counts: &RunCounts, salesforce_api_calls: u64) {
     println!("{}", counts_line(stage, sync, counts, salesforce_api_calls));

@@ -3,6 +3,8 @@
 //! must show (retries, Retry-After, dead 4xx, oversize, budget).
 #![allow(dead_code)]
 
+pub mod vendors;
+
 use std::io::Read;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -234,10 +236,11 @@ pub fn track(i: usize) -> Call {
     }))
 }
 
+/// An object without a related user: the mapping names it with its stable anonymousId.
 pub fn object(i: usize) -> Call {
     call(json!({
         "type": "group", "messageId": message_id(i), "timestamp": "2024-05-01T12:34:56.789Z",
-        "groupId": format!("001A{i:014}"),
+        "groupId": format!("001A{i:014}"), "anonymousId": format!("sfsync-object-1-001A{i:014}"),
         "traits": { "name": "Acme", "Industry": "Tools", "object_type_id": "1" },
         "context": source("objects", "Account", i),
     }))
@@ -246,6 +249,7 @@ pub fn object(i: usize) -> Call {
 pub fn object_with_owner(i: usize) -> Call {
     let mut c = object(i);
     c.user_id = Some(format!("005U{i:014}"));
+    c.anonymous_id = None;
     c
 }
 
@@ -270,6 +274,7 @@ pub fn delete_object(i: usize) -> Call {
     call(json!({
         "type": "delete", "messageId": message_id(i), "timestamp": "2024-05-01T12:34:56.789Z",
         "groupId": format!("001A{i:014}"), "entity": "object", "objectTypeId": "1",
+        "anonymousId": format!("sfsync-object-1-001A{i:014}"),
         "context": source("objects", "Account", i),
     }))
 }
@@ -300,28 +305,13 @@ pub fn tracks(n: usize) -> Vec<Call> {
 // Configs and destinations
 
 pub fn config(kind: DestinationKind) -> DestinationConfig {
-    DestinationConfig {
-        name: format!("test-{kind}"),
-        kind,
-        region: None,
-        endpoint: None,
-        syncs: None,
-        api_key: None,
-        site_id: None,
-        write_key: None,
-        project_token: None,
-        project_id: None,
-        username: None,
-        secret: None,
-        group_key: None,
-        url: None,
-        path: None,
-        gzip: None,
-        max_batch_calls: None,
-        max_batch_bytes: None,
-        timeout_seconds: Some(5),
-        retry_budget_seconds: None,
-    }
+    // From JSON, as a config file would give it: every key not named stays unset.
+    serde_json::from_value(json!({
+        "name": format!("test-{kind}"),
+        "type": kind.as_str(),
+        "timeout_seconds": 5,
+    }))
+    .expect("a valid destination config")
 }
 
 /// A destination with fast backoff (10 ms doubling to 200 ms).
@@ -427,11 +417,10 @@ pub async fn server_errors_are_retried(f: &Fixture) {
     assert_eq!(server.requests().len(), 1, "501 is not retried");
 }
 
-/// A permanent 4xx: every call dead with the status and the API's message, sent once, and
-/// no secret in the reason.
+/// A permanent 4xx no call can cause (404: wrong endpoint): every call dead with the status
+/// and the API's message, sent once, and no secret in the reason.
 pub async fn permanent_4xx_is_dead(f: &Fixture) {
-    let server =
-        serve(|_, _| reply(401, r#"{"error":"invalid credentials for this project"}"#)).await;
+    let server = serve(|_, _| reply(404, r#"{"error":"no such project endpoint"}"#)).await;
     let d = destination(&(f.config)(&server.url));
     let report = d.deliver(tracks(3), Duration::from_secs(20)).await;
     assert_eq!(server.requests().len(), 1, "a 4xx is not retried");
@@ -440,10 +429,46 @@ pub async fn permanent_4xx_is_dead(f: &Fixture) {
         let Outcome::Dead { reason } = &o.outcome else {
             unreachable!()
         };
-        assert!(reason.contains("401"), "{reason}");
-        assert!(reason.contains("invalid credentials"), "{reason}");
+        assert!(reason.contains("404"), "{reason}");
+        assert!(reason.contains("no such project endpoint"), "{reason}");
         for secret in f.secrets {
             assert!(!reason.contains(secret), "a secret leaked into {reason}");
+        }
+    }
+}
+
+/// 401 and 403 are the credentials, not the calls: nothing is dead-lettered, every call is
+/// paused with the API's message, no further request is made, and no secret shows.
+pub async fn auth_failures_pause_instead_of_dead_lettering(f: &Fixture) {
+    for status in [401, 403] {
+        let server = serve(move |_, _| {
+            reply(
+                status,
+                r#"{"error":"invalid credentials for this project"}"#,
+            )
+        })
+        .await;
+        let d = destination(&(f.config)(&server.url));
+        let mut calls = tracks(3);
+        calls.extend((3..6).map(identify));
+        let report = d.deliver(calls, Duration::from_secs(20)).await;
+        assert_eq!(
+            server.requests().len(),
+            1,
+            "{status}: one refusal is enough"
+        );
+        assert_eq!(report.dead().count(), 0, "{status}: {report:?}");
+        assert_eq!(report.delivered(), 0);
+        assert_eq!(report.paused().count(), 6, "{status}: {report:?}");
+        for o in report.paused() {
+            let Outcome::Paused { reason } = &o.outcome else {
+                unreachable!()
+            };
+            assert!(reason.contains(&status.to_string()), "{reason}");
+            assert!(reason.contains("invalid credentials"), "{reason}");
+            for secret in f.secrets {
+                assert!(!reason.contains(secret), "a secret leaked into {reason}");
+            }
         }
     }
 }
@@ -560,6 +585,7 @@ pub async fn shared_behaviour(f: &Fixture) {
         rate_limit_reset_is_honoured(f),
         server_errors_are_retried(f),
         permanent_4xx_is_dead(f),
+        auth_failures_pause_instead_of_dead_lettering(f),
         oversize_call_is_not_sent(f),
         budget_exhaustion_gives_retry_later(f),
         long_retry_after_is_handed_back(f),
