@@ -891,3 +891,128 @@ async fn messages_delivered_together_are_still_judged_one_by_one() {
         "the fresh messages wait for Retry-After"
     );
 }
+
+/// A 401 from the destination (a revoked key) holds the calls on the delivery queue with the
+/// time the pause began, dead-letters nothing, and delivery resumes once the key works; a
+/// pause older than `AUTH_PAUSE_LIMIT` is dead-lettered with the reason.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_rejected_key_holds_the_calls_on_the_queue_until_it_works() {
+    let w = world(30, 5).await;
+    w.extract(json!({"syncs": ["accounts"]}))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let map = MapState::new(&w.sdk, &w.env)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let records = receive_event(&w.sqs, &w.records_q(), 10).await;
+    sfsync_map::handle(&map, records.clone())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    ack(&w.sqs, &w.records_q(), &records, &[]).await;
+
+    let mut deliver = w.deliver_state().await;
+    // The recheck delay is SQS's longest (15 min) in production; none here.
+    deliver.pause_recheck = Duration::ZERO;
+    for _ in 0..10 {
+        w.receiver
+            .script(401, &[], r#"{"error":"Invalid write key"}"#);
+    }
+    let event = receive_event(&w.sqs, &w.delivery_q(), 10).await;
+    let sent: HashSet<String> = event
+        .records
+        .iter()
+        .flat_map(|r| {
+            let body = r.body.clone().unwrap_or_default();
+            let m: sfsync_pipeline::message::CallsMessage =
+                sfsync_pipeline::message::decode(&body).unwrap_or_else(|e| panic!("{e}"));
+            m.calls.into_iter().map(|c| c.message_id)
+        })
+        .collect();
+    assert!(!sent.is_empty());
+    let response = sfsync_deliver::handle(&deliver, event.clone(), None)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let failed = failed_ids(&response);
+    ack(&w.sqs, &w.delivery_q(), &event, &failed).await;
+    assert_eq!(
+        w.receiver.received().len(),
+        1,
+        "one refusal pauses the rest"
+    );
+    assert_eq!(
+        queue_depth(&w.sqs, &w.delivery_dlq).await.0,
+        0,
+        "nothing dead-lettered"
+    );
+    // The calls are back on the queue, with when the pause began and their attempts kept.
+    let held = receive_event(&w.sqs, &w.delivery_q(), 10).await;
+    let mut held_ids = HashSet::new();
+    let mut since = None;
+    for r in &held.records {
+        let m: sfsync_pipeline::message::CallsMessage =
+            sfsync_pipeline::message::decode(&r.body.clone().unwrap_or_default())
+                .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(m.attempt, 0, "an auth pause is not an attempt");
+        let paused_since = m.paused_since.unwrap_or_else(|| panic!("no paused_since"));
+        assert!(paused_since <= chrono::Utc::now().timestamp_millis());
+        since = Some(paused_since);
+        held_ids.extend(m.calls.into_iter().map(|c| c.message_id));
+    }
+    assert_eq!(held_ids, sent, "every paused call is held, none lost");
+
+    // The key works again: the held calls are delivered.
+    w.receiver.clear_script();
+    let response = sfsync_deliver::handle(&deliver, held.clone(), None)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let failed = failed_ids(&response);
+    assert!(failed.is_empty(), "{failed:?}");
+    ack(&w.sqs, &w.delivery_q(), &held, &failed).await;
+    assert!(sent.is_subset(&ids(&w.delivered())));
+    assert!(since.is_some());
+
+    // A pause that has lasted longer than AUTH_PAUSE_LIMIT ends in the dead-letter queue,
+    // with the reason.
+    let long_ago = chrono::Utc::now().timestamp_millis()
+        - i64::try_from(sfsync_pipeline::deliver::AUTH_PAUSE_LIMIT.as_millis()).unwrap_or(i64::MAX)
+        - 60_000;
+    let call = w.delivered()[0].clone();
+    let call: sfsync_mapping::Call = serde_json::from_value(json!({
+        "type": "group", "messageId": call["messageId"], "timestamp": call["timestamp"],
+        "groupId": call["groupId"], "anonymousId": call["anonymousId"], "traits": call["traits"],
+        "context": call["context"],
+    }))
+    .unwrap_or_else(|e| panic!("{e}"));
+    let body = serde_json::to_string(&sfsync_pipeline::message::CallsMessage {
+        v: 1,
+        run_id: "run-paused".into(),
+        destination: "seg".into(),
+        attempt: 0,
+        paused_since: Some(long_ago),
+        calls: vec![call],
+    })
+    .unwrap_or_else(|e| panic!("{e}"));
+    w.sqs
+        .send_message()
+        .queue_url(w.delivery_q())
+        .message_body(body)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{}", aws_sdk_sqs::error::DisplayErrorContext(&e)));
+    w.receiver
+        .script(401, &[], r#"{"error":"Invalid write key"}"#);
+    let event = receive_event(&w.sqs, &w.delivery_q(), 10).await;
+    let response = sfsync_deliver::handle(&deliver, event.clone(), None)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    ack(&w.sqs, &w.delivery_q(), &event, &failed_ids(&response)).await;
+    let dead = receive_event(&w.sqs, &w.delivery_dlq, 10).await;
+    assert_eq!(dead.records.len(), 1);
+    let letter: Value = serde_json::from_str(&dead.records[0].body.clone().unwrap_or_default())
+        .unwrap_or_else(|e| panic!("{e}"));
+    let reason = letter["reason"].as_str().unwrap_or_default();
+    assert!(
+        reason.contains("credentials rejected by seg") && reason.contains("longer than 24 h"),
+        "{reason}"
+    );
+}

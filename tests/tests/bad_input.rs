@@ -103,6 +103,7 @@ impl Aws {
             dead_letter_queue: SqsQueue::new(self.sqs.clone(), &self.dead_q),
             store: self.store.clone(),
             max_budget: Duration::from_secs(10),
+            pause_recheck: sfsync_deliver::PAUSE_RECHECK,
         }
     }
 }

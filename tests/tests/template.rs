@@ -1552,3 +1552,31 @@ fn deliver_event_carries_calls_and_a_dead_letter() {
         "deliver-sqs.json should show a redriven dead letter too"
     );
 }
+
+/// The deliver function's auth-pause metric (its stage-wide line) has an alarm on exactly
+/// the namespace, name and dimension it is emitted with.
+#[test]
+fn a_destination_refusing_the_credentials_raises_an_alarm() {
+    let t = template();
+    let [per_destination, stage_wide] = sfsync_pipeline::metrics::paused_lines("seg", 12);
+    let line: Value = serde_json::from_str(&stage_wide).expect("EMF JSON");
+    let directive = &line["_aws"]["CloudWatchMetrics"][0];
+    assert_eq!(directive["Dimensions"], json!([["Stage"]]));
+    assert_eq!(line["Stage"], "deliver");
+    assert_eq!(line["DestinationPaused"], 1);
+    let per: Value = serde_json::from_str(&per_destination).expect("EMF JSON");
+    assert_eq!(per["Destination"], "seg");
+    assert_eq!(per["CallsPaused"], 12);
+    let namespace = directive["Namespace"].as_str().expect("namespace");
+    let alarm = resources_of(&t, "AWS::CloudWatch::Alarm")
+        .into_iter()
+        .map(|(_, a)| a["Properties"].clone())
+        .find(|p| p["Namespace"] == namespace && p["MetricName"] == "DestinationPaused")
+        .expect("an alarm on DestinationPaused");
+    assert!(fires_above_zero(&alarm), "{alarm}");
+    assert_eq!(
+        alarm["Dimensions"],
+        json!([{ "Name": "Stage", "Value": "deliver" }])
+    );
+    assert!(!alarm["AlarmActions"].is_null());
+}

@@ -48,6 +48,8 @@ pub struct DeliverState {
     pub store: DynamoStore,
     /// Longest a single message may spend retrying inside one invocation.
     pub max_budget: Duration,
+    /// How long paused calls wait on the queue before the next try ([`PAUSE_RECHECK`]).
+    pub pause_recheck: Duration,
 }
 
 impl DeliverState {
@@ -95,6 +97,7 @@ impl DeliverState {
             sqs,
             store: DynamoStore::new(aws_sdk_dynamodb::Client::new(sdk), &env.state_table),
             max_budget: Duration::from_secs(120),
+            pause_recheck: PAUSE_RECHECK,
         })
     }
 }
@@ -334,7 +337,7 @@ async fn hold_paused(
         .collect();
     state
         .delivery_queue
-        .send(bodies, Some(PAUSE_RECHECK))
+        .send(bodies, Some(state.pause_recheck))
         .await
         .map_err(|e| {
             failed(format!(
