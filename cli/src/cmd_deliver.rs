@@ -46,23 +46,7 @@ const MAX_LISTED: usize = 50;
 
 pub async fn run(args: Args) -> Result<ExitCode> {
     let config = common::load_resolved(&args.config, args.secrets.as_deref())?;
-    let Some(dest_config) = config.destination(&args.destination) else {
-        let names: Vec<&str> = config
-            .destinations
-            .iter()
-            .map(|d| d.name.as_str())
-            .collect();
-        anyhow::bail!(
-            "no destination named {:?} in {} (destinations: {})",
-            args.destination,
-            args.config.display(),
-            if names.is_empty() {
-                "none".to_string()
-            } else {
-                names.join(", ")
-            }
-        );
-    };
+    let dest_config = common::destination_named(&config, &args.destination, &args.config)?;
     let http = sfsync_destinations::http_client().context("cannot build the HTTP client")?;
     let destination = Destination::with_object_names(
         dest_config,

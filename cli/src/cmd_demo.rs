@@ -13,7 +13,7 @@ use sfsync_mapping::Config;
 use sfsync_mapping::secrets::SecretMap;
 use sfsync_simulator::{Credentials, Faults, Org, OrgSpec, Simulator};
 
-use crate::local_run;
+use crate::{local_run, output};
 
 const DEMO_CONFIG: &str = include_str!("../demo/sfsync-demo.toml");
 
@@ -29,10 +29,10 @@ pub struct Args {
 
 pub async fn run(args: Args) -> Result<ExitCode> {
     let started = std::time::Instant::now();
-    let output = args.dir.join("calls.jsonl");
+    let calls_file = args.dir.join("calls.jsonl");
     let state = args.dir.join("state");
     // Start from scratch each time, touching only what the demo itself writes.
-    for path in [&output] {
+    for path in [&calls_file] {
         if path.exists() {
             std::fs::remove_file(path)
                 .with_context(|| format!("cannot remove {}", path.display()))?;
@@ -55,17 +55,17 @@ pub async fn run(args: Args) -> Result<ExitCode> {
     let simulator = Simulator::start(org, credentials.clone(), Faults::default())
         .await
         .context("cannot start the Salesforce simulator")?;
-    println!(
+    output::line(format_args!(
         "Salesforce simulator with a seeded demo org at {}",
         simulator.url()
-    );
+    ))?;
 
     let secrets = SecretMap(
         [
             ("simulator_url", simulator.url()),
             ("sf_client_id", credentials.client_id.clone()),
             ("sf_client_secret", credentials.client_secret.clone()),
-            ("output_path", output.display().to_string()),
+            ("output_path", calls_file.display().to_string()),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_string(), v))
@@ -76,7 +76,7 @@ pub async fn run(args: Args) -> Result<ExitCode> {
         .resolve_references(DEMO_CONFIG, &secrets)
         .map_err(|e| anyhow::anyhow!("the bundled demo config: {e}"))?;
 
-    println!("\n== Run 1: everything (a first sync is a full sync)\n");
+    output::line("\n== Run 1: everything (a first sync is a full sync)\n")?;
     let first = run_once(&config, &state, args.quiet).await?;
 
     // Between the runs, someone works in Salesforce.
@@ -114,24 +114,24 @@ pub async fn run(args: Args) -> Result<ExitCode> {
         org.insert("Contact", fields);
         (touched, accounts, gone)
     };
-    println!(
+    output::line(format_args!(
         "\n== Changes in Salesforce: {} contacts edited, {} accounts edited, {} contacts deleted, 1 contact created\n",
         changed.0, changed.1, changed.2
-    );
-    println!("== Run 2: only what changed (incremental)\n");
+    ))?;
+    output::line("== Run 2: only what changed (incremental)\n")?;
     let second = run_once(&config, &state, args.quiet).await?;
     simulator.shutdown().await;
 
-    let lines = std::fs::read_to_string(&output)
+    let lines = std::fs::read_to_string(&calls_file)
         .map(|s| s.lines().count())
         .unwrap_or(0);
-    println!(
+    output::line(format_args!(
         "Output: {} ({lines} calls, one JSON object per line)\nState:  {} (checkpoints, run reports; `sfsync runs --state {}`)\nDone in {:.1} s.",
-        output.display(),
+        calls_file.display(),
         state.display(),
         state.display(),
         started.elapsed().as_secs_f64()
-    );
+    ))?;
     Ok(if first && second {
         ExitCode::SUCCESS
     } else {
@@ -152,7 +152,7 @@ async fn run_once(config: &Config, state: &std::path::Path, quiet: bool) -> Resu
     )
     .await?;
     for report in &outcome.reports {
-        println!("{report}");
+        output::line(report)?;
     }
     Ok(outcome.all_delivered())
 }

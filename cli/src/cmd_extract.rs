@@ -10,7 +10,7 @@ use chrono::{DateTime, Utc};
 use sfsync_mapping::config::ExtractApi;
 use sfsync_salesforce::{Client, ClientConfig, Cursor, Error, Window};
 
-use crate::common;
+use crate::{common, output};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -51,15 +51,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
 /// The command, writing JSON lines to `out` (flushed after every page).
 async fn extract_to(args: &Args, out: &mut impl Write) -> anyhow::Result<ExitCode> {
     let config = common::load_resolved(&args.config, args.secrets.as_deref())?;
-    let Some(sync) = config.sync(&args.sync) else {
-        let names: Vec<&str> = config.syncs.iter().map(|s| s.name.as_str()).collect();
-        anyhow::bail!(
-            "{}: no sync named {:?} (the syncs are: {})",
-            args.config.display(),
-            args.sync,
-            names.join(", ")
-        );
-    };
+    let sync = common::sync_named(&config, &args.sync, &args.config)?;
     let client_config =
         ClientConfig::from_config(&config.salesforce).context("the [salesforce] settings")?;
     let client = Client::new(client_config)?;
@@ -149,12 +141,12 @@ async fn extract_to(args: &Args, out: &mut impl Write) -> anyhow::Result<ExitCod
         if page.last.is_some() {
             last = page.last;
         }
-        eprintln!(
+        output::note(format_args!(
             "{}: page {pages} ({} records, {total} so far, {:?})",
             sync.name,
             page.records.len(),
             extraction.api_used()
-        );
+        ));
     }
 
     if sync.deletes
@@ -205,25 +197,18 @@ async fn extract_to(args: &Args, out: &mut impl Write) -> anyhow::Result<ExitCod
     Ok(ExitCode::SUCCESS)
 }
 
-/// Writes one JSON line; `Ok(false)` when stdout is closed (`| head`).
+/// Writes one JSON line; `Ok(false)` when the reader went away (`| head`): extraction
+/// stops there (it keeps no state, so nothing is left half done).
 fn write_line(out: &mut impl Write, record: &serde_json::Value) -> anyhow::Result<bool> {
     let result = serde_json::to_writer(&mut *out, record)
         .map_err(io::Error::from)
         .and_then(|()| out.write_all(b"\n"));
-    closed_is_ok(result)
+    output::gone_is_ok(result)
 }
 
-/// Flushes a page; `Ok(false)` when stdout is closed.
+/// Flushes a page; `Ok(false)` when the reader went away.
 fn finish(out: &mut impl Write) -> anyhow::Result<bool> {
-    closed_is_ok(out.flush())
-}
-
-fn closed_is_ok(result: io::Result<()>) -> anyhow::Result<bool> {
-    match result {
-        Ok(()) => Ok(true),
-        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(false),
-        Err(e) => Err(anyhow::Error::new(e).context("cannot write to stdout")),
-    }
+    output::gone_is_ok(out.flush())
 }
 
 #[cfg(test)]

@@ -8,8 +8,9 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use sfsync_mapping::map_record;
+use sfsync_mapping::version::{VersionField, version_field};
 
-use crate::common;
+use crate::{common, output};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -23,20 +24,7 @@ pub struct Args {
 
 pub fn run(args: Args) -> Result<ExitCode> {
     let loaded = common::load_config(&args.config)?;
-    let Some(sync) = loaded.config.sync(&args.sync) else {
-        let names: Vec<&str> = loaded
-            .config
-            .syncs
-            .iter()
-            .map(|s| s.name.as_str())
-            .collect();
-        anyhow::bail!(
-            "no sync named {:?} in {} (syncs: {})",
-            args.sync,
-            loaded.path.display(),
-            names.join(", ")
-        );
-    };
+    let sync = common::sync_named(&loaded.config, &args.sync, &loaded.path)?;
     let stdin = std::io::stdin().lock();
     let stdout = std::io::stdout().lock();
     let stats = map_lines(
@@ -45,10 +33,13 @@ pub fn run(args: Args) -> Result<ExitCode> {
         BufWriter::new(stdout),
         &mut std::io::stderr().lock(),
     )?;
-    eprintln!(
-        "sfsync map: {} record(s) read, {} mapped, {} skipped",
-        stats.read, stats.mapped, stats.skipped
-    );
+    // The reader went away (`| head`): end quietly, like any filter.
+    if !stats.output_closed {
+        eprintln!(
+            "sfsync map: {} record(s) read, {} mapped, {} skipped",
+            stats.read, stats.mapped, stats.skipped
+        );
+    }
     Ok(ExitCode::SUCCESS)
 }
 
@@ -57,16 +48,21 @@ pub struct MapStats {
     pub read: u64,
     pub mapped: u64,
     pub skipped: u64,
+    /// The reader of the output went away before the input ended; mapping stopped there.
+    pub output_closed: bool,
 }
 
 /// Streams records to calls one line at a time, so memory stays flat however long the input.
+/// Notes on `notes` (stderr) once when `LastModifiedDate` stands in for a missing
+/// `SystemModstamp` as the record version, and names every skipped record there.
 pub fn map_lines(
     sync: &sfsync_mapping::SyncConfig,
     input: impl BufRead,
     mut output: impl Write,
-    skipped: &mut impl Write,
+    notes: &mut impl Write,
 ) -> Result<MapStats> {
     let mut stats = MapStats::default();
+    let mut noted_fallback = false;
     for (index, line) in input.lines().enumerate() {
         let number = index + 1;
         let line =
@@ -77,19 +73,35 @@ pub fn map_lines(
         stats.read += 1;
         let record: serde_json::Value = serde_json::from_str(&line)
             .with_context(|| format!("stdin line {number}: not valid JSON"))?;
+        let version = record.as_object().and_then(version_field);
         match map_record(sync, record) {
             Ok(call) => {
-                serde_json::to_writer(&mut output, &call).context("cannot write to stdout")?;
-                output.write_all(b"\n").context("cannot write to stdout")?;
+                if version == Some(VersionField::LastModifiedDate) && !noted_fallback {
+                    noted_fallback = true;
+                    writeln!(
+                        notes,
+                        "note: line {number} has no SystemModstamp: LastModifiedDate serves as \
+                         the record version (timestamp and messageId), here and for every \
+                         record like it"
+                    )
+                    .context("cannot write to stderr")?;
+                }
+                let written = serde_json::to_writer(&mut output, &call)
+                    .map_err(std::io::Error::from)
+                    .and_then(|()| output.write_all(b"\n"));
+                if !output::gone_is_ok(written)? {
+                    stats.output_closed = true;
+                    return Ok(stats);
+                }
                 stats.mapped += 1;
             }
             Err(skip) => {
                 stats.skipped += 1;
-                writeln!(skipped, "skipped line {number}: {skip}")
+                writeln!(notes, "skipped line {number}: {skip}")
                     .context("cannot write to stderr")?;
             }
         }
     }
-    output.flush().context("cannot write to stdout")?;
+    stats.output_closed = !output::gone_is_ok(output.flush())?;
     Ok(stats)
 }

@@ -30,6 +30,7 @@ pub struct Args {
 
 pub async fn run(args: Args) -> Result<ExitCode> {
     let config = common::load_resolved(&args.config, args.secrets.as_deref())?;
+    common::check_sync_names(&config, &args.syncs, &args.config)?;
     let outcome = local_run::run(
         config,
         local_run::LocalRun {
@@ -41,7 +42,8 @@ pub async fn run(args: Args) -> Result<ExitCode> {
         !args.quiet,
     )
     .await?;
-    local_run::print_reports(&outcome, &args.state);
+    // Printed after the state is saved: a reader that went away loses only the printout.
+    local_run::print_reports(&outcome, &args.state)?;
     Ok(if outcome.all_delivered() {
         ExitCode::SUCCESS
     } else {

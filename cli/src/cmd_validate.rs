@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 
-use crate::common;
+use crate::{common, output};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -60,7 +60,7 @@ pub async fn run(args: Args) -> Result<ExitCode> {
         }
     }
     let c = &loaded.config;
-    println!(
+    output::line(format_args!(
         "{}: valid ({} sync{}, {} destination{}){}",
         loaded.path.display(),
         c.syncs.len(),
@@ -72,7 +72,7 @@ pub async fn run(args: Args) -> Result<ExitCode> {
         } else {
             ""
         }
-    );
+    ))?;
     Ok(ExitCode::SUCCESS)
 }
 

@@ -10,6 +10,8 @@ use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use sfsync_mapping::Config;
 use sfsync_pipeline::local::{Progress, ProgressFn};
 
+use crate::output;
+
 pub use sfsync_pipeline::local::{LocalOutcome, LocalRun};
 
 /// Runs locally with progress on stderr (bars on a terminal, plain lines otherwise).
@@ -84,7 +86,7 @@ impl Display {
                         .set_message(format!("{} extracted, {} delivered", entry.2, entry.3));
                     entry.1.tick();
                     if enabled && !terminal {
-                        eprintln!("{sync}: {} records extracted", entry.2);
+                        output::note(format_args!("{sync}: {} records extracted", entry.2));
                     }
                 }
             }
@@ -106,7 +108,7 @@ impl Display {
                     Some(m) => {
                         let _ = m.println(line);
                     }
-                    None if enabled => eprintln!("{line}"),
+                    None if enabled => output::note(line),
                     None => {}
                 }
             }
@@ -127,19 +129,22 @@ impl Display {
     }
 }
 
-/// Prints the reports and where things are.
-pub fn print_reports(outcome: &LocalOutcome, state_dir: &Path) {
+/// Prints the reports and where things are (nothing more once the reader has gone away).
+pub fn print_reports(outcome: &LocalOutcome, state_dir: &Path) -> Result<()> {
     for report in &outcome.reports {
-        println!("{report}");
+        output::line(report)?;
     }
     for busy in &outcome.busy {
-        println!("sync {busy}: skipped, another run holds its lease");
+        output::line(format_args!(
+            "sync {busy}: skipped, another run holds its lease"
+        ))?;
     }
     if outcome.reports.iter().any(|r| r.counts.dead > 0) {
-        println!(
+        output::line(format_args!(
             "dead letters (with reasons): {}",
             outcome.dead_letter_path.display()
-        );
+        ))?;
     }
-    println!("state: {}", state_dir.display());
+    output::line(format_args!("state: {}", state_dir.display()))?;
+    Ok(())
 }

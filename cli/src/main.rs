@@ -15,6 +15,7 @@ mod cmd_sync;
 mod cmd_validate;
 mod common;
 mod local_run;
+mod output;
 
 #[derive(Parser)]
 #[command(
@@ -43,7 +44,7 @@ enum Command {
     Init(cmd_init::Args),
     /// Run all (or the named) syncs locally, incrementally: extract, map, deliver.
     Sync(cmd_sync::Args),
-    /// Show the latest run reports.
+    /// The latest run of each sync as a table (--json: JSON lines); exit 1 if one failed.
     Runs(cmd_runs::Args),
 }
 
@@ -62,6 +63,9 @@ fn main() -> ExitCode {
     };
     match result {
         Ok(code) => code,
+        // The reader of stdout went away (`| head`) somewhere no command expected: that is
+        // the reader's choice, not an error to report.
+        Err(e) if output::is_reader_gone(&e) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("sfsync: {e:#}");
             ExitCode::from(2)

@@ -478,3 +478,429 @@ async fn a_run_killed_at_three_points_loses_nothing_when_rerun() {
         "{duplicates} duplicates after kills at {killed_at:?}"
     );
 }
+
+// ---- Newcomer polish (issue 17) ----
+
+/// A stdout whose reader has already gone away, as after `| head -0`: every write to it
+/// fails with EPIPE, so the broken-pipe path runs whatever the timing.
+fn reader_gone() -> Stdio {
+    let (reader, writer) = std::io::pipe().unwrap_or_else(|e| panic!("pipe: {e}"));
+    drop(reader);
+    Stdio::from(writer)
+}
+
+/// Runs `cmd` with its stdout's reader gone and `stdin` fed in from a thread (which may be
+/// cut short when the command stops reading early).
+fn run_into_closed_reader(mut cmd: Command, stdin: Vec<u8>) -> Output {
+    cmd.stdin(Stdio::piped())
+        .stdout(reader_gone())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().unwrap_or_else(|e| panic!("spawn: {e}"));
+    let feeder = child.stdin.take().map(|mut input| {
+        std::thread::spawn(move || {
+            // The command may stop reading once its output is gone: not an error here.
+            let _ = input.write_all(&stdin);
+        })
+    });
+    let out = child
+        .wait_with_output()
+        .unwrap_or_else(|e| panic!("wait: {e}"));
+    if let Some(feeder) = feeder {
+        let _ = feeder.join();
+    }
+    out
+}
+
+/// No panic, no backtrace, no complaint about the pipe: the command ended quietly.
+fn assert_ended_quietly(what: &str, out: &Output) {
+    let err = text(&out.stderr);
+    for noise in [
+        "panicked",
+        "Broken pipe",
+        "backtrace",
+        "cannot write to stdout",
+    ] {
+        assert!(!err.contains(noise), "{what}: {noise:?} on stderr:\n{err}");
+    }
+}
+
+#[test]
+fn commands_without_a_network_end_quietly_when_the_reader_goes_away() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let root = root();
+
+    // validate: one line.
+    let mut cmd = sfsync();
+    cmd.args(["validate", "--config", "examples/sfsync.toml"]);
+    let out = run_into_closed_reader(cmd, Vec::new());
+    assert_ended_quietly("validate", &out);
+    assert_eq!(out.status.code(), Some(0), "validate");
+
+    // map: a long stream; it stops at the first call it cannot write, without a summary.
+    let one = std::fs::read(root.join("examples/contacts.jsonl")).unwrap_or_else(|e| panic!("{e}"));
+    let input: Vec<u8> = one
+        .iter()
+        .copied()
+        .cycle()
+        .take(one.len() * 5_000)
+        .collect();
+    let mut cmd = sfsync();
+    cmd.args([
+        "map",
+        "--config",
+        "examples/sfsync.toml",
+        "--sync",
+        "contacts",
+    ]);
+    let out = run_into_closed_reader(cmd, input);
+    assert_ended_quietly("map", &out);
+    assert_eq!(out.status.code(), Some(0), "map");
+    assert!(
+        !text(&out.stderr).contains("mapped"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    // demo: the whole pipeline runs and saves its state; only the printout is lost.
+    let demo_dir = dir.path().join("demo");
+    let mut cmd = sfsync();
+    cmd.args(["demo", "--quiet", "--dir"]).arg(&demo_dir);
+    let out = run_into_closed_reader(cmd, Vec::new());
+    assert_ended_quietly("demo", &out);
+    assert_eq!(out.status.code(), Some(0), "demo");
+    let calls =
+        std::fs::read_to_string(demo_dir.join("calls.jsonl")).unwrap_or_else(|e| panic!("{e}"));
+    assert!(calls.lines().count() > 1000, "the demo ran to the end");
+
+    // runs, as a table and as JSON lines, on the demo's state.
+    for json in [false, true] {
+        let mut cmd = sfsync();
+        cmd.args(["runs", "--state"]).arg(demo_dir.join("state"));
+        if json {
+            cmd.arg("--json");
+        }
+        let out = run_into_closed_reader(cmd, Vec::new());
+        assert_ended_quietly("runs", &out);
+        assert_eq!(out.status.code(), Some(0), "runs (json: {json})");
+    }
+
+    // init writes its file and talks on stderr only; deliver reads stdin, reports on stderr.
+    let mut cmd = sfsync();
+    cmd.args(["init", "--config"])
+        .arg(dir.path().join("new.toml"));
+    let out = run_into_closed_reader(cmd, Vec::new());
+    assert_ended_quietly("init", &out);
+    assert_eq!(out.status.code(), Some(0), "init");
+
+    let export = dir.path().join("export.jsonl");
+    let deliver_config = dir.path().join("deliver.toml");
+    std::fs::write(
+        &deliver_config,
+        format!(
+            "[salesforce]\nlogin_url = \"https://x.my.salesforce.com\"\nauth = \"client_credentials\"\n\
+             client_id = \"i\"\nclient_secret = \"s\"\n\n[[syncs]]\nname = \"contacts\"\nobject = \"Contact\"\n\
+             kind = \"people\"\nuser_id = \"Id\"\n\n[[destinations]]\nname = \"export\"\n\
+             type = \"file\"\npath = {:?}\n",
+            export.display().to_string()
+        ),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let call = r#"{"type":"identify","messageId":"00000000-0000-4000-8000-000000000001","timestamp":"2024-05-01T12:34:56.000Z","userId":"003A","traits":{},"context":{"sfsync":{"sync":"contacts","object":"Contact","kind":"people","recordId":"003A"}}}"#;
+    let mut cmd = sfsync();
+    cmd.args(["deliver", "--destination", "export", "--config"])
+        .arg(&deliver_config);
+    let out = run_into_closed_reader(cmd, format!("{call}\n").into_bytes());
+    assert_ended_quietly("deliver", &out);
+    assert_eq!(out.status.code(), Some(0), "deliver: {}", text(&out.stderr));
+    assert_eq!(
+        std::fs::read_to_string(&export)
+            .map(|s| s.lines().count())
+            .ok(),
+        Some(1)
+    );
+
+    // --help and --version.
+    for flag in ["--help", "--version"] {
+        let mut cmd = sfsync();
+        cmd.arg(flag);
+        let out = run_into_closed_reader(cmd, Vec::new());
+        assert_ended_quietly(flag, &out);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn extract_and_sync_into_a_closed_reader_stop_cleanly_and_keep_their_checkpoint() {
+    let s = setup(900, Faults::default()).await;
+
+    // extract keeps no state: it stops at the first record it cannot write.
+    let mut cmd = sfsync();
+    cmd.arg("extract")
+        .arg("--config")
+        .arg(&s.config)
+        .arg("--secrets")
+        .arg(&s.secrets)
+        .args(["--sync", "contacts"]);
+    let out = tokio::task::spawn_blocking(move || run_into_closed_reader(cmd, Vec::new()))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_ended_quietly("extract", &out);
+    assert_eq!(out.status.code(), Some(0), "extract: {}", text(&out.stderr));
+
+    // sync prints only after the run has saved its state: the run is whole, the
+    // checkpoint is at its end, and the exit status is the run's.
+    let mut cmd = s.sync_command();
+    cmd.stdout(reader_gone());
+    // Not `output()`: tokio's would replace the closed stdout with a fresh pipe.
+    let out = cmd
+        .spawn()
+        .unwrap_or_else(|e| panic!("{e}"))
+        .wait_with_output()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_ended_quietly("sync", &out);
+    assert_eq!(out.status.code(), Some(0), "sync: {}", text(&out.stderr));
+    let delivered: HashSet<String> = message_ids(&s.delivered()).into_iter().collect();
+    let want = s.expected("contacts", "Contact");
+    assert!(
+        want.is_subset(&delivered),
+        "{} contacts not delivered",
+        want.difference(&delivered).count()
+    );
+    assert!(
+        s.state
+            .join("checkpoints")
+            .read_dir()
+            .is_ok_and(|mut d| d.next().is_some()),
+        "no checkpoint saved"
+    );
+    // The next run starts from that checkpoint: incremental, not everything again.
+    let before = s.delivered().len();
+    let (ok, output) = s.sync().await;
+    assert!(ok, "{output}");
+    assert!(
+        s.delivered().len() - before < want.len(),
+        "the run after the closed pipe re-sent everything ({} calls)",
+        s.delivered().len() - before
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn runs_is_a_table_of_each_syncs_latest_run_and_fails_when_one_failed() {
+    let s = setup(300, Faults::default()).await;
+    let (ok, output) = s.sync().await;
+    assert!(ok, "{output}");
+
+    let runs = |json: bool| {
+        let mut cmd = sfsync();
+        cmd.args(["runs", "--state"]).arg(&s.state);
+        if json {
+            cmd.arg("--json");
+        }
+        cmd.output().unwrap_or_else(|e| panic!("{e}"))
+    };
+    let out = runs(false);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let table = text(&out.stdout);
+    let lines: Vec<&str> = table.lines().collect();
+    assert_eq!(lines.len(), 3, "a header and one row per sync:\n{table}");
+    for column in [
+        "SYNC",
+        "STATUS",
+        "WINDOW (UTC)",
+        "EXTRACTED",
+        "DELIVERED",
+        "DEAD",
+        "DURATION",
+    ] {
+        assert!(lines[0].contains(column), "{table}");
+    }
+    for sync in ["contacts", "relations"] {
+        let row = lines
+            .iter()
+            .find(|l| l.starts_with(sync))
+            .unwrap_or_else(|| panic!("no row for {sync}:\n{table}"));
+        assert!(row.contains("complete"), "{row}");
+    }
+
+    // A run that fails (Salesforce rejects the credentials): its logs, captured through a
+    // pipe, carry no colour codes, and `runs` exits 1 naming the failure.
+    let mut secrets: Value = serde_json::from_str(
+        &std::fs::read_to_string(&s.secrets).unwrap_or_else(|e| panic!("{e}")),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    secrets["sf_client_secret"] = json!("not-the-secret");
+    std::fs::write(&s.secrets, secrets.to_string()).unwrap_or_else(|e| panic!("{e}"));
+    let mut cmd = s.sync_command();
+    cmd.env_remove("NO_COLOR").env_remove("RUST_LOG");
+    let failed = cmd.output().await.unwrap_or_else(|e| panic!("{e}"));
+    assert!(!failed.status.success());
+    let logs = text(&failed.stderr);
+    assert!(logs.contains("ERROR"), "an error was logged:\n{logs}");
+    assert!(
+        !logs.contains('\u{1b}'),
+        "escape codes in piped logs:\n{logs:?}"
+    );
+
+    let out = runs(false);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stdout));
+    let table = text(&out.stdout);
+    let lines: Vec<&str> = table.lines().collect();
+    let contacts = lines
+        .iter()
+        .find(|l| l.starts_with("contacts"))
+        .unwrap_or_else(|| panic!("{table}"));
+    assert!(contacts.contains("failed"), "{table}");
+    assert!(
+        lines.iter().any(|l| l.starts_with("contacts: ")),
+        "the failure's reason is printed:\n{table}"
+    );
+    assert_eq!(
+        lines.iter().filter(|l| l.starts_with("contacts")).count(),
+        2,
+        "only the latest contacts run (plus its error line):\n{table}"
+    );
+
+    // --json: one report per sync, the latest; same exit status.
+    let out = runs(true);
+    assert_eq!(out.status.code(), Some(1));
+    let reports: Vec<Value> = text(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    assert_eq!(reports.len(), 2, "{reports:?}");
+    assert!(
+        reports.iter().all(|r| r["status"] == json!("failed")),
+        "{reports:?}"
+    );
+
+    // Nobody reading the table does not change the verdict.
+    let mut cmd = sfsync();
+    cmd.args(["runs", "--state"]).arg(&s.state);
+    let out = run_into_closed_reader(cmd, Vec::new());
+    assert_ended_quietly("runs", &out);
+    assert_eq!(out.status.code(), Some(1));
+}
+
+#[test]
+fn misspelt_keys_syncs_and_destinations_get_a_suggestion() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let config = dir.path().join("sfsync.toml");
+    // No references: every command below gets as far as the name check with no secrets.
+    let valid = "[salesforce]\nlogin_url = \"http://127.0.0.1:9\"\nauth = \"client_credentials\"\n\
+                 client_id = \"id\"\nclient_secret = \"s\"\n\n[[syncs]]\nname = \"contacts\"\n\
+                 object = \"Contact\"\nkind = \"people\"\nuser_id = \"Id\"\n\n[[destinations]]\n\
+                 name = \"export\"\ntype = \"file\"\npath = \"out.jsonl\"\n";
+    std::fs::write(&config, valid.replace("client_secret", "client_sercet"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let out = sfsync()
+        .args(["validate", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    assert!(err.contains("line 5: salesforce.client_sercet"), "{err}");
+    assert!(err.contains("did you mean \"client_secret\"?"), "{err}");
+
+    std::fs::write(&config, valid).unwrap_or_else(|e| panic!("{e}"));
+    let mut cmd = sfsync();
+    cmd.args(["map", "--sync", "contcts", "--config"])
+        .arg(&config);
+    let out = run_with_stdin(cmd, b"");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("no sync named \"contcts\"")
+            && text(&out.stderr).contains("did you mean \"contacts\"?"),
+        "{}",
+        text(&out.stderr)
+    );
+    let state = dir.path().join("state");
+    let commands: [Vec<&std::ffi::OsStr>; 2] = [
+        ["sync", "--quiet", "--sync", "contcts", "--state"]
+            .into_iter()
+            .map(std::ffi::OsStr::new)
+            .chain([state.as_os_str()])
+            .collect(),
+        ["extract", "--sync", "contcts"]
+            .into_iter()
+            .map(std::ffi::OsStr::new)
+            .collect(),
+    ];
+    for args in commands {
+        let out = sfsync()
+            .args(&args)
+            .arg("--config")
+            .arg(&config)
+            .output()
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        assert!(
+            text(&out.stderr).contains("did you mean \"contacts\"?"),
+            "{args:?}: {}",
+            text(&out.stderr)
+        );
+    }
+    assert!(!state.exists(), "a misspelt sync starts nothing");
+    let mut cmd = sfsync();
+    cmd.args(["deliver", "--destination", "exprt", "--config"])
+        .arg(&config);
+    let out = run_with_stdin(cmd, b"");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("did you mean \"export\"?"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn map_versions_records_from_elsewhere_by_last_modified_date() {
+    // JSON exported by another tool: the user's own fields, no SystemModstamp.
+    let input = concat!(
+        r#"{"Id":"003A","LastModifiedDate":"2024-05-03T10:00:00.000+0000","Email":"a@example.com","FirstName":"A","LastName":"One"}"#,
+        "\n",
+        r#"{"Id":"003B","LastModifiedDate":"2024-05-04T10:00:00.000+0000","Email":"b@example.com","FirstName":"B","LastName":"Two"}"#,
+        "\n",
+        r#"{"Id":"003C","Email":"c@example.com"}"#,
+        "\n",
+    );
+    let map = || {
+        let mut cmd = sfsync();
+        cmd.args([
+            "map",
+            "--config",
+            "examples/sfsync.toml",
+            "--sync",
+            "contacts",
+        ]);
+        run_with_stdin(cmd, input.as_bytes())
+    };
+    let out = map();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let calls: Vec<Value> = text(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    assert_eq!(calls.len(), 2);
+    assert_eq!(calls[0]["timestamp"], json!("2024-05-03T10:00:00.000Z"));
+    assert_eq!(calls[1]["userId"], json!("003B"));
+    let err = text(&out.stderr);
+    assert_eq!(
+        err.matches("LastModifiedDate serves as the record version")
+            .count(),
+        1,
+        "said once:\n{err}"
+    );
+    assert!(
+        err.contains("skipped line 3")
+            && err.contains("include SystemModstamp (or LastModifiedDate)"),
+        "{err}"
+    );
+    // The same file maps to the same messageIds every time.
+    let again: Vec<Value> = text(&map().stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    assert_eq!(again[0]["messageId"], calls[0]["messageId"]);
+    assert_eq!(again[1]["messageId"], calls[1]["messageId"]);
+}
