@@ -574,6 +574,11 @@ impl Config {
                 format!("{:?} is not an http(s) URL", sf.login_url),
             );
         }
+        if sf.auth == AuthFlow::ClientCredentials
+            && let Some(message) = client_credentials_host_problem(&sf.login_url)
+        {
+            report(at("login_url"), message);
+        }
         if !is_api_version(&sf.api_version) {
             report(
                 at("api_version"),
@@ -895,6 +900,36 @@ fn is_api_version(s: &str) -> bool {
         Some((major, "0")) => !major.is_empty() && major.bytes().all(|b| b.is_ascii_digit()),
         _ => false,
     }
+}
+
+/// Salesforce serves the client_credentials flow only on the org's My Domain token
+/// endpoint; the generic login hosts refuse it ("OAuth 2.0 Client Credentials Flow for
+/// Server-to-Server Integration", Salesforce Help: the request goes to
+/// `https://MyDomainName.my.salesforce.com/services/oauth2/token`). The problem with
+/// `login_url` for that flow, if any, with the fix.
+pub fn client_credentials_host_problem(login_url: &str) -> Option<String> {
+    let rest = login_url
+        .trim()
+        .strip_prefix("https://")
+        .or_else(|| login_url.trim().strip_prefix("http://"))?;
+    let host = rest
+        .split(['/', '?', '#'])
+        .next()
+        .unwrap_or_default()
+        .split(':')
+        .next()
+        .unwrap_or_default()
+        .trim_end_matches('.')
+        .to_ascii_lowercase();
+    if host != "login.salesforce.com" && host != "test.salesforce.com" {
+        return None;
+    }
+    Some(format!(
+        "auth = \"client_credentials\" works only on your org's My Domain, and {host} refuses \
+         it: set login_url to https://YOUR-DOMAIN.my.salesforce.com (a sandbox: \
+         https://YOUR-DOMAIN--SANDBOX.sandbox.my.salesforce.com; Setup → My Domain shows it), \
+         or use auth = \"jwt_bearer\""
+    ))
 }
 
 fn is_http_url(s: &str) -> bool {

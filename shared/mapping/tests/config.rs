@@ -751,3 +751,32 @@ fn an_unset_environment_variable_is_named_with_its_line_never_a_value() {
         assert!(!e.contains("TOPSECRET"), "{e}");
     }
 }
+
+/// Salesforce serves the client_credentials flow only on the org's My Domain
+/// (`https://<domain>.my.salesforce.com`); login.salesforce.com and test.salesforce.com
+/// refuse it. `validate` says so before a deploy does.
+#[test]
+fn client_credentials_on_a_generic_login_host_names_the_key_line_and_fix() {
+    for host in [
+        "https://login.salesforce.com",
+        "https://test.salesforce.com/",
+        "https://LOGIN.salesforce.com",
+    ] {
+        let text = BASE.replace("https://acme.my.salesforce.com", host);
+        assert_problem(&text, 2, "salesforce.login_url", "My Domain");
+        assert_problem(&text, 2, "salesforce.login_url", "client_credentials");
+    }
+    // The other flows may use the generic hosts; My Domain is fine for every flow.
+    let jwt = BASE
+        .replace(
+            "https://acme.my.salesforce.com",
+            "https://login.salesforce.com",
+        )
+        .replace("auth = \"client_credentials\"", "auth = \"jwt_bearer\"")
+        .replace(
+            "client_secret = \"${secret:sf_client_secret}\"",
+            "username = \"me@example.com\"\nprivate_key = \"${secret:key}\"",
+        );
+    assert_eq!(problems(&jwt), Vec::<String>::new());
+    assert_eq!(problems(BASE), Vec::<String>::new());
+}

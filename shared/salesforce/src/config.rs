@@ -241,6 +241,14 @@ impl ClientConfig {
                 "salesforce.login_url still holds a ${…} reference: resolve the config first",
             ));
         }
+        // `validate` catches a literal login_url; one resolved from a secret is checked here,
+        // before a token request that Salesforce would refuse.
+        if sf.auth == AuthFlow::ClientCredentials
+            && let Some(problem) =
+                sfsync_mapping::config::client_credentials_host_problem(&sf.login_url)
+        {
+            return Err(Error::config(format!("salesforce.login_url: {problem}")));
+        }
         let credentials = match sf.auth {
             AuthFlow::ClientCredentials => Credentials::ClientCredentials {
                 client_id: sf.client_id.clone(),
@@ -377,6 +385,19 @@ mod tests {
         assert!(
             matches!(c.credentials, Credentials::JwtBearer { ref audience, .. } if audience == "https://custom.example")
         );
+    }
+
+    #[test]
+    fn client_credentials_on_a_generic_login_host_is_refused_by_key() {
+        let mut s = sf(AuthFlow::ClientCredentials);
+        s.login_url = "https://test.salesforce.com".into();
+        let e = ClientConfig::from_config(&s).unwrap_err();
+        assert!(e.to_string().contains("salesforce.login_url"), "{e}");
+        assert!(e.to_string().contains("My Domain"), "{e}");
+        // JWT bearer may use it.
+        let mut s = sf(AuthFlow::JwtBearer);
+        s.login_url = "https://test.salesforce.com".into();
+        assert!(ClientConfig::from_config(&s).is_ok());
     }
 
     #[test]

@@ -32,6 +32,38 @@ pub struct DeletedResult {
     pub latest_date_covered: Option<DateTime<Utc>>,
 }
 
+impl DeletedResult {
+    /// `earliestDateAvailable` when it is later than `start`: deletions between the two
+    /// were purged and can no longer be read (GetDeletedResult, SOAP API guide: "the
+    /// timestamp ... of the last physically deleted object").
+    pub fn gap_after(&self, start: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        self.earliest_date_available.filter(|e| *e > start)
+    }
+
+    /// Where the next getDeleted must start: `latestDateCovered` ("for safety, you should
+    /// use this value for the startDate of your next call", GetDeletedResult), never
+    /// before this call's `start`; `end` when the answer has none.
+    pub fn next_start(&self, start: DateTime<Utc>, end: DateTime<Utc>) -> DateTime<Utc> {
+        self.latest_date_covered.unwrap_or(end).max(start)
+    }
+
+    /// The deletions shaped like records:
+    /// `{"attributes":{"type":…},"Id":…,"IsDeleted":true,"SystemModstamp":deletedDate}`.
+    pub fn records_json(&self, object: &str) -> Vec<Value> {
+        self.records
+            .iter()
+            .map(|r| {
+                json!({
+                    "attributes": {"type": object},
+                    "Id": r.id,
+                    "IsDeleted": true,
+                    "SystemModstamp": rest_datetime(r.deleted_date),
+                })
+            })
+            .collect()
+    }
+}
+
 #[derive(Deserialize)]
 struct Raw {
     #[serde(default, rename = "deletedRecords")]
@@ -69,18 +101,10 @@ impl Client {
         end: DateTime<Utc>,
     ) -> Result<Vec<Value>, Error> {
         let result = self.deleted_detailed(object, start, end).await?;
-        Ok(result
-            .records
-            .iter()
-            .map(|r| {
-                json!({
-                    "attributes": {"type": object},
-                    "Id": r.id,
-                    "IsDeleted": true,
-                    "SystemModstamp": rest_datetime(r.deleted_date),
-                })
-            })
-            .collect())
+        if let Some(earliest) = result.gap_after(start) {
+            return Err(Error::DeletedTooOld { start, earliest });
+        }
+        Ok(result.records_json(object))
     }
 
     /// The org's `earliestDateAvailable`, asked with the shortest window Salesforce accepts
@@ -101,7 +125,9 @@ impl Client {
         .ok()
     }
 
-    /// getDeleted with `earliestDateAvailable` and `latestDateCovered`.
+    /// getDeleted with `earliestDateAvailable` and `latestDateCovered`. A start beyond the
+    /// org's 15-day reach is [`Error::DeletedTooOld`] (Salesforce refuses it); a start before
+    /// a purge of the delete log is answered, with the purge in `earliest_date_available`.
     pub async fn deleted_detailed(
         &self,
         object: &str,
@@ -113,9 +139,9 @@ impl Client {
                 "{object:?} is not an sObject API name"
             )));
         }
-        if end <= start {
+        if end - start <= DELETED_MIN_WINDOW {
             return Err(Error::config(format!(
-                "getDeleted needs start < end (got {start} .. {end})"
+                "getDeleted needs start more than one minute before end (got {start} .. {end})"
             )));
         }
         let path = self.data_path(&format!("/sobjects/{object}/deleted/"));
@@ -134,16 +160,13 @@ impl Client {
             Err(e) => return Err(e),
         };
         let raw: Raw = response.json("getDeleted")?;
+        // An earliestDateAvailable after `start` is not an error: what follows it is still
+        // listed, and the caller decides how to report the gap (`DeletedResult::gap_after`).
         let earliest = raw
             .earliest_date_available
             .as_deref()
             .map(|v| parse_time("earliestDateAvailable", v))
             .transpose()?;
-        if let Some(earliest) = earliest
-            && earliest > start
-        {
-            return Err(Error::DeletedTooOld { start, earliest });
-        }
         let latest = raw
             .latest_date_covered
             .as_deref()

@@ -40,7 +40,7 @@ pub use config::{
     ClientConfig, Credentials, DEFAULT_BULK_UNSUPPORTED_OBJECTS, QUERY_TIMEOUT, SERVER_QUERY_LIMIT,
     default_audience,
 };
-pub use deleted::{DELETED_RETENTION_DAYS, DeletedRecord, DeletedResult};
+pub use deleted::{DELETED_MIN_WINDOW, DELETED_RETENTION_DAYS, DeletedRecord, DeletedResult};
 pub use describe::{FieldDescribe, GlobalDescribe, ObjectDescribe, SObjectSummary};
 pub use error::{Error, FieldProblem};
 pub use extract::{Cursor, Extraction, Page, Window};

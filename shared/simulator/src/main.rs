@@ -81,6 +81,10 @@ struct Args {
     /// Query locators (nextRecordsUrl) expire after this long unused (Salesforce: 900).
     #[arg(long, default_value_t = 900)]
     query_locator_idle_secs: u64,
+    /// getDeleted/getUpdated cover changes only up to this many seconds before the org's
+    /// clock (latestDateCovered lags): changes still in flight.
+    #[arg(long, default_value_t = 0)]
+    replication_lag_secs: u64,
     /// The host name the token endpoint answers as; on login.salesforce.com or
     /// test.salesforce.com it refuses client_credentials, as Salesforce does.
     #[arg(long)]
@@ -143,6 +147,7 @@ impl Args {
             query_timeout_over_rows: self.query_timeout_over_rows,
             query_timeout_after: Duration::from_millis(self.query_timeout_after_ms),
             query_locator_idle: Duration::from_secs(self.query_locator_idle_secs),
+            replication_lag: Duration::from_secs(self.replication_lag_secs),
             bulk_final_state: self.bulk_final_state.clone(),
             bulk_polls_before_complete: self.bulk_polls,
             rotate_refresh_tokens: self.rotate_refresh_tokens,

@@ -58,6 +58,14 @@ pub struct Faults {
     /// Salesforce: about 15 minutes idle (the default). `Duration::ZERO` expires every
     /// locator at once, which forces a restart after every page.
     pub query_locator_idle: Duration,
+    /// How far behind the org's clock getDeleted/getUpdated coverage stays: changes in
+    /// transactions still in flight are not covered yet, so `latestDateCovered` is at most
+    /// `now - replication_lag` (floored to the minute) and nothing after it is listed.
+    /// GetDeletedResult (SOAP API guide): latestDateCovered is "less than or equal to
+    /// endDate" and the next call must start there "to capture the changes that started
+    /// after this date but didn't complete before endDate". Zero by default (only the
+    /// minute floor); a busy org lags more.
+    pub replication_lag: Duration,
     /// Force Bulk query jobs to end `"Failed"` or `"Aborted"` instead of JobComplete.
     pub bulk_final_state: Option<String>,
     /// How many status polls answer InProgress before a Bulk job reaches its final state.
@@ -79,6 +87,7 @@ impl Default for Faults {
             query_timeout_over_rows: None,
             query_timeout_after: QUERY_TIMEOUT_AFTER,
             query_locator_idle: QUERY_LOCATOR_IDLE,
+            replication_lag: Duration::ZERO,
             bulk_final_state: None,
             bulk_polls_before_complete: 1,
             rotate_refresh_tokens: false,

@@ -352,6 +352,7 @@ fn window(
     params: &HashMap<String, String>,
     now: DateTime<Utc>,
     reach_days: i64,
+    lag: std::time::Duration,
 ) -> Result<Window, WindowError> {
     let get = |k: &str| -> Result<i64, WindowError> {
         let Some(raw) = params.get(k) else {
@@ -389,7 +390,7 @@ fn window(
     }
     Ok(Window {
         start: floor_minute(start),
-        latest: floor_minute(end.min(now_ms)),
+        latest: floor_minute(end.min(now_ms - i64::try_from(lag.as_millis()).unwrap_or(i64::MAX))),
         earliest,
     })
 }
@@ -399,11 +400,12 @@ pub(crate) async fn deleted(
     Path((_version, object)): Path<(String, String)>,
     Query(params): Query<HashMap<String, String>>,
 ) -> Response {
+    let lag = shared.rt().faults.replication_lag;
     let org = shared.org();
     let Some((obj, _)) = org.object(&object) else {
         return not_found();
     };
-    let w = match window(&params, org.now(), 15) {
+    let w = match window(&params, org.now(), 15, lag) {
         Ok(w) => w,
         Err((code, message)) => return sf_error(StatusCode::BAD_REQUEST, code, &message),
     };
@@ -456,11 +458,12 @@ pub(crate) async fn updated(
     Path((_version, object)): Path<(String, String)>,
     Query(params): Query<HashMap<String, String>>,
 ) -> Response {
+    let lag = shared.rt().faults.replication_lag;
     let org = shared.org();
     let Some((obj, def)) = org.object(&object) else {
         return not_found();
     };
-    let w = match window(&params, org.now(), 30) {
+    let w = match window(&params, org.now(), 30, lag) {
         Ok(w) => w,
         Err((code, message)) => return sf_error(StatusCode::BAD_REQUEST, code, &message),
     };

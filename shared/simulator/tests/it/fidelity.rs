@@ -238,3 +238,35 @@ async fn client_credentials_is_refused_on_the_generic_login_hosts() {
     api.sim.set_login_host(None);
     assert_eq!(api.token_form(&form).await.status, StatusCode::OK);
 }
+
+#[tokio::test]
+async fn replication_lag_holds_latest_date_covered_back_and_hides_what_follows() {
+    let mut org = Org::empty();
+    let id = org.insert("Contact", obj(json!({"LastName": "In flight"})));
+    org.advance_clock(ChronoDuration::hours(1));
+    let start_at = org.now();
+    org.advance_clock(ChronoDuration::minutes(10));
+    assert!(org.hard_delete("Contact", &id));
+    org.advance_clock(ChronoDuration::minutes(2));
+    let end = org.now();
+    let api = start_with(
+        org,
+        Faults {
+            replication_lag: Duration::from_secs(300),
+            ..Faults::default()
+        },
+    )
+    .await;
+    let r = api.get(&deleted_path(start_at, end)).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let body = r.json();
+    assert_eq!(body["deletedRecords"], json!([]), "{body}");
+    let latest = body["latestDateCovered"].as_str().unwrap_or_default();
+    let expected = end - ChronoDuration::minutes(5);
+    let ms = expected.timestamp_millis();
+    let floored = expected - ChronoDuration::milliseconds(ms.rem_euclid(60_000));
+    assert_eq!(
+        latest,
+        floored.format("%Y-%m-%dT%H:%M:%S.000+0000").to_string()
+    );
+}
