@@ -87,12 +87,20 @@ async fn no_secret_or_token_reaches_any_log_line_and_lines_carry_run_and_sync() 
     assert!(error.contains("invalid_client"), "{error}");
     assert!(!error.contains(wrong_secret), "{error}");
 
-    // 2. The destination rejects the first batch and echoes the key it was sent.
+    // 2. The destination rejects the key and echoes the key it was sent: the run stops (an
+    //    auth failure dead-letters nothing) with the API's message, the key scrubbed.
     w.receiver.script(
         401,
         &[],
         &format!(r#"{{"error":"invalid write key {SEGMENT_WRITE_KEY}"}}"#),
     );
+    let stopped = match w.run().await {
+        Ok(_) => panic!("the run went on past a rejected key"),
+        Err(e) => e.to_string(),
+    };
+    assert!(stopped.contains("credentials rejected by seg"), "{stopped}");
+    assert!(stopped.contains("invalid write key"), "{stopped}");
+    assert!(!stopped.contains(SEGMENT_WRITE_KEY), "{stopped}");
     // 3. A run whose session expires every three calls.
     let outcome = w.run().await.unwrap_or_else(|e| panic!("{e}"));
     for r in &outcome.reports {
@@ -100,7 +108,7 @@ async fn no_secret_or_token_reaches_any_log_line_and_lines_carry_run_and_sync() 
     }
     assert!(w.sim.stats().token_requests >= 3, "{:?}", w.sim.stats());
     let dead = std::fs::read_to_string(w.dead_letter_path()).unwrap_or_default();
-    assert!(dead.contains("invalid write key"), "{dead}");
+    assert!(dead.is_empty(), "{dead}");
 
     let logs = buffer.text();
     // The test can fail: lines were captured, at every level.
@@ -114,8 +122,8 @@ async fn no_secret_or_token_reaches_any_log_line_and_lines_carry_run_and_sync() 
         "the failed sign-in is logged"
     );
     assert!(
-        logs.contains("call dead-lettered"),
-        "the dead letter is logged"
+        logs.contains("credentials rejected by seg"),
+        "the auth pause is logged"
     );
     assert!(logs.matches("authenticated").count() >= 3);
 
