@@ -32,6 +32,7 @@ mod limits;
 mod online;
 mod plan;
 mod rotation;
+mod session_headers;
 pub mod soql;
 
 pub use bulk::{BulkJobState, StopFn};
@@ -48,3 +49,4 @@ pub use limits::{ApiUsage, LimitInfo};
 pub use online::{ConfigFieldProblem, check_online, check_online_with};
 pub use plan::{OPTIONAL_FIELDS, PlannedField, RelationshipHop, SyncPlan, suggestions};
 pub use rotation::{RefreshTokenStore, RotatedRefreshToken, StoreFuture, origin_of, supersedes};
+pub use session_headers::SessionHeaders;
