@@ -105,3 +105,80 @@ async fn get_deleted_older_than_fifteen_days_is_a_clear_error() {
     assert!(err.to_string().contains("15 days"), "{err}");
     sim.shutdown().await;
 }
+
+/// The org says which deletions it can still list: a start before a purge of its delete
+/// log is answered with `earliestDateAvailable` after it (the gap), and the next call must
+/// start at `latestDateCovered`, which a lagging org holds behind the requested end.
+#[tokio::test]
+async fn get_deleted_reports_the_gap_and_where_the_next_call_starts() {
+    let sim = start(Org::generate(&OrgSpec::tiny())).await;
+    let client = client(&sim.url());
+    let start = now(&sim).await;
+    let (purged, kept, purge_point) = {
+        let org = sim.org();
+        let mut org = org.lock().unwrap();
+        org.advance_clock(ChronoDuration::hours(1));
+        let purged = org.insert("Contact", fields(json!({"LastName": "Purged early"})));
+        assert!(org.hard_delete("Contact", &purged));
+        org.advance_clock(ChronoDuration::hours(1));
+        let purge_point = org.now();
+        assert!(org.purge_delete_log("Contact", purge_point) >= 1);
+        org.advance_clock(ChronoDuration::minutes(5));
+        let kept = org.insert("Contact", fields(json!({"LastName": "Deleted later"})));
+        assert!(org.hard_delete("Contact", &kept));
+        org.advance_clock(ChronoDuration::minutes(5));
+        (purged, kept, purge_point)
+    };
+    let end = now(&sim).await;
+    let result = client
+        .deleted_detailed("Contact", start, end)
+        .await
+        .unwrap();
+    assert_eq!(result.gap_after(start), Some(purge_point));
+    let ids: Vec<&str> = result.records.iter().map(|r| r.id.as_str()).collect();
+    assert!(ids.contains(&kept.as_str()) && !ids.contains(&purged.as_str()));
+    // The simple call refuses to hide the gap.
+    assert!(matches!(
+        client.deleted("Contact", start, end).await,
+        Err(Error::DeletedTooOld { .. })
+    ));
+    // Coverage lagging the org's clock by 5 minutes: the next start is that far back.
+    sim.set_faults(sfsync_simulator::Faults {
+        replication_lag: std::time::Duration::from_secs(300),
+        ..sfsync_simulator::Faults::default()
+    });
+    let result = client
+        .deleted_detailed("Contact", purge_point, end)
+        .await
+        .unwrap();
+    let next = result.next_start(purge_point, end);
+    assert!(next <= end - ChronoDuration::minutes(5), "{next} vs {end}");
+    assert!(next > end - ChronoDuration::minutes(7), "{next} vs {end}");
+    // A window of a minute or less is refused before it is sent.
+    let calls = client.usage().calls;
+    let err = client
+        .deleted_detailed("Contact", end - ChronoDuration::seconds(60), end)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("more than one minute"), "{err}");
+    assert_eq!(client.usage().calls, calls);
+    sim.shutdown().await;
+}
+
+/// client_credentials against a generic login host is refused by the org, as Salesforce
+/// refuses it anywhere but My Domain; the message says what Salesforce said.
+#[tokio::test]
+async fn client_credentials_on_a_generic_login_host_is_refused_by_the_org() {
+    let sim = start(Org::generate(&OrgSpec::tiny())).await;
+    sim.set_login_host(Some("login.salesforce.com"));
+    let client = client(&sim.url());
+    let err = client.authenticate().await.unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("request not supported on this domain"),
+        "{err}"
+    );
+    sim.set_login_host(Some("acme.my.salesforce.com"));
+    client.authenticate().await.unwrap();
+    sim.shutdown().await;
+}
