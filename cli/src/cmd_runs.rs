@@ -72,6 +72,12 @@ pub async fn run(args: Args) -> Result<ExitCode> {
                 output::line(format_args!("{}: {error}", r.sync))?;
             }
         }
+        // Missed hard deletes need a person even though the run completed.
+        for r in &latest {
+            if let Some(gap) = &r.deletes_gap {
+                output::line(format_args!("{}: {gap}", r.sync))?;
+            }
+        }
     }
     // The status does not depend on whether anyone read the table.
     Ok(if latest.iter().any(|r| is_failure(r.status)) {

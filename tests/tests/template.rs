@@ -1553,6 +1553,38 @@ fn deliver_event_carries_calls_and_a_dead_letter() {
     );
 }
 
+/// A run that missed hard deletes (issue 11) is alarmed on: the metric the extract function
+/// emits for it (name, namespace and stage-wide dimension taken from the code) has an alarm
+/// that fires above zero and notifies.
+#[test]
+fn missed_hard_deletes_have_an_alarm_on_the_metric_the_code_emits() {
+    let counts = sfsync_pipeline::report::RunCounts {
+        delete_gaps: 1,
+        ..Default::default()
+    };
+    let line = sfsync_pipeline::metrics::delete_gaps_line("extract", &counts)
+        .expect("a gap emits a stage-wide line");
+    let emitted: Value = serde_json::from_str(&line).expect("EMF JSON");
+    let directive = &emitted["_aws"]["CloudWatchMetrics"][0];
+    let namespace = directive["Namespace"].clone();
+    let metric = directive["Metrics"][0]["Name"].clone();
+    assert_eq!(directive["Dimensions"], json!([["Stage"]]));
+    let t = template();
+    let alarms = resources_of(&t, "AWS::CloudWatch::Alarm");
+    let alarm = alarms
+        .iter()
+        .map(|(_, a)| &a["Properties"])
+        .find(|p| p["Namespace"] == namespace && p["MetricName"] == metric)
+        .unwrap_or_else(|| panic!("no alarm on {namespace}/{metric}"));
+    assert!(fires_above_zero(alarm), "{alarm}");
+    assert_eq!(
+        alarm["Dimensions"],
+        json!([{"Name": "Stage", "Value": emitted["Stage"]}])
+    );
+    assert_eq!(alarm["TreatMissingData"], "notBreaching");
+    assert!(!alarm["AlarmActions"].is_null(), "{alarm}");
+}
+
 /// The deliver function's auth-pause metric (its stage-wide line) has an alarm on exactly
 /// the namespace, name and dimension it is emitted with.
 #[test]

@@ -8,6 +8,7 @@
 //! | secrets | Secrets Manager (`aws::load_secret`) | a JSON file |
 
 pub mod aws;
+pub mod deletes;
 pub mod deliver;
 pub mod extract;
 pub mod local;

@@ -52,6 +52,8 @@ pub fn counts_line(
         ("CallsRetried", counts.retried),
         ("DestinationRequests", counts.destination_requests),
         ("SalesforceApiCalls", salesforce_api_calls),
+        // Hard deletes Salesforce can no longer list: alarmed on (infra/template.yaml).
+        ("HardDeleteGaps", counts.delete_gaps),
     ]
     .into_iter()
     .filter(|(_, v)| *v > 0)
@@ -87,9 +89,25 @@ pub fn paused_lines(destination: &str, calls: u64) -> [String; 2] {
     ]
 }
 
+/// The stage-wide line of `HardDeleteGaps` (dimension `Stage` only), when a run missed hard
+/// deletes. A CloudWatch alarm names its metric's dimensions exactly, and sync names are the
+/// user's: the alarm in `infra/template.yaml` watches this line, the per-sync line says which.
+pub fn delete_gaps_line(stage: &str, counts: &RunCounts) -> Option<String> {
+    (counts.delete_gaps > 0).then(|| {
+        emf_line(
+            &[("Stage", stage)],
+            &[("HardDeleteGaps", "Count", counts.delete_gaps)],
+            chrono::Utc::now().timestamp_millis(),
+        )
+    })
+}
+
 /// Prints the counters as an EMF line (Lambda only: locally they are in the run report).
 pub fn emit(stage: &str, sync: &str, counts: &RunCounts, salesforce_api_calls: u64) {
     println!("{}", counts_line(stage, sync, counts, salesforce_api_calls));
+    if let Some(line) = delete_gaps_line(stage, counts) {
+        println!("{line}");
+    }
 }
 
 #[cfg(test)]
@@ -130,5 +148,23 @@ mod tests {
         assert_eq!(v["Sync"], json!("contacts"));
         assert!(v["_aws"]["Timestamp"].as_i64().unwrap() > 1_700_000_000_000);
         assert!(!line.contains('\n'));
+    }
+
+    #[test]
+    fn a_delete_gap_is_a_per_sync_and_a_stage_wide_metric() {
+        let counts = RunCounts {
+            delete_gaps: 1,
+            ..Default::default()
+        };
+        let line = counts_line("extract", "contacts", &counts, 0);
+        let v: Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(v["HardDeleteGaps"], json!(1));
+        let stage = delete_gaps_line("extract", &counts).unwrap();
+        let v: Value = serde_json::from_str(&stage).unwrap();
+        let directive = &v["_aws"]["CloudWatchMetrics"][0];
+        assert_eq!(directive["Dimensions"], json!([["Stage"]]));
+        assert_eq!(directive["Metrics"][0]["Name"], json!("HardDeleteGaps"));
+        assert_eq!(v["HardDeleteGaps"], json!(1));
+        assert!(delete_gaps_line("extract", &RunCounts::default()).is_none());
     }
 }

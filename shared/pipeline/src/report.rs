@@ -27,6 +27,10 @@ pub enum RunStatus {
     /// Stopped at the configured share of the daily API limit; resumes on a later run.
     ApiLimit,
     Failed,
+    /// Everything was extracted, but some hard deletes can no longer be read from
+    /// Salesforce (`RunReport::deletes_gap` says which span): the destination may still
+    /// hold records deleted then. Needs a person: see docs/troubleshooting.md.
+    DeletesMissed,
 }
 
 impl fmt::Display for RunStatus {
@@ -37,6 +41,7 @@ impl fmt::Display for RunStatus {
             RunStatus::Partial => "partial (continues next run)",
             RunStatus::ApiLimit => "stopped at the API limit (resumes later)",
             RunStatus::Failed => "failed",
+            RunStatus::DeletesMissed => "complete, but hard deletes were missed (see below)",
         })
     }
 }
@@ -59,6 +64,10 @@ pub struct RunCounts {
     pub destination_requests: u64,
     #[serde(default)]
     pub skip_reasons: BTreeMap<String, u64>,
+    /// Spans of hard deletes Salesforce could no longer list (0 or 1 per run): the metric
+    /// `HardDeleteGaps` an alarm watches.
+    #[serde(default)]
+    pub delete_gaps: u64,
 }
 
 impl RunCounts {
@@ -99,6 +108,7 @@ impl RunCounts {
         self.dead += other.dead;
         self.retried += other.retried;
         self.destination_requests += other.destination_requests;
+        self.delete_gaps += other.delete_gaps;
         for (k, v) in &other.skip_reasons {
             *self.skip_reasons.entry(k.clone()).or_default() += v;
         }
@@ -110,6 +120,28 @@ impl RunCounts {
             self.set_downstream(name, value);
         }
         self.skip_reasons = existing.skip_reasons.clone();
+    }
+}
+
+/// Hard deletes that can no longer be read: getDeleted reaches 15 days back (less when
+/// Salesforce purged its delete log early), and this sync's deletions from `from` to `to`
+/// were past that reach when the run asked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeletesGap {
+    pub from: DateTime<Utc>,
+    pub to: DateTime<Utc>,
+}
+
+impl fmt::Display for DeletesGap {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "hard deletes between {} and {} UTC can no longer be read from Salesforce; records \
+             deleted then may remain in the destinations: run a full replay with deletes \
+             (docs/troubleshooting.md)",
+            self.from.format("%Y-%m-%d %H:%M:%S"),
+            self.to.format("%Y-%m-%d %H:%M:%S")
+        )
     }
 }
 
@@ -128,6 +160,9 @@ pub struct RunReport {
     pub salesforce_api_calls: u64,
     pub counts: RunCounts,
     pub error: Option<String>,
+    /// Set with [`RunStatus::DeletesMissed`].
+    #[serde(default)]
+    pub deletes_gap: Option<DeletesGap>,
 }
 
 impl RunReport {
@@ -144,6 +179,7 @@ impl RunReport {
             salesforce_api_calls: 0,
             counts: RunCounts::default(),
             error: None,
+            deletes_gap: None,
         }
     }
 
@@ -225,6 +261,9 @@ impl fmt::Display for RunReport {
         }
         if let Some(e) = &self.error {
             writeln!(f, "  error       {e}")?;
+        }
+        if let Some(gap) = &self.deletes_gap {
+            writeln!(f, "  deletes     {gap}")?;
         }
         Ok(())
     }
