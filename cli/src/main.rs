@@ -67,7 +67,7 @@ fn main() -> ExitCode {
         // the reader's choice, not an error to report.
         Err(e) if output::is_reader_gone(&e) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("sfsync: {e:#}");
+            output::note(format_args!("sfsync: {e:#}"));
             ExitCode::from(2)
         }
     }

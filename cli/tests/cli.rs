@@ -673,6 +673,35 @@ async fn extract_and_sync_into_a_closed_reader_stop_cleanly_and_keep_their_check
             .is_ok_and(|mut d| d.next().is_some()),
         "no checkpoint saved"
     );
+    // `sync 2>&1 | head`: stderr's reader is gone too, while progress lines are printed
+    // (no --quiet). The run still ends normally, with its state saved.
+    let edited = {
+        let org = s.sim.org();
+        let mut org = org.lock().unwrap_or_else(|e| panic!("{e}"));
+        org.touch_random("Contact", 5, 11)
+    };
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_sfsync"));
+    cmd.arg("sync")
+        .arg("--config")
+        .arg(&s.config)
+        .arg("--secrets")
+        .arg(&s.secrets)
+        .arg("--state")
+        .arg(&s.state)
+        .stdout(reader_gone())
+        .stderr(reader_gone())
+        .kill_on_drop(true);
+    let status = cmd.status().await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(status.code(), Some(0), "sync with stdout and stderr gone");
+    // Every contact's current version went out, the edited ones' new versions included.
+    let now: HashSet<String> = message_ids(&s.delivered()).into_iter().collect();
+    let want_now = s.expected("contacts", "Contact");
+    assert!(
+        want_now.is_subset(&now),
+        "{} current versions not delivered (edited: {edited:?})",
+        want_now.difference(&now).count()
+    );
+
     // The next run starts from that checkpoint: incremental, not everything again.
     let before = s.delivered().len();
     let (ok, output) = s.sync().await;
