@@ -60,6 +60,12 @@ struct World {
 }
 
 async fn world(contacts: usize, max_receive: u32) -> World {
+    world_with(contacts, max_receive, CONFIG, Faults::default()).await
+}
+
+/// A world whose functions run `config` (which may use `${secret:sf_refresh_token}` too)
+/// against a simulator with `faults`.
+async fn world_with(contacts: usize, max_receive: u32, config: &str, faults: Faults) -> World {
     let sdk = aws().await;
     let sqs = aws_sdk_sqs::Client::new(&sdk);
     let dynamo = aws_sdk_dynamodb::Client::new(&sdk);
@@ -80,7 +86,7 @@ async fn world(contacts: usize, max_receive: u32) -> World {
         ..OrgSpec::tiny()
     });
     let creds = Credentials::demo();
-    let sim = Simulator::start(org, creds.clone(), Faults::default())
+    let sim = Simulator::start(org, creds.clone(), faults)
         .await
         .unwrap_or_else(|e| panic!("simulator: {e}"));
     let receiver = Receiver::start().await;
@@ -88,9 +94,10 @@ async fn world(contacts: usize, max_receive: u32) -> World {
         "sf_url": sim.url(),
         "sf_client_id": creds.client_id,
         "sf_client_secret": creds.client_secret,
+        "sf_refresh_token": creds.refresh_token,
         "receiver_url": receiver.url,
         "seg_key": "seg-write-key",
-        "sfsync_config": CONFIG,
+        "sfsync_config": config,
     });
     secrets
         .create_secret()
@@ -120,7 +127,7 @@ async fn world(contacts: usize, max_receive: u32) -> World {
         delivery_dlq,
         sim,
         receiver,
-        config: Config::parse(CONFIG).unwrap_or_else(|e| panic!("{e}")),
+        config: Config::parse(config).unwrap_or_else(|e| panic!("{e}")),
     }
 }
 
@@ -890,6 +897,241 @@ async fn messages_delivered_together_are_still_judged_one_by_one() {
         (0, 2),
         "the fresh messages wait for Retry-After"
     );
+}
+
+// ---------------------------------------------------------------------------------------
+// Refresh Token Rotation (issue 11, item 2)
+
+/// The secret's stored rotated refresh token, as a JSON document.
+async fn stored_refresh_token(w: &World) -> Option<Value> {
+    let secrets = aws_sdk_secretsmanager::Client::new(&w.sdk);
+    let out = secrets
+        .get_secret_value()
+        .secret_id(&w.env.secret_id)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{}", aws_sdk_secretsmanager::error::DisplayErrorContext(&e)));
+    let keys: Value =
+        serde_json::from_str(out.secret_string().unwrap_or("{}")).unwrap_or_else(|e| panic!("{e}"));
+    keys[sfsync_pipeline::token_store::REFRESH_TOKEN_SECRET_KEY]
+        .as_str()
+        .map(|doc| serde_json::from_str(doc).unwrap_or_else(|e| panic!("{e}")))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_rotated_refresh_token_is_kept_in_the_secret_and_used_by_the_next_cold_start() {
+    let config = CONFIG.replace(
+        "auth = \"client_credentials\"",
+        "auth = \"refresh_token\"\nrefresh_token = \"${secret:sf_refresh_token}\"",
+    );
+    let w = world_with(
+        300,
+        3,
+        &config,
+        Faults {
+            rotate_refresh_tokens: true,
+            ..Faults::default()
+        },
+    )
+    .await;
+    let configured = Credentials::demo().refresh_token;
+
+    // Cold start 1: the token request rotates the configured refresh token.
+    let first = w
+        .extract(json!({"syncs": ["contacts"]}))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        first.reports[0].status,
+        sfsync_pipeline::report::RunStatus::Complete,
+        "{}",
+        first.reports[0]
+    );
+    let stored = stored_refresh_token(&w)
+        .await
+        .unwrap_or_else(|| panic!("the rotated refresh token was not stored"));
+    let first_token = stored["token"].as_str().unwrap_or_default().to_string();
+    assert!(!first_token.is_empty() && first_token != configured);
+    assert_eq!(stored["generation"], 1);
+    // The rest of the secret is as it was.
+    let config_back = secret_keys(&w).await;
+    assert!(config_back.contains("sf_client_id"), "{config_back}");
+
+    // Every session times out; cold start 2 must present the stored token — the configured
+    // one is rotated out, and presenting it would revoke the chain.
+    w.sim.expire_all_tokens();
+    let second = w
+        .extract(json!({"syncs": ["contacts", "accounts"]}))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    for report in &second.reports {
+        assert_eq!(
+            report.status,
+            sfsync_pipeline::report::RunStatus::Complete,
+            "{report}"
+        );
+    }
+    let stored = stored_refresh_token(&w)
+        .await
+        .unwrap_or_else(|| panic!("no stored refresh token"));
+    assert_eq!(stored["generation"], 2, "{stored}");
+    let second_token = stored["token"].as_str().unwrap_or_default().to_string();
+    assert_ne!(second_token, first_token);
+
+    // No token reaches a run report or the handler's output.
+    for output in [&first, &second] {
+        let shown = serde_json::to_string(output).unwrap_or_default()
+            + &output
+                .reports
+                .iter()
+                .map(|r| r.to_string())
+                .collect::<String>();
+        for token in [&configured, &first_token, &second_token] {
+            assert!(
+                !shown.contains(token.as_str()),
+                "a refresh token leaked: {shown}"
+            );
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_secret_never_goes_back_to_an_older_refresh_token() {
+    use sfsync_salesforce::{RefreshTokenStore, RotatedRefreshToken};
+    let w = world(5, 3).await;
+    let store = sfsync_pipeline::token_store::SecretTokenStore::new(
+        aws_sdk_secretsmanager::Client::new(&w.sdk),
+        &w.env.secret_id,
+    );
+    let token = |generation: u64| RotatedRefreshToken {
+        token: format!("5Aep861rotated{generation}"),
+        generation,
+        origin: sfsync_salesforce::origin_of(&Credentials::demo().refresh_token),
+    };
+    store
+        .save(&token(2))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    // A concurrent function that refreshed earlier and writes late leaves the newer token.
+    store
+        .save(&token(1))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        store.load().await.unwrap_or_else(|e| panic!("{e}")),
+        Some(token(2))
+    );
+    store
+        .save(&token(3))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        store.load().await.unwrap_or_else(|e| panic!("{e}")),
+        Some(token(3))
+    );
+    // The function's other keys are kept.
+    let keys = secret_keys(&w).await;
+    assert!(keys.contains("sfsync_config"), "{keys}");
+}
+
+/// The secret's key names (never its values).
+async fn secret_keys(w: &World) -> String {
+    let secrets = aws_sdk_secretsmanager::Client::new(&w.sdk);
+    let out = secrets
+        .get_secret_value()
+        .secret_id(&w.env.secret_id)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{}", aws_sdk_secretsmanager::error::DisplayErrorContext(&e)));
+    let keys: serde_json::Map<String, Value> =
+        serde_json::from_str(out.secret_string().unwrap_or("{}")).unwrap_or_default();
+    keys.keys().cloned().collect::<Vec<_>>().join(",")
+}
+
+// ---------------------------------------------------------------------------------------
+// One run never starves the others (issue 11, item 8)
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_spent_api_budget_stops_the_remaining_syncs_cleanly_and_names_them() {
+    let w = world(300, 3).await;
+    // The org's daily requests are nearly used up by someone else: the client's share
+    // (max_api_share 0.8 of 50) is spent by the first answers this invocation sees.
+    w.sim.set_faults(Faults {
+        daily_limit: Some(50),
+        ..Faults::default()
+    });
+    let other = reqwest::Client::new();
+    let token = {
+        let creds = Credentials::demo();
+        let answer: Value = other
+            .post(format!("{}/services/oauth2/token", w.sim.url()))
+            .form(&[
+                ("grant_type", "client_credentials"),
+                ("client_id", creds.client_id.as_str()),
+                ("client_secret", creds.client_secret.as_str()),
+            ])
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+            .json()
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        answer["access_token"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    };
+    for _ in 0..40 {
+        other
+            .get(format!("{}/services/data/v62.0/limits", w.sim.url()))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+    let out = w
+        .extract(json!({"syncs": ["contacts", "accounts"]}))
+        .await
+        .unwrap_or_else(|e| panic!("a spent budget is a clean stop, not a failure: {e}"));
+    assert_eq!(out.reports.len(), 1, "{:?}", out.reports);
+    assert_eq!(
+        out.reports[0].status,
+        sfsync_pipeline::report::RunStatus::ApiLimit,
+        "{}",
+        out.reports[0]
+    );
+    let stopped = &out.reports[0].sync;
+    let not_run: Vec<&str> = out.not_run.iter().map(|n| n.sync.as_str()).collect();
+    assert_eq!(not_run.len(), 1, "{:?}", out.not_run);
+    assert_ne!(not_run[0], stopped);
+    assert_eq!(out.not_run[0].reason, sfsync_extract::StopReason::ApiLimit);
+    let shown = serde_json::to_value(&out).unwrap_or_default();
+    assert_eq!(shown["not_run"][0]["reason"], "api_limit", "{shown}");
+    // Nothing moved for the sync that did not run.
+    assert!(
+        w.store
+            .checkpoint(not_run[0])
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+            .is_none()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_sync_that_waited_goes_first_next_time() {
+    let w = world(20, 3).await;
+    let first = w
+        .extract(json!({"syncs": ["contacts"]}))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(first.reports.len(), 1);
+    // accounts has never run: it goes before contacts, whatever the config order.
+    let next = w
+        .extract(json!({"syncs": ["contacts", "accounts"]}))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let order: Vec<&str> = next.reports.iter().map(|r| r.sync.as_str()).collect();
+    assert_eq!(order, vec!["accounts", "contacts"]);
 }
 
 /// A 401 from the destination (a revoked key) holds the calls on the delivery queue with the

@@ -718,6 +718,9 @@ fn checkpoint(by: &str, version: u64, seconds: i64) -> Checkpoint {
         run_id: format!("run-{by}"),
         updated_at: base,
         version,
+        partial: false,
+        deletes_from: None,
+        bulk: None,
     }
 }
 

@@ -866,6 +866,8 @@ fn needs(binary: &str) -> Option<Vec<(&'static str, Target)>> {
     ];
     match binary {
         "sfsync-extract" => needs.extend([
+            // A rotated Salesforce refresh token is kept in the function's own secret.
+            ("secretsmanager:PutSecretValue", Env("SFSYNC_SECRET_ID")),
             ("sqs:SendMessage", Env("RECORDS_QUEUE_URL")),
             ("dynamodb:GetItem", Env("STATE_TABLE")),
             ("dynamodb:PutItem", Env("STATE_TABLE")),

@@ -12,7 +12,9 @@ use sfsync_pipeline::aws::{self, FunctionEnv, SetupError};
 use sfsync_pipeline::extract::{ExtractError, ExtractSettings, extract_sync};
 use sfsync_pipeline::queue::SqsQueue;
 use sfsync_pipeline::report::{RunReport, RunStatus, new_run_id};
+use sfsync_pipeline::state::StateStore;
 use sfsync_pipeline::state::dynamo::DynamoStore;
+use sfsync_pipeline::token_store::SecretTokenStore;
 use sfsync_salesforce::{Client, ClientConfig};
 use tracing::Instrument;
 
@@ -31,8 +33,8 @@ impl ExtractState {
         sdk: &aws_config::SdkConfig,
         env: &FunctionEnv,
     ) -> Result<ExtractState, SetupError> {
-        let secrets =
-            aws::load_secret(&aws_sdk_secretsmanager::Client::new(sdk), &env.secret_id).await?;
+        let secrets_manager = aws_sdk_secretsmanager::Client::new(sdk);
+        let secrets = aws::load_secret(&secrets_manager, &env.secret_id).await?;
         let config = aws::function_config(&secrets)?;
         let max_message_bytes = config.pipeline.max_message_bytes;
         let client_config =
@@ -40,9 +42,15 @@ impl ExtractState {
                 source_name: "salesforce".into(),
                 message: e.to_string(),
             })?;
-        let client = Client::new(client_config).map_err(|e| SetupError::Config {
-            source_name: "salesforce".into(),
-            message: e.to_string(),
+        // A rotated refresh token is kept in the function's own secret, for the next cold
+        // start and for concurrent invocations (infra/template.yaml grants PutSecretValue
+        // on that secret only).
+        let token_store = Arc::new(SecretTokenStore::new(secrets_manager, &env.secret_id));
+        let client = Client::with_refresh_token_store(client_config, token_store).map_err(|e| {
+            SetupError::Config {
+                source_name: "salesforce".into(),
+                message: e.to_string(),
+            }
         })?;
         Ok(ExtractState {
             config: Arc::new(config),
@@ -76,6 +84,25 @@ pub struct ExtractOutput {
     pub reports: Vec<RunReport>,
     /// Syncs another run was already extracting.
     pub busy: Vec<String>,
+    /// Selected syncs this invocation did not start, and why: the org's API budget was
+    /// spent, or the deadline came, during an earlier sync. They run on the next
+    /// invocation, first (see [`least_recently_extracted_first`]).
+    pub not_run: Vec<NotRun>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct NotRun {
+    pub sync: String,
+    pub reason: StopReason,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StopReason {
+    /// The configured share of the org's daily API requests is used up.
+    ApiLimit,
+    /// Too little of the invocation's time is left.
+    Deadline,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -126,9 +153,23 @@ pub async fn handle(
         run_id: run_id.clone(),
         reports: Vec::new(),
         busy: Vec::new(),
+        not_run: Vec::new(),
     };
+    let syncs = least_recently_extracted_first(&state.store, syncs).await?;
     let mut failed = Vec::new();
+    let mut stopped: Option<StopReason> = None;
     for sync in syncs {
+        if stopped.is_none() && settings.time_is_short() {
+            stopped = Some(StopReason::Deadline);
+        }
+        if let Some(reason) = stopped {
+            tracing::warn!(sync = %sync.name, ?reason, "sync not started in this invocation");
+            output.not_run.push(NotRun {
+                sync: sync.name.clone(),
+                reason,
+            });
+            continue;
+        }
         let span = tracing::info_span!("extract", run_id = %run_id, sync = %sync.name);
         // Instrumented while it awaits; entered only for the synchronous rest of the turn.
         let result = extract_sync(
@@ -158,7 +199,11 @@ pub async fn handle(
                     &report.counts,
                     report.salesforce_api_calls,
                 );
-                let stop = matches!(report.status, RunStatus::ApiLimit | RunStatus::Partial);
+                let stop = match report.status {
+                    RunStatus::ApiLimit => Some(StopReason::ApiLimit),
+                    RunStatus::Partial => Some(StopReason::Deadline),
+                    _ => None,
+                };
                 if report.status == RunStatus::Failed {
                     failed.push(format!(
                         "{}: {}",
@@ -168,10 +213,8 @@ pub async fn handle(
                 }
                 output.reports.push(report);
                 // The API limit is org-wide and the deadline is ours: the other syncs wait
-                // for the next invocation.
-                if stop {
-                    break;
-                }
+                // for the next invocation, and are named in the output.
+                stopped = stop;
             }
             Err(ExtractError::LeaseHeld(e)) => {
                 tracing::warn!(error = %e, "sync skipped: another run holds its lease");
@@ -180,9 +223,36 @@ pub async fn handle(
             Err(ExtractError::State(e)) => return Err(e.into()),
         }
     }
+    if !output.not_run.is_empty() {
+        tracing::warn!(
+            not_run = %output.not_run.iter().map(|n| n.sync.as_str()).collect::<Vec<_>>().join(", "),
+            "the invocation stopped early; these syncs run first next time"
+        );
+    }
     if failed.is_empty() {
         Ok(output)
     } else {
         Err(ExtractFailure::Failed(failed.join("; ")))
     }
+}
+
+/// The selected syncs, the one whose checkpoint moved longest ago first (never-run syncs
+/// before all). A sync that keeps an invocation busy until its deadline (a large backfill)
+/// or spends the API budget then goes last next time, so every sync gets its turn instead
+/// of the first in the config starving the rest.
+pub async fn least_recently_extracted_first<'a, S: StateStore>(
+    store: &S,
+    syncs: Vec<&'a sfsync_mapping::SyncConfig>,
+) -> Result<Vec<&'a sfsync_mapping::SyncConfig>, sfsync_pipeline::state::StateError> {
+    let mut keyed = Vec::with_capacity(syncs.len());
+    for (position, sync) in syncs.into_iter().enumerate() {
+        let moved = store
+            .checkpoint(&sync.name)
+            .await?
+            .map(|c| c.updated_at)
+            .unwrap_or(DateTime::<Utc>::UNIX_EPOCH);
+        keyed.push((moved, position, sync));
+    }
+    keyed.sort_by_key(|(moved, position, _)| (*moved, *position));
+    Ok(keyed.into_iter().map(|(_, _, sync)| sync).collect())
 }

@@ -1,17 +1,85 @@
 //! The extract stage: one sync's changes since its checkpoint, packed into records messages
 //! and enqueued; the checkpoint advanced only after the enqueue succeeded.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use sfsync_mapping::SyncConfig;
-use sfsync_salesforce::{Client, Cursor, Window};
+use sfsync_salesforce::{BulkJobState, Client, Cursor, Window};
 use tracing::Instrument;
 
 use crate::message::{MESSAGE_VERSION, Packer, RecordsMessage};
 use crate::queue::Queue;
 use crate::report::{RunReport, RunStatus};
 use crate::state::{Checkpoint, StateError, StateStore};
+
+/// Where a run reads the time it measures its deadline against. The system's monotonic
+/// clock in production; tests inject a [`ManualClock`] so that "the deadline falls after N
+/// records" is a fact of the test, not of the machine's speed.
+pub trait Clock: Send + Sync + std::fmt::Debug {
+    fn now(&self) -> Instant;
+}
+
+#[derive(Debug, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> Instant {
+        Instant::now()
+    }
+}
+
+/// A clock that moves only when told to ([`ManualClock::advance`]), and by a fixed step
+/// each time it is read if made with [`ManualClock::ticking`] (so that a loop that only
+/// polls, like waiting for a Bulk job, also uses up a run's time, deterministically).
+#[derive(Debug)]
+pub struct ManualClock {
+    start: Instant,
+    elapsed_nanos: AtomicU64,
+    tick_nanos: u64,
+}
+
+impl ManualClock {
+    pub fn new() -> ManualClock {
+        ManualClock::ticking(Duration::ZERO)
+    }
+
+    /// A clock that advances by `per_read` every time it is read.
+    pub fn ticking(per_read: Duration) -> ManualClock {
+        ManualClock {
+            start: Instant::now(),
+            elapsed_nanos: AtomicU64::new(0),
+            tick_nanos: u64::try_from(per_read.as_nanos()).unwrap_or(u64::MAX),
+        }
+    }
+
+    /// The instant the clock started at (time zero).
+    pub fn start(&self) -> Instant {
+        self.start
+    }
+
+    pub fn advance(&self, by: Duration) {
+        let nanos = u64::try_from(by.as_nanos()).unwrap_or(u64::MAX);
+        self.elapsed_nanos.fetch_add(nanos, Ordering::SeqCst);
+    }
+}
+
+impl Default for ManualClock {
+    fn default() -> Self {
+        ManualClock::new()
+    }
+}
+
+impl Clock for ManualClock {
+    fn now(&self) -> Instant {
+        let elapsed = self
+            .elapsed_nanos
+            .fetch_add(self.tick_nanos, Ordering::SeqCst);
+        self.start + Duration::from_nanos(elapsed)
+    }
+}
 
 #[derive(Debug, Clone)]
 pub struct ExtractSettings {
@@ -24,6 +92,8 @@ pub struct ExtractSettings {
     /// Stop cleanly when less than `margin` is left before this instant.
     pub deadline: Option<Instant>,
     pub margin: Duration,
+    /// What `deadline` is measured against ([`SystemClock`] unless a test injects one).
+    pub clock: Arc<dyn Clock>,
     pub max_body_bytes: usize,
     pub compress: bool,
     /// The most records of a page handed to the queue in one send. Unlimited by default: a
@@ -44,6 +114,7 @@ impl ExtractSettings {
             lookback: Duration::from_secs(300),
             deadline: None,
             margin: Duration::from_secs(30),
+            clock: Arc::new(SystemClock),
             max_body_bytes: crate::message::DEFAULT_MAX_BODY_BYTES,
             compress: true,
             max_records_per_send: usize::MAX,
@@ -51,9 +122,10 @@ impl ExtractSettings {
         }
     }
 
-    fn time_is_short(&self) -> bool {
+    /// Less than `margin` is left before the deadline.
+    pub fn time_is_short(&self) -> bool {
         self.deadline
-            .is_some_and(|d| d.saturating_duration_since(Instant::now()) < self.margin)
+            .is_some_and(|d| d.saturating_duration_since(self.clock.now()) < self.margin)
     }
 }
 
@@ -65,9 +137,6 @@ pub enum ExtractError {
     #[error(transparent)]
     State(#[from] StateError),
 }
-
-/// The oldest start the getDeleted endpoint serves.
-const DELETED_REACH: chrono::Duration = chrono::Duration::days(15);
 
 /// Extracts one sync. The returned report says how it ended; `Err` only when the run could
 /// not start (lease held, state store unreachable). Everything it logs (the Salesforce
@@ -139,28 +208,62 @@ async fn run<Q: Queue, S: StateStore>(
         .map_err(|e| e.to_string())?;
     let mut version = previous.as_ref().map_or(0, |c| c.version);
     let until = report.started_at;
+    // Where getDeleted starts next, carried unchanged through this run's saves until a
+    // completed run has read past it. A sync's first run tracks deletions from its start.
+    let mut deletes_from = match &previous {
+        None => Some(until),
+        Some(cp) => cp.deletes_from,
+    };
     let lookback = chrono::Duration::from_std(settings.lookback).unwrap_or_default();
-    let after = match (&previous, settings.full) {
-        (Some(cp), false) => Some(Cursor {
-            modstamp: cp.cursor.modstamp - lookback,
-            id: String::new(),
-        }),
-        _ => None,
+    // A Bulk job an earlier run could not finish is resumed over its own window: a new job
+    // would deliver the same rows again and spend the org's daily job allowance.
+    let bulk_job = previous
+        .as_ref()
+        .filter(|_| !settings.full)
+        .and_then(|cp| cp.bulk.clone());
+    let (after, until) = match &bulk_job {
+        Some(job) => (job.after.clone(), job.until),
+        None => (
+            resume_after(previous.as_ref(), settings.full, lookback),
+            until,
+        ),
     };
     report.window_start = after.as_ref().map(|c| c.modstamp);
     report.window_end = Some(until);
 
-    let plan = client.plan(sync).await.map_err(|e| e.to_string())?;
-    let mut extraction = client.extract(
-        &plan,
-        Window {
-            after: after.clone(),
-            until,
-            include_deleted: sync.deletes,
-            api: sync.api,
-            where_clause: sync.where_clause.clone(),
-        },
-    );
+    let plan = match client.plan(sync).await {
+        Ok(plan) => plan,
+        // The org's API budget is spent before this sync could start: a clean stop, not a
+        // failure (the caller stops the remaining syncs too).
+        Err(e @ sfsync_salesforce::Error::ApiLimit { .. }) => {
+            report.status = RunStatus::ApiLimit;
+            report.error = Some(e.to_string());
+            report.salesforce_api_calls = client.usage().calls - calls_before;
+            return Ok(());
+        }
+        Err(e) => return Err(e.to_string()),
+    };
+    // Polling a Bulk job stops in time too; the job is saved and resumed by the next run.
+    let stop_settings = settings.clone();
+    let mut extraction = client
+        .extract(
+            &plan,
+            Window {
+                after: after.clone(),
+                until,
+                include_deleted: sync.deletes,
+                api: sync.api,
+                where_clause: sync.where_clause.clone(),
+            },
+        )
+        .stop_when(Arc::new(move || stop_settings.time_is_short()));
+    if let Some(job) = bulk_job.clone() {
+        tracing::info!(job_id = %job.job_id, "resuming the Bulk job of an earlier run");
+        extraction = extraction.resume_bulk(job);
+    }
+    // The Bulk position the checkpoint holds, and whether its cursor is mid-window.
+    let mut saved_bulk = bulk_job;
+    let mut cursor_partial = previous.as_ref().is_none_or(|c| c.partial);
     // A replay (`full`) records its own progress from the start, moving the checkpoint back:
     // if it stops at the deadline, the next scheduled run continues the replay instead of
     // silently returning to the old position.
@@ -186,6 +289,27 @@ async fn run<Q: Queue, S: StateStore>(
         let page = match fetched {
             Ok(Some(page)) => page,
             Ok(None) => {
+                if let Some(position) = extraction.suspended().cloned() {
+                    // Stopped while the Bulk job was still running: keep it for later.
+                    report.status = RunStatus::Partial;
+                    if saved_bulk.as_ref() != Some(&position) {
+                        let at = cursor.clone().unwrap_or_else(before_everything);
+                        if let Err(e) = save(
+                            store,
+                            sync,
+                            &mut version,
+                            (&at, deletes_from),
+                            cursor_partial,
+                            Some(&position),
+                            &report.run_id,
+                        )
+                        .await
+                        {
+                            break Err(e);
+                        }
+                    }
+                    break Ok(());
+                }
                 finished = true;
                 break Ok(());
             }
@@ -204,6 +328,7 @@ async fn run<Q: Queue, S: StateStore>(
             .filter(|r| r.get("IsDeleted").and_then(|v| v.as_bool()) == Some(true))
             .count() as u64;
         let last = page.last;
+        let bulk_position = page.bulk;
         // Fetching ahead holds two pages at once. A page larger than one send is not worth
         // that: it is delivered in several sends anyway, and memory must stay flat. (Under
         // `sfsync sync` the client already hands Bulk pages on in REST-page-sized slices.)
@@ -222,43 +347,104 @@ async fn run<Q: Queue, S: StateStore>(
         report.counts.extracted += n;
         report.counts.deleted_found += deleted;
         if let Some(last) = last
-            && cursor.as_ref().is_none_or(|c| &last > c)
+            && (cursor.as_ref().is_none_or(|c| &last > c) || saved_bulk.is_some())
         {
-            if let Err(e) = save(store, sync, &mut version, &last, &report.run_id).await {
+            // Mid-window: the next run resumes exactly here if this one stops.
+            let last = match cursor.take() {
+                Some(c) if c > last => c,
+                _ => last,
+            };
+            if let Err(e) = save(
+                store,
+                sync,
+                &mut version,
+                (&last, deletes_from),
+                true,
+                None,
+                &report.run_id,
+            )
+            .await
+            {
                 break Err(e);
             }
             cursor = Some(last);
+            cursor_partial = true;
+            saved_bulk = None;
+        } else if let Some(position) = bulk_position {
+            // A Bulk page before the last: the cursor cannot move yet (results come in no
+            // order), but the job's position does, so a stop here loses nothing and
+            // repeats nothing.
+            let at = cursor.clone().unwrap_or_else(before_everything);
+            if let Err(e) = save(
+                store,
+                sync,
+                &mut version,
+                (&at, deletes_from),
+                cursor_partial,
+                Some(&position),
+                &report.run_id,
+            )
+            .await
+            {
+                break Err(e);
+            }
+            saved_bulk = Some(position);
         }
     };
     outcome?;
 
     if finished {
         // Hard deletes (and anything purged from the Recycle Bin) are only visible through
-        // getDeleted, which reaches 15 days back.
+        // getDeleted (crate::deletes). Checkpoints from before `deletes_from` existed start
+        // at the look-back before their cursor, as runs did then.
+        let mut gap = None;
         if sync.deletes
-            && let Some(start) = after.as_ref().map(|c| c.modstamp)
+            && let Some(cp) = &previous
         {
-            if until - start < DELETED_REACH {
-                let deleted = client
-                    .deleted(&sync.object, start, until)
-                    .await
-                    .map_err(|e| e.to_string())?;
-                report.counts.deleted_found += deleted.len() as u64;
-                report.counts.extracted += deleted.len() as u64;
-                enqueue(queue, report, &sync.name, settings, deleted).await?;
-            } else {
-                tracing::warn!(sync = %sync.name, "the last run is more than 15 days old: hard deletes since then cannot be detected");
-            }
+            let start = cp.deletes_from.unwrap_or(cp.cursor.modstamp - lookback);
+            let deletes = crate::deletes::read_hard_deletes(client, &sync.object, start, until)
+                .await
+                .map_err(|e| e.to_string())?;
+            let n = deletes.records.len() as u64;
+            report.counts.deleted_found += n;
+            report.counts.extracted += n;
+            enqueue(queue, report, &sync.name, settings, deletes.records).await?;
+            deletes_from = Some(deletes.next_start);
+            gap = deletes.gap;
+        } else {
+            deletes_from = Some(until);
         }
         // Everything up to `until` is enqueued: the next run starts there (minus look-back).
+        // Saved even when the cursor does not move, to mark the window complete.
         let end = Cursor {
             modstamp: until,
             id: String::new(),
         };
-        if cursor.as_ref().is_none_or(|c| &end > c) {
-            save(store, sync, &mut version, &end, &report.run_id).await?;
+        let end = match cursor {
+            Some(c) if c > end => c,
+            _ => end,
+        };
+        save(
+            store,
+            sync,
+            &mut version,
+            (&end, deletes_from),
+            false,
+            None,
+            &report.run_id,
+        )
+        .await?;
+        // Its results are all enqueued: the Bulk job is no longer needed.
+        if let Err(e) = extraction.delete_finished_bulk_job().await {
+            tracing::warn!(error = %e, "could not delete the finished Bulk job (Salesforce removes it after 7 days)");
         }
         report.status = RunStatus::Complete;
+        if let Some(gap) = gap {
+            tracing::error!(sync = %sync.name, %gap, "hard deletes missed");
+            report.status = RunStatus::DeletesMissed;
+            report.deletes_gap = Some(gap);
+            report.counts.delete_gaps += 1;
+        }
     }
     report.salesforce_api_calls = client.usage().calls - calls_before;
     Ok(())
@@ -359,11 +545,44 @@ fn too_large<'r>(
     })
 }
 
+/// Where a run starts reading. After a completed run: the look-back before its end, every
+/// record at that SystemModstamp included (late-committed transactions land there). After
+/// a run that stopped inside its window: exactly after the last record it enqueued — the
+/// look-back was already read by the run that began the window, and re-reading it (and every
+/// record tied at the cursor's SystemModstamp) on each resume would never get through a
+/// mass update larger than one run can read.
+fn resume_after(
+    previous: Option<&Checkpoint>,
+    full: bool,
+    lookback: chrono::Duration,
+) -> Option<Cursor> {
+    match previous {
+        None => None,
+        Some(_) if full => None,
+        Some(cp) if cp.partial => Some(cp.cursor.clone()),
+        Some(cp) => Some(Cursor {
+            modstamp: cp.cursor.modstamp - lookback,
+            id: String::new(),
+        }),
+    }
+}
+
+/// The cursor of a checkpoint that covers nothing yet (a first run part-way through its first
+/// Bulk job): marked partial, it resumes from the beginning.
+fn before_everything() -> Cursor {
+    Cursor {
+        modstamp: DateTime::<Utc>::UNIX_EPOCH,
+        id: String::new(),
+    }
+}
+
 async fn save<S: StateStore>(
     store: &S,
     sync: &SyncConfig,
     version: &mut u64,
-    cursor: &Cursor,
+    (cursor, deletes_from): (&Cursor, Option<DateTime<Utc>>),
+    partial: bool,
+    bulk: Option<&BulkJobState>,
     run_id: &str,
 ) -> Result<(), String> {
     let next = Checkpoint {
@@ -371,6 +590,9 @@ async fn save<S: StateStore>(
         run_id: run_id.to_string(),
         updated_at: Utc::now(),
         version: *version + 1,
+        partial,
+        deletes_from,
+        bulk: bulk.cloned(),
     };
     store
         .put_checkpoint(&sync.name, *version, &next)

@@ -18,6 +18,7 @@ pub mod metrics;
 pub mod queue;
 pub mod report;
 pub mod state;
+pub mod token_store;
 
 use std::time::Duration;
 

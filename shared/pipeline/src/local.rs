@@ -374,7 +374,11 @@ pub async fn run_local(
         }
         out
     };
-    let client = sfsync_salesforce::Client::new(local_client_config(&config.salesforce)?)?;
+    // A rotated refresh token is kept in the state directory (mode 0600) for the next run.
+    let client = sfsync_salesforce::Client::with_refresh_token_store(
+        local_client_config(&config.salesforce)?,
+        Arc::new(crate::token_store::FileTokenStore::new(&options.state_dir)),
+    )?;
     // No redirects (a redirected POST would become a GET); each request's timeout is the
     // destination engine's.
     let http = sfsync_destinations::http_client().map_err(|e| LocalError::Http(e.to_string()))?;

@@ -8,7 +8,7 @@ use std::future::Future;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use sfsync_salesforce::Cursor;
+use sfsync_salesforce::{BulkJobState, Cursor};
 
 use crate::report::{RunCounts, RunReport};
 
@@ -21,6 +21,22 @@ pub struct Checkpoint {
     pub updated_at: DateTime<Utc>,
     /// Incremented on every write; writes are conditional on it.
     pub version: u64,
+    /// The run that wrote this stopped inside its window (deadline, API limit, failure):
+    /// the next run resumes right after `cursor`, with no look-back. Re-reading the
+    /// look-back (and every record tied at `cursor`'s SystemModstamp) on each resume would
+    /// never get through a mass update larger than one run can read. Checkpoints written
+    /// before this field existed read as `false` (complete: look-back applies).
+    #[serde(default)]
+    pub partial: bool,
+    /// Where the next getDeleted starts (the last one's `latestDateCovered`). `None` in
+    /// checkpoints written before it existed: the look-back before `cursor` is used.
+    #[serde(default)]
+    pub deletes_from: Option<DateTime<Utc>>,
+    /// A Bulk API 2.0 job this sync is part-way through (its window, results locator and
+    /// rows already enqueued): the next run resumes it instead of choosing an API, and
+    /// `cursor` moves only once all of its results are enqueued.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bulk: Option<BulkJobState>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -579,6 +595,9 @@ mod tests {
             run_id: "r".into(),
             updated_at: Utc::now(),
             version,
+            partial: false,
+            deletes_from: None,
+            bulk: None,
         }
     }
 
