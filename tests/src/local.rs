@@ -183,6 +183,23 @@ impl Local {
         backoff: Duration,
         progress: ProgressFn,
     ) -> Vec<RunReport> {
+        self.run_inline(backoff, progress, chrono::Utc::now()).await
+    }
+
+    /// One run of every sync (as [`Local::run_with_backoff`]) that starts at `started_at`:
+    /// a test passes the simulated org's clock, so that the run's window and getDeleted's
+    /// dates are on the org's time line, as they are against a real org.
+    pub async fn run_at(&self, started_at: chrono::DateTime<chrono::Utc>) -> Vec<RunReport> {
+        self.run_inline(Duration::from_millis(1), Arc::new(|_| {}), started_at)
+            .await
+    }
+
+    async fn run_inline(
+        &self,
+        backoff: Duration,
+        progress: ProgressFn,
+        started_at: chrono::DateTime<chrono::Utc>,
+    ) -> Vec<RunReport> {
         let config = Arc::new(self.config.clone());
         let mut client_config =
             local_client_config(&config.salesforce).unwrap_or_else(|e| panic!("{e}"));
@@ -211,7 +228,6 @@ impl Local {
             progress,
         )
         .with_budget(Duration::from_secs(20));
-        let started_at = chrono::Utc::now();
         let run_id = new_run_id(started_at);
         let mut settings = ExtractSettings::new(format!("test:{}", std::process::id()));
         settings.lookback = Duration::from_secs(config.salesforce.lookback_seconds);
