@@ -404,8 +404,7 @@ async fn permanent_failures_are_dead_lettered_with_the_reason() {
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     // A refusal no call can cause (a 400 is bisected: it may be one call's fault).
-    w.receiver
-        .script(404, &[], r#"{"error":"no such source"}"#);
+    w.receiver.script(404, &[], r#"{"error":"no such source"}"#);
     let deliver = w.deliver_state().await;
     let (_, failures) = w.pump(&deliver).await;
     assert!(
