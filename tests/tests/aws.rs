@@ -425,7 +425,10 @@ async fn permanent_failures_are_dead_lettered_with_the_reason() {
             serde_json::from_str(m.body().unwrap_or("{}")).unwrap_or_else(|e| panic!("{e}"));
         let reason = letter["reason"].as_str().unwrap_or_default();
         assert!(reason.contains("404"), "reason names the status: {reason}");
-        assert!(reason.contains("no such source"), "and the API's message: {reason}");
+        assert!(
+            reason.contains("no such source"),
+            "and the API's message: {reason}"
+        );
         assert!(letter["call"]["messageId"].is_string());
         assert_eq!(letter["destination"], json!("seg"));
     }
