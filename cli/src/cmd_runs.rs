@@ -93,9 +93,15 @@ fn is_failure(status: RunStatus) -> bool {
     matches!(status, RunStatus::Failed)
 }
 
-/// The newest report of each sync, in the order the syncs last ran (newest first). The
-/// stores list reports newest first.
-fn latest_per_sync(reports: Vec<RunReport>) -> Vec<RunReport> {
+/// The newest report of each sync, in the order the syncs last ran (newest first). A run id
+/// starts with its start time to the second, so two runs started within one second come
+/// back from the stores in either order: the start time settles it. (The id comes first
+/// because a report only later stages have written yet carries no start time of its own.)
+fn latest_per_sync(mut reports: Vec<RunReport>) -> Vec<RunReport> {
+    reports.sort_by_key(|r| {
+        let started_second = r.run_id.split('-').next().unwrap_or_default().to_string();
+        std::cmp::Reverse((started_second, r.started_at))
+    });
     let mut seen = HashSet::new();
     reports
         .into_iter()
@@ -252,6 +258,17 @@ mod tests {
                 "leads     complete  2026-12-02 17:45:00 → 18:00:00       1200       1195     5    12.3 s",
             ]
         );
+    }
+
+    #[test]
+    fn the_latest_run_is_the_last_started_whatever_the_store_order() {
+        let mut earlier = report("contacts", "20261202T180000Z-ffffffff", RunStatus::Complete);
+        earlier.started_at = at("2026-12-02T18:00:00.100Z");
+        let mut later = report("contacts", "20261202T180000Z-00000000", RunStatus::Failed);
+        later.started_at = at("2026-12-02T18:00:00.700Z");
+        let latest = latest_per_sync(vec![earlier, later]);
+        assert_eq!(latest.len(), 1);
+        assert_eq!(latest[0].status, RunStatus::Failed);
     }
 
     #[test]
