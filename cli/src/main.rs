@@ -11,6 +11,7 @@ mod cmd_extract;
 mod cmd_init;
 mod cmd_map;
 mod cmd_runs;
+mod cmd_stream;
 mod cmd_sync;
 mod cmd_validate;
 mod common;
@@ -44,6 +45,8 @@ enum Command {
     Init(cmd_init::Args),
     /// Run all (or the named) syncs locally, incrementally: extract, map, deliver.
     Sync(cmd_sync::Args),
+    /// Deliver the changes of syncs with `stream = true` seconds after they commit (Change Data Capture).
+    Stream(cmd_stream::Args),
     /// The latest run of each sync as a table (--json: JSON lines); exit 1 if one failed.
     Runs(cmd_runs::Args),
 }
@@ -59,6 +62,7 @@ fn main() -> ExitCode {
         Command::Deliver(args) => common::block_on(cmd_deliver::run(args)),
         Command::Init(args) => common::block_on(cmd_init::run(args)),
         Command::Sync(args) => common::block_on(cmd_sync::run(args)),
+        Command::Stream(args) => common::block_on(cmd_stream::run(args)),
         Command::Runs(args) => common::block_on(cmd_runs::run(args)),
     };
     match result {

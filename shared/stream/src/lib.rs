@@ -33,9 +33,11 @@
 //! minus a look-back: reported as the run's window.
 
 pub mod changes;
+pub mod local;
 pub mod replay;
 pub mod stage;
 
 pub use changes::{EventCounts, Work, plan};
+pub use local::{LocalStream, LocalStreamError, stream_local};
 pub use replay::{DynamoReplayStore, FileReplayStore, ReplayStore, ReplayStoreError, StoredReplay};
 pub use stage::{Resume, StreamError, StreamReport, StreamSettings, stream_sync};

@@ -1,0 +1,151 @@
+//! `sfsync stream` locally: every sync with `stream = true`, each record mapped and
+//! delivered in this process (the same in-process queue as `sfsync sync`), replay ids and run
+//! reports in the state directory.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use sfsync_mapping::Config;
+use sfsync_pipeline::local::{InlineQueue, ProgressFn, local_client_config};
+use sfsync_pipeline::report::{RunReport, new_run_id};
+use sfsync_pipeline::state::StateStore;
+use sfsync_pipeline::state::file::FileStore;
+
+use crate::replay::FileReplayStore;
+use crate::stage::{StreamError, StreamSettings, stream_sync};
+
+#[derive(Debug, Clone)]
+pub struct LocalStream {
+    pub state_dir: PathBuf,
+    /// The Pub/Sub API endpoint (Salesforce's, or a simulator's).
+    pub endpoint: String,
+    /// Only these syncs (each must have `stream = true`); empty: every streaming sync.
+    pub syncs: Vec<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LocalStreamError {
+    #[error(
+        "no sync has stream = true (add it to a sync whose object has Change Data Capture enabled)"
+    )]
+    NothingToStream,
+    #[error("sync {0:?} does not exist or does not have stream = true")]
+    NotStreaming(String),
+    #[error("salesforce: {0}")]
+    Salesforce(#[from] sfsync_salesforce::Error),
+    #[error("destination {name}: {message}")]
+    Destination { name: String, message: String },
+    #[error(transparent)]
+    State(#[from] sfsync_pipeline::state::StateError),
+    #[error("sync {sync}: {source}")]
+    Stream {
+        sync: String,
+        #[source]
+        source: StreamError,
+    },
+}
+
+/// Streams until `stop` resolves; returns each sync's run report (with what map and deliver
+/// added).
+pub async fn stream_local(
+    config: Config,
+    options: LocalStream,
+    progress: ProgressFn,
+    stop: impl std::future::Future<Output = ()> + Send,
+) -> Result<Vec<RunReport>, LocalStreamError> {
+    let syncs: Vec<_> = if options.syncs.is_empty() {
+        config.syncs.iter().filter(|s| s.stream).cloned().collect()
+    } else {
+        let mut out = Vec::new();
+        for name in &options.syncs {
+            let sync = config
+                .sync(name)
+                .filter(|s| s.stream)
+                .ok_or_else(|| LocalStreamError::NotStreaming(name.clone()))?;
+            out.push(sync.clone());
+        }
+        out
+    };
+    if syncs.is_empty() {
+        return Err(LocalStreamError::NothingToStream);
+    }
+    // The same refresh-token store as `sfsync sync`: a rotated token stays one chain.
+    let client = sfsync_salesforce::Client::with_refresh_token_store(
+        local_client_config(&config.salesforce)?,
+        Arc::new(sfsync_pipeline::token_store::FileTokenStore::new(
+            &options.state_dir,
+        )),
+    )?;
+    let http = sfsync_destinations::http_client().map_err(|e| LocalStreamError::Destination {
+        name: "(http client)".into(),
+        message: e.to_string(),
+    })?;
+    let names = sfsync_destinations::object_names(&config);
+    let mut destinations = Vec::new();
+    for d in &config.destinations {
+        let built = sfsync_destinations::Destination::with_object_names(d, http.clone(), &names)
+            .map_err(|e| LocalStreamError::Destination {
+                name: d.name.clone(),
+                message: e.to_string(),
+            })?;
+        destinations.push(Arc::new(built));
+    }
+    let store = FileStore::new(&options.state_dir)?;
+    let replays = FileReplayStore::new(&options.state_dir);
+    let queue = InlineQueue::new(
+        Arc::new(config.clone()),
+        destinations,
+        store.clone(),
+        options.state_dir.join("dead-letters.jsonl"),
+        progress,
+    );
+    let started_at = chrono::Utc::now();
+    let run_id = format!("{}-stream", new_run_id(started_at));
+    // One stop signal shared by every sync's stream.
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let streams = syncs.iter().map(|sync| {
+        let mut settings = StreamSettings::new(options.endpoint.clone(), run_id.clone());
+        settings.compress = false;
+        let store = &store;
+        let (client, queue, replays) = (&client, &queue, &replays);
+        let mut stop_rx = stop_rx.clone();
+        async move {
+            settings.polling_checkpoint = store
+                .checkpoint(&sync.name)
+                .await
+                .ok()
+                .flatten()
+                .map(|c| c.cursor.modstamp);
+            let stopped = async move {
+                let _ = stop_rx.wait_for(|s| *s).await;
+            };
+            let report = stream_sync(client, sync, queue, replays, &settings, stopped).await;
+            (sync.name.clone(), report)
+        }
+    });
+    let all = futures::future::join_all(streams);
+    let stopper = async move {
+        stop.await;
+        let _ = stop_tx.send(true);
+    };
+    let (results, ()) = tokio::join!(all, stopper);
+    let mut reports = Vec::new();
+    for (sync, result) in results {
+        let report = result.map_err(|source| LocalStreamError::Stream {
+            sync: sync.clone(),
+            source,
+        })?;
+        store
+            .put_run(&report.run_report(&run_id, &sync, started_at))
+            .await?;
+        if let Some(stored) = store
+            .runs(usize::MAX)
+            .await?
+            .into_iter()
+            .find(|r| r.run_id == run_id && r.sync == sync)
+        {
+            reports.push(stored);
+        }
+    }
+    Ok(reports)
+}
