@@ -23,7 +23,8 @@
 //!   `/engage` `$remove` of `{group_key: groupId}`.
 //! - `/engage` and `/groups` answer 200 even when they reject an update: they are called with
 //!   `verbose=1` and the body is read; a rejected batch is split until the culprit is alone
-//!   (the other updates are idempotent), and that one is dead.
+//!   (the other updates are idempotent), and that one is dead. An error about the `$token`
+//!   (the same in every update) is the credentials: the destination pauses instead.
 //! - A strict `/import` 400 listing `failed_records` is a partial success: the listed events
 //!   are dead, the rest were ingested and are never resent.
 //! - Limits: ≤ 2000 events and 10 MB uncompressed per request, < 1 MB per event or update.
@@ -380,6 +381,19 @@ fn classify_verbose(response: &Response) -> Verdict {
     };
     if ok {
         Verdict::Delivered
+    } else if error
+        .as_deref()
+        .is_some_and(|e| e.to_ascii_lowercase().contains("token"))
+    {
+        // Every update of a request carries the same `$token`: an error about it is the
+        // project's credentials, never one update's fault.
+        Verdict::Unauthorized {
+            reason: format!(
+                "Mixpanel rejected the project token (HTTP {} with status 0): {}",
+                response.status,
+                wire::truncate(error.as_deref().unwrap_or_default(), 500)
+            ),
+        }
     } else {
         Verdict::Split {
             reason: format!(

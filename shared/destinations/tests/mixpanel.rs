@@ -282,3 +282,15 @@ async fn an_incomplete_service_account_is_refused() {
     let err = Destination::new(&config, http).expect_err("incomplete");
     assert!(err.to_string().contains("project_id"), "{err}");
 }
+
+#[tokio::test]
+async fn a_rejected_project_token_pauses_instead_of_bisecting_to_dead_letters() {
+    // Every update carries the same $token: Mixpanel's verbose answer about it is the key.
+    let server = serve(|_, _| reply(200, r#"{"status":0,"error":"Invalid project token"}"#)).await;
+    let d = destination(&cfg(&server.url));
+    let calls: Vec<_> = (0..8).map(identify).collect();
+    let report = d.deliver(calls, Duration::from_secs(10)).await;
+    assert_eq!(report.dead().count(), 0, "{report:?}");
+    assert_eq!(report.paused().count(), 8);
+    assert_eq!(server.requests().len(), 1, "no bisection of a key problem");
+}
