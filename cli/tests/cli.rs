@@ -933,3 +933,48 @@ fn map_versions_records_from_elsewhere_by_last_modified_date() {
     assert_eq!(again[0]["messageId"], calls[0]["messageId"]);
     assert_eq!(again[1]["messageId"], calls[1]["messageId"]);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn logs_captured_into_a_file_or_a_pipe_carry_no_colour_codes() {
+    let s = setup(50, Faults::default()).await;
+    // Salesforce refuses the credentials: the run fails and logs an ERROR line.
+    let mut secrets: Value = serde_json::from_str(
+        &std::fs::read_to_string(&s.secrets).unwrap_or_else(|e| panic!("{e}")),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    secrets["sf_client_secret"] = json!("not-the-secret");
+    std::fs::write(&s.secrets, secrets.to_string()).unwrap_or_else(|e| panic!("{e}"));
+
+    // Into a pipe.
+    let mut cmd = s.sync_command();
+    cmd.env_remove("NO_COLOR").env_remove("RUST_LOG");
+    let out = cmd.output().await.unwrap_or_else(|e| panic!("{e}"));
+    assert!(!out.status.success());
+    let piped = text(&out.stderr);
+    assert!(piped.contains("ERROR"), "an error was logged:\n{piped}");
+    assert!(
+        !piped.contains('\u{1b}'),
+        "escape codes in a pipe: {piped:?}"
+    );
+
+    // Into a file (`2> sync.log`).
+    let log = s.state.with_file_name("sync.log");
+    let file = std::fs::File::create(&log).unwrap_or_else(|e| panic!("{e}"));
+    let mut cmd = s.sync_command();
+    cmd.env_remove("NO_COLOR")
+        .env_remove("RUST_LOG")
+        .stderr(Stdio::from(file));
+    let status = cmd
+        .spawn()
+        .unwrap_or_else(|e| panic!("{e}"))
+        .wait()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(!status.success());
+    let logged = std::fs::read_to_string(&log).unwrap_or_else(|e| panic!("{e}"));
+    assert!(logged.contains("ERROR"), "an error was logged:\n{logged}");
+    assert!(
+        !logged.contains('\u{1b}'),
+        "escape codes in a file: {logged:?}"
+    );
+}
