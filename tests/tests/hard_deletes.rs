@@ -193,3 +193,32 @@ async fn a_last_run_beyond_the_fifteen_day_reach_is_a_reported_gap_and_later_del
     );
     assert!(deletion_delivered(&w, &recent), "{second}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn runs_less_than_a_minute_apart_do_not_ask_salesforce_for_a_shorter_window() {
+    let w = Local::start(&config(), org(40), Faults::default()).await;
+    let first = contacts(w.run_at(now(&w)).await);
+    assert_eq!(first.status, RunStatus::Complete, "{first}");
+    let deleted_calls = |w: &Local| -> u64 {
+        w.sim
+            .stats()
+            .by_path
+            .iter()
+            .filter(|(path, _)| path.contains("/sobjects/Contact/deleted"))
+            .map(|(_, n)| *n)
+            .sum()
+    };
+
+    // Salesforce refuses a getDeleted window of a minute or less: run 2, 30 s later, does
+    // not ask, and keeps its start for the next run.
+    advance(&w, Duration::seconds(5));
+    let gone = hard_delete_one(&w);
+    let second = contacts(w.run_at(advance(&w, Duration::seconds(25))).await);
+    assert_eq!(second.status, RunStatus::Complete, "{second}");
+    assert_eq!(deleted_calls(&w), 0);
+
+    let third = contacts(w.run_at(advance(&w, Duration::minutes(2))).await);
+    assert_eq!(third.status, RunStatus::Complete, "{third}");
+    assert_eq!(deleted_calls(&w), 1);
+    assert!(deletion_delivered(&w, &gone), "{third}");
+}
