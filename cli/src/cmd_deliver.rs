@@ -19,7 +19,7 @@ use sfsync_destinations::{DeliveryReport, Destination, Outcome};
 use sfsync_mapping::Call;
 use tokio::io::{AsyncBufRead, AsyncBufReadExt, BufReader};
 
-use crate::common;
+use crate::{common, output};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -86,7 +86,7 @@ pub async fn run(args: Args) -> Result<ExitCode> {
 }
 
 fn print_summary(destination: &Destination, s: &Summary, dead_letter: Option<&Path>) {
-    eprintln!(
+    output::note(format_args!(
         "sfsync deliver: {} ({}): {} call(s) read, {} delivered, {} dead, {} retry-later, {} request(s)",
         destination.name(),
         destination.kind(),
@@ -95,15 +95,15 @@ fn print_summary(destination: &Destination, s: &Summary, dead_letter: Option<&Pa
         s.dead,
         s.undelivered,
         s.requests
-    );
+    ));
     if s.dead + s.undelivered > 0
         && let Some(path) = dead_letter
     {
-        eprintln!(
+        output::note(format_args!(
             "sfsync deliver: {} call(s) written to {}",
             s.dead + s.undelivered,
             path.display()
-        );
+        ));
     }
 }
 

@@ -59,19 +59,22 @@ async fn extract_to(args: &Args, out: &mut impl Write) -> anyhow::Result<ExitCod
     let plan = match client.plan(sync).await {
         Ok(plan) => plan,
         Err(Error::InvalidSync { problems }) => {
-            eprintln!("sfsync: sync {:?} does not match the org:", sync.name);
+            output::note(format_args!(
+                "sfsync: sync {:?} does not match the org:",
+                sync.name
+            ));
             for p in problems {
-                eprintln!("  {p}");
+                output::note(format_args!("  {p}"));
             }
             return Ok(ExitCode::from(EXIT_INVALID_SYNC));
         }
         Err(e) => return Err(e.into()),
     };
     if !plan.missing_optional.is_empty() {
-        eprintln!(
+        output::note(format_args!(
             "note: this org has no {} field; left out",
             plan.missing_optional.join(", ")
-        );
+        ));
     }
 
     let until = Utc::now();
@@ -102,16 +105,16 @@ async fn extract_to(args: &Args, out: &mut impl Write) -> anyhow::Result<ExitCod
             Ok(None) => break,
             Err(Error::ApiLimit { used, max }) => {
                 finish(out)?;
-                eprintln!(
+                output::note(format_args!(
                     "sfsync: stopped after {total} records: the daily API limit is reached \
                      ({used} of {max} requests used)."
-                );
+                ));
                 match &last {
-                    Some(c) => eprintln!(
+                    Some(c) => output::note(format_args!(
                         "resume later with --since {}",
                         sfsync_mapping::time::format_rfc3339(c.modstamp)
-                    ),
-                    None => eprintln!("nothing was extracted; run again later"),
+                    )),
+                    None => output::note(format_args!("nothing was extracted; run again later")),
                 }
                 return Ok(ExitCode::from(EXIT_API_LIMIT));
             }
@@ -172,10 +175,10 @@ async fn extract_to(args: &Args, out: &mut impl Write) -> anyhow::Result<ExitCod
                     return Ok(ExitCode::SUCCESS);
                 }
                 total += n;
-                eprintln!("{}: {n} hard-deleted records", sync.name);
+                output::note(format_args!("{}: {n} hard-deleted records", sync.name));
             }
             Err(e @ Error::DeletedTooOld { .. }) => {
-                eprintln!("warning: hard deletes not listed: {e}");
+                output::note(format_args!("warning: hard deletes not listed: {e}"));
             }
             Err(e) => return Err(anyhow::Error::new(e).context("listing deleted records")),
         }
@@ -188,12 +191,12 @@ async fn extract_to(args: &Args, out: &mut impl Write) -> anyhow::Result<ExitCod
         .and_then(|l| l.api_usage)
         .map(|(used, max)| format!("; org daily API usage {used}/{max}"))
         .unwrap_or_default();
-    eprintln!(
+    output::note(format_args!(
         "{}: {total} records via {:?} in {pages} pages, {} API calls{limit}",
         sync.name,
         extraction.api_used(),
         usage.calls
-    );
+    ));
     Ok(ExitCode::SUCCESS)
 }
 

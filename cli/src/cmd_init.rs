@@ -12,7 +12,7 @@ use sfsync_mapping::Config;
 use sfsync_mapping::config::SalesforceConfig;
 use sfsync_salesforce::{Client, ClientConfig, Error, ObjectDescribe};
 
-use crate::common;
+use crate::{common, output};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -35,11 +35,11 @@ pub struct Args {
 }
 
 pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let output = args.output.clone().unwrap_or_else(|| args.config.clone());
-    if output.exists() && !args.force {
+    let target = args.output.clone().unwrap_or_else(|| args.config.clone());
+    if target.exists() && !args.force {
         bail!(
             "{} already exists; pass --force to overwrite it{}",
-            output.display(),
+            target.display(),
             if args.online && args.output.is_none() {
                 " (or --output FILE to write elsewhere)"
             } else {
@@ -55,18 +55,18 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     // Never write a file the other commands would reject.
     Config::parse(&text)
         .map_err(|e| anyhow::anyhow!("internal: the generated config is invalid: {e}"))?;
-    write_file(&output, &text, args.force)?;
-    eprintln!("wrote {}", output.display());
+    write_file(&target, &text, args.force)?;
+    output::note(format_args!("wrote {}", target.display()));
     if args.online {
-        eprintln!(
+        output::note(format_args!(
             "next: delete the fields and syncs you do not want, then `sfsync validate --online --config {}`",
-            output.display()
-        );
+            target.display()
+        ));
     } else {
-        eprintln!(
+        output::note(format_args!(
             "next: fill in [salesforce], then `sfsync init --online --force --config {}` to list your org's real fields",
-            output.display()
-        );
+            target.display()
+        ));
     }
     Ok(ExitCode::SUCCESS)
 }

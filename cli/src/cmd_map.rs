@@ -35,10 +35,10 @@ pub fn run(args: Args) -> Result<ExitCode> {
     )?;
     // The reader went away (`| head`): end quietly, like any filter.
     if !stats.output_closed {
-        eprintln!(
+        output::note(format_args!(
             "sfsync map: {} record(s) read, {} mapped, {} skipped",
             stats.read, stats.mapped, stats.skipped
-        );
+        ));
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -57,7 +57,7 @@ pub async fn run(args: Args) -> Result<ExitCode> {
     };
     let latest = latest_per_sync(reports);
     if latest.is_empty() {
-        eprintln!("no runs yet");
+        output::note(format_args!("no runs yet"));
     }
     if args.json {
         for r in &latest {

@@ -25,7 +25,7 @@ pub async fn run(args: Args) -> Result<ExitCode> {
     let loaded = match common::load_config(&args.config) {
         Ok(loaded) => loaded,
         Err(e) => {
-            eprintln!("{e:#}");
+            output::note(format_args!("{e:#}"));
             return Ok(ExitCode::FAILURE);
         }
     };
@@ -38,7 +38,7 @@ pub async fn run(args: Args) -> Result<ExitCode> {
     let resolved = match loaded.config.resolve_references(&loaded.text, &resolver) {
         Ok(resolved) => resolved,
         Err(e) => {
-            eprintln!("{}: {e}", loaded.path.display());
+            output::note(format_args!("{}: {e}", loaded.path.display()));
             return Ok(ExitCode::FAILURE);
         }
     };
@@ -48,13 +48,13 @@ pub async fn run(args: Args) -> Result<ExitCode> {
         }
         let problems = sfsync_salesforce::check_online(&resolved).await?;
         if !problems.is_empty() {
-            eprintln!(
+            output::note(format_args!(
                 "{}: {} problem(s) against the org:",
                 loaded.path.display(),
                 problems.len()
-            );
+            ));
             for p in &problems {
-                eprintln!("  {}: {}", p.key, p.message);
+                output::note(format_args!("  {}: {}", p.key, p.message));
             }
             return Ok(ExitCode::FAILURE);
         }
