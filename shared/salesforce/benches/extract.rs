@@ -106,6 +106,12 @@ async fn main() {
                 }
             }
         }
+        // A finished Bulk job is deleted, as the extract stage does once its results are
+        // enqueued: that call counts too.
+        if let Err(e) = extraction.delete_finished_bulk_job().await {
+            eprintln!("delete the Bulk job: {e}");
+            std::process::exit(1);
+        }
         let secs = start.elapsed().as_secs_f64();
         let calls = client.usage().calls - calls_before;
         println!(
