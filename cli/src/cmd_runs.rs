@@ -93,7 +93,7 @@ fn is_failure(status: RunStatus) -> bool {
     matches!(status, RunStatus::Failed)
 }
 
-/// The newest report of each sync, in the order the syncs last ran (newest first). A run id
+/// The newest report of each sync, by sync name. A run id
 /// starts with its start time to the second, so two runs started within one second come
 /// back from the stores in either order: the start time settles it. (The id comes first
 /// because a report only later stages have written yet carries no start time of its own.)
@@ -103,10 +103,12 @@ fn latest_per_sync(mut reports: Vec<RunReport>) -> Vec<RunReport> {
         std::cmp::Reverse((started_second, r.started_at))
     });
     let mut seen = HashSet::new();
-    reports
+    let mut latest: Vec<RunReport> = reports
         .into_iter()
         .filter(|r| seen.insert(r.sync.clone()))
-        .collect()
+        .collect();
+    latest.sort_by(|a, b| a.sync.cmp(&b.sync));
+    latest
 }
 
 /// The status as the report stores it (`complete`, `partial`, `api_limit`, `failed`, …):
