@@ -30,6 +30,11 @@ pub struct Args {
     /// Force Bulk API 2.0 (falls back to REST where Bulk cannot serve the sync).
     #[arg(long)]
     pub bulk: bool,
+    /// The state directory `sfsync sync` uses: with `auth = "refresh_token"` and a connected
+    /// app that rotates refresh tokens, the newest one is read from and kept in
+    /// `<DIR>/secrets/` (presenting a rotated-out token would revoke the chain).
+    #[arg(long, default_value = ".sfsync", value_name = "DIR")]
+    pub state: PathBuf,
 }
 
 fn parse_time(s: &str) -> Result<DateTime<Utc>, String> {
@@ -54,7 +59,12 @@ async fn extract_to(args: &Args, out: &mut impl Write) -> anyhow::Result<ExitCod
     let sync = common::sync_named(&config, &args.sync, &args.config)?;
     let client_config =
         ClientConfig::from_config(&config.salesforce).context("the [salesforce] settings")?;
-    let client = Client::new(client_config)?;
+    let client = Client::with_refresh_token_store(
+        client_config,
+        std::sync::Arc::new(sfsync_pipeline::token_store::FileTokenStore::new(
+            &args.state,
+        )),
+    )?;
 
     let plan = match client.plan(sync).await {
         Ok(plan) => plan,
@@ -261,6 +271,7 @@ fields = ["Email", "LastName", "Account.Name"]
             sync: "contacts".into(),
             since: None,
             bulk: false,
+            state: dir.join("state"),
         }
     }
 
@@ -279,6 +290,46 @@ fields = ["Email", "LastName", "Account.Name"]
             .collect();
         assert_eq!(set.len(), records.len(), "duplicate lines");
         set
+    }
+
+    #[tokio::test]
+    async fn a_rotated_refresh_token_is_kept_for_the_next_command() {
+        let sim = Simulator::start(
+            Org::generate(&OrgSpec::tiny()),
+            Credentials::demo(),
+            Faults {
+                rotate_refresh_tokens: true,
+                ..Faults::default()
+            },
+        )
+        .await
+        .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let config = write_config(dir.path(), &sim.url());
+        let text = std::fs::read_to_string(&config).unwrap().replace(
+            "auth = \"client_credentials\"",
+            &format!(
+                "auth = \"refresh_token\"\nrefresh_token = \"{}\"",
+                Credentials::demo().refresh_token
+            ),
+        );
+        std::fs::write(&config, text).unwrap();
+        // Each command rotates the token; the second and third start from the stored one
+        // (the configured one is dead after the first rotation).
+        for _ in 0..3 {
+            let mut out = Vec::new();
+            let code = extract_to(&args(dir.path(), config.clone()), &mut out)
+                .await
+                .unwrap();
+            assert_eq!(code, ExitCode::SUCCESS);
+            assert!(!lines(&out).is_empty());
+        }
+        let stored = dir.path().join("state/secrets/refresh_token.json");
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&stored).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        let doc: Value = serde_json::from_slice(&std::fs::read(&stored).unwrap()).unwrap();
+        assert_eq!(doc["generation"], 3);
     }
 
     #[tokio::test]
