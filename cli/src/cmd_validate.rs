@@ -19,6 +19,11 @@ pub struct Args {
     /// Also sign in to Salesforce and check every object and field against describe.
     #[arg(long)]
     online: bool,
+    /// The state directory `sfsync sync` uses: with `--online`, `auth = "refresh_token"` and
+    /// a connected app that rotates refresh tokens, the newest one is read from and kept in
+    /// `<DIR>/secrets/` (presenting a rotated-out token would revoke the chain).
+    #[arg(long, default_value = ".sfsync", value_name = "DIR")]
+    state: PathBuf,
 }
 
 pub async fn run(args: Args) -> Result<ExitCode> {
@@ -46,7 +51,13 @@ pub async fn run(args: Args) -> Result<ExitCode> {
         if args.secrets.is_none() && has_secret_refs(&loaded.text) {
             anyhow::bail!("--online needs --secrets to sign in to Salesforce");
         }
-        let problems = sfsync_salesforce::check_online(&resolved).await?;
+        let client = sfsync_salesforce::Client::with_refresh_token_store(
+            sfsync_salesforce::ClientConfig::from_config(&resolved.salesforce)?,
+            std::sync::Arc::new(sfsync_pipeline::token_store::FileTokenStore::new(
+                &args.state,
+            )),
+        )?;
+        let problems = sfsync_salesforce::check_online_with(&client, &resolved).await?;
         if !problems.is_empty() {
             output::note(format_args!(
                 "{}: {} problem(s) against the org:",
