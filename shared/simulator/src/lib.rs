@@ -20,6 +20,7 @@ mod cdc;
 mod generate;
 mod ids;
 mod keys;
+mod lineage;
 mod org;
 mod plan;
 mod schema;
@@ -30,6 +31,7 @@ mod value;
 pub use cdc::{ChangeType, DEFAULT_RETENTION as DEFAULT_CHANGE_EVENT_RETENTION};
 pub use generate::OrgSpec;
 pub use keys::{Credentials, DEMO_PRIVATE_KEY_PEM, DEMO_PUBLIC_KEY_PEM};
+pub use lineage::{LeadConversion, LineageError};
 pub use org::{Org, default_anchor};
 pub use server::{
     API_VERSIONS, Faults, PubSubHandle, PubSubOptions, Simulator, SimulatorHandle, Stats,

@@ -344,6 +344,17 @@ impl Org {
     /// only in `queryAll` and is listed by `/deleted`. CampaignMember has no Recycle Bin, so
     /// for it this is a hard delete, as in Salesforce.
     pub fn soft_delete(&mut self, object: &str, id: &str) -> bool {
+        self.soft_delete_setting(object, id, None)
+    }
+
+    /// [`Org::soft_delete`], also writing `extra` (a column and its value) in the same
+    /// transaction: a merge's loser gets its `MasterRecordId` as it goes to the Recycle Bin.
+    pub(crate) fn soft_delete_setting(
+        &mut self,
+        object: &str,
+        id: &str,
+        extra: Option<(usize, Val)>,
+    ) -> bool {
         let Some((obj, def)) = self.object(object) else {
             return false;
         };
@@ -358,6 +369,11 @@ impl Org {
         self.modify(obj, idx, stamp, |def, vals| {
             if let Some(slot) = vals.get_mut(col_deleted) {
                 *slot = Val::Bool(true);
+            }
+            if let Some((col, value)) = extra
+                && let Some(slot) = vals.get_mut(col)
+            {
+                *slot = value;
             }
             if let Some(slot) = vals.get_mut(def.col_last_modified) {
                 *slot = Val::DateTime(stamp);
@@ -564,7 +580,7 @@ impl Org {
     }
 
     /// The row index of `id` if it exists and, unless `allow_deleted`, is not soft-deleted.
-    fn live_index(&self, obj: usize, id: &str, allow_deleted: bool) -> Option<u32> {
+    pub(crate) fn live_index(&self, obj: usize, id: &str, allow_deleted: bool) -> Option<u32> {
         let def = self.schema.objects.get(obj)?;
         let table = self.tables.get(obj)?;
         let idx = table.find(id)?;

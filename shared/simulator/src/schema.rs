@@ -588,6 +588,21 @@ impl Builder {
         self.add("IsDeleted", FieldType::Boolean, read_only());
     }
 
+    /// `MasterRecordId`: set on the losing records of a merge (which are deleted) to the
+    /// winner's Id; null otherwise. Object reference, "Contact"/"Lead"/"Account": "If this
+    /// record was deleted as the result of a merge, this field contains the ID of the record
+    /// that remains." Describe lists it right after IsDeleted.
+    fn master_record(&mut self, object: &'static [&'static str]) {
+        self.add(
+            "MasterRecordId",
+            FieldType::Reference,
+            Opt {
+                read_only: true,
+                ..refs(object, "MasterRecord")
+            },
+        );
+    }
+
     fn owner(&mut self, polymorphic: bool) {
         let to: &'static [&'static str] = if polymorphic {
             &["Group", "User"]
@@ -656,6 +671,7 @@ pub(crate) const LEAD_SOURCES: &[&str] = &[
 fn contact(name_parts: bool) -> ObjectDef {
     let mut b = Builder::new("Contact", "Contact", "Contacts", "003");
     b.is_deleted();
+    b.master_record(&["Contact"]);
     b.add(
         "AccountId",
         FieldType::Reference,
@@ -702,6 +718,7 @@ pub(crate) const LEAD_STATUSES: &[&str] = &[
 fn lead(name_parts: bool) -> ObjectDef {
     let mut b = Builder::new("Lead", "Lead", "Leads", "00Q");
     b.is_deleted();
+    b.master_record(&["Lead"]);
     b.person_name(name_parts);
     b.add("Title", FieldType::String, Opt::default());
     b.add("Company", FieldType::String, required());
@@ -795,6 +812,7 @@ fn user(name_parts: bool) -> ObjectDef {
 fn account() -> ObjectDef {
     let mut b = Builder::new("Account", "Account", "Accounts", "001");
     b.is_deleted();
+    b.master_record(&["Account"]);
     b.add("Name", FieldType::String, required());
     b.add(
         "Type",

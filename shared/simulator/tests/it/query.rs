@@ -545,3 +545,51 @@ async fn generated_orgs_answer_identically_for_a_seed() {
         );
     }
 }
+
+/// A merge's loser leaves `query` and shows in `queryAll` with `MasterRecordId` naming the
+/// winner; a converted Lead carries its conversion fields (SOAP API guide, merge() and
+/// convertLead()).
+#[tokio::test]
+async fn merged_losers_show_in_query_all_with_their_master_and_conversions_show_on_the_lead() {
+    let api = start(Org::empty()).await;
+    let handle = api.sim.org();
+    let (keep, lose, lead) = {
+        let mut org = handle.lock().expect("org");
+        let keep = org.insert("Contact", obj(json!({"LastName": "Keep"})));
+        let lose = org.insert("Contact", obj(json!({"LastName": "Lose"})));
+        let lead = org.insert(
+            "Lead",
+            obj(json!({"LastName": "L", "Company": "C", "Status": "Working - Contacted"})),
+        );
+        org.merge("Contact", &keep, &[&lose]).expect("merge");
+        (keep, lose, lead)
+    };
+    let soql = "SELECT Id, IsDeleted, MasterRecordId FROM Contact";
+    let live = api.query_records("query", soql, None).await;
+    assert_eq!(live.len(), 1);
+    assert_eq!(live[0]["Id"], keep.as_str());
+    let all = api.query_records("queryAll", soql, None).await;
+    let loser = all.iter().find(|r| r["Id"] == lose.as_str());
+    assert_eq!(
+        loser.map(|r| r["MasterRecordId"].clone()),
+        Some(json!(keep))
+    );
+    assert_eq!(loser.map(|r| r["IsDeleted"].clone()), Some(json!(true)));
+
+    let done = {
+        let mut org = handle.lock().expect("org");
+        org.convert_lead(&lead, None, None).expect("convert")
+    };
+    let leads = api
+        .query_records(
+            "query",
+            "SELECT Id, IsConverted, ConvertedContactId, ConvertedAccountId, ConvertedDate FROM Lead",
+            None,
+        )
+        .await;
+    assert_eq!(leads.len(), 1);
+    assert_eq!(leads[0]["IsConverted"], true);
+    assert_eq!(leads[0]["ConvertedContactId"], done.contact_id.as_str());
+    assert_eq!(leads[0]["ConvertedAccountId"], done.account_id.as_str());
+    assert!(leads[0]["ConvertedDate"].is_string());
+}
