@@ -95,6 +95,10 @@ struct Args {
     /// Status polls that answer InProgress before a Bulk job completes.
     #[arg(long, default_value_t = 1)]
     bulk_polls: u32,
+    /// Also serve the Pub/Sub API (Change Data Capture for every object) on this port (0
+    /// picks a free one); its URL is printed on stdout's second line.
+    #[arg(long)]
+    pubsub_port: Option<u16>,
     /// Refresh Token Rotation: every refresh_token grant answers a new refresh token and
     /// invalidates the one presented; reusing an invalidated one revokes the chain.
     #[arg(long)]
@@ -179,8 +183,22 @@ async fn main() -> Result<()> {
     .await
     .context("could not start the simulator")?;
     sim.set_login_host(args.login_host.as_deref());
+    let pubsub = match args.pubsub_port {
+        Some(port) => Some(
+            sim.start_pubsub_on(
+                SocketAddr::new(args.bind, port),
+                sfsync_simulator::PubSubOptions::default(),
+            )
+            .await
+            .context("could not start the Pub/Sub API")?,
+        ),
+        None => None,
+    };
     // The URL goes to stdout alone on its first line so that scripts can read it.
     println!("{}", sim.url());
+    if let Some(pubsub) = &pubsub {
+        println!("{}", pubsub.url());
+    }
     eprintln!(
         "sfsync-simulator: {} contacts generated in {:.2?} (seed {})",
         spec.contacts, generated, spec.seed
@@ -191,6 +209,12 @@ async fn main() -> Result<()> {
     eprintln!("  refresh_token       {}", credentials.refresh_token);
     eprintln!("  username            {}", credentials.username);
     eprintln!("  JWT key             sfsync_simulator::DEMO_PRIVATE_KEY_PEM (test key)");
+    if let Some(pubsub) = &pubsub {
+        eprintln!(
+            "  Pub/Sub API         {} (SFSYNC_PUBSUB_ENDPOINT)",
+            pubsub.url()
+        );
+    }
     eprintln!("Ctrl-C stops.");
     tokio::signal::ctrl_c()
         .await
