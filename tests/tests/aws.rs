@@ -1262,3 +1262,98 @@ async fn a_rejected_key_holds_the_calls_on_the_queue_until_it_works() {
         "{reason}"
     );
 }
+
+// ---------------------------------------------------------------------------------------
+// The Lambda deadline budget of a Bulk run (issue 11, item 3)
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_bulk_job_longer_than_one_invocation_is_resumed_by_the_next_and_delivered_once() {
+    let config = CONFIG.replacen("deletes = true", "deletes = true\napi = \"bulk\"", 1);
+    let w = world_with(
+        1200,
+        3,
+        &config,
+        Faults {
+            // InProgress for 6 polls: longer than one invocation's budget below.
+            bulk_polls_before_complete: 6,
+            ..Faults::default()
+        },
+    )
+    .await;
+    let mut statuses = Vec::new();
+    for attempt in 0..6 {
+        let mut state = ExtractState::new(&w.sdk, &w.env)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        // Every read of the clock costs 1 ms and the invocation has 4 ms: enough for about
+        // four status polls, never for six.
+        let clock = std::sync::Arc::new(sfsync_pipeline::extract::ManualClock::ticking(
+            Duration::from_millis(1),
+        ));
+        state.clock = clock.clone();
+        let deadline = clock.start() + Duration::from_secs(30) + Duration::from_millis(4);
+        let input: ExtractInput = serde_json::from_value(json!({"syncs": ["contacts"]}))
+            .unwrap_or_else(|e| panic!("{e}"));
+        let out = sfsync_extract::handle(
+            &state,
+            input,
+            &format!("req-bulk-{attempt}"),
+            Some(deadline),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+        let report = &out.reports[0];
+        statuses.push(report.status);
+        if report.status == sfsync_pipeline::report::RunStatus::Complete {
+            break;
+        }
+        assert_eq!(
+            report.status,
+            sfsync_pipeline::report::RunStatus::Partial,
+            "{report}"
+        );
+        let cp = w
+            .store
+            .checkpoint("contacts")
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+            .unwrap_or_else(|| panic!("the stopped run saves its Bulk job"));
+        assert!(cp.bulk.is_some(), "{cp:?}");
+    }
+    assert_eq!(
+        statuses.last(),
+        Some(&sfsync_pipeline::report::RunStatus::Complete),
+        "{statuses:?}"
+    );
+    assert!(
+        statuses.len() >= 2,
+        "the deadline never interrupted: {statuses:?}"
+    );
+    let stats = w.sim.stats();
+    assert_eq!(
+        stats.bulk_jobs, 1,
+        "one job across the invocations: {statuses:?}"
+    );
+    let deleted: u64 = stats
+        .by_path
+        .iter()
+        .filter(|(k, _)| k.starts_with("DELETE ") && k.contains("/jobs/query/"))
+        .map(|(_, n)| *n)
+        .sum();
+    assert_eq!(deleted, 1);
+    let deliver = w.deliver_state().await;
+    w.pump(&deliver).await;
+    let delivered: Vec<String> = w
+        .delivered()
+        .iter()
+        .filter_map(|c| c["messageId"].as_str().map(str::to_string))
+        .collect();
+    let want = w.expected_ids("contacts", "Contact");
+    let got: HashSet<String> = delivered.iter().cloned().collect();
+    assert!(
+        want.is_subset(&got),
+        "{} lost",
+        want.difference(&got).count()
+    );
+    assert_eq!(delivered.len(), got.len(), "delivered more than once");
+}

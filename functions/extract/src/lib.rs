@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use sfsync_mapping::Config;
 use sfsync_pipeline::aws::{self, FunctionEnv, SetupError};
-use sfsync_pipeline::extract::{ExtractError, ExtractSettings, extract_sync};
+use sfsync_pipeline::extract::{Clock, ExtractError, ExtractSettings, SystemClock, extract_sync};
 use sfsync_pipeline::queue::SqsQueue;
 use sfsync_pipeline::report::{RunReport, RunStatus, new_run_id};
 use sfsync_pipeline::state::StateStore;
@@ -24,6 +24,9 @@ pub struct ExtractState {
     pub client: Client,
     pub queue: SqsQueue,
     pub store: DynamoStore,
+    /// What the invocation's deadline is measured against: the system clock; tests put a
+    /// `ManualClock` here to run out of time deterministically.
+    pub clock: Arc<dyn Clock>,
 }
 
 impl ExtractState {
@@ -61,6 +64,7 @@ impl ExtractState {
             )
             .with_max_batch_bytes(max_message_bytes),
             store: DynamoStore::new(aws_sdk_dynamodb::Client::new(sdk), &env.state_table),
+            clock: Arc::new(SystemClock),
         })
     }
 }
@@ -147,6 +151,7 @@ pub async fn handle(
     settings.full = input.full;
     settings.lookback = Duration::from_secs(state.config.salesforce.lookback_seconds);
     settings.deadline = deadline;
+    settings.clock = state.clock.clone();
     settings.max_body_bytes = state.config.pipeline.max_message_bytes;
     settings.compress = state.config.pipeline.compress;
     let mut output = ExtractOutput {

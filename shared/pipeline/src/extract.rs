@@ -278,7 +278,14 @@ async fn run<Q: Queue, S: StateStore>(
     // page that is never enqueued (deadline, failure) is simply read again by the next run.
     let mut prefetched = None;
     let outcome: Result<(), String> = loop {
-        if settings.time_is_short() {
+        // Out of time, unless everything was read already (then finishing costs no more
+        // reading, and the next run need not start another window, or another Bulk job).
+        let nothing_left = match &prefetched {
+            Some(Ok(None)) => true,
+            Some(_) => false,
+            None => extraction.is_exhausted(),
+        };
+        if settings.time_is_short() && !nothing_left {
             report.status = RunStatus::Partial;
             break Ok(());
         }

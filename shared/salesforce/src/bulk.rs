@@ -183,6 +183,11 @@ impl BulkState {
         self
     }
 
+    /// Every row was handed on.
+    pub(crate) fn is_finished(&self) -> bool {
+        self.finished
+    }
+
     pub(crate) fn job_id(&self) -> Option<&str> {
         self.job_id.as_deref()
     }

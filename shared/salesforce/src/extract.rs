@@ -244,6 +244,17 @@ impl Extraction {
         }
     }
 
+    /// True when every page was returned: the next [`Extraction::next_page`] answers `None`
+    /// without asking Salesforce anything. A caller short of time can still finish the run.
+    pub fn is_exhausted(&self) -> bool {
+        match &self.state {
+            State::Start => false,
+            State::Rest(rest) => rest.current.is_none() && rest.segments.is_empty(),
+            State::Bulk(bulk) => bulk.is_finished(),
+            State::Done => self.suspended.is_none(),
+        }
+    }
+
     /// The next page, or `None` when the window is exhausted.
     pub async fn next_page(&mut self) -> Result<Option<Page>, Error> {
         loop {
