@@ -90,6 +90,7 @@ fn sync() -> SyncConfig {
         deletes: true,
         api: ExtractApi::Auto,
         stream: false,
+        conversions: None,
     }
 }
 

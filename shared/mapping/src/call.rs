@@ -1,5 +1,9 @@
 //! The calls the mapping produces: Segment-spec `identify`, `track` and `group`, plus a
-//! `delete` call of our own that every destination renders in its own form.
+//! `delete` and a `merge` call of our own that every destination renders in its own form.
+//!
+//! `merge` says "the identity `previousId` is now `userId`" (people) or "`previousId` is now
+//! `groupId`" (objects): the shape of the Segment spec's `alias` call, extended to objects.
+//! It comes from a Lead conversion or a record merge in Salesforce (`crate::mapper`).
 //!
 //! The JSON shape is what `sfsync map` prints and what travels between the map and deliver
 //! stages, so field names follow the Segment spec (camelCase) and optional fields are omitted
@@ -10,7 +14,7 @@ use serde_json::{Map, Value};
 
 use crate::config::SyncKind;
 
-/// The Segment call type, plus `delete`.
+/// The Segment call type, plus `delete` and `merge`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum CallType {
@@ -18,6 +22,7 @@ pub enum CallType {
     Track,
     Group,
     Delete,
+    Merge,
 }
 
 impl CallType {
@@ -27,17 +32,28 @@ impl CallType {
             CallType::Track => "track",
             CallType::Group => "group",
             CallType::Delete => "delete",
+            CallType::Merge => "merge",
         }
     }
 }
 
-/// What a `delete` call removes downstream.
+/// What a `delete` call removes, or a `merge` call merges, downstream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Entity {
     Person,
     Object,
     Relationship,
+}
+
+/// Why a `merge` call was made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MergeCause {
+    /// A Lead was converted into a Contact.
+    Conversion,
+    /// Duplicate records were merged; the loser was deleted with `MasterRecordId` set.
+    Merge,
 }
 
 /// Where a call came from. Destinations read `kind` to tell a relationship from an object
@@ -68,6 +84,10 @@ pub struct Call {
     pub timestamp: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user_id: Option<String>,
+    /// `merge` calls: the identity that goes away (a converted Lead's or a merged loser's
+    /// id); `userId` (people) or `groupId` (objects) is the one that remains.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous_id: Option<String>,
     /// Set by the mapping on object calls without a user ([`crate::anonymous_object_id`]), so
     /// that every call names a person as the Segment spec requires.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -80,9 +100,12 @@ pub struct Call {
     pub traits: Option<Map<String, Value>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub properties: Option<Map<String, Value>>,
-    /// `delete` calls: what is deleted.
+    /// `delete` calls: what is deleted; `merge` calls: what is merged.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub entity: Option<Entity>,
+    /// `merge` calls: what Salesforce did (for run reports and metrics).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub merge_cause: Option<MergeCause>,
     /// `delete` calls of objects and relationships: the object type. `group` calls carry it
     /// as `traits.object_type_id`, as Customer.io expects.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -190,9 +190,46 @@ pub struct SyncConfig {
     /// The object must have Change Data Capture enabled in Salesforce.
     #[serde(default)]
     pub stream: bool,
+    /// People syncs of `Lead`: turn a converted Lead into a `merge` of the Lead's identity
+    /// into its Contact's. Unset means on for a Lead people sync identified by `Id`.
+    #[serde(default)]
+    pub conversions: Option<bool>,
 }
 
+/// Objects whose records Salesforce can merge (`merge()`, SOAP API Developer Guide): their
+/// deleted losers carry `MasterRecordId`.
+pub const MERGEABLE_OBJECTS: &[&str] = &["Account", "Contact", "Lead"];
+
 impl SyncConfig {
+    /// Whether this sync turns Lead conversions into `merge` calls.
+    pub fn converts_leads(&self) -> bool {
+        self.kind == SyncKind::People
+            && self.object.eq_ignore_ascii_case("Lead")
+            && self
+                .conversions
+                .unwrap_or_else(|| self.identified_by_record_id())
+    }
+
+    /// Whether a deleted record with `MasterRecordId` becomes a `merge` call: people and
+    /// object syncs with `deletes` of an object Salesforce merges.
+    pub fn follows_merges(&self) -> bool {
+        self.deletes
+            && matches!(self.kind, SyncKind::People | SyncKind::Objects)
+            && MERGEABLE_OBJECTS
+                .iter()
+                .any(|o| o.eq_ignore_ascii_case(&self.object))
+    }
+
+    /// True when the sync's own identifier (`user_id` for people, `group_id` for objects)
+    /// is the record's `Id`, the only identifier a merge or conversion names.
+    pub fn identified_by_record_id(&self) -> bool {
+        let key = match self.kind {
+            SyncKind::Objects => self.group_id.as_deref(),
+            _ => self.user_id.as_deref(),
+        };
+        key.is_none_or(|k| k.eq_ignore_ascii_case("Id"))
+    }
+
     /// The field an event's timestamp comes from.
     pub fn timestamp_field(&self) -> &str {
         self.timestamp_field.as_deref().unwrap_or("CreatedDate")
@@ -218,6 +255,13 @@ impl SyncConfig {
         }
         if self.kind == SyncKind::Events {
             push(self.timestamp_field());
+        }
+        if self.converts_leads() {
+            push("IsConverted");
+            push("ConvertedContactId");
+        }
+        if self.follows_merges() {
+            push("MasterRecordId");
         }
         for f in &self.fields {
             push(f);
@@ -331,6 +375,10 @@ pub struct DestinationConfig {
     /// Mixpanel: the group key objects are written under (configured in the project).
     #[serde(default)]
     pub group_key: Option<String>,
+    /// Mixpanel: the project's ID management system (Project Settings → Identity Merge),
+    /// which decides how a `merge` call is sent. Default `simplified`.
+    #[serde(default)]
+    pub id_merge: Option<MixpanelIdMerge>,
     /// Webhook target URL.
     #[serde(default)]
     pub url: Option<String>,
@@ -351,6 +399,17 @@ pub struct DestinationConfig {
     /// How long one delivery may keep retrying before calls are handed back as "retry later".
     #[serde(default)]
     pub retry_budget_seconds: Option<u64>,
+}
+
+/// Mixpanel's identity management systems ("Identity Management Overview", Mixpanel docs):
+/// only Original ID Merge can merge two identified users (the `$merge` event through
+/// `/import`); Simplified ID Merge cannot.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MixpanelIdMerge {
+    Original,
+    #[default]
+    Simplified,
 }
 
 impl DestinationConfig {
@@ -773,6 +832,21 @@ fn check_sync(
             "events cannot be deleted downstream; remove `deletes`".into(),
         );
     }
+    if sync.conversions == Some(true) {
+        if kind != SyncKind::People || !sync.object.eq_ignore_ascii_case("Lead") {
+            report(
+                at("conversions"),
+                "only people syncs of Lead have conversions; remove `conversions`".into(),
+            );
+        } else if !sync.identified_by_record_id() {
+            report(
+                at("conversions"),
+                "a conversion merges the Lead's Id into its Contact's Id, so the sync needs \
+                 user_id = \"Id\" (or set conversions = false)"
+                    .into(),
+            );
+        }
+    }
     if sync.stream
         && let Some(reason) = no_change_events(&sync.object)
     {
@@ -833,6 +907,9 @@ fn check_destination(
             format!("{r:?} is not one of {}", regions.join(", ")),
         ),
         _ => {}
+    }
+    if dest.id_merge.is_some() && kind != DestinationKind::Mixpanel {
+        report(at("id_merge"), format!("not used by type = \"{kind}\""));
     }
     if kind == DestinationKind::Mixpanel {
         let service_account = [&dest.project_id, &dest.username, &dest.secret];

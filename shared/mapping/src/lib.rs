@@ -12,8 +12,9 @@ pub mod suggest;
 pub mod time;
 pub mod version;
 
-pub use call::{Call, CallType, Entity, Source};
+pub use call::{Call, CallType, Entity, MergeCause, Source};
 pub use config::{
-    Config, ConfigError, ConfigProblem, DestinationConfig, DestinationKind, SyncConfig, SyncKind,
+    Config, ConfigError, ConfigProblem, DestinationConfig, DestinationKind, MixpanelIdMerge,
+    SyncConfig, SyncKind,
 };
-pub use mapper::{Skip, SkipReason, anonymous_object_id, map_record, message_id};
+pub use mapper::{Skip, SkipReason, anonymous_object_id, map_record, merge_message_id, message_id};

@@ -7,15 +7,25 @@
 //!    re-extracted record version is deduplicated downstream, and a new version gets a new id.
 //! 2. A deleted record (`IsDeleted: true`) becomes a `delete` call when the sync has
 //!    `deletes = true`, and is skipped otherwise.
-//! 3. Otherwise the sync's kind decides the call: people → `identify`, events → `track`,
+//!    A deleted record whose `MasterRecordId` is set lost a merge: in a people or object
+//!    sync with `deletes = true` it becomes a `merge` of its id into the winner's
+//!    ([`crate::SyncConfig::follows_merges`]), never a delete, which would erase the
+//!    person's history downstream.
+//! 3. A converted Lead (`IsConverted` and `ConvertedContactId`) in a Lead people sync with
+//!    conversions on ([`crate::SyncConfig::converts_leads`]) becomes a `merge` of the Lead's
+//!    id into the Contact's, and nothing else: the person lives on as the Contact, and an
+//!    `identify` of the Lead after the merge would bring its old profile back.
+//!    A merge's `messageId` depends on the two ids only ([`merge_message_id`]), so a later
+//!    version of the same converted Lead re-sends a duplicate that destinations drop.
+//! 4. Otherwise the sync's kind decides the call: people → `identify`, events → `track`,
 //!    objects → `group`, relationships → `group` with both ids and the selected fields in
 //!    `traits.relationshipAttributes`.
-//! 4. Selected fields pass through under their own names, except the reserved traits of
+//! 5. Selected fields pass through under their own names, except the reserved traits of
 //!    Customer.io's Salesforce mapping (see `PEOPLE_RESERVED` and `OBJECT_RESERVED`).
 //!    Parent fields (`Account.Name`) appear flattened under their dotted path, without
 //!    Salesforce's `attributes` noise; a null parent gives null for each of its fields, so a
 //!    cleared lookup clears downstream.
-//! 5. Every call names a person: the Segment spec (and Customer.io's batch schema) wants a
+//! 6. Every call names a person: the Segment spec (and Customer.io's batch schema) wants a
 //!    `userId` or an `anonymousId`. An object call (`group`, or an object `delete`) without
 //!    a related user gets the stable `anonymousId` of [`anonymous_object_id`]:
 //!    `sfsync-object-<object_type_id>-<groupId>`, the same for every destination and every
@@ -26,7 +36,7 @@
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
-use crate::call::{Call, CallType, Context, Entity, Source};
+use crate::call::{Call, CallType, Context, Entity, MergeCause, Source};
 use crate::config::{SyncConfig, SyncKind};
 use crate::time::{format_rfc3339, parse_date_or_datetime, parse_salesforce_datetime};
 use crate::version::version_field;
@@ -89,6 +99,11 @@ pub enum SkipReason {
          in the records"
     )]
     MissingRecordVersion,
+    #[error(
+        "record merged into {master} in Salesforce, but the sync identifies records by \
+         {field}, not Id, so the surviving identity is unknown: not deleted, not merged"
+    )]
+    MergeNeedsRecordIds { field: String, master: String },
 }
 
 impl SkipReason {
@@ -104,6 +119,7 @@ impl SkipReason {
             SkipReason::MissingEventName { .. } => "missing_event_name",
             SkipReason::DeletedWithoutDeletes => "deleted_without_deletes",
             SkipReason::MissingRecordVersion => "missing_record_version",
+            SkipReason::MergeNeedsRecordIds { .. } => "merge_needs_record_ids",
         }
     }
 
@@ -135,6 +151,23 @@ pub fn message_id(sync: &str, record_id: &str, modstamp_millis: i64, call: CallT
         record_id.as_bytes(),
         modstamp_millis.to_string().as_bytes(),
         call.as_str().as_bytes(),
+    ] {
+        name.extend_from_slice(part);
+        name.push(0x1f);
+    }
+    Uuid::new_v5(&MESSAGE_ID_NAMESPACE, &name).to_string()
+}
+
+/// The deterministic message id of a `merge` of `previous_id` into `surviving_id`: the same
+/// conversion or merge always gets the same id, whatever version of the record carried it,
+/// so re-sending it is harmless.
+pub fn merge_message_id(sync: &str, previous_id: &str, surviving_id: &str) -> String {
+    let mut name = Vec::with_capacity(sync.len() + previous_id.len() + surviving_id.len() + 8);
+    for part in [
+        sync.as_bytes(),
+        CallType::Merge.as_str().as_bytes(),
+        previous_id.as_bytes(),
+        surviving_id.as_bytes(),
     ] {
         name.extend_from_slice(part);
         name.push(0x1f);
@@ -193,12 +226,14 @@ pub fn map_record(sync: &SyncConfig, record: Value) -> Result<Call, Skip> {
         ),
         timestamp: format_rfc3339(modstamp),
         user_id: None,
+        previous_id: None,
         anonymous_id: None,
         group_id: None,
         event: None,
         traits: None,
         properties: None,
         entity: None,
+        merge_cause: None,
         object_type_id: None,
         context: Context {
             sfsync: Source {
@@ -209,6 +244,47 @@ pub fn map_record(sync: &SyncConfig, record: Value) -> Result<Call, Skip> {
             },
         },
     };
+
+    let merged_into = if deleted && sync.follows_merges() {
+        optional_id(&record, "MasterRecordId").map_err(skip)?
+    } else {
+        None
+    };
+    if let Some(master) = merged_into {
+        if !sync.identified_by_record_id() {
+            let field = match sync.kind {
+                SyncKind::Objects => sync.group_id.clone(),
+                _ => sync.user_id.clone(),
+            };
+            return Err(skip(SkipReason::MergeNeedsRecordIds {
+                field: field.unwrap_or_default(),
+                master,
+            }));
+        }
+        into_merge(
+            sync,
+            &mut call,
+            record_id.clone(),
+            master,
+            MergeCause::Merge,
+        );
+        name_anonymous_object(sync, &mut call);
+        return Ok(call);
+    }
+    if !deleted
+        && sync.converts_leads()
+        && matches!(lookup(&record, "IsConverted"), Some(Value::Bool(true)))
+        && let Some(contact) = optional_id(&record, "ConvertedContactId").map_err(skip)?
+    {
+        into_merge(
+            sync,
+            &mut call,
+            record_id.clone(),
+            contact,
+            MergeCause::Conversion,
+        );
+        return Ok(call);
+    }
 
     if deleted {
         if !sync.deletes {
@@ -275,7 +351,29 @@ pub fn map_record(sync: &SyncConfig, record: Value) -> Result<Call, Skip> {
     Ok(call)
 }
 
-/// Rule 5: an object call without a user gets the object's stable anonymousId.
+/// Turns `call` into a `merge` of `previous` into `surviving` (rules 2 and 3).
+fn into_merge(
+    sync: &SyncConfig,
+    call: &mut Call,
+    previous: String,
+    surviving: String,
+    cause: MergeCause,
+) {
+    call.call_type = CallType::Merge;
+    call.message_id = merge_message_id(&sync.name, &previous, &surviving);
+    call.merge_cause = Some(cause);
+    if sync.kind == SyncKind::Objects {
+        call.entity = Some(Entity::Object);
+        call.group_id = Some(surviving);
+        call.object_type_id = sync.object_type_id.clone();
+    } else {
+        call.entity = Some(Entity::Person);
+        call.user_id = Some(surviving);
+    }
+    call.previous_id = Some(previous);
+}
+
+/// Rule 6: an object call without a user gets the object's stable anonymousId.
 fn name_anonymous_object(sync: &SyncConfig, call: &mut Call) {
     if sync.kind == SyncKind::Objects
         && call.user_id.is_none()

@@ -3,7 +3,10 @@
 use serde_json::{Value, json};
 use sfsync_mapping::config::ExtractApi;
 use sfsync_mapping::mapper::{OBJECT_RESERVED, PEOPLE_RESERVED};
-use sfsync_mapping::{CallType, Entity, SkipReason, SyncConfig, SyncKind, map_record, message_id};
+use sfsync_mapping::{
+    CallType, Entity, MergeCause, SkipReason, SyncConfig, SyncKind, map_record, merge_message_id,
+    message_id,
+};
 
 fn sync(kind: SyncKind, fields: &[&str]) -> SyncConfig {
     SyncConfig {
@@ -21,6 +24,7 @@ fn sync(kind: SyncKind, fields: &[&str]) -> SyncConfig {
         deletes: false,
         api: ExtractApi::Auto,
         stream: false,
+        conversions: None,
     }
 }
 
@@ -820,4 +824,186 @@ fn a_relationship_without_its_person_stays_a_typed_skip() {
         matches!(reason, SkipReason::MissingIdentifier { .. }),
         "{reason:?}"
     );
+}
+
+fn leads(fields: &[&str]) -> SyncConfig {
+    SyncConfig {
+        object: "Lead".into(),
+        ..people(fields)
+    }
+}
+
+fn converted_lead(modstamp: &str) -> Value {
+    json!({
+        "Id": "00Q000000000001AAA",
+        "SystemModstamp": modstamp,
+        "IsDeleted": false,
+        "Email": "ada@example.com",
+        "IsConverted": true,
+        "ConvertedContactId": "003000000000009AAA",
+    })
+}
+
+#[test]
+fn a_converted_lead_becomes_one_merge_into_its_contact_and_no_identify() {
+    let sync = leads(&["Email"]);
+    let call = map_record(&sync, converted_lead("2024-05-01T12:34:56.000+0000")).unwrap();
+    assert_eq!(call.call_type, CallType::Merge);
+    assert_eq!(call.previous_id.as_deref(), Some("00Q000000000001AAA"));
+    assert_eq!(call.user_id.as_deref(), Some("003000000000009AAA"));
+    assert_eq!(call.entity, Some(Entity::Person));
+    assert_eq!(call.merge_cause, Some(MergeCause::Conversion));
+    assert_eq!(call.traits, None);
+    assert_eq!(
+        call.message_id,
+        merge_message_id("s", "00Q000000000001AAA", "003000000000009AAA")
+    );
+    // The same conversion carried by a later version of the Lead: the same messageId, so
+    // destinations drop the repeat.
+    let later = map_record(&sync, converted_lead("2024-05-02T08:00:00.000+0000")).unwrap();
+    assert_eq!(later.message_id, call.message_id);
+    let json = serde_json::to_value(&call).unwrap();
+    assert_eq!(json["type"], "merge");
+    assert_eq!(json["previousId"], "00Q000000000001AAA");
+    assert_eq!(json["mergeCause"], "conversion");
+}
+
+#[test]
+fn an_unconverted_lead_is_identified_as_before() {
+    let mut rec = converted_lead("2024-05-01T12:34:56.000+0000");
+    rec["IsConverted"] = json!(false);
+    rec["ConvertedContactId"] = Value::Null;
+    let call = map_record(&leads(&["Email"]), rec).unwrap();
+    assert_eq!(call.call_type, CallType::Identify);
+}
+
+#[test]
+fn conversions_can_be_turned_off_and_are_off_for_other_identifiers() {
+    let off = SyncConfig {
+        conversions: Some(false),
+        ..leads(&["Email"])
+    };
+    assert!(!off.converts_leads());
+    let call = map_record(&off, converted_lead("2024-05-01T12:34:56.000+0000")).unwrap();
+    assert_eq!(call.call_type, CallType::Identify);
+    let by_email = SyncConfig {
+        user_id: Some("Email".into()),
+        ..leads(&[])
+    };
+    assert!(!by_email.converts_leads());
+    assert!(
+        !people(&[]).converts_leads(),
+        "Contacts are never converted"
+    );
+}
+
+#[test]
+fn a_lead_sync_selects_the_conversion_fields_itself() {
+    let select = leads(&["Email"]).select_fields();
+    assert!(select.contains(&"IsConverted".to_string()));
+    assert!(select.contains(&"ConvertedContactId".to_string()));
+    let off = SyncConfig {
+        conversions: Some(false),
+        ..leads(&["Email"])
+    };
+    assert!(!off.select_fields().contains(&"IsConverted".to_string()));
+    let deletes = SyncConfig {
+        deletes: true,
+        ..people(&[])
+    };
+    assert!(
+        deletes
+            .select_fields()
+            .contains(&"MasterRecordId".to_string())
+    );
+    assert!(
+        !people(&[])
+            .select_fields()
+            .contains(&"MasterRecordId".to_string())
+    );
+}
+
+fn merged_loser(id: &str, master: &str) -> Value {
+    record(json!({"Id": id, "IsDeleted": true, "MasterRecordId": master}))
+}
+
+#[test]
+fn a_merged_loser_becomes_a_merge_into_the_winner_not_a_delete() {
+    let sync = SyncConfig {
+        deletes: true,
+        ..people(&["Email"])
+    };
+    let call = map_record(
+        &sync,
+        merged_loser("003000000000002AAA", "003000000000001AAA"),
+    )
+    .unwrap();
+    assert_eq!(call.call_type, CallType::Merge);
+    assert_eq!(call.previous_id.as_deref(), Some("003000000000002AAA"));
+    assert_eq!(call.user_id.as_deref(), Some("003000000000001AAA"));
+    assert_eq!(call.merge_cause, Some(MergeCause::Merge));
+    assert_eq!(
+        call.message_id,
+        merge_message_id("s", "003000000000002AAA", "003000000000001AAA")
+    );
+    // A plain delete (no MasterRecordId) stays a delete.
+    let deleted = map_record(
+        &sync,
+        record(json!({"IsDeleted": true, "MasterRecordId": null})),
+    )
+    .unwrap();
+    assert_eq!(deleted.call_type, CallType::Delete);
+}
+
+#[test]
+fn a_merged_account_becomes_an_object_merge_by_group_id() {
+    let sync = SyncConfig {
+        deletes: true,
+        ..objects(&["Name"])
+    };
+    let call = map_record(
+        &sync,
+        merged_loser("001000000000002AAA", "001000000000001AAA"),
+    )
+    .unwrap();
+    assert_eq!(call.call_type, CallType::Merge);
+    assert_eq!(call.entity, Some(Entity::Object));
+    assert_eq!(call.previous_id.as_deref(), Some("001000000000002AAA"));
+    assert_eq!(call.group_id.as_deref(), Some("001000000000001AAA"));
+    assert_eq!(call.object_type_id.as_deref(), Some("1"));
+    assert_eq!(call.user_id, None);
+    assert_eq!(
+        call.anonymous_id.as_deref(),
+        Some("sfsync-object-1-001000000000001AAA")
+    );
+}
+
+#[test]
+fn a_merged_loser_of_a_sync_keyed_by_email_is_skipped_with_the_reason_not_deleted() {
+    let sync = SyncConfig {
+        deletes: true,
+        user_id: Some("Email".into()),
+        ..people(&[])
+    };
+    let reason = skip_reason(
+        &sync,
+        merged_loser("003000000000002AAA", "003000000000001AAA"),
+    );
+    assert_eq!(
+        reason,
+        SkipReason::MergeNeedsRecordIds {
+            field: "Email".into(),
+            master: "003000000000001AAA".into()
+        }
+    );
+    assert!(!reason.is_deliberate());
+}
+
+#[test]
+fn without_deletes_a_merged_loser_is_skipped_as_any_delete() {
+    let reason = skip_reason(
+        &people(&[]),
+        merged_loser("003000000000002AAA", "003000000000001AAA"),
+    );
+    assert_eq!(reason, SkipReason::DeletedWithoutDeletes);
 }

@@ -184,6 +184,7 @@ fn base(name: &str, object: &str, kind: SyncKind, fields: &[&str], deletes: bool
         deletes,
         api: ExtractApi::Auto,
         stream: false,
+        conversions: None,
     }
 }
 

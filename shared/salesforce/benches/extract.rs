@@ -41,6 +41,7 @@ fn sync() -> SyncConfig {
         deletes: false,
         api: ExtractApi::Rest,
         stream: false,
+        conversions: None,
     }
 }
 

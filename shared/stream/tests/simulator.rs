@@ -58,6 +58,7 @@ fn sync(deletes: bool) -> SyncConfig {
         deletes,
         api: ExtractApi::Rest,
         stream: true,
+        conversions: None,
     }
 }
 

@@ -75,6 +75,7 @@ pub fn sync(name: &str, object: &str, kind: SyncKind, fields: &[&str]) -> SyncCo
         deletes: false,
         api: ExtractApi::Auto,
         stream: false,
+        conversions: None,
     }
 }
 
