@@ -76,6 +76,7 @@ fn config(kind: DestinationKind) -> DestinationConfig {
         secret: None,
         secret_key: None,
         group_key: None,
+        id_merge: None,
         url: None,
         path: None,
         gzip: None,

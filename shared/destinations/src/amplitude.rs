@@ -27,6 +27,11 @@
 //!   destination has the project's `secret_key`; without it they are dead with a reason that
 //!   says to add it. Amplitude has no API to delete a group or a user's membership: object
 //!   and relationship deletes are dead with a reason, never sent as events.
+//! - A merge is dead with a reason: Amplitude has no API that merges two users of a project.
+//!   Its User Mapping (Aliasing) API (amplitude.com/docs/apis/analytics/user-mapping,
+//!   `POST /usermap`) maps user ids into a global id for the cross-project Portfolio view and
+//!   "user properties aren't merged"; sending an event or identify instead would only create
+//!   the other user again.
 //! - A 400 from `/2/httpapi` that lists event indices rejected the whole request: the listed
 //!   events are dead, the others are resent. A 400 from `/identify` or `/groupidentify`
 //!   refuses the whole request for any invalid identification (their status codes are those
@@ -221,6 +226,17 @@ impl Amplitude {
                     "group_properties": { "$set": wire::object_traits(call) },
                 }),
             ),
+            CallType::Merge => {
+                return Err(format!(
+                    "Amplitude has no API to merge two users or groups of a project (its User Mapping API maps ids for the cross-project Portfolio view only and does not merge user properties), so the {} of {} into {} is not sent; merge them in Amplitude by hand, or stop sending merges to Amplitude (the destination's `syncs`)",
+                    wire::kind_name(call),
+                    call.previous_id.as_deref().unwrap_or("?"),
+                    call.user_id
+                        .as_deref()
+                        .or(call.group_id.as_deref())
+                        .unwrap_or("?"),
+                ));
+            }
             CallType::Delete => match call.entity {
                 Some(Entity::Person) if self.privacy_auth.is_some() => {
                     (DELETIONS, json!(wire::user_id(call)?))

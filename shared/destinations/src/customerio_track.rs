@@ -17,6 +17,12 @@
 //!   from the call (timestamp ms + 80 bits of SHA-256(messageId)), so a resent event dedupes.
 //! - deletes → `"action":"delete"` on the person or the object; a relationship delete is
 //!   `"action":"delete_relationships"` on the person.
+//! - person merge → `{"type":"person","action":"merge","primary":{"id":userId},"secondary":{"id":previousId}}`
+//!   (Track API v2 `person` operation "merge": "Merges `secondary` into `primary`, then
+//!   deletes `secondary` … `primary` must already exist"; docs.customer.io "Merge duplicate
+//!   people"). It carries no timestamp (the operation has none). Customer.io has no merge
+//!   of objects: an object merge is the `delete` of the losing object
+//!   (`wire::object_merge_as_delete`).
 //! - `timestamp` is unix seconds.
 //!
 //! 200: all accepted. 207: partial success; the listed `batch_index`es failed validation and
@@ -143,6 +149,18 @@ pub(crate) fn render(call: &Call) -> Result<Value, String> {
                 );
             }
             op
+        }
+        CallType::Merge if call.entity == Some(Entity::Object) => {
+            return render(&wire::object_merge_as_delete(call)?);
+        }
+        CallType::Merge => {
+            let (surviving, previous) = wire::person_merge_ids(call)?;
+            json!({
+                "type": "person",
+                "action": "merge",
+                "primary": person(surviving),
+                "secondary": person(previous),
+            })
         }
         CallType::Delete => match call.entity {
             Some(Entity::Person) => json!({

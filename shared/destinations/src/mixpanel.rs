@@ -21,6 +21,14 @@
 //!   (Mixpanel has no relationship attributes; they are not sent).
 //! - deletes → person: `/engage` `$delete`; object: `/groups` `$delete`; relationship:
 //!   `/engage` `$remove` of `{group_key: groupId}`.
+//! - person merge, with `id_merge = "original"` → a `$merge` event through `/import`
+//!   (`properties.$distinct_ids: [userId, previousId]`, Mixpanel reference "Merge
+//!   Identities", docs.mixpanel.com/reference/identity-merge: only for projects on the
+//!   Original ID Merge system, only through `/import`). With `id_merge = "simplified"` (the
+//!   default, and Mixpanel's default for new projects) two identified users cannot be
+//!   merged: `$merge`, `$identify` and `$create_alias` "have no functionality" there, so the
+//!   merge is dead with a reason rather than sent to be ignored. An object merge is the
+//!   `/groups` `$delete` of the losing group (`wire::object_merge_as_delete`).
 //! - `/engage` and `/groups` answer 200 even when they reject an update: they are called with
 //!   `verbose=1` and the body is read; a rejected batch is split until the culprit is alone
 //!   (the other updates are idempotent), and that one is dead. An error about the `$token`
@@ -36,7 +44,7 @@ use std::time::Duration;
 use reqwest::header::{self, HeaderValue};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
-use sfsync_mapping::{Call, CallType, Entity};
+use sfsync_mapping::{Call, CallType, Entity, MixpanelIdMerge};
 
 use crate::engine::{
     Encoded, ItemVerdict, Protocol, Request, Response, Route, RouteSpec, Verdict, join_body,
@@ -78,6 +86,7 @@ const INVALID_DISTINCT_IDS: &[&str] = &[
 pub(crate) struct Mixpanel {
     token: Secret,
     group_key: String,
+    id_merge: MixpanelIdMerge,
     urls: [String; 3],
     import_auth: HeaderValue,
     routes: [RouteSpec; 3],
@@ -130,6 +139,7 @@ pub(crate) fn build(ctx: &BuildContext<'_>) -> Result<Mixpanel, BuildError> {
         min_interval: None,
     };
     Ok(Mixpanel {
+        id_merge: ctx.config.id_merge.unwrap_or_default(),
         token: Secret::new(token),
         group_key,
         urls: [
@@ -227,6 +237,28 @@ impl Mixpanel {
                     "$set": profile_properties(wire::object_traits(call)),
                 }),
             ),
+            CallType::Merge if call.entity == Some(Entity::Object) => {
+                return self.render(&wire::object_merge_as_delete(call)?);
+            }
+            CallType::Merge => {
+                let (surviving, previous) = wire::person_merge_ids(call)?;
+                if self.id_merge == MixpanelIdMerge::Simplified {
+                    return Err(format!(
+                        "Mixpanel's Simplified ID Merge cannot merge two identified users, so the merge of {previous} into {surviving} is not sent; if the project uses Original ID Merge (Project Settings → Identity Merge), set id_merge = \"original\" on this destination and replay the dead letters"
+                    ));
+                }
+                let mut properties = Map::new();
+                properties.insert("$distinct_ids".into(), json!([surviving, previous]));
+                properties.insert("time".into(), json!(wire::timestamp_millis(call)?));
+                properties.insert(
+                    "$insert_id".into(),
+                    json!(wire::dedupe_insert_id(&call.message_id)),
+                );
+                (
+                    IMPORT,
+                    json!({ "event": "$merge", "properties": properties }),
+                )
+            }
             CallType::Delete => match call.entity {
                 Some(Entity::Person) => (
                     ENGAGE,

@@ -19,6 +19,13 @@
 //!   `deleteObject` / `deleteRelationship`) takes it from `groupId` and from
 //!   `context.groupId`. So "Object Deleted" also carries `groupId` and `context.groupId`,
 //!   and "Relationship Deleted" carries `context.groupId`.
+//! - `merge` calls about people become the spec's `alias` call, `{previousId, userId}`
+//!   (Segment Spec "Alias", twilio.com/docs/segment/connections/spec/alias; RudderStack's
+//!   event spec "Alias", rudderstack.com/docs/event-spec/standard-events/alias; Customer.io
+//!   Data Pipelines "Alias", docs.customer.io/integrations/data-in/source-spec/alias-spec:
+//!   "the `userId` inherits the traits and activity of the `previousId`"). The spec has no
+//!   merge of groups: an object merge is sent as the "Object Deleted" of the loser (see
+//!   `wire::object_merge_as_delete`).
 //! - Every call needs a userId or an anonymousId (Customer.io's batch schema requires one;
 //!   Segment and RudderStack drop a call with neither). The mapping gives calls about an
 //!   object without a user a stable anonymousId (`sfsync_mapping::anonymous_object_id`);
@@ -148,6 +155,15 @@ pub(crate) fn render(call: &Call) -> Result<Value, String> {
                 "traits".into(),
                 Value::Object(call.traits.clone().unwrap_or_default()),
             );
+        }
+        CallType::Merge if call.entity == Some(Entity::Object) => {
+            return render(&wire::object_merge_as_delete(call)?);
+        }
+        CallType::Merge => {
+            let (surviving, previous) = wire::person_merge_ids(call)?;
+            m.insert("type".into(), Value::String("alias".into()));
+            m.insert("previousId".into(), Value::String(previous.to_string()));
+            set_user(&mut m, Some(surviving), None);
         }
         CallType::Delete => {
             let delete = wire::delete_event(call)?;

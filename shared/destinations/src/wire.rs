@@ -342,6 +342,10 @@ pub(crate) fn kind_name(call: &Call) -> String {
     use sfsync_mapping::{CallType, Entity};
     match call.call_type {
         CallType::Group if call.is_relationship() => "relationship group".into(),
+        CallType::Merge => match call.entity {
+            Some(Entity::Object) => "object merge".into(),
+            _ => "person merge".into(),
+        },
         CallType::Delete => match call.entity {
             Some(Entity::Person) => "person delete".into(),
             Some(Entity::Object) => "object delete".into(),
@@ -350,6 +354,41 @@ pub(crate) fn kind_name(call: &Call) -> String {
         },
         t => t.as_str().into(),
     }
+}
+
+/// A person `merge` call's (surviving userId, previousId).
+pub(crate) fn person_merge_ids(call: &Call) -> Result<(&str, &str), String> {
+    let previous = match call.previous_id.as_deref() {
+        Some(p) if !p.is_empty() => p,
+        _ => return Err(format!("{} call has no previousId", kind_name(call))),
+    };
+    let surviving = user_id(call)?;
+    if surviving == previous {
+        return Err(format!(
+            "{} call merges {previous} into itself",
+            kind_name(call)
+        ));
+    }
+    Ok((surviving, previous))
+}
+
+/// An object `merge` for an API that cannot merge objects: the delete of the losing object.
+/// Its relationships are not lost: Salesforce's merge re-parents the loser's related records
+/// to the winner, and those changes arrive as relationship calls of the winner.
+pub(crate) fn object_merge_as_delete(call: &Call) -> Result<Call, String> {
+    let previous = match call.previous_id.as_deref() {
+        Some(p) if !p.is_empty() => p.to_string(),
+        _ => return Err(format!("{} call has no previousId", kind_name(call))),
+    };
+    let object_type = object_type(call)?.to_string();
+    let mut delete = call.clone();
+    delete.call_type = sfsync_mapping::CallType::Delete;
+    delete.entity = Some(sfsync_mapping::Entity::Object);
+    delete.anonymous_id = Some(sfsync_mapping::anonymous_object_id(&object_type, &previous));
+    delete.group_id = Some(previous);
+    delete.previous_id = None;
+    delete.object_type_id = Some(object_type);
+    Ok(delete)
 }
 
 /// A `delete` call as the semantic track event Customer.io Data Pipelines defines ("User

@@ -288,6 +288,27 @@ pub fn delete_relationship(i: usize) -> Call {
     }))
 }
 
+/// A Contact `i + 100` merged into Contact `i` (the loser deleted with its MasterRecordId).
+pub fn merge_person(i: usize) -> Call {
+    call(json!({
+        "type": "merge", "messageId": message_id(i), "timestamp": "2024-05-01T12:34:56.789Z",
+        "userId": format!("003U{i:014}"), "previousId": format!("003U{:014}", i + 100),
+        "entity": "person", "mergeCause": "merge",
+        "context": source("people", "Contact", i + 100),
+    }))
+}
+
+/// Account `i + 100` merged into Account `i`.
+pub fn merge_object(i: usize) -> Call {
+    call(json!({
+        "type": "merge", "messageId": message_id(i), "timestamp": "2024-05-01T12:34:56.789Z",
+        "groupId": format!("001A{i:014}"), "previousId": format!("001A{:014}", i + 100),
+        "anonymousId": format!("sfsync-object-1-001A{i:014}"),
+        "entity": "object", "objectTypeId": "1", "mergeCause": "merge",
+        "context": source("objects", "Account", i + 100),
+    }))
+}
+
 /// A track call whose `blob` property makes its JSON at least `bytes` long.
 pub fn big_track(i: usize, bytes: usize) -> Call {
     let mut c = track(i);

@@ -65,7 +65,14 @@ fn segment_spec_problem(call: &Value) -> Option<String> {
         Some("group") if !non_empty_string(&call["groupId"]) => {
             return Some("groupId is required".into());
         }
-        Some("identify" | "track" | "group") => {}
+        // Segment Spec "Alias" (twilio.com/docs/segment/connections/spec/alias) and
+        // Customer.io's alias schema: `previousId` and `userId` are both required.
+        Some("alias")
+            if !non_empty_string(&call["previousId"]) || !non_empty_string(&call["userId"]) =>
+        {
+            return Some("alias needs previousId and userId".into());
+        }
+        Some("identify" | "track" | "group" | "alias") => {}
         other => return Some(format!("unknown type {other:?}")),
     }
     if let Some(ts) = call.get("timestamp") {
@@ -298,4 +305,91 @@ pub async fn webhook_receiver(refuse: Refuse) -> (Server, SharedLedger) {
     })
     .await;
     (server, ledger)
+}
+
+/// Customer.io's Track API v2 `POST /api/v2/batch` as a store of people
+/// (docs.customer.io/integrations/api/track/, v2 `person` operations): `identify` creates or
+/// updates a person; `merge` "merges `secondary` into `primary`, then deletes `secondary`",
+/// where attributes unset on the primary are taken from the secondary, and "if the primary
+/// profile doesn't exist, your request won't do anything" (answered 200 all the same:
+/// recorded as dropped); `delete` removes the person. Basic `SITE_ID:API_KEY`, else 401.
+pub async fn customerio_track_people(
+    site_id: &'static str,
+    api_key: &'static str,
+) -> (Server, SharedPeople) {
+    let people = SharedPeople::default();
+    let store = people.clone();
+    let server = serve(move |_, r| {
+        if !authorized(r, &basic(site_id, api_key)) {
+            return reply(401, r#"{"errors":[{"message":"unauthorized"}]}"#);
+        }
+        let ops = r.json()["batch"].as_array().cloned().unwrap_or_default();
+        let mut store = store.lock().expect("people");
+        for op in ops {
+            store.apply(op);
+        }
+        reply(200, "{}")
+    })
+    .await;
+    (server, people)
+}
+
+/// The people a [`customerio_track_people`] server holds, by `id`.
+#[derive(Debug, Default)]
+pub struct People {
+    pub profiles: std::collections::BTreeMap<String, serde_json::Map<String, Value>>,
+    /// Operations the API accepted but that did nothing, with why.
+    pub ignored: Vec<(Value, String)>,
+}
+
+pub type SharedPeople = Arc<Mutex<People>>;
+
+impl People {
+    fn apply(&mut self, op: Value) {
+        let id = |v: &Value| v["id"].as_str().map(str::to_string);
+        if op["type"] != "person" {
+            return;
+        }
+        match op["action"].as_str() {
+            Some("identify") => {
+                let Some(who) = id(&op["identifiers"]) else {
+                    self.ignored.push((op, "no identifiers.id".into()));
+                    return;
+                };
+                let profile = self.profiles.entry(who).or_default();
+                if let Some(attributes) = op["attributes"].as_object() {
+                    profile.extend(attributes.clone());
+                }
+            }
+            Some("merge") => {
+                let (Some(primary), Some(secondary)) = (id(&op["primary"]), id(&op["secondary"]))
+                else {
+                    self.ignored
+                        .push((op, "merge needs primary.id and secondary.id".into()));
+                    return;
+                };
+                if !self.profiles.contains_key(&primary) {
+                    self.ignored
+                        .push((op, format!("primary {primary} does not exist")));
+                    return;
+                }
+                let Some(old) = self.profiles.remove(&secondary) else {
+                    return;
+                };
+                let profile = self.profiles.entry(primary).or_default();
+                for (k, v) in old {
+                    let empty = profile.get(&k).is_none_or(Value::is_null);
+                    if empty {
+                        profile.insert(k, v);
+                    }
+                }
+            }
+            Some("delete") => {
+                if let Some(who) = id(&op["identifiers"]) {
+                    self.profiles.remove(&who);
+                }
+            }
+            _ => {}
+        }
+    }
 }
