@@ -458,6 +458,7 @@ async fn a_record_larger_than_any_queue_message_fails_the_run_naming_it_and_hold
         client,
         queue: SqsQueue::new(aws.sqs.clone(), &aws.records_q),
         store: aws.store.clone(),
+        clock: Arc::new(sfsync_pipeline::extract::SystemClock),
     };
     let input = || ExtractInput {
         syncs: Some(vec!["contacts".into()]),
