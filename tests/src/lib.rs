@@ -15,6 +15,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
 pub mod local;
+pub mod profiles;
 
 pub const REGION: &str = "us-east-1";
 

@@ -234,7 +234,7 @@ impl Local {
         settings.compress = false;
         settings.max_body_bytes = LOCAL_MAX_BODY_BYTES;
         settings.max_records_per_send = LOCAL_MAX_RECORDS_PER_SEND;
-        for sync in &config.syncs {
+        for sync in sfsync_mapping::config::run_order(&config.syncs) {
             extract_sync(
                 &client, sync, &queue, &store, &run_id, started_at, &settings,
             )

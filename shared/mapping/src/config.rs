@@ -196,6 +196,18 @@ pub struct SyncConfig {
     pub conversions: Option<bool>,
 }
 
+/// `syncs` in the order a run takes them: as written, except that Lead people syncs that
+/// follow conversions go after every other sync. A conversion's `merge` names the Contact it
+/// became, and some APIs ignore a merge whose surviving person does not exist yet
+/// (Customer.io's Track API: "the primary profile must already exist"), so the Contact's
+/// `identify` must be delivered first in the same run.
+pub fn run_order<'a>(syncs: impl IntoIterator<Item = &'a SyncConfig>) -> Vec<&'a SyncConfig> {
+    let mut ordered: Vec<&SyncConfig> = syncs.into_iter().collect();
+    // Stable: the written order stays among equals.
+    ordered.sort_by_key(|s| s.converts_leads());
+    ordered
+}
+
 /// Objects whose records Salesforce can merge (`merge()`, SOAP API Developer Guide): their
 /// deleted losers carry `MasterRecordId`.
 pub const MERGEABLE_OBJECTS: &[&str] = &["Account", "Contact", "Lead"];

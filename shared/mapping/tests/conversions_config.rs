@@ -63,3 +63,19 @@ fn conversions_on_a_sync_without_conversions_are_refused_naming_the_key() {
         "{not_bool:#?}"
     );
 }
+
+#[test]
+fn a_run_takes_lead_conversions_after_the_other_syncs() {
+    let text = format!(
+        "{}\n[[syncs]]\nname = \"contacts\"\nobject = \"Contact\"\n{PEOPLE}\n\n[[syncs]]\nname = \"accounts\"\nobject = \"Account\"\nkind = \"objects\"\ngroup_id = \"Id\"\nobject_type_id = \"1\"\n",
+        config("Lead", PEOPLE, "")
+    );
+    let config = Config::parse(&text).expect("valid");
+    let names: Vec<&str> = config.syncs.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(names, ["people", "contacts", "accounts"]);
+    let order: Vec<&str> = sfsync_mapping::config::run_order(&config.syncs)
+        .iter()
+        .map(|s| s.name.as_str())
+        .collect();
+    assert_eq!(order, ["contacts", "accounts", "people"]);
+}

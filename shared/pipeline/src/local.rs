@@ -357,7 +357,11 @@ pub async fn run_local(
     use crate::state::file::FileStore;
 
     let selected: Vec<sfsync_mapping::SyncConfig> = if options.syncs.is_empty() {
-        config.syncs.clone()
+        // Conversions (merges into Contacts) after the Contacts' identifies.
+        sfsync_mapping::config::run_order(&config.syncs)
+            .into_iter()
+            .cloned()
+            .collect()
     } else {
         let mut out = Vec::new();
         for name in &options.syncs {
