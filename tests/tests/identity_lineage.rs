@@ -78,17 +78,28 @@ fn profile_ids(server: &PeopleServer) -> Vec<String> {
     server.people().profiles.keys().cloned().collect()
 }
 
-async fn run(w: &Local) {
+async fn run(w: &Local) -> Vec<sfsync_pipeline::report::RunReport> {
     let at = {
         let org = w.sim.org();
         let mut org = org.lock().unwrap_or_else(|e| panic!("{e}"));
         org.advance_clock(Duration::minutes(2));
         org.now()
     };
-    for report in w.run_at(at).await {
+    let reports = w.run_at(at).await;
+    for report in &reports {
         assert_eq!(report.status, RunStatus::Complete, "{report}");
         assert_eq!(report.counts.dead, 0, "{report}");
     }
+    reports
+}
+
+/// (conversions, merges) a run's report of `sync` counted.
+fn lineage_counts(reports: &[sfsync_pipeline::report::RunReport], sync: &str) -> (u64, u64) {
+    let report = reports
+        .iter()
+        .find(|r| r.sync == sync)
+        .unwrap_or_else(|| panic!("no report of {sync}"));
+    (report.counts.conversions, report.counts.merges)
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -102,7 +113,20 @@ async fn a_conversion_and_a_merge_between_two_runs_leave_one_person_per_human() 
 
     // Run 1: the generated org already holds converted Leads; they merge into Contacts the
     // same run identifies.
-    run(&w).await;
+    let converted_at_start = {
+        let org = w.sim.org();
+        let org = org.lock().unwrap_or_else(|e| panic!("{e}"));
+        org.records("Lead")
+            .iter()
+            .filter(|l| l["IsConverted"] == json!(true))
+            .count() as u64
+    };
+    assert!(
+        converted_at_start > 0,
+        "the generated org has converted Leads"
+    );
+    let first = run(&w).await;
+    assert_eq!(lineage_counts(&first, "leads"), (converted_at_start, 0));
     assert_eq!(profile_ids(&server), humans(&w));
     assert!(
         server.people().ignored.is_empty(),
@@ -150,7 +174,9 @@ async fn a_conversion_and_a_merge_between_two_runs_leave_one_person_per_human() 
     assert!(profile_ids(&server).contains(&lead));
     assert!(profile_ids(&server).contains(&loser));
 
-    run(&w).await;
+    let second = run(&w).await;
+    assert_eq!(lineage_counts(&second, "leads").0, 1, "the new conversion");
+    assert_eq!(lineage_counts(&second, "contacts"), (0, 1), "the merge");
     let people = server.people();
     assert!(
         people.ignored.is_empty(),

@@ -49,7 +49,14 @@ pub fn map_calls(config: &Config, message: &mut RecordsMessage) -> Result<Mapped
     out.calls.reserve(message.records.len());
     for record in std::mem::take(&mut message.records) {
         match map_record(sync, record) {
-            Ok(call) => out.calls.push(call),
+            Ok(call) => {
+                match call.merge_cause {
+                    Some(sfsync_mapping::MergeCause::Conversion) => out.counts.conversions += 1,
+                    Some(sfsync_mapping::MergeCause::Merge) => out.counts.merges += 1,
+                    None => {}
+                }
+                out.calls.push(call)
+            }
             Err(skip) => {
                 if skip.reason.is_deliberate() {
                     out.counts.skipped_deliberate += 1;

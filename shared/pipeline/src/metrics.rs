@@ -54,6 +54,9 @@ pub fn counts_line(
         ("SalesforceApiCalls", salesforce_api_calls),
         // Hard deletes Salesforce can no longer list: alarmed on (infra/template.yaml).
         ("HardDeleteGaps", counts.delete_gaps),
+        // Identity lineage sent as merges (sfsync_mapping::mapper, rules 2 and 3).
+        ("LeadConversions", counts.conversions),
+        ("RecordMerges", counts.merges),
     ]
     .into_iter()
     .filter(|(_, v)| *v > 0)
@@ -166,5 +169,28 @@ mod tests {
         assert_eq!(directive["Metrics"][0]["Name"], json!("HardDeleteGaps"));
         assert_eq!(v["HardDeleteGaps"], json!(1));
         assert!(delete_gaps_line("extract", &RunCounts::default()).is_none());
+    }
+
+    #[test]
+    fn conversions_and_merges_are_metrics_of_the_map_stage() {
+        let counts = RunCounts {
+            mapped: 3,
+            conversions: 2,
+            merges: 1,
+            ..Default::default()
+        };
+        let line = counts_line("map", "leads", &counts, 0);
+        let v: Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(v["LeadConversions"], json!(2));
+        assert_eq!(v["RecordMerges"], json!(1));
+        let report = crate::report::RunReport {
+            counts,
+            ..crate::report::RunReport::new("20260101T000000Z-abc", "leads", chrono::Utc::now())
+        };
+        let text = report.to_string();
+        assert!(
+            text.contains("(2 Lead conversions, 1 record merge sent as merges)"),
+            "{text}"
+        );
     }
 }

@@ -68,13 +68,21 @@ pub struct RunCounts {
     /// `HardDeleteGaps` an alarm watches.
     #[serde(default)]
     pub delete_gaps: u64,
+    /// `merge` calls made for converted Leads (of `mapped`).
+    #[serde(default)]
+    pub conversions: u64,
+    /// `merge` calls made for records merged in Salesforce (of `mapped`).
+    #[serde(default)]
+    pub merges: u64,
 }
 
 impl RunCounts {
     /// The counters the map and deliver stages add (extraction writes the others).
-    pub fn downstream_fields(&self) -> [(&'static str, u64); 7] {
+    pub fn downstream_fields(&self) -> [(&'static str, u64); 9] {
         [
             ("mapped", self.mapped),
+            ("conversions", self.conversions),
+            ("merges", self.merges),
             ("skipped", self.skipped),
             ("skipped_deliberate", self.skipped_deliberate),
             ("delivered", self.delivered),
@@ -87,6 +95,8 @@ impl RunCounts {
     pub fn set_downstream(&mut self, name: &str, value: u64) {
         match name {
             "mapped" => self.mapped = value,
+            "conversions" => self.conversions = value,
+            "merges" => self.merges = value,
             "skipped" => self.skipped = value,
             "skipped_deliberate" => self.skipped_deliberate = value,
             "delivered" => self.delivered = value,
@@ -109,6 +119,8 @@ impl RunCounts {
         self.retried += other.retried;
         self.destination_requests += other.destination_requests;
         self.delete_gaps += other.delete_gaps;
+        self.conversions += other.conversions;
+        self.merges += other.merges;
         for (k, v) in &other.skip_reasons {
             *self.skip_reasons.entry(k.clone()).or_default() += v;
         }
@@ -234,7 +246,18 @@ impl fmt::Display for RunReport {
                 .map(|a| format!(", {a}"))
                 .unwrap_or_default()
         )?;
-        writeln!(f, "  mapped      {:>8}", c.mapped)?;
+        write!(f, "  mapped      {:>8}", c.mapped)?;
+        if c.conversions + c.merges > 0 {
+            write!(
+                f,
+                "  ({} Lead conversion{}, {} record merge{} sent as merges)",
+                c.conversions,
+                if c.conversions == 1 { "" } else { "s" },
+                c.merges,
+                if c.merges == 1 { "" } else { "s" },
+            )?;
+        }
+        writeln!(f)?;
         write!(f, "  skipped     {:>8}", c.skipped + c.skipped_deliberate)?;
         if c.skipped + c.skipped_deliberate > 0 {
             let reasons: Vec<String> = c
