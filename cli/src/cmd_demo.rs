@@ -112,11 +112,35 @@ pub async fn run(args: Args) -> Result<ExitCode> {
             fields.insert(k.to_string(), v);
         }
         org.insert("Contact", fields);
-        (touched, accounts, gone)
+        // Identity lineage: a Lead converted into a new Contact, two Contacts merged. Both
+        // become `merge` calls in run 2 (the loser is not deleted downstream).
+        let lead = org
+            .records("Lead")
+            .iter()
+            .find(|l| l.get("IsConverted") == Some(&json!(false)))
+            .and_then(|l| l.get("Id").and_then(Value::as_str).map(str::to_string));
+        let converted = lead.is_some_and(|id| org.convert_lead(&id, None, None).is_ok());
+        let pair: Vec<String> = org
+            .records("Contact")
+            .iter()
+            .filter_map(|r| r.get("Id").and_then(Value::as_str).map(str::to_string))
+            .take(2)
+            .collect();
+        let merged = match pair.as_slice() {
+            [winner, loser] => org.merge("Contact", winner, &[loser.as_str()]).is_ok(),
+            _ => false,
+        };
+        (
+            touched,
+            accounts,
+            gone,
+            usize::from(converted),
+            usize::from(merged),
+        )
     };
     output::line(format_args!(
-        "\n== Changes in Salesforce: {} contacts edited, {} accounts edited, {} contacts deleted, 1 contact created\n",
-        changed.0, changed.1, changed.2
+        "\n== Changes in Salesforce: {} contacts edited, {} accounts edited, {} contacts deleted, 1 contact created, {} lead converted, {} pair of contacts merged\n",
+        changed.0, changed.1, changed.2, changed.3, changed.4
     ))?;
     output::line("== Run 2: only what changed (incremental)\n")?;
     let second = run_once(&config, &state, args.quiet).await?;

@@ -421,9 +421,17 @@ fn demo_runs_from_a_clean_directory() {
         .collect();
     assert!(lines.len() > 1000, "{} calls", lines.len());
     let kinds: HashSet<&str> = lines.iter().filter_map(|c| c["type"].as_str()).collect();
-    for kind in ["identify", "track", "group", "delete"] {
+    for kind in ["identify", "track", "group", "delete", "merge"] {
         assert!(kinds.contains(kind), "no {kind} call in the demo output");
     }
+    // Run 2 shows a Lead conversion and a Contact merge, each as a merge call.
+    let causes: Vec<&str> = lines
+        .iter()
+        .filter(|c| c["type"] == "merge")
+        .filter_map(|c| c["mergeCause"].as_str())
+        .collect();
+    assert!(causes.contains(&"conversion"), "{causes:?}");
+    assert!(causes.contains(&"merge"), "{causes:?}");
     assert!(Path::new(&dir.path().join("demo/state")).exists());
 }
 
