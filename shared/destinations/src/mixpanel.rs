@@ -249,6 +249,10 @@ impl Mixpanel {
                 }
                 let mut properties = Map::new();
                 properties.insert("$distinct_ids".into(), json!([surviving, previous]));
+                // Strict `/import` validates `time`, `distinct_id` and `$insert_id` on every
+                // event (Mixpanel "400 Bad Request": "$insert_id is required on every
+                // event", "time is required"); the merge is the surviving user's.
+                properties.insert("distinct_id".into(), json!(surviving));
                 properties.insert("time".into(), json!(wire::timestamp_millis(call)?));
                 properties.insert(
                     "$insert_id".into(),

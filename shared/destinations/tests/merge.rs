@@ -176,6 +176,8 @@ async fn mixpanel_sends_merge_events_for_original_id_merge_and_dead_letters_unde
         json!(["003U00000000000001", "003U00000000000101"])
     );
     assert_eq!(event["properties"]["$insert_id"], message_id(1));
+    assert_eq!(event["properties"]["distinct_id"], "003U00000000000001");
+    assert!(event["properties"]["time"].as_i64().is_some_and(|t| t > 0));
     let groups = requests
         .iter()
         .find(|r| r.path == "/groups")
