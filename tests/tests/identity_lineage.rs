@@ -176,7 +176,11 @@ async fn a_conversion_and_a_merge_between_two_runs_leave_one_person_per_human() 
 
     let second = run(&w).await;
     assert_eq!(lineage_counts(&second, "leads").0, 1, "the new conversion");
-    assert_eq!(lineage_counts(&second, "contacts"), (0, 1), "the merge");
+    // The loser comes from queryAll and again from getDeleted (as the same merge call, the
+    // same messageId): at least one merge is counted.
+    let (conversions, merges) = lineage_counts(&second, "contacts");
+    assert_eq!(conversions, 0);
+    assert!(merges >= 1, "the merge was not counted");
     let people = server.people();
     assert!(
         people.ignored.is_empty(),
@@ -224,21 +228,14 @@ async fn a_conversion_and_a_merge_between_two_runs_leave_one_person_per_human() 
         merges.contains(&(loser.clone(), winner.clone())),
         "{merges:?}"
     );
-    // The loser's history went into the winner before anything removed it: no delete of the
-    // loser comes before its merge. (getDeleted also lists the merged loser, so a trailing
-    // delete of the already-merged id follows; Customer.io ignores a delete of a person that
-    // no longer exists.)
-    let first_about_loser = people.operations.iter().position(|o| {
-        o["identifiers"]["id"] == json!(loser) && o["action"] == "delete"
-            || o["secondary"]["id"] == json!(loser)
-    });
-    let merge_of_loser = people
-        .operations
-        .iter()
-        .position(|o| o["action"] == "merge" && o["secondary"]["id"] == json!(loser));
-    assert!(merge_of_loser.is_some());
-    assert_eq!(
-        first_about_loser, merge_of_loser,
-        "the loser was deleted before its merge"
+    // getDeleted lists the merged loser too: it must come back as its merge (the same
+    // call), never as a delete of the merged person.
+    assert!(
+        !people
+            .operations
+            .iter()
+            .any(|o| o["action"] == "delete" && o["identifiers"]["id"] == json!(loser)),
+        "the merged loser was deleted downstream: {:?}",
+        people.operations
     );
 }

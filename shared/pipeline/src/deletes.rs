@@ -25,6 +25,38 @@ pub struct HardDeletes {
     pub gap: Option<DeletesGap>,
 }
 
+/// Gives the merge losers among getDeleted's `records` their `MasterRecordId` (read with
+/// queryAll while they are in the Recycle Bin), so that the mapping sends their merge — the
+/// same call, with the same messageId, as when queryAll brought the loser — instead of a
+/// delete that would remove the merged person downstream (issue 14).
+pub async fn mark_merged(
+    client: &Client,
+    object: &str,
+    records: &mut [Value],
+) -> Result<usize, Error> {
+    let ids: Vec<String> = records
+        .iter()
+        .filter_map(|r| r.get("Id").and_then(Value::as_str).map(str::to_string))
+        .collect();
+    if ids.is_empty() {
+        return Ok(0);
+    }
+    let masters = client.merged_into(object, &ids).await?;
+    let mut marked = 0;
+    for record in records.iter_mut() {
+        let master = record
+            .get("Id")
+            .and_then(Value::as_str)
+            .and_then(|id| masters.get(id))
+            .cloned();
+        if let (Some(master), Value::Object(map)) = (master, record) {
+            map.insert("MasterRecordId".into(), Value::String(master));
+            marked += 1;
+        }
+    }
+    Ok(marked)
+}
+
 /// Reads the deletions of `object` from `start` to `until`.
 ///
 /// A window of a minute or less is not asked (Salesforce refuses it): nothing is read and

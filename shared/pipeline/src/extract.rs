@@ -409,9 +409,14 @@ async fn run<Q: Queue, S: StateStore>(
             && let Some(cp) = &previous
         {
             let start = cp.deletes_from.unwrap_or(cp.cursor.modstamp - lookback);
-            let deletes = crate::deletes::read_hard_deletes(client, &sync.object, start, until)
+            let mut deletes = crate::deletes::read_hard_deletes(client, &sync.object, start, until)
                 .await
                 .map_err(|e| e.to_string())?;
+            if sync.follows_merges() {
+                crate::deletes::mark_merged(client, &sync.object, &mut deletes.records)
+                    .await
+                    .map_err(|e| e.to_string())?;
+            }
             let n = deletes.records.len() as u64;
             report.counts.deleted_found += n;
             report.counts.extracted += n;

@@ -29,6 +29,7 @@ mod describe;
 mod error;
 mod extract;
 mod limits;
+mod merged;
 mod online;
 mod plan;
 mod rotation;
