@@ -151,7 +151,7 @@ const STARTERS: &[Starter<'static>] = &[
             "ConvertedContactId",
             "CreatedDate",
         ],
-        extra: "# Only leads not yet converted (converted ones live on as contacts):\n# where = \"IsConverted = false\"\n",
+        extra: "# A converted lead becomes a merge into its contact (sfsync selects what it needs);\n# conversions = false turns that off.\n",
     },
     Starter {
         comment: "Tasks become events (track) of the contact or lead they are about (WhoId).",
