@@ -182,3 +182,30 @@ async fn client_credentials_on_a_generic_login_host_is_refused_by_the_org() {
     client.authenticate().await.unwrap();
     sim.shutdown().await;
 }
+
+/// getDeleted lists a merge's loser like any deletion; `merged_into` names its winner
+/// (queryAll of `MasterRecordId`), and says nothing of a plain delete.
+#[tokio::test]
+async fn merged_into_names_the_winner_of_each_merged_loser() {
+    let sim = start(Org::generate(&OrgSpec::tiny())).await;
+    let client = client(&sim.url());
+    let (winner, loser, deleted) = {
+        let org = sim.org();
+        let mut org = org.lock().unwrap();
+        let winner = org.insert("Contact", fields(json!({"LastName": "Winner"})));
+        let loser = org.insert("Contact", fields(json!({"LastName": "Loser"})));
+        let deleted = org.insert("Contact", fields(json!({"LastName": "Gone"})));
+        org.merge("Contact", &winner, &[&loser]).unwrap();
+        assert!(org.soft_delete("Contact", &deleted));
+        (winner, loser, deleted)
+    };
+    let ids = vec![
+        loser.clone(),
+        deleted.clone(),
+        "x' OR Name != '".to_string(),
+    ];
+    let merged = client.merged_into("Contact", &ids).await.unwrap();
+    assert_eq!(merged.len(), 1, "{merged:?}");
+    assert_eq!(merged.get(&loser), Some(&winner));
+    assert!(client.merged_into("Bad Object", &ids).await.is_err());
+}
