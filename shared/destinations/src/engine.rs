@@ -33,7 +33,6 @@ use std::collections::VecDeque;
 use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime};
 
-use rand::Rng as _;
 use reqwest::header::{self, HeaderMap, HeaderValue};
 use serde_json::Value;
 use sfsync_mapping::Call;
@@ -843,15 +842,9 @@ impl HttpDelivery {
         })
     }
 
-    /// Full jitter: uniform in [0, min(cap, base · 2^(attempt-1))].
+    /// Full jitter: uniform in [0, min(cap, base · 2^(attempt-1))] (the shared backoff).
     fn jitter(&self, attempt: u32) -> Duration {
-        let exp = attempt.saturating_sub(1).min(20);
-        let ceiling = self
-            .backoff_base
-            .saturating_mul(1u32 << exp)
-            .min(self.backoff_cap);
-        let millis = u64::try_from(ceiling.as_millis()).unwrap_or(u64::MAX);
-        Duration::from_millis(rand::rng().random_range(0..=millis))
+        sfsync_backoff::full_jitter(self.backoff_base, attempt, self.backoff_cap)
     }
 
     /// Removes any credential from a message (an API may echo what it was sent).

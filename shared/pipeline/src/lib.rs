@@ -25,10 +25,5 @@ use std::time::Duration;
 /// Exponential backoff with full jitter: a random wait in [0, base · 2^(attempt−1)], capped
 /// at 20 s, so that many retrying clients spread out instead of retrying in lockstep.
 pub fn backoff(base: Duration, attempt: u32) -> Duration {
-    let cap = Duration::from_secs(20);
-    let ceiling = base
-        .saturating_mul(1u32 << attempt.saturating_sub(1).min(16))
-        .min(cap);
-    let jitter: f64 = rand::random();
-    ceiling.mul_f64(jitter)
+    sfsync_backoff::full_jitter(base, attempt, Duration::from_secs(20))
 }

@@ -7,7 +7,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex as StdMutex};
 use std::time::Duration;
 
-use rand::Rng;
 use reqwest::header::HeaderMap;
 use reqwest::{Method, StatusCode};
 use serde::Deserialize;
@@ -416,18 +415,15 @@ impl Client {
         }
     }
 
-    /// Full jitter: uniform in [0, min(cap, base * 2^attempt)].
+    /// The wait before retry `attempt + 1` (`attempt` counts from 0 here): the shared
+    /// full-jitter backoff, uniform in [0, min(retry_max_delay, retry_base · 2^attempt)].
     pub(crate) fn backoff(&self, attempt: u32) -> Duration {
         let config = &self.inner.config;
-        let exp = config
-            .retry_base
-            .saturating_mul(2u32.saturating_pow(attempt.min(30)))
-            .min(config.retry_max_delay);
-        let nanos = exp.as_nanos().min(u64::MAX as u128) as u64;
-        if nanos == 0 {
-            return Duration::ZERO;
-        }
-        Duration::from_nanos(rand::rng().random_range(0..=nanos))
+        sfsync_backoff::full_jitter(
+            config.retry_base,
+            attempt.saturating_add(1),
+            config.retry_max_delay,
+        )
     }
 
     fn current_usage(&self) -> Option<(u64, u64)> {
