@@ -17,14 +17,23 @@ use serde_json::{Map, Value, json};
 use tracing::{debug, info, warn};
 
 use crate::client::{Client, query_string};
+use crate::cursor::Cursor;
 use crate::describe::GlobalDescribe;
 use crate::error::Error;
-use crate::extract::{Cursor, Page};
 use crate::plan::SyncPlan;
 use crate::soql;
 
+/// Records of a Bulk job, handed to the extraction that turns them into its `Page`.
+pub(crate) struct BulkPage {
+    pub(crate) records: Vec<Value>,
+    /// The job's maximum cursor, on its last page only (the checkpoint may move there).
+    pub(crate) last: Option<Cursor>,
+    /// Where the job's reading stands after this page; `None` on its last page.
+    pub(crate) position: Option<BulkJobState>,
+}
+
 pub(crate) enum BulkStep {
-    Page(Page),
+    Page(BulkPage),
     Done,
     /// The run must stop before the job is complete: its position is saved for later.
     Suspended,
@@ -295,10 +304,10 @@ impl BulkState {
                     if records.is_empty() {
                         continue;
                     }
-                    return Ok(BulkStep::Page(Page {
+                    return Ok(BulkStep::Page(BulkPage {
                         records,
                         last: None,
-                        bulk: self.position(),
+                        position: self.position(),
                     }));
                 }
                 self.finished = true;
@@ -310,10 +319,10 @@ impl BulkState {
                 if records.is_empty() && self.max.is_none() {
                     return Ok(BulkStep::Done);
                 }
-                return Ok(BulkStep::Page(Page {
+                return Ok(BulkStep::Page(BulkPage {
                     records,
                     last: self.max.clone(),
-                    bulk: None,
+                    position: None,
                 }));
             }
             let max_records = config.bulk_page_size.to_string();

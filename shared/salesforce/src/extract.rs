@@ -5,43 +5,17 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::Value;
 use sfsync_mapping::config::ExtractApi;
 use tracing::{debug, info, warn};
 
-use crate::bulk::{BulkJobState, BulkState, BulkStep, StopFn};
+use crate::bulk::{self, BulkJobState, BulkPage, BulkState, BulkStep, StopFn};
 use crate::client::{Client, query_string};
+use crate::cursor::Cursor;
 use crate::error::Error;
 use crate::plan::SyncPlan;
-use crate::soql::{self, Lower};
-
-/// A position in the (SystemModstamp, Id) order.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-pub struct Cursor {
-    pub modstamp: DateTime<Utc>,
-    pub id: String,
-}
-
-impl Cursor {
-    /// The cursor of a REST-shaped record (`SystemModstamp` and `Id`).
-    pub fn of_record(record: &Value) -> Result<Cursor, Error> {
-        let modstamp = record
-            .get("SystemModstamp")
-            .and_then(Value::as_str)
-            .ok_or_else(|| Error::decode("a record has no SystemModstamp"))?;
-        let modstamp = sfsync_mapping::time::parse_salesforce_datetime(modstamp)
-            .map_err(|e| Error::decode(format!("SystemModstamp {modstamp:?}: {e}")))?;
-        let id = record
-            .get("Id")
-            .and_then(Value::as_str)
-            .ok_or_else(|| Error::decode("a record has no Id"))?;
-        Ok(Cursor {
-            modstamp,
-            id: id.to_string(),
-        })
-    }
-}
+use crate::soql::{self, LowerBound};
 
 /// What one extraction covers.
 #[derive(Clone, Debug, PartialEq)]
@@ -200,7 +174,7 @@ impl Extraction {
     /// be the job's (`saved.after`, `saved.until`): a lost job is created again over it.
     pub fn resume_bulk(mut self, saved: BulkJobState) -> Extraction {
         let lower = RestState::first_lower(&self.window);
-        let soql = crate::bulk::bulk_soql(&self.plan, &self.condition(&lower));
+        let soql = bulk::bulk_soql(&self.plan, &self.condition(&lower));
         self.api_used = ExtractApi::Bulk;
         self.state = State::Bulk(Box::new(
             BulkState::new(
@@ -272,11 +246,19 @@ impl Extraction {
                     };
                 }
                 State::Bulk(bulk) => match bulk.next(&self.client).await? {
-                    BulkStep::Page(page) => {
-                        if page.bulk.is_none() {
+                    BulkStep::Page(BulkPage {
+                        records,
+                        last,
+                        position,
+                    }) => {
+                        if position.is_none() {
                             self.finished_job = bulk.job_id().map(str::to_string);
                         }
-                        return Ok(Some(page));
+                        return Ok(Some(Page {
+                            records,
+                            last,
+                            bulk: position,
+                        }));
                     }
                     BulkStep::Done => {
                         self.finished_job = bulk.job_id().map(str::to_string);
@@ -299,7 +281,7 @@ impl Extraction {
         }
     }
 
-    fn condition(&self, lower: &Lower) -> String {
+    fn condition(&self, lower: &LowerBound) -> String {
         soql::window_condition(lower, self.window.until, self.user_where())
     }
 
@@ -342,7 +324,7 @@ impl Extraction {
         };
         if use_bulk {
             self.api_used = ExtractApi::Bulk;
-            let soql = crate::bulk::bulk_soql(plan, &self.condition(&lower));
+            let soql = bulk::bulk_soql(plan, &self.condition(&lower));
             Ok(State::Bulk(Box::new(BulkState::new(
                 plan.clone(),
                 soql,
@@ -359,7 +341,7 @@ impl Extraction {
 
 #[derive(Debug, Clone)]
 struct Segment {
-    lower: Lower,
+    lower: LowerBound,
     until: DateTime<Utc>,
     /// How many halvings produced this segment.
     depth: u32,
@@ -381,10 +363,10 @@ fn floor() -> DateTime<Utc> {
 }
 
 impl RestState {
-    fn first_lower(window: &Window) -> Lower {
+    fn first_lower(window: &Window) -> LowerBound {
         match &window.after {
-            Some(c) => Lower::Keyset(c.clone()),
-            None => Lower::Start,
+            Some(c) => LowerBound::Keyset(c.clone()),
+            None => LowerBound::Start,
         }
     }
 
@@ -484,7 +466,7 @@ impl RestState {
     fn remaining(&self, segment: &Segment) -> Segment {
         Segment {
             lower: match &self.segment_last {
-                Some(c) => Lower::Keyset(c.clone()),
+                Some(c) => LowerBound::Keyset(c.clone()),
                 None => segment.lower.clone(),
             },
             until: segment.until,
@@ -502,9 +484,9 @@ impl RestState {
     fn split(&mut self, segment: &Segment, error: Error, max_splits: u32) -> Result<(), Error> {
         let rest = self.remaining(segment);
         let start = match &rest.lower {
-            Lower::Start => floor(),
-            Lower::Keyset(c) => c.modstamp,
-            Lower::AfterTime(t) => *t,
+            LowerBound::Start => floor(),
+            LowerBound::Keyset(c) => c.modstamp,
+            LowerBound::AfterTime(t) => *t,
         };
         let span = rest.until.signed_duration_since(start);
         if rest.depth >= max_splits || span <= chrono::Duration::seconds(1) {
@@ -518,7 +500,7 @@ impl RestState {
         let depth = rest.depth + 1;
         info!(from = %start, mid = %mid, until = %rest.until, depth, "QUERY_TIMEOUT: splitting the window");
         self.segments.push_front(Segment {
-            lower: Lower::AfterTime(mid),
+            lower: LowerBound::AfterTime(mid),
             until: rest.until,
             depth,
         });

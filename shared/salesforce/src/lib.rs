@@ -24,6 +24,7 @@ mod auth;
 mod bulk;
 mod client;
 mod config;
+mod cursor;
 mod deleted;
 mod describe;
 mod error;
@@ -42,10 +43,11 @@ pub use config::{
     ClientConfig, Credentials, DEFAULT_BULK_UNSUPPORTED_OBJECTS, QUERY_TIMEOUT, SERVER_QUERY_LIMIT,
     default_audience,
 };
+pub use cursor::Cursor;
 pub use deleted::{DELETED_MIN_WINDOW, DELETED_RETENTION_DAYS, DeletedRecord, DeletedResult};
 pub use describe::{FieldDescribe, GlobalDescribe, ObjectDescribe, SObjectSummary};
 pub use error::{Error, FieldProblem};
-pub use extract::{Cursor, Extraction, Page, Window};
+pub use extract::{Extraction, Page, Window};
 pub use limits::{ApiUsage, LimitInfo};
 pub use online::{ConfigFieldProblem, check_online, check_online_with};
 pub use plan::{OPTIONAL_FIELDS, PlannedField, RelationshipHop, SyncPlan, suggestions};

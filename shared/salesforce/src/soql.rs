@@ -2,7 +2,7 @@
 
 use chrono::{DateTime, Timelike, Utc};
 
-use crate::extract::Cursor;
+use crate::cursor::Cursor;
 
 /// A SOQL datetime literal (unquoted): `2024-01-01T00:00:00Z`, with milliseconds only when
 /// they are not zero.
@@ -37,9 +37,9 @@ pub fn quote(s: &str) -> String {
     out
 }
 
-/// Where a query window starts (exclusive).
+/// The lower bound of a query window (exclusive): where its first record may start.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Lower {
+pub(crate) enum LowerBound {
     /// From the first record.
     Start,
     /// After a record: `(SystemModstamp, Id) > (T, ID)`; an empty id means `>= T`.
@@ -50,27 +50,27 @@ pub(crate) enum Lower {
 
 /// The keyset condition of a window, plus the user's condition.
 pub(crate) fn window_condition(
-    lower: &Lower,
+    lower: &LowerBound,
     until: DateTime<Utc>,
     user_where: Option<&str>,
 ) -> String {
     let mut parts = Vec::new();
     match lower {
-        Lower::Start => {}
-        Lower::Keyset(cursor) if cursor.id.is_empty() => {
+        LowerBound::Start => {}
+        LowerBound::Keyset(cursor) if cursor.id.is_empty() => {
             parts.push(format!(
                 "SystemModstamp >= {}",
                 soql_datetime(cursor.modstamp)
             ));
         }
-        Lower::Keyset(cursor) => {
+        LowerBound::Keyset(cursor) => {
             let t = soql_datetime(cursor.modstamp);
             parts.push(format!(
                 "(SystemModstamp > {t} OR (SystemModstamp = {t} AND Id > {}))",
                 quote(&cursor.id)
             ));
         }
-        Lower::AfterTime(t) => parts.push(format!("SystemModstamp > {}", soql_datetime(*t))),
+        LowerBound::AfterTime(t) => parts.push(format!("SystemModstamp > {}", soql_datetime(*t))),
     }
     parts.push(format!("SystemModstamp <= {}", soql_datetime(until)));
     if let Some(w) = user_where.map(str::trim).filter(|w| !w.is_empty()) {
@@ -117,7 +117,11 @@ mod tests {
             id: "003000000000001AAA".into(),
         };
         assert_eq!(
-            window_condition(&Lower::Keyset(c), t(1_704_067_260), Some("IsActive = true")),
+            window_condition(
+                &LowerBound::Keyset(c),
+                t(1_704_067_260),
+                Some("IsActive = true")
+            ),
             "(SystemModstamp > 2024-01-01T00:00:00Z OR (SystemModstamp = 2024-01-01T00:00:00Z \
              AND Id > '003000000000001AAA')) AND SystemModstamp <= 2024-01-01T00:01:00Z AND \
              (IsActive = true)"
@@ -127,7 +131,7 @@ mod tests {
             id: String::new(),
         };
         assert_eq!(
-            window_condition(&Lower::Keyset(c), t(1_704_067_260), None),
+            window_condition(&LowerBound::Keyset(c), t(1_704_067_260), None),
             "SystemModstamp >= 2024-01-01T00:00:00Z AND SystemModstamp <= 2024-01-01T00:01:00Z"
         );
     }

@@ -23,6 +23,7 @@ mod keys;
 mod lineage;
 mod org;
 mod plan;
+mod rng;
 mod schema;
 mod server;
 mod soql;

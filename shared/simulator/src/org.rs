@@ -484,7 +484,7 @@ impl Org {
                     .is_some_and(|r| col_deleted.is_none_or(|c| !r.get(c).as_bool()))
             })
             .collect();
-        let mut rng = crate::generate::Rng::new(seed ^ 0x7c3a_91e5);
+        let mut rng = crate::rng::Rng::new(seed ^ 0x7c3a_91e5);
         let take = n.min(live.len());
         // Partial Fisher–Yates: the first `take` slots become a uniform sample.
         for i in 0..take {
