@@ -1147,6 +1147,110 @@ pub(crate) const NAME_ENTITY_FIELDS: &[&str] = &[
 #[cfg(test)]
 mod tests {
     use super::*;
+    use sha2::{Digest, Sha256};
+
+    /// `value` as JSON with every object's keys sorted, whatever serde_json's map order.
+    fn canonical(value: &Value) -> String {
+        match value {
+            Value::Object(map) => {
+                let mut keys: Vec<&String> = map.keys().collect();
+                keys.sort();
+                let entries: Vec<String> = keys
+                    .into_iter()
+                    .map(|k| format!("{}:{}", Value::String(k.clone()), canonical(&map[k])))
+                    .collect();
+                format!("{{{}}}", entries.join(","))
+            }
+            Value::Array(items) => {
+                let items: Vec<String> = items.iter().map(canonical).collect();
+                format!("[{}]", items.join(","))
+            }
+            other => other.to_string(),
+        }
+    }
+
+    fn digest(value: &Value) -> String {
+        let hash = Sha256::digest(canonical(value).as_bytes());
+        hash.iter().take(8).map(|b| format!("{b:02x}")).collect()
+    }
+
+    /// One line per object and per field of both schemas (with and without MiddleName and
+    /// Suffix): the field's place in the stored row and a digest of its full describe entry;
+    /// for the object, its row layout and a digest of its describe without the fields
+    /// (global entry, child relationships).
+    fn describe_lines() -> Vec<String> {
+        let mut lines = Vec::new();
+        for name_parts in [true, false] {
+            let schema = Schema::build(name_parts);
+            for object in &schema.objects {
+                let mut describe = object.describe(crate::DEFAULT_API_VERSION, &schema);
+                let fields = describe
+                    .as_object_mut()
+                    .and_then(|m| m.remove("fields"))
+                    .unwrap_or(Value::Null);
+                lines.push(format!(
+                    "name_parts={name_parts} {} columns={} id={} modstamp={} last_modified={} \
+                     is_deleted={:?} soft_deletable={} {}",
+                    object.name,
+                    object.n_columns,
+                    object.col_id,
+                    object.col_modstamp,
+                    object.col_last_modified,
+                    object.col_is_deleted,
+                    object.soft_deletable,
+                    digest(&describe)
+                ));
+                let entries = fields.as_array().cloned().unwrap_or_default();
+                assert_eq!(entries.len(), object.fields.len(), "{}", object.name);
+                for (field, entry) in object.fields.iter().zip(&entries) {
+                    lines.push(format!(
+                        "name_parts={name_parts} {}.{} {:?} {}",
+                        object.name,
+                        field.name,
+                        field.storage,
+                        digest(entry)
+                    ));
+                }
+            }
+        }
+        lines
+    }
+
+    /// The describe of every object, field by field, equals the recorded one: the schema's
+    /// source may be rewritten, what the simulator answers may not change by accident. After
+    /// an intended change, replace the lines the failure prints in `schema/describe.golden`.
+    #[test]
+    fn every_describe_equals_the_recorded_one() {
+        let golden: Vec<&str> = include_str!("schema/describe.golden")
+            .lines()
+            .filter(|l| !l.is_empty() && !l.starts_with('#'))
+            .collect();
+        let actual = describe_lines();
+        let missing: Vec<&&str> = golden
+            .iter()
+            .filter(|l| !actual.iter().any(|a| a == **l))
+            .collect();
+        let unexpected: Vec<&String> = actual
+            .iter()
+            .filter(|a| !golden.contains(&a.as_str()))
+            .collect();
+        assert!(
+            missing.is_empty() && unexpected.is_empty() && golden.len() == actual.len(),
+            "describe changed.\nrecorded, now absent:\n{}\nnew:\n{}",
+            missing
+                .iter()
+                .map(|l| l.to_string())
+                .collect::<Vec<_>>()
+                .join("\n"),
+            unexpected
+                .iter()
+                .map(|l| l.to_string())
+                .collect::<Vec<_>>()
+                .join("\n")
+        );
+        // The order of objects and of fields is part of describe: compare it as well.
+        assert_eq!(golden, actual);
+    }
 
     #[test]
     fn schema_has_expected_shape() {
