@@ -154,6 +154,8 @@ pub async fn handle(
     settings.clock = state.clock.clone();
     settings.max_body_bytes = state.config.pipeline.max_message_bytes;
     settings.compress = state.config.pipeline.compress;
+    // Syncs with stream = true count what the stream function had not delivered.
+    settings.stream_ledger = Some(state.store.stream_ledger());
     let mut output = ExtractOutput {
         run_id: run_id.clone(),
         reports: Vec::new(),

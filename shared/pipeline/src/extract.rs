@@ -104,6 +104,13 @@ pub struct ExtractSettings {
     pub max_records_per_send: usize,
     /// How long the lease lasts if this run dies without releasing it.
     pub lease_ttl: Duration,
+    /// Where the stream stage notes what it handed on: set, syncs with `stream = true`
+    /// compare every version they extract with it and count what the stream missed
+    /// (`crate::ledger`). Records are enqueued whatever the ledger says.
+    pub stream_ledger: Option<crate::ledger::StreamLedger>,
+    /// Versions this close to the window's end are compared by the next run's look-back
+    /// (the stream may be handing them on right now); capped at `lookback`.
+    pub stream_grace: Duration,
 }
 
 impl ExtractSettings {
@@ -119,6 +126,8 @@ impl ExtractSettings {
             compress: true,
             max_records_per_send: usize::MAX,
             lease_ttl: Duration::from_secs(16 * 60),
+            stream_ledger: None,
+            stream_grace: crate::ledger::DEFAULT_COMPARE_GRACE,
         }
     }
 
@@ -230,6 +239,19 @@ async fn run<Q: Queue, S: StateStore>(
     };
     report.window_start = after.as_ref().map(|c| c.modstamp);
     report.window_end = Some(until);
+    // Polling stays the proof of the stream: its versions are compared with the ledger.
+    let stream_proof = match (&settings.stream_ledger, sync.stream) {
+        (Some(ledger), true) => Some(
+            crate::ledger::StreamProof::start(
+                ledger,
+                &sync.name,
+                until,
+                settings.stream_grace.min(settings.lookback),
+            )
+            .await,
+        ),
+        _ => None,
+    };
 
     let plan = match client.plan(sync).await {
         Ok(plan) => plan,
@@ -340,6 +362,9 @@ async fn run<Q: Queue, S: StateStore>(
         // that: it is delivered in several sends anyway, and memory must stay flat. (Under
         // `sfsync sync` the client already hands Bulk pages on in REST-page-sized slices.)
         let fetch_ahead = page.records.len() <= settings.max_records_per_send;
+        let versions = stream_proof
+            .as_ref()
+            .map(|_| crate::ledger::RecordVersion::of_records(&page.records));
         let send = enqueue_pieces(queue, report, &sync.name, settings, page.records);
         let sent = if settings.time_is_short() || !fetch_ahead {
             send.await
@@ -353,6 +378,9 @@ async fn run<Q: Queue, S: StateStore>(
         }
         report.counts.extracted += n;
         report.counts.deleted_found += deleted;
+        if let (Some(proof), Some(versions)) = (&stream_proof, versions) {
+            proof.check(versions, &mut report.counts).await;
+        }
         if let Some(last) = last
             && (cursor.as_ref().is_none_or(|c| &last > c) || saved_bulk.is_some())
         {

@@ -425,6 +425,8 @@ pub async fn run_local(
     // Each send is mapped and delivered before it returns: at most a REST page's worth at
     // once, whichever API serves the page, keeps memory flat (docs/benchmarks.md, memory).
     settings.max_records_per_send = LOCAL_MAX_RECORDS_PER_SEND;
+    // Syncs with stream = true count what `sfsync stream` had not delivered.
+    settings.stream_ledger = Some(store.stream_ledger());
 
     let mut outcome = LocalOutcome {
         run_id: run_id.clone(),

@@ -57,6 +57,10 @@ pub fn counts_line(
         // Identity lineage sent as merges (sfsync_mapping::mapper, rules 2 and 3).
         ("LeadConversions", counts.conversions),
         ("RecordMerges", counts.merges),
+        // Polling's proof of the stream (crate::ledger): versions the stream had not
+        // delivered, and versions the ledger could not be read for.
+        ("StreamMissed", counts.stream_missed),
+        ("StreamUnknown", counts.stream_unknown),
     ]
     .into_iter()
     .filter(|(_, v)| *v > 0)

@@ -74,6 +74,20 @@ pub struct RunCounts {
     /// `merge` calls made for records merged in Salesforce (of `mapped`).
     #[serde(default)]
     pub merges: u64,
+    /// Syncs with `stream = true`, polling's proof of the stream (`crate::ledger`): record
+    /// versions polling extracted and compared with the stream ledger…
+    #[serde(default)]
+    pub stream_compared: u64,
+    /// …of which the stream had not handed on (polling delivered them): 0 when the stream
+    /// is complete. The metric `StreamMissed`.
+    #[serde(default)]
+    pub stream_missed: u64,
+    /// Versions older than the stream's first event (or the stream never ran): not compared.
+    #[serde(default)]
+    pub stream_unchecked: u64,
+    /// Versions not compared because the ledger could not be read (still delivered).
+    #[serde(default)]
+    pub stream_unknown: u64,
 }
 
 impl RunCounts {
@@ -121,6 +135,10 @@ impl RunCounts {
         self.delete_gaps += other.delete_gaps;
         self.conversions += other.conversions;
         self.merges += other.merges;
+        self.stream_compared += other.stream_compared;
+        self.stream_missed += other.stream_missed;
+        self.stream_unchecked += other.stream_unchecked;
+        self.stream_unknown += other.stream_unknown;
         for (k, v) in &other.skip_reasons {
             *self.skip_reasons.entry(k.clone()).or_default() += v;
         }
@@ -246,6 +264,9 @@ impl fmt::Display for RunReport {
                 .map(|a| format!(", {a}"))
                 .unwrap_or_default()
         )?;
+        if c.stream_compared + c.stream_unchecked + c.stream_unknown > 0 {
+            writeln!(f, "{}", StreamProofLine(c))?;
+        }
         write!(f, "  mapped      {:>8}", c.mapped)?;
         if c.conversions + c.merges > 0 {
             write!(
@@ -289,5 +310,46 @@ impl fmt::Display for RunReport {
             writeln!(f, "  deletes     {gap}")?;
         }
         Ok(())
+    }
+}
+
+/// The run report's line of a streaming sync: how many versions polling found that the
+/// stream had not delivered (docs/operate.md, "Is the stream complete?").
+struct StreamProofLine<'a>(&'a RunCounts);
+
+impl fmt::Display for StreamProofLine<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let c = self.0;
+        if c.stream_compared + c.stream_unknown == 0 {
+            return write!(
+                f,
+                "  unstreamed  {:>8}  (none compared: {} version{} from before the stream's first event)",
+                "-",
+                c.stream_unchecked,
+                if c.stream_unchecked == 1 { "" } else { "s" }
+            );
+        }
+        write!(
+            f,
+            "  unstreamed  {:>8}  (of {} version{} compared with the stream's ledger: delivered by polling",
+            c.stream_missed,
+            c.stream_compared,
+            if c.stream_compared == 1 { "" } else { "s" }
+        )?;
+        if c.stream_unchecked > 0 {
+            write!(
+                f,
+                "; {} from before the stream's first event not compared",
+                c.stream_unchecked
+            )?;
+        }
+        if c.stream_unknown > 0 {
+            write!(
+                f,
+                "; {} unknown: the stream ledger could not be read",
+                c.stream_unknown
+            )?;
+        }
+        write!(f, ")")
     }
 }

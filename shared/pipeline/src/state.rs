@@ -139,6 +139,11 @@ pub mod file {
             &self.dir
         }
 
+        /// The stream ledger kept with this state (`<dir>/stream-ledger/`).
+        pub fn stream_ledger(&self) -> crate::ledger::StreamLedger {
+            crate::ledger::StreamLedger::file(&self.dir)
+        }
+
         fn path(&self, sub: &str, name: &str) -> PathBuf {
             self.dir.join(sub).join(format!("{name}.json"))
         }
@@ -325,6 +330,11 @@ pub mod dynamo {
                 client,
                 table: table.into(),
             }
+        }
+
+        /// The stream ledger kept in this table (`crate::ledger::DynamoLedger`).
+        pub fn stream_ledger(&self) -> crate::ledger::StreamLedger {
+            crate::ledger::StreamLedger::dynamo(self.client.clone(), self.table.clone())
         }
 
         fn err<E: std::error::Error + 'static>(

@@ -99,6 +99,7 @@ secret = "bench"
         state_dir: dir.path().to_path_buf(),
         endpoint: pubsub.url(),
         syncs: vec![],
+        max_events: None,
     };
     let task = tokio::spawn(stream_local(config, options, progress, async {
         let _ = stopped.await;

@@ -21,6 +21,9 @@ pub struct LocalStream {
     pub endpoint: String,
     /// Only these syncs (each must have `stream = true`); empty: every streaming sync.
     pub syncs: Vec<String>,
+    /// Each sync's stream stops once this many change events are handed on (and their
+    /// replay id stored); `None`: only `stop` ends the streams.
+    pub max_events: Option<u64>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -106,6 +109,9 @@ pub async fn stream_local(
     let streams = syncs.iter().map(|sync| {
         let mut settings = StreamSettings::new(options.endpoint.clone(), run_id.clone());
         settings.compress = false;
+        // What `sfsync sync` compares with: the versions handed on, in the state directory.
+        settings.ledger = Some(store.stream_ledger());
+        settings.max_events = options.max_events;
         let store = &store;
         let (client, queue, replays) = (&client, &queue, &replays);
         let mut stop_rx = stop_rx.clone();
@@ -123,12 +129,15 @@ pub async fn stream_local(
             (sync.name.clone(), report)
         }
     });
-    let all = futures::future::join_all(streams);
-    let stopper = async move {
-        stop.await;
-        let _ = stop_tx.send(true);
+    let mut all = std::pin::pin!(futures::future::join_all(streams));
+    // Every stream may also end by itself (`max_events`): then `stop` is not waited for.
+    let results = tokio::select! {
+        results = &mut all => results,
+        () = stop => {
+            let _ = stop_tx.send(true);
+            all.await
+        }
     };
-    let (results, ()) = tokio::join!(all, stopper);
     let mut reports = Vec::new();
     for (sync, result) in results {
         let report = result.map_err(|source| LocalStreamError::Stream {

@@ -8,6 +8,7 @@ use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 use sfsync_mapping::SyncConfig;
 use sfsync_mapping::config::ExtractApi;
+use sfsync_pipeline::ledger::{HandedOnBy, RecordVersion, StreamLedger};
 use sfsync_pipeline::message::{MESSAGE_VERSION, Packer, RecordsMessage};
 use sfsync_pipeline::queue::Queue;
 use sfsync_pipeline::report::{RunReport, RunStatus};
@@ -44,6 +45,13 @@ pub struct StreamSettings {
     /// The sync's polling checkpoint (its SystemModstamp), if any: the latest start of an
     /// expired-replay re-read.
     pub polling_checkpoint: Option<DateTime<Utc>>,
+    /// Where every record version handed on is noted, so that polling can count what the
+    /// stream missed (`sfsync_pipeline::ledger`). A failed note is logged and counted
+    /// (`StreamReport::ledger_unnoted`), never a reason to stop: the records are enqueued.
+    pub ledger: Option<StreamLedger>,
+    /// Stop once this many change events have been handed on and their replay id stored
+    /// (`sfsync stream --max-events`); `None`: until `stop`.
+    pub max_events: Option<u64>,
 }
 
 impl StreamSettings {
@@ -57,6 +65,8 @@ impl StreamSettings {
             lookback: chrono::Duration::minutes(10),
             reconnect_after: Duration::from_secs(2),
             polling_checkpoint: None,
+            ledger: None,
+            max_events: None,
         }
     }
 }
@@ -94,6 +104,9 @@ pub struct StreamReport {
     /// The replay id last stored (base64).
     pub last_replay_id: Option<String>,
     pub reconnects: u64,
+    /// Records handed on whose version could not be noted in the stream ledger (polling
+    /// will count them as missed).
+    pub ledger_unnoted: u64,
 }
 
 impl StreamReport {
@@ -219,6 +232,7 @@ pub async fn stream_sync<Q: Queue, R: ReplayStore>(
         report: StreamReport::default(),
         schemas: SchemaCache::default(),
         last_commit: None,
+        noted_start: false,
     };
     let stored = replays.get(&sync.name).await?;
     stage.last_commit = stored.as_ref().and_then(|s| s.last_commit);
@@ -293,6 +307,12 @@ pub async fn stream_sync<Q: Queue, R: ReplayStore>(
                     if let Some(latest) = latest {
                         resume = Some(latest);
                     }
+                    if settings
+                        .max_events
+                        .is_some_and(|max| stage.report.events >= max)
+                    {
+                        break 'subscription;
+                    }
                     if consumed > 0 {
                         // Flow control: ask for as many as were handed on.
                         let more = FetchRequest {
@@ -359,6 +379,8 @@ struct Stage<'a, Q, R> {
     schemas: SchemaCache,
     /// Newest commit time handed on (Salesforce's clock).
     last_commit: Option<DateTime<Utc>>,
+    /// The ledger knows when this sync's stream started (noted at the first event).
+    noted_start: bool,
 }
 
 impl<Q: Queue, R: ReplayStore> Stage<'_, Q, R> {
@@ -391,6 +413,7 @@ impl<Q: Queue, R: ReplayStore> Stage<'_, Q, R> {
             events.push(decoded);
         }
         if !events.is_empty() {
+            self.note_start(&events).await;
             let work = changes::plan(&events, self.sync.deletes);
             self.report.events += work.counts.events;
             self.report.gap_events += work.counts.gaps;
@@ -499,10 +522,39 @@ impl<Q: Queue, R: ReplayStore> Stage<'_, Q, R> {
         Ok(())
     }
 
+    /// Tells the ledger, once, from which commit the stream answers for this sync's
+    /// changes: polling compares only versions from then on (the ledger keeps the first).
+    async fn note_start(&mut self, events: &[ChangeEvent]) {
+        let Some(ledger) = &self.settings.ledger else {
+            return;
+        };
+        if self.noted_start {
+            return;
+        }
+        let first = events
+            .iter()
+            .map(|e| e.header.commit_timestamp)
+            .min()
+            .and_then(DateTime::<Utc>::from_timestamp_millis);
+        if let Some(first) = first {
+            match ledger.started(&self.sync.name, first).await {
+                Ok(()) => self.noted_start = true,
+                Err(e) => {
+                    warn!(sync = %self.sync.name, error = %e, "could not note the stream's start in the ledger")
+                }
+            }
+        }
+    }
+
     async fn enqueue(&mut self, records: Vec<Value>) -> Result<(), StreamError> {
         if records.is_empty() {
             return Ok(());
         }
+        let versions = self
+            .settings
+            .ledger
+            .as_ref()
+            .map(|_| RecordVersion::of_records(&records));
         let n = records.len() as u64;
         let deleted = records
             .iter()
@@ -539,6 +591,15 @@ impl<Q: Queue, R: ReplayStore> Stage<'_, Q, R> {
         }
         self.report.records += n;
         self.report.deleted += deleted;
+        // Only after the enqueue: the ledger never names a version that was not handed on.
+        if let (Some(ledger), Some(versions)) = (&self.settings.ledger, versions)
+            && let Err(e) = ledger
+                .record(&self.sync.name, &versions, HandedOnBy::Stream)
+                .await
+        {
+            warn!(sync = %self.sync.name, error = %e, "could not note handed-on versions in the stream ledger; polling will count them as missed");
+            self.report.ledger_unnoted += versions.len() as u64;
+        }
         Ok(())
     }
 }

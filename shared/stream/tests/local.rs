@@ -80,6 +80,7 @@ async fn a_change_is_mapped_and_delivered_and_the_run_report_says_stream() {
         state_dir: dir.path().to_path_buf(),
         endpoint: pubsub.url(),
         syncs: vec![],
+        max_events: None,
     };
     let task = tokio::spawn(stream_local(
         config(&sim.url(), &out),
@@ -130,6 +131,7 @@ async fn a_config_without_streaming_syncs_is_refused_plainly() {
         state_dir: dir.path().to_path_buf(),
         endpoint: "http://127.0.0.1:9".into(),
         syncs: vec![],
+        max_events: None,
     };
     let err = stream_local(config, options, progress, async {})
         .await
