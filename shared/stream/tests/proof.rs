@@ -285,7 +285,9 @@ async fn polling_reports_exactly_what_the_stopped_stream_missed_with_state_in_fi
     assert_eq!(third.counts.stream_missed, 0, "{third}");
     assert_eq!(third.status, sfsync_pipeline::report::RunStatus::Complete);
     assert!(
-        third.to_string().contains("the stream ledger could not be read"),
+        third
+            .to_string()
+            .contains("the stream ledger could not be read"),
         "{third}"
     );
 }
