@@ -1,10 +1,13 @@
 //! A Salesforce-shaped HTTP server with a seeded in-memory org.
 //!
 //! It answers everything sfsync's Salesforce client sends — OAuth (client_credentials, JWT
-//! bearer, refresh_token), describe, SOQL query/queryAll with cursors, getDeleted/getUpdated
-//! and Bulk API 2.0 query jobs — with Salesforce's response shapes, formats and errors (see
-//! `shared/reference/salesforce-api.md`). Tests, benchmarks and `sfsync demo` run it
-//! in-process with [`Simulator::start`]; the `sfsync-simulator` binary serves it standalone.
+//! bearer, refresh_token), describe, SOQL query/queryAll with cursors, getDeleted/getUpdated,
+//! Bulk API 2.0 query jobs and, on a port of its own, the Pub/Sub API's Change Data Capture
+//! events — with Salesforce's response shapes, formats and errors. The handlers cite the
+//! Salesforce documents they follow (REST API, Bulk API 2.0, SOAP API and Pub/Sub API
+//! developer guides; the Object Reference for the objects in `schema/objects.rs`). Tests,
+//! benchmarks and `sfsync demo` run it in-process with [`Simulator::start`]; the
+//! `sfsync-simulator` binary serves it standalone.
 //!
 //! ```no_run
 //! # async fn demo() -> std::io::Result<()> {

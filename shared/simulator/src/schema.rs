@@ -1,9 +1,17 @@
 //! Describe metadata of the simulated org: which objects and fields exist, their types, and
-//! where each field's value lives in a stored row.
+//! where each field's value lives in a stored row. The objects themselves are data
+//! (`schema/objects.rs`); this module turns them into describe answers.
 
 use std::collections::HashMap;
 
 use serde_json::{Value, json};
+
+mod objects;
+
+pub(crate) use objects::{
+    ACR_ROLES, LEAD_SOURCES, LEAD_STATUSES, NAME_ENTITY_FIELDS, PROJECT_STATUSES, STAGES,
+};
+use objects::{Entry, Field, OBJECTS, ObjectSpec};
 
 /// A field's describe `type`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -305,19 +313,10 @@ impl Schema {
     /// Builds the org's objects. `name_parts` controls whether MiddleName and Suffix exist,
     /// since real orgs only have them when the feature is enabled.
     pub(crate) fn build(name_parts: bool) -> Schema {
-        let objects = vec![
-            contact(name_parts),
-            lead(name_parts),
-            user(name_parts),
-            account(),
-            opportunity(),
-            campaign(),
-            campaign_member(),
-            task(),
-            account_contact_relation(),
-            opportunity_contact_role(),
-            project(),
-        ];
+        let objects: Vec<ObjectDef> = OBJECTS
+            .iter()
+            .map(|spec| Builder::object(spec, name_parts))
+            .collect();
         let by_lower = objects
             .iter()
             .enumerate()
@@ -338,57 +337,13 @@ impl Schema {
 
 /// Accumulates an object's fields, assigning stored columns in declaration order.
 struct Builder {
-    name: &'static str,
-    label: &'static str,
-    label_plural: &'static str,
-    key_prefix: &'static str,
-    custom: bool,
+    spec: &'static ObjectSpec,
     fields: Vec<FieldDef>,
     columns: usize,
-    soft_deletable: bool,
 }
 
-/// Options of one field beyond its name and type.
-#[derive(Default)]
-struct Opt {
-    required: bool,
-    refs: &'static [&'static str],
-    rel: Option<&'static str>,
-    picklist: &'static [&'static str],
-    read_only: bool,
-    compound: Option<String>,
-}
-
-fn refs(to: &'static [&'static str], rel: &'static str) -> Opt {
-    Opt {
-        refs: to,
-        rel: Some(rel),
-        ..Opt::default()
-    }
-}
-
-fn pick(values: &'static [&'static str]) -> Opt {
-    Opt {
-        picklist: values,
-        ..Opt::default()
-    }
-}
-
-fn required() -> Opt {
-    Opt {
-        required: true,
-        ..Opt::default()
-    }
-}
-
-fn read_only() -> Opt {
-    Opt {
-        required: true,
-        read_only: true,
-        ..Opt::default()
-    }
-}
-
+/// `Id` → `Id`, `AccountId` → `Account`, `Tier__c` → `Tier`, `Primary_Contact__c` →
+/// `Primary Contact`, `LastModifiedDate` → `Last Modified Date`.
 fn label_of(name: &str) -> String {
     let base = name.trim_end_matches("__c").trim_end_matches("Id");
     let base = if base.is_empty() { name } else { base };
@@ -406,41 +361,71 @@ fn label_of(name: &str) -> String {
     out
 }
 
+/// A nillable, createable field of type `ty` (the parts of a compound name or address).
+fn part(ty: FieldType, picklist: &'static [&'static str]) -> Field {
+    Field {
+        name: "",
+        ty,
+        required: false,
+        read_only: false,
+        refs: &[],
+        relationship: None,
+        picklist,
+    }
+}
+
+/// A field Salesforce sets and never leaves null: `Id`, and a compound name or address.
+fn set_by_salesforce(ty: FieldType) -> Field {
+    Field {
+        required: true,
+        read_only: true,
+        ..part(ty, &[])
+    }
+}
+
+const GEOCODE_ACCURACIES: &[&str] = &["Address", "NearAddress", "Block", "Street", "City", "Zip"];
+
 impl Builder {
-    fn new(
-        name: &'static str,
-        label: &'static str,
-        label_plural: &'static str,
-        key_prefix: &'static str,
-    ) -> Builder {
+    /// The object `spec` describes; MiddleName and Suffix only with `name_parts` (real
+    /// orgs only have them when the feature is enabled).
+    fn object(spec: &'static ObjectSpec, name_parts: bool) -> ObjectDef {
         let mut b = Builder {
-            name,
-            label,
-            label_plural,
-            key_prefix,
-            custom: name.ends_with("__c"),
+            spec,
             fields: Vec::new(),
             columns: 0,
-            soft_deletable: true,
         };
-        b.add("Id", FieldType::Id, read_only());
-        b
+        b.add("Id", set_by_salesforce(FieldType::Id), None);
+        b.entries(spec.fields, name_parts);
+        b.finish()
     }
 
-    fn push(&mut self, name: &str, ty: FieldType, opt: Opt, storage: Storage) {
+    fn entries(&mut self, entries: &'static [Entry], name_parts: bool) {
+        for entry in entries {
+            match *entry {
+                Entry::Field(f) => {
+                    self.add(f.name, f, None);
+                }
+                Entry::Group(group) => self.entries(group, name_parts),
+                Entry::PersonName => self.person_name(name_parts),
+                Entry::Address(prefix) => self.address(prefix),
+            }
+        }
+    }
+
+    fn push(&mut self, name: &str, f: Field, compound: Option<String>, storage: Storage) {
         self.fields.push(FieldDef {
             name: name.to_string(),
             label: label_of(name),
-            ty,
-            nillable: !opt.required,
-            reference_to: opt.refs.iter().map(|s| s.to_string()).collect(),
-            relationship_name: opt.rel.map(str::to_string),
+            ty: f.ty,
+            nillable: !f.required,
+            reference_to: f.refs.iter().map(|s| s.to_string()).collect(),
+            relationship_name: f.relationship.map(str::to_string),
             calculated: false,
             custom: name.ends_with("__c"),
-            compound_field_name: opt.compound,
-            createable: !opt.read_only,
-            picklist: opt.picklist.to_vec(),
-            length: match ty {
+            compound_field_name: compound,
+            createable: !f.read_only,
+            picklist: f.picklist.to_vec(),
+            length: match f.ty {
                 FieldType::TextArea => 32000,
                 FieldType::Id | FieldType::Reference => 18,
                 FieldType::Email | FieldType::Url => 255,
@@ -451,10 +436,11 @@ impl Builder {
         });
     }
 
-    fn add(&mut self, name: &str, ty: FieldType, opt: Opt) -> usize {
+    /// A stored field: the next column of the row.
+    fn add(&mut self, name: &str, f: Field, compound: Option<String>) -> usize {
         let col = self.columns;
         self.columns += 1;
-        self.push(name, ty, opt, Storage::Column(col));
+        self.push(name, f, compound, Storage::Column(col));
         col
     }
 
@@ -466,62 +452,30 @@ impl Builder {
             .unwrap_or(0)
     }
 
-    /// First/Middle/Last/Suffix plus the read-only compound `Name`.
+    /// Salutation, First/Middle/Last/Suffix, and the read-only compound `Name` they make.
     fn person_name(&mut self, name_parts: bool) {
         let compound = || Some("Name".to_string());
+        let salutations = &["Mr.", "Ms.", "Mrs.", "Dr.", "Prof."];
         self.add(
             "Salutation",
-            FieldType::Picklist,
-            Opt {
-                picklist: &["Mr.", "Ms.", "Mrs.", "Dr.", "Prof."],
-                compound: compound(),
-                ..Opt::default()
-            },
+            part(FieldType::Picklist, salutations),
+            compound(),
         );
-        let first = self.add(
-            "FirstName",
-            FieldType::String,
-            Opt {
-                compound: compound(),
-                ..Opt::default()
-            },
-        );
-        let mut parts = vec![first];
+        let text = part(FieldType::String, &[]);
+        let mut parts = vec![self.add("FirstName", text, compound())];
         if name_parts {
-            parts.push(self.add(
-                "MiddleName",
-                FieldType::String,
-                Opt {
-                    compound: compound(),
-                    ..Opt::default()
-                },
-            ));
+            parts.push(self.add("MiddleName", text, compound()));
         }
-        parts.push(self.add(
-            "LastName",
-            FieldType::String,
-            Opt {
-                required: true,
-                compound: compound(),
-                ..Opt::default()
-            },
-        ));
+        let last = Field {
+            required: true,
+            ..text
+        };
+        parts.push(self.add("LastName", last, compound()));
         if name_parts {
-            parts.push(self.add(
-                "Suffix",
-                FieldType::String,
-                Opt {
-                    compound: compound(),
-                    ..Opt::default()
-                },
-            ));
+            parts.push(self.add("Suffix", text, compound()));
         }
-        self.push(
-            "Name",
-            FieldType::String,
-            read_only(),
-            Storage::FullName(parts),
-        );
+        let name = set_by_salesforce(FieldType::String);
+        self.push("Name", name, None, Storage::FullName(parts));
     }
 
     /// The parts of a compound address and the address itself, e.g. `Mailing` →
@@ -539,84 +493,17 @@ impl Builder {
             ("Longitude", FieldType::Double),
             ("GeocodeAccuracy", FieldType::Picklist),
         ];
-        for (slot, (part, ty)) in cols.iter_mut().zip(parts) {
-            let opt = Opt {
-                compound: Some(compound.clone()),
-                picklist: if part == "GeocodeAccuracy" {
-                    &["Address", "NearAddress", "Block", "Street", "City", "Zip"]
-                } else {
-                    &[]
-                },
-                ..Opt::default()
+        for (slot, (name, ty)) in cols.iter_mut().zip(parts) {
+            let values = if name == "GeocodeAccuracy" {
+                GEOCODE_ACCURACIES
+            } else {
+                &[]
             };
-            *slot = self.add(&format!("{prefix}{part}"), ty, opt);
+            let name = format!("{prefix}{name}");
+            *slot = self.add(&name, part(ty, values), Some(compound.clone()));
         }
-        self.push(
-            &compound,
-            FieldType::Address,
-            read_only(),
-            Storage::Address(cols),
-        );
-    }
-
-    /// CreatedDate … SystemModstamp, in the order Salesforce's describe lists them.
-    fn audit(&mut self) {
-        self.add("CreatedDate", FieldType::DateTime, read_only());
-        self.add(
-            "CreatedById",
-            FieldType::Reference,
-            Opt {
-                required: true,
-                read_only: true,
-                ..refs(&["User"], "CreatedBy")
-            },
-        );
-        self.add("LastModifiedDate", FieldType::DateTime, read_only());
-        self.add(
-            "LastModifiedById",
-            FieldType::Reference,
-            Opt {
-                required: true,
-                read_only: true,
-                ..refs(&["User"], "LastModifiedBy")
-            },
-        );
-        self.add("SystemModstamp", FieldType::DateTime, read_only());
-    }
-
-    fn is_deleted(&mut self) {
-        self.add("IsDeleted", FieldType::Boolean, read_only());
-    }
-
-    /// `MasterRecordId`: set on the losing records of a merge (which are deleted) to the
-    /// winner's Id; null otherwise. Object reference, "Contact"/"Lead"/"Account": "If this
-    /// record was deleted as the result of a merge, this field contains the ID of the record
-    /// that remains." Describe lists it right after IsDeleted.
-    fn master_record(&mut self, object: &'static [&'static str]) {
-        self.add(
-            "MasterRecordId",
-            FieldType::Reference,
-            Opt {
-                read_only: true,
-                ..refs(object, "MasterRecord")
-            },
-        );
-    }
-
-    fn owner(&mut self, polymorphic: bool) {
-        let to: &'static [&'static str] = if polymorphic {
-            &["Group", "User"]
-        } else {
-            &["User"]
-        };
-        self.add(
-            "OwnerId",
-            FieldType::Reference,
-            Opt {
-                required: true,
-                ..refs(to, "Owner")
-            },
-        );
+        let address = set_by_salesforce(FieldType::Address);
+        self.push(&compound, address, None, Storage::Address(cols));
     }
 
     fn finish(self) -> ObjectDef {
@@ -641,17 +528,18 @@ impl Builder {
             .iter()
             .find(|f| f.name == "IsDeleted")
             .and_then(FieldDef::column);
+        let spec = self.spec;
         ObjectDef {
-            name: self.name.to_string(),
-            label: self.label.to_string(),
-            label_plural: self.label_plural.to_string(),
-            key_prefix: self.key_prefix,
-            custom: self.custom,
+            name: spec.name.to_string(),
+            label: spec.label.to_string(),
+            label_plural: spec.label_plural.to_string(),
+            key_prefix: spec.key_prefix,
+            custom: spec.name.ends_with("__c"),
             col_id: self.col("Id"),
             col_modstamp: self.col("SystemModstamp"),
             col_last_modified: self.col("LastModifiedDate"),
             col_is_deleted,
-            soft_deletable: self.soft_deletable && col_is_deleted.is_some(),
+            soft_deletable: spec.soft_deletable && col_is_deleted.is_some(),
             n_columns: self.columns,
             fields: self.fields,
             by_lower,
@@ -659,490 +547,6 @@ impl Builder {
         }
     }
 }
-
-pub(crate) const LEAD_SOURCES: &[&str] = &[
-    "Web",
-    "Phone Inquiry",
-    "Partner Referral",
-    "Purchased List",
-    "Other",
-];
-
-fn contact(name_parts: bool) -> ObjectDef {
-    let mut b = Builder::new("Contact", "Contact", "Contacts", "003");
-    b.is_deleted();
-    b.master_record(&["Contact"]);
-    b.add(
-        "AccountId",
-        FieldType::Reference,
-        refs(&["Account"], "Account"),
-    );
-    b.person_name(name_parts);
-    b.address("Mailing");
-    b.add("Phone", FieldType::Phone, Opt::default());
-    b.add("MobilePhone", FieldType::Phone, Opt::default());
-    b.add("Email", FieldType::Email, Opt::default());
-    b.add("Title", FieldType::String, Opt::default());
-    b.add("Department", FieldType::String, Opt::default());
-    b.add("LeadSource", FieldType::Picklist, pick(LEAD_SOURCES));
-    b.add("Birthdate", FieldType::Date, Opt::default());
-    b.add("Description", FieldType::TextArea, Opt::default());
-    b.owner(false);
-    b.add("HasOptedOutOfEmail", FieldType::Boolean, required());
-    b.add("DoNotCall", FieldType::Boolean, required());
-    b.audit();
-    b.add("LastActivityDate", FieldType::Date, read_only_nillable());
-    b.add(
-        "Tier__c",
-        FieldType::Picklist,
-        pick(&["Gold", "Silver", "Bronze"]),
-    );
-    b.add("Score__c", FieldType::Double, Opt::default());
-    b.finish()
-}
-
-fn read_only_nillable() -> Opt {
-    Opt {
-        read_only: true,
-        ..Opt::default()
-    }
-}
-
-pub(crate) const LEAD_STATUSES: &[&str] = &[
-    "Open - Not Contacted",
-    "Working - Contacted",
-    "Closed - Converted",
-    "Closed - Not Converted",
-];
-
-fn lead(name_parts: bool) -> ObjectDef {
-    let mut b = Builder::new("Lead", "Lead", "Leads", "00Q");
-    b.is_deleted();
-    b.master_record(&["Lead"]);
-    b.person_name(name_parts);
-    b.add("Title", FieldType::String, Opt::default());
-    b.add("Company", FieldType::String, required());
-    b.address("");
-    b.add("Phone", FieldType::Phone, Opt::default());
-    b.add("MobilePhone", FieldType::Phone, Opt::default());
-    b.add("Email", FieldType::Email, Opt::default());
-    b.add("Website", FieldType::Url, Opt::default());
-    b.add("Description", FieldType::TextArea, Opt::default());
-    b.add("LeadSource", FieldType::Picklist, pick(LEAD_SOURCES));
-    b.add(
-        "Status",
-        FieldType::Picklist,
-        Opt {
-            required: true,
-            ..pick(LEAD_STATUSES)
-        },
-    );
-    b.add(
-        "Industry",
-        FieldType::Picklist,
-        pick(&["Technology", "Finance", "Retail", "Healthcare"]),
-    );
-    b.add("AnnualRevenue", FieldType::Currency, Opt::default());
-    b.add("NumberOfEmployees", FieldType::Int, Opt::default());
-    b.owner(true);
-    b.add("HasOptedOutOfEmail", FieldType::Boolean, required());
-    b.add("IsConverted", FieldType::Boolean, required());
-    b.add("ConvertedDate", FieldType::Date, read_only_nillable());
-    b.add(
-        "ConvertedAccountId",
-        FieldType::Reference,
-        refs(&["Account"], "ConvertedAccount"),
-    );
-    b.add(
-        "ConvertedContactId",
-        FieldType::Reference,
-        refs(&["Contact"], "ConvertedContact"),
-    );
-    b.add(
-        "ConvertedOpportunityId",
-        FieldType::Reference,
-        refs(&["Opportunity"], "ConvertedOpportunity"),
-    );
-    b.add("IsUnreadByOwner", FieldType::Boolean, required());
-    b.audit();
-    b.add("LastActivityDate", FieldType::Date, read_only_nillable());
-    b.finish()
-}
-
-fn user(name_parts: bool) -> ObjectDef {
-    // Real User rows have no IsDeleted (users are deactivated, never deleted) and no OwnerId.
-    let mut b = Builder::new("User", "User", "Users", "005");
-    b.add("Username", FieldType::String, required());
-    b.person_name(name_parts);
-    b.add("CompanyName", FieldType::String, Opt::default());
-    b.add("Department", FieldType::String, Opt::default());
-    b.add("Title", FieldType::String, Opt::default());
-    b.address("");
-    b.add("Email", FieldType::Email, required());
-    b.add("Phone", FieldType::Phone, Opt::default());
-    b.add("Alias", FieldType::String, required());
-    b.add("IsActive", FieldType::Boolean, required());
-    b.add(
-        "TimeZoneSidKey",
-        FieldType::Picklist,
-        Opt {
-            required: true,
-            ..pick(&["America/Los_Angeles", "Europe/Paris", "Asia/Tokyo"])
-        },
-    );
-    b.add(
-        "UserType",
-        FieldType::Picklist,
-        Opt {
-            read_only: true,
-            ..pick(&["Standard", "PowerPartner", "CsnOnly"])
-        },
-    );
-    b.add(
-        "ManagerId",
-        FieldType::Reference,
-        refs(&["User"], "Manager"),
-    );
-    b.audit();
-    b.add("LastLoginDate", FieldType::DateTime, read_only_nillable());
-    b.soft_deletable = false;
-    b.finish()
-}
-
-fn account() -> ObjectDef {
-    let mut b = Builder::new("Account", "Account", "Accounts", "001");
-    b.is_deleted();
-    b.master_record(&["Account"]);
-    b.add("Name", FieldType::String, required());
-    b.add(
-        "Type",
-        FieldType::Picklist,
-        pick(&[
-            "Prospect",
-            "Customer - Direct",
-            "Customer - Channel",
-            "Partner",
-        ]),
-    );
-    b.add(
-        "ParentId",
-        FieldType::Reference,
-        refs(&["Account"], "Parent"),
-    );
-    b.address("Billing");
-    b.add("Phone", FieldType::Phone, Opt::default());
-    b.add("Website", FieldType::Url, Opt::default());
-    b.add(
-        "Industry",
-        FieldType::Picklist,
-        pick(&["Technology", "Finance", "Retail", "Healthcare"]),
-    );
-    b.add("AnnualRevenue", FieldType::Currency, Opt::default());
-    b.add("NumberOfEmployees", FieldType::Int, Opt::default());
-    b.add("Description", FieldType::TextArea, Opt::default());
-    b.owner(false);
-    b.audit();
-    b.add("LastActivityDate", FieldType::Date, read_only_nillable());
-    b.finish()
-}
-
-pub(crate) const STAGES: &[&str] = &[
-    "Prospecting",
-    "Qualification",
-    "Proposal/Price Quote",
-    "Negotiation/Review",
-    "Closed Won",
-    "Closed Lost",
-];
-
-fn opportunity() -> ObjectDef {
-    let mut b = Builder::new("Opportunity", "Opportunity", "Opportunities", "006");
-    b.is_deleted();
-    b.add(
-        "AccountId",
-        FieldType::Reference,
-        refs(&["Account"], "Account"),
-    );
-    b.add("Name", FieldType::String, required());
-    b.add("Description", FieldType::TextArea, Opt::default());
-    b.add(
-        "StageName",
-        FieldType::Picklist,
-        Opt {
-            required: true,
-            ..pick(STAGES)
-        },
-    );
-    b.add("Amount", FieldType::Currency, Opt::default());
-    b.add("Probability", FieldType::Percent, Opt::default());
-    b.add("CloseDate", FieldType::Date, required());
-    b.add(
-        "Type",
-        FieldType::Picklist,
-        pick(&["New Business", "Existing Business"]),
-    );
-    b.add("LeadSource", FieldType::Picklist, pick(LEAD_SOURCES));
-    b.add("IsClosed", FieldType::Boolean, read_only());
-    b.add("IsWon", FieldType::Boolean, read_only());
-    b.add(
-        "CampaignId",
-        FieldType::Reference,
-        refs(&["Campaign"], "Campaign"),
-    );
-    b.owner(false);
-    b.audit();
-    b.add("LastActivityDate", FieldType::Date, read_only_nillable());
-    b.finish()
-}
-
-fn campaign() -> ObjectDef {
-    let mut b = Builder::new("Campaign", "Campaign", "Campaigns", "701");
-    b.is_deleted();
-    b.add("Name", FieldType::String, required());
-    b.add(
-        "ParentId",
-        FieldType::Reference,
-        refs(&["Campaign"], "Parent"),
-    );
-    b.add(
-        "Type",
-        FieldType::Picklist,
-        pick(&["Conference", "Webinar", "Email", "Advertisement"]),
-    );
-    b.add(
-        "Status",
-        FieldType::Picklist,
-        pick(&["Planned", "In Progress", "Completed", "Aborted"]),
-    );
-    b.add("StartDate", FieldType::Date, Opt::default());
-    b.add("EndDate", FieldType::Date, Opt::default());
-    b.add("ExpectedRevenue", FieldType::Currency, Opt::default());
-    b.add("BudgetedCost", FieldType::Currency, Opt::default());
-    b.add("ActualCost", FieldType::Currency, Opt::default());
-    b.add("IsActive", FieldType::Boolean, required());
-    b.add("Description", FieldType::TextArea, Opt::default());
-    b.owner(false);
-    b.audit();
-    b.finish()
-}
-
-fn campaign_member() -> ObjectDef {
-    let mut b = Builder::new(
-        "CampaignMember",
-        "Campaign Member",
-        "Campaign Members",
-        "00v",
-    );
-    b.is_deleted();
-    b.add(
-        "CampaignId",
-        FieldType::Reference,
-        Opt {
-            required: true,
-            ..refs(&["Campaign"], "Campaign")
-        },
-    );
-    b.add("LeadId", FieldType::Reference, refs(&["Lead"], "Lead"));
-    b.add(
-        "ContactId",
-        FieldType::Reference,
-        refs(&["Contact"], "Contact"),
-    );
-    b.add(
-        "Status",
-        FieldType::Picklist,
-        pick(&["Planned", "Sent", "Received", "Responded"]),
-    );
-    b.add("HasResponded", FieldType::Boolean, read_only());
-    b.add("FirstRespondedDate", FieldType::Date, read_only_nillable());
-    b.add(
-        "LeadOrContactId",
-        FieldType::Reference,
-        Opt {
-            read_only: true,
-            refs: &["Contact", "Lead"],
-            ..Opt::default()
-        },
-    );
-    b.audit();
-    b.soft_deletable = false;
-    b.finish()
-}
-
-fn task() -> ObjectDef {
-    let mut b = Builder::new("Task", "Task", "Tasks", "00T");
-    b.add(
-        "WhoId",
-        FieldType::Reference,
-        refs(&["Contact", "Lead"], "Who"),
-    );
-    b.add(
-        "WhatId",
-        FieldType::Reference,
-        refs(
-            &["Account", "Opportunity", "Campaign", "Project__c"],
-            "What",
-        ),
-    );
-    b.add("Subject", FieldType::Combobox, Opt::default());
-    b.add("ActivityDate", FieldType::Date, Opt::default());
-    b.add(
-        "Status",
-        FieldType::Picklist,
-        Opt {
-            required: true,
-            ..pick(&["Not Started", "In Progress", "Completed", "Deferred"])
-        },
-    );
-    b.add(
-        "Priority",
-        FieldType::Picklist,
-        Opt {
-            required: true,
-            ..pick(&["High", "Normal", "Low"])
-        },
-    );
-    b.add("IsHighPriority", FieldType::Boolean, read_only());
-    b.owner(true);
-    b.add("Description", FieldType::TextArea, Opt::default());
-    b.add(
-        "Type",
-        FieldType::Picklist,
-        pick(&["Call", "Email", "Meeting", "Other"]),
-    );
-    b.is_deleted();
-    b.add(
-        "AccountId",
-        FieldType::Reference,
-        Opt {
-            read_only: true,
-            ..refs(&["Account"], "Account")
-        },
-    );
-    b.add("IsClosed", FieldType::Boolean, read_only());
-    b.audit();
-    b.add("IsArchived", FieldType::Boolean, read_only());
-    b.add("CallDurationInSeconds", FieldType::Int, Opt::default());
-    b.add(
-        "TaskSubtype",
-        FieldType::Picklist,
-        pick(&["Task", "Email", "Call"]),
-    );
-    b.finish()
-}
-
-pub(crate) const ACR_ROLES: &[&str] = &[
-    "Business User",
-    "Decision Maker",
-    "Economic Buyer",
-    "Technical Buyer",
-    "Influencer",
-];
-
-fn account_contact_relation() -> ObjectDef {
-    let mut b = Builder::new(
-        "AccountContactRelation",
-        "Account Contact Relationship",
-        "Account Contact Relationships",
-        "07k",
-    );
-    b.add(
-        "AccountId",
-        FieldType::Reference,
-        Opt {
-            required: true,
-            ..refs(&["Account"], "Account")
-        },
-    );
-    b.add(
-        "ContactId",
-        FieldType::Reference,
-        Opt {
-            required: true,
-            ..refs(&["Contact"], "Contact")
-        },
-    );
-    b.add("Roles", FieldType::MultiPicklist, pick(ACR_ROLES));
-    b.add("IsDirect", FieldType::Boolean, read_only());
-    b.add("IsActive", FieldType::Boolean, required());
-    b.add("StartDate", FieldType::Date, Opt::default());
-    b.add("EndDate", FieldType::Date, Opt::default());
-    b.audit();
-    b.is_deleted();
-    b.finish()
-}
-
-fn opportunity_contact_role() -> ObjectDef {
-    let mut b = Builder::new(
-        "OpportunityContactRole",
-        "Opportunity Contact Role",
-        "Opportunity Contact Role",
-        "00K",
-    );
-    b.add(
-        "OpportunityId",
-        FieldType::Reference,
-        Opt {
-            required: true,
-            ..refs(&["Opportunity"], "Opportunity")
-        },
-    );
-    b.add(
-        "ContactId",
-        FieldType::Reference,
-        Opt {
-            required: true,
-            ..refs(&["Contact"], "Contact")
-        },
-    );
-    b.add("Role", FieldType::Picklist, pick(ACR_ROLES));
-    b.add("IsPrimary", FieldType::Boolean, required());
-    b.audit();
-    b.is_deleted();
-    b.finish()
-}
-
-pub(crate) const PROJECT_STATUSES: &[&str] = &["Planned", "Active", "On Hold", "Done"];
-
-fn project() -> ObjectDef {
-    let mut b = Builder::new("Project__c", "Project", "Projects", "a0X");
-    b.owner(true);
-    b.is_deleted();
-    b.add("Name", FieldType::String, required());
-    b.audit();
-    b.add("LastActivityDate", FieldType::Date, read_only_nillable());
-    b.add("Budget__c", FieldType::Currency, Opt::default());
-    b.add("Status__c", FieldType::Picklist, pick(PROJECT_STATUSES));
-    b.add(
-        "Account__c",
-        FieldType::Reference,
-        refs(&["Account"], "Account__r"),
-    );
-    b.add(
-        "Primary_Contact__c",
-        FieldType::Reference,
-        refs(&["Contact"], "Primary_Contact__r"),
-    );
-    b.add("Start_Date__c", FieldType::Date, Opt::default());
-    b.add("Description__c", FieldType::TextArea, Opt::default());
-    b.finish()
-}
-
-/// Fields a polymorphic relationship (`Who`, `What`, `Owner` on Lead/Task) can reach: the
-/// `Name` pseudo-object, whose values come from whichever object the id points at.
-pub(crate) const NAME_ENTITY_FIELDS: &[&str] = &[
-    "Id",
-    "Name",
-    "Type",
-    "FirstName",
-    "LastName",
-    "Email",
-    "Phone",
-    "Title",
-    "Alias",
-    "Username",
-    "IsActive",
-];
 
 #[cfg(test)]
 mod tests {

@@ -20,8 +20,8 @@ use crate::value::format_rest_datetime;
 const DEFAULT_MAX_RECORDS: usize = 100_000;
 
 /// How long a job and its results are kept. Bulk API 2.0 Developer Guide, "Bulk API 2.0
-/// Limits and Allocations": query results are retained for 7 days
-/// (`shared/reference/salesforce-api.md`, "Checked against Salesforce's documents"). The
+/// Limits and Allocations": query results are retained for 7 days (also "How Bulk Queries
+/// Are Processed": "the results are returned and stored for 7 days"). The
 /// simulator measures it on the org's clock (`Org::advance_clock`), after which the job is
 /// gone (404 NOT_FOUND), as a deleted one is.
 const JOB_RETENTION_MS: i64 = 7 * 24 * 3600 * 1000;
@@ -156,8 +156,7 @@ pub(crate) async fn create(
     };
     // A compound field is refused when the job is created: HTTP 400 with the message
     // "Selecting compound data not supported in Bulk Query" (the answer Airbyte's Salesforce
-    // source matches on, airbytehq/airbyte#8206; salesforce-api.md, "Checked against
-    // Salesforce's documents"). No job exists afterwards.
+    // source matches on, airbytehq/airbyte#8206). No job exists afterwards.
     if let Some(field) = &plan.compound_field {
         tracing::debug!(%field, "bulk job refused: compound field");
         return sf_error(

@@ -112,8 +112,9 @@ pub struct Stats {
 }
 
 const DEFAULT_DAILY_LIMIT: u64 = 100_000;
-/// Salesforce's server-side query time limit ("Queries time out after 2 minutes";
-/// `shared/reference/salesforce-api.md`, "Checked against Salesforce's documents").
+/// Salesforce's server-side query time limit: a query that does not execute within "the
+/// standard 2-minute timeout limit" fails with QUERY_TIMEOUT (Bulk API Developer Guide,
+/// "How Bulk Queries Are Processed"; REST queries answer the same code).
 pub const QUERY_TIMEOUT_AFTER: Duration = Duration::from_secs(120);
 /// Idle lifetime of a query locator, and how many may be open per user. SOAP API guide,
 /// "QueryLocator": "QueryLocator objects expire automatically after 15 minutes of
