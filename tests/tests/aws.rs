@@ -581,16 +581,17 @@ async fn unknown_input_is_a_clear_error() {
 #[tokio::test(flavor = "multi_thread")]
 async fn extraction_stops_safely_before_the_deadline_and_the_next_invocation_continues() {
     let w = world(1500, 3).await;
-    // Every Salesforce call takes 60 ms: pages of 200 arrive slowly enough that the deadline
-    // (the handler keeps a 30 s margin) falls in the middle of the sync.
-    w.sim.set_faults(Faults {
-        latency: Some(Duration::from_millis(60)),
-        ..Faults::default()
-    });
-    let state = ExtractState::new(&w.sdk, &w.env)
+    // The invocation's time is measured on a clock that every read advances by 1 ms, and it
+    // has 4 ms beyond the handler's 30 s margin: the deadline falls after a few of the 8
+    // pages of 200, whatever the machine's speed.
+    let mut state = ExtractState::new(&w.sdk, &w.env)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
-    let deadline = std::time::Instant::now() + Duration::from_secs(30) + Duration::from_millis(700);
+    let clock = std::sync::Arc::new(sfsync_pipeline::extract::ManualClock::ticking(
+        Duration::from_millis(1),
+    ));
+    state.clock = clock.clone();
+    let deadline = clock.start() + Duration::from_secs(30) + Duration::from_millis(4);
     let input: ExtractInput =
         serde_json::from_value(json!({"syncs": ["contacts"]})).unwrap_or_else(|e| panic!("{e}"));
     let out = sfsync_extract::handle(&state, input, "req-deadline", Some(deadline))
@@ -658,7 +659,6 @@ async fn extraction_stops_safely_before_the_deadline_and_the_next_invocation_con
     }
 
     // The next invocation continues from the checkpoint and completes.
-    w.sim.set_faults(Faults::default());
     let out = w
         .extract(json!({"syncs": ["contacts"]}))
         .await
@@ -701,17 +701,18 @@ async fn an_interrupted_replay_is_continued_by_the_next_run() {
         .unwrap_or_else(|e| panic!("{e}"))
         .unwrap_or_else(|| panic!("no checkpoint"));
 
-    // A replay (`full`) stopped by the deadline part-way...
-    w.sim.set_faults(Faults {
-        latency: Some(Duration::from_millis(60)),
-        ..Faults::default()
-    });
-    let state = ExtractState::new(&w.sdk, &w.env)
+    // A replay (`full`) stopped by the deadline part-way (an injected clock that each read
+    // advances by 1 ms; 4 ms beyond the margin: a few of the 6 pages)...
+    let mut state = ExtractState::new(&w.sdk, &w.env)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
+    let clock = std::sync::Arc::new(sfsync_pipeline::extract::ManualClock::ticking(
+        Duration::from_millis(1),
+    ));
+    state.clock = clock.clone();
     let input: ExtractInput = serde_json::from_value(json!({"syncs": ["contacts"], "full": true}))
         .unwrap_or_else(|e| panic!("{e}"));
-    let deadline = std::time::Instant::now() + Duration::from_secs(30) + Duration::from_millis(600);
+    let deadline = clock.start() + Duration::from_secs(30) + Duration::from_millis(4);
     let replay = sfsync_extract::handle(&state, input, "req-replay", Some(deadline))
         .await
         .unwrap_or_else(|e| panic!("{e}"));
@@ -734,7 +735,6 @@ async fn an_interrupted_replay_is_continued_by_the_next_run() {
         "the replay's progress is recorded"
     );
     // ...so the next scheduled run carries on with the rest of the replay.
-    w.sim.set_faults(Faults::default());
     let next = w
         .extract(json!({"syncs": ["contacts"]}))
         .await
