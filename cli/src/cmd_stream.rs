@@ -1,6 +1,6 @@
 //! `sfsync stream`: deliver the changes of the syncs with `stream = true` seconds after they
 //! commit (Salesforce Change Data Capture through the Pub/Sub API), mapping and delivering
-//! in this process, until Ctrl-C (or `--seconds`). `sfsync sync` keeps running on its
+//! in this process, until Ctrl-C (or `--seconds`, or `--max-events`). `sfsync sync` keeps running on its
 //! schedule as the proof that nothing was missed.
 
 use std::path::PathBuf;
@@ -32,6 +32,10 @@ pub struct Args {
     /// Stop after this many seconds instead of waiting for Ctrl-C.
     #[arg(long)]
     seconds: Option<u64>,
+    /// Stop each sync's stream once this many change events are delivered and their replay
+    /// id stored (scripts, tests; the next start resumes after them).
+    #[arg(long)]
+    max_events: Option<u64>,
     /// No progress output.
     #[arg(long, short)]
     quiet: bool,
@@ -79,6 +83,7 @@ pub async fn run(args: Args) -> Result<ExitCode> {
             state_dir: args.state.clone(),
             endpoint: args.pubsub_endpoint,
             syncs: args.syncs,
+            max_events: args.max_events,
         },
         progress,
         stop,

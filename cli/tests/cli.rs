@@ -433,6 +433,48 @@ fn demo_runs_from_a_clean_directory() {
     assert!(causes.contains(&"conversion"), "{causes:?}");
     assert!(causes.contains(&"merge"), "{causes:?}");
     assert!(Path::new(&dir.path().join("demo/state")).exists());
+
+    // The streaming step: one change, streamed and timed from commit to destination.
+    let streamed_line = stdout
+        .lines()
+        .find(|l| l.contains("reached the destination") && l.contains("ms after the commit"))
+        .unwrap_or_else(|| panic!("no streamed change in the demo: {stdout}"));
+    let id = streamed_line
+        .split_whitespace()
+        .nth(1)
+        .unwrap_or_else(|| panic!("{streamed_line}"));
+    let streamed: Vec<&Value> = lines
+        .iter()
+        .filter(|c| c["userId"] == id && c["traits"]["title"] == "Streamed by the demo")
+        .collect();
+    // Streamed, and (unless run 2's edits changed it again) read once more by run 2's
+    // polling: one messageId, so the destination deduplicates the copy.
+    assert!(!streamed.is_empty(), "the streamed call is in {calls}");
+    assert!(
+        streamed
+            .iter()
+            .all(|c| c["messageId"] == streamed[0]["messageId"]),
+        "{streamed:?}"
+    );
+    assert!(
+        stdout.contains(", stream)"),
+        "the streaming step's run report: {stdout}"
+    );
+    // Run 2 counts, for contacts, the changes made while the stream was stopped.
+    let run2 = stdout
+        .split("== Run 2")
+        .nth(1)
+        .unwrap_or_else(|| panic!("{stdout}"));
+    let unstreamed = run2
+        .lines()
+        .find(|l| l.trim_start().starts_with("unstreamed"))
+        .unwrap_or_else(|| panic!("run 2 reports what the stream missed: {run2}"));
+    let missed: u64 = unstreamed
+        .split_whitespace()
+        .nth(1)
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{unstreamed}"));
+    assert!(missed >= 25, "{unstreamed}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -985,4 +1027,169 @@ async fn logs_captured_into_a_file_or_a_pipe_carry_no_colour_codes() {
         !logged.contains('\u{1b}'),
         "escape codes in a file: {logged:?}"
     );
+}
+
+/// `sfsync stream` as a user runs it: against the simulator's Pub/Sub API, a committed change
+/// reaches the destination; `--max-events` ends it with the replay id stored, and the next
+/// start resumes after it — the change made while it was stopped arrives, the first one is
+/// not sent again.
+#[tokio::test(flavor = "multi_thread")]
+async fn stream_delivers_a_committed_change_and_resumes_after_its_replay_id() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let creds = Credentials::demo();
+    let sim = Simulator::start(
+        Org::generate(&OrgSpec::tiny()),
+        creds.clone(),
+        Faults::default(),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    let pubsub = sim
+        .start_pubsub(sfsync_simulator::PubSubOptions::default())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let receiver = Receiver::start().await;
+    let config = dir.path().join("sfsync.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"[salesforce]
+login_url = "{}"
+auth = "client_credentials"
+client_id = "{}"
+client_secret = "{}"
+
+[[syncs]]
+name = "contacts"
+object = "Contact"
+kind = "people"
+user_id = "Id"
+fields = ["Email", "Title"]
+stream = true
+
+[[destinations]]
+name = "seg"
+type = "segment"
+endpoint = "{}"
+write_key = "k"
+"#,
+            sim.url(),
+            creds.client_id,
+            creds.client_secret,
+            receiver.url
+        ),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let state = dir.path().join("state");
+    // Where a stream resumes is its stored replay id: position 0 is the simulator's "before
+    // every event", so the first start streams the change below however long it takes to
+    // subscribe (no wait for the subscription).
+    let replays = sfsync_stream::FileReplayStore::new(&state);
+    {
+        use sfsync_stream::ReplayStore;
+        replays
+            .put(
+                "contacts",
+                &sfsync_stream::StoredReplay::new(
+                    &0u64.to_be_bytes(),
+                    "/data/ContactChangeEvent",
+                    chrono::Utc::now(),
+                    None,
+                ),
+            )
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+    let stream = || {
+        let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_sfsync"));
+        cmd.arg("stream")
+            .arg("--config")
+            .arg(&config)
+            .arg("--state")
+            .arg(&state)
+            .args(["--max-events", "1", "--seconds", "60", "--quiet"])
+            .arg("--pubsub-endpoint")
+            .arg(pubsub.url())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        cmd
+    };
+    let live: Vec<String> = {
+        let org = sim.org();
+        let org = org.lock().unwrap_or_else(|e| panic!("{e}"));
+        org.records("Contact")
+            .iter()
+            .filter(|r| r["IsDeleted"] != true)
+            .filter_map(|r| r["Id"].as_str().map(str::to_string))
+            .take(2)
+            .collect()
+    };
+    let edit = |id: &str, title: &str| {
+        let org = sim.org();
+        let mut org = org.lock().unwrap_or_else(|e| panic!("{e}"));
+        let mut fields = serde_json::Map::new();
+        fields.insert("Title".into(), json!(title));
+        assert!(org.update("Contact", id, fields));
+    };
+    let titles = |receiver: &Receiver| -> Vec<(String, String)> {
+        receiver
+            .received()
+            .iter()
+            .filter(|r| r.status < 300 && r.path.ends_with("/v1/batch"))
+            .flat_map(|r| r.json()["batch"].as_array().cloned().unwrap_or_default())
+            .map(|c| {
+                (
+                    c["userId"].as_str().unwrap_or("").to_string(),
+                    c["traits"]["title"].as_str().unwrap_or("").to_string(),
+                )
+            })
+            .collect()
+    };
+
+    let first = stream().spawn().unwrap_or_else(|e| panic!("{e}"));
+    edit(&live[0], "Streamed while running");
+    let out = first
+        .wait_with_output()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let said = format!("{}{}", text(&out.stdout), text(&out.stderr));
+    assert!(out.status.success(), "{said}");
+    assert_eq!(
+        titles(&receiver),
+        vec![(live[0].clone(), "Streamed while running".to_string())],
+        "{said}"
+    );
+    assert!(said.contains("sync contacts"), "the run report: {said}");
+    use sfsync_stream::ReplayStore;
+    let stored = replays
+        .get("contacts")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .unwrap_or_else(|| panic!("no replay id stored: {said}"));
+    assert_eq!(
+        stored.bytes().ok(),
+        Some(1u64.to_be_bytes().to_vec()),
+        "the replay id of the delivered event"
+    );
+
+    // Stopped: a change it does not see now. The restart resumes after the stored id.
+    edit(&live[1], "Changed while stopped");
+    let out = stream().output().await.unwrap_or_else(|e| panic!("{e}"));
+    let said = format!("{}{}", text(&out.stdout), text(&out.stderr));
+    assert!(out.status.success(), "{said}");
+    assert_eq!(
+        titles(&receiver),
+        vec![
+            (live[0].clone(), "Streamed while running".to_string()),
+            (live[1].clone(), "Changed while stopped".to_string()),
+        ],
+        "nothing lost, nothing repeated: {said}"
+    );
+    let stored = replays
+        .get("contacts")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .unwrap_or_else(|| panic!("{said}"));
+    assert_eq!(stored.bytes().ok(), Some(2u64.to_be_bytes().to_vec()));
 }
