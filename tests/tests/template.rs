@@ -19,6 +19,7 @@ use sfsync_mapping::Config;
 use sfsync_pipeline::deliver::decode_delivery;
 use sfsync_pipeline::map::map_message;
 use sfsync_pipeline::message::{DEFAULT_MAX_BODY_BYTES, RecordsMessage, decode};
+use sfsync_stream_function::ScheduledInput;
 
 // ---------------------------------------------------------------------------------------
 // Reading the template
@@ -497,7 +498,8 @@ fn every_binary_is_a_workspace_bin_built_from_the_workspace_root() {
     assert!(
         bins.contains("sfsync-extract")
             && bins.contains("sfsync-map")
-            && bins.contains("sfsync-deliver"),
+            && bins.contains("sfsync-deliver")
+            && bins.contains("sfsync-stream-function"),
         "{bins:?}"
     );
     assert_clean("build", check_build(&t, &bins));
@@ -768,11 +770,25 @@ fn check_schedule(t: &Value) -> Vec<String> {
             schedules += 1;
             let at = format!("{id}/{name}");
             let props = &event["Properties"];
-            if binary(function) != Some("sfsync-extract") {
-                problems.push(format!(
-                    "{at}: only the extract function runs on a schedule"
-                ));
-            }
+            // Each scheduled function reads its own input type (deny_unknown_fields).
+            let parse: fn(&str) -> Result<(), String> = match binary(function) {
+                Some("sfsync-extract") => |input| {
+                    serde_json::from_str::<ExtractInput>(input)
+                        .map(drop)
+                        .map_err(|e| format!("not an extract input: {e}"))
+                },
+                Some("sfsync-stream-function") => |input| {
+                    serde_json::from_str::<ScheduledInput>(input)
+                        .map(drop)
+                        .map_err(|e| format!("not a stream input: {e}"))
+                },
+                _ => {
+                    problems.push(format!(
+                        "{at}: only the extract and stream functions run on a schedule"
+                    ));
+                    continue;
+                }
+            };
             if as_u64(props["RetryPolicy"].get("MaximumRetryAttempts")).is_none_or(|n| n < 1) {
                 problems.push(format!(
                     "{at}: RetryPolicy.MaximumRetryAttempts must be at least 1"
@@ -789,11 +805,11 @@ fn check_schedule(t: &Value) -> Vec<String> {
             }
             match props["Input"].as_str() {
                 None => problems.push(format!(
-                    "{at}: Input must be set (the extract function's JSON input)"
+                    "{at}: Input must be set (the function's JSON input)"
                 )),
                 Some(input) => {
-                    if let Err(e) = serde_json::from_str::<ExtractInput>(input) {
-                        problems.push(format!("{at}: Input is not an extract input: {e}"));
+                    if let Err(e) = parse(input) {
+                        problems.push(format!("{at}: Input is {e}"));
                     }
                     if !input.contains("<aws.scheduler.scheduled-time>") {
                         problems.push(format!("{at}: Input should pass <aws.scheduler.scheduled-time> as scheduledTime"));
@@ -826,9 +842,29 @@ fn the_schedule_has_a_retry_policy_a_dead_letter_queue_and_a_valid_input() {
         *i = json!(r#"{"scheduledTime": "<aws.scheduler.scheduled-time>", "dryRun": true}"#)
     });
     assert_reports("schedule", check_schedule(&broken), "not an extract input");
+
+    // The stream function's safety-net schedule takes the stream function's input.
+    let stream = id_of(&t, "sfsync-stream-function");
+    let (stream_schedule, _) = t["Resources"][stream.as_str()]["Properties"]["Events"]
+        .as_object()
+        .and_then(|events| events.iter().find(|(_, e)| e["Type"] == "ScheduleV2"))
+        .expect("the stream function's ScheduleV2 event");
+    let stream_pointer =
+        format!("/Resources/{stream}/Properties/Events/{stream_schedule}/Properties");
+    let broken = edited(&t, &format!("{stream_pointer}/Input"), |i| {
+        *i = json!(r#"{"scheduledTime": "<aws.scheduler.scheduled-time>", "syncs": ["contacts"]}"#)
+    });
+    assert_reports("schedule", check_schedule(&broken), "not a stream input");
+    let broken = without(&t, &format!("{stream_pointer}/DeadLetterConfig"));
+    assert_reports("schedule", check_schedule(&broken), "DeadLetterConfig");
+
     let broken = without(
         &t,
         &format!("/Resources/{extract}/Properties/Events/{name}"),
+    );
+    let broken = without(
+        &broken,
+        &format!("/Resources/{stream}/Properties/Events/{stream_schedule}"),
     );
     assert_reports(
         "schedule",
@@ -873,15 +909,29 @@ fn needs(binary: &str) -> Option<Vec<(&'static str, Target)>> {
             ("dynamodb:PutItem", Env("STATE_TABLE")),
             ("dynamodb:UpdateItem", Env("STATE_TABLE")),
             ("dynamodb:DeleteItem", Env("STATE_TABLE")),
-            // The stream ledger (sfsync_pipeline::ledger), for syncs with stream = true.
-            ("dynamodb:BatchGetItem", Env("STATE_TABLE")),
-            ("dynamodb:BatchWriteItem", Env("STATE_TABLE")),
         ]),
         "sfsync-map" => {
             needs.extend(poll);
             needs.extend([
                 ("sqs:SendMessage", Env("DELIVERY_QUEUE_URL")),
                 ("dynamodb:UpdateItem", Env("STATE_TABLE")),
+            ]);
+        }
+        "sfsync-stream-function" => {
+            // The tick queue is its event source (the chain).
+            needs.extend(poll);
+            needs.extend([
+                // Talks to Salesforce like extract: keeps a rotated refresh token.
+                ("secretsmanager:PutSecretValue", Env("SFSYNC_SECRET_ID")),
+                ("sqs:SendMessage", Env("RECORDS_QUEUE_URL")),
+                ("sqs:SendMessage", Env("TICK_QUEUE_URL")),
+                // Replay ids, the stream lease, the polling checkpoint, run reports.
+                ("dynamodb:GetItem", Env("STATE_TABLE")),
+                ("dynamodb:PutItem", Env("STATE_TABLE")),
+                ("dynamodb:UpdateItem", Env("STATE_TABLE")),
+                ("dynamodb:DeleteItem", Env("STATE_TABLE")),
+                // The stream ledger (sfsync_pipeline::ledger).
+                ("dynamodb:BatchWriteItem", Env("STATE_TABLE")),
             ]);
         }
         "sfsync-deliver" => {
@@ -1256,6 +1306,153 @@ fn the_stages_are_wired_queue_to_queue() {
     assert_reports("wiring", check_wiring(&broken), "DELIVERY_QUEUE_URL");
 }
 
+/// Refs outside `Fn::If`: what a resource needs to exist whatever the conditions.
+fn unconditional_refs(value: &Value) -> BTreeSet<String> {
+    match value {
+        Value::Object(map) if map.contains_key("Fn::If") => BTreeSet::new(),
+        Value::Object(map)
+            if map.len() == 1 && (map.contains_key("Ref") || map.contains_key("Fn::GetAtt")) =>
+        {
+            refs(value)
+        }
+        Value::Object(map) if map.contains_key("Fn::Sub") => match &map["Fn::Sub"] {
+            // A variable map may choose with Fn::If; the text's own variables are needed.
+            Value::Array(parts) => {
+                let locals: BTreeSet<String> = parts
+                    .get(1)
+                    .and_then(Value::as_object)
+                    .map(|vars| vars.keys().cloned().collect())
+                    .unwrap_or_default();
+                let mut out = BTreeSet::new();
+                if let Some(Value::String(text)) = parts.first() {
+                    sub_variables(text, &locals, &mut out);
+                }
+                if let Some(vars) = parts.get(1) {
+                    out.extend(unconditional_refs(vars));
+                }
+                out
+            }
+            _ => refs(value),
+        },
+        Value::Object(map) => map.values().flat_map(unconditional_refs).collect(),
+        Value::Array(items) => items.iter().flat_map(unconditional_refs).collect(),
+        _ => BTreeSet::new(),
+    }
+}
+
+fn condition_of<'a>(t: &'a Value, id: &str) -> Option<&'a str> {
+    t["Resources"][id]["Condition"].as_str()
+}
+
+fn check_stream(t: &Value) -> Vec<String> {
+    let mut problems = Vec::new();
+    let (Some((stream, f)), Some((map, _))) = (
+        function_by_binary(t, "sfsync-stream-function"),
+        function_by_binary(t, "sfsync-map"),
+    ) else {
+        return vec!["the template must deploy sfsync-stream-function and sfsync-map".into()];
+    };
+    // Stacks without Change Data Capture do not run (or pay for) a subscriber.
+    match condition_of(t, stream) {
+        Some(c) if t["Conditions"].get(c).is_some() => {}
+        _ => problems.push(format!(
+            "{stream}: must have a Condition of the template (a parameter turns streaming off)"
+        )),
+    }
+    let records = env_refs(t, f, "RECORDS_QUEUE_URL");
+    if records.is_empty() || records != event_queues(t, map) {
+        problems.push(format!(
+            "{stream}'s RECORDS_QUEUE_URL {records:?} must be {map}'s SQS event source (the map function reads stream records like extracted ones)"
+        ));
+    }
+    let ticks = env_refs(t, f, "TICK_QUEUE_URL");
+    if ticks.is_empty() || ticks != event_queues(t, stream) {
+        problems.push(format!(
+            "{stream}'s TICK_QUEUE_URL {ticks:?} must be its own SQS event source (the chain)"
+        ));
+    }
+    if ticks == records {
+        problems.push(format!(
+            "{stream}: TICK_QUEUE_URL must not be the records queue"
+        ));
+    }
+    let scheduled = f["Properties"]["Events"]
+        .as_object()
+        .is_some_and(|events| events.values().any(|e| e["Type"] == "ScheduleV2"));
+    if !scheduled {
+        problems.push(format!(
+            "{stream}: needs a ScheduleV2 event, which restarts a broken chain"
+        ));
+    }
+    if f["Properties"]["RecursiveLoop"] != "Allow" {
+        problems.push(format!(
+            "{stream}: RecursiveLoop must be Allow, or Lambda stops the chain after 16 invocations"
+        ));
+    }
+    let margin = sfsync_stream_function::STOP_MARGIN.as_secs();
+    let timeout = as_u64(function_prop(t, f, "Timeout")).unwrap_or(3);
+    if timeout < 4 * margin {
+        problems.push(format!(
+            "{stream}: Timeout {timeout} s leaves little streaming before the stop margin of {margin} s"
+        ));
+    }
+    // Whatever needs a conditional resource must have its condition.
+    let sections = [("Resources", &t["Resources"]), ("Outputs", &t["Outputs"])];
+    for (section, items) in sections {
+        let Some(items) = items.as_object() else {
+            continue;
+        };
+        for (id, item) in items {
+            let own = item["Condition"].as_str();
+            for needed in unconditional_refs(item) {
+                if let Some(needed_condition) = condition_of(t, &needed)
+                    && own != Some(needed_condition)
+                {
+                    problems.push(format!(
+                        "{section}/{id} refers to {needed}, which exists only with Condition {needed_condition}: give it the same Condition (or choose with Fn::If)"
+                    ));
+                }
+            }
+        }
+    }
+    problems
+}
+
+#[test]
+fn the_stream_function_chains_through_its_own_tick_queue_and_can_be_turned_off() {
+    let t = template();
+    assert_clean("stream", check_stream(&t));
+    let stream = id_of(&t, "sfsync-stream-function");
+    let extract = id_of(&t, "sfsync-extract");
+    let records = env_refs(&t, &t["Resources"][extract.as_str()], "RECORDS_QUEUE_URL")
+        .into_iter()
+        .next()
+        .expect("the records queue");
+    let vars = format!("/Resources/{stream}/Properties/Environment/Variables");
+    let broken = edited(&t, &vars, |v| v["TICK_QUEUE_URL"] = json!({"Ref": records}));
+    assert_reports("stream", check_stream(&broken), "TICK_QUEUE_URL");
+    let broken = edited(&t, &vars, |v| {
+        if let Some(o) = v.as_object_mut() {
+            o.remove("RECORDS_QUEUE_URL");
+        }
+    });
+    assert_reports("stream", check_stream(&broken), "RECORDS_QUEUE_URL");
+    let broken = without(&t, &format!("/Resources/{stream}/Properties/RecursiveLoop"));
+    assert_reports("stream", check_stream(&broken), "RecursiveLoop");
+    let broken = without(&t, &format!("/Resources/{stream}/Condition"));
+    assert_reports("stream", check_stream(&broken), "must have a Condition");
+    let (alarm, _) = resources_of(&t, "AWS::CloudWatch::Alarm")
+        .into_iter()
+        .find(|(_, a)| refs(&a["Properties"]["Dimensions"]).contains(&stream))
+        .expect("the stream function's Errors alarm");
+    let broken = without(&t, &format!("/Resources/{alarm}/Condition"));
+    assert_reports(
+        "stream",
+        check_stream(&broken),
+        &format!("Resources/{alarm} refers to {stream}"),
+    );
+}
+
 fn check_table(t: &Value) -> Vec<String> {
     let tables: BTreeSet<String> = functions(t)
         .iter()
@@ -1408,8 +1605,8 @@ fn every_dead_letter_queue_and_function_has_an_alarm() {
     let mut dlqs = dead_letter_queues(&t);
     assert_eq!(
         dlqs.len(),
-        3,
-        "records, delivery and schedule DLQs: {dlqs:?}"
+        4,
+        "records, delivery, schedule and stream tick DLQs: {dlqs:?}"
     );
     let dlq = dlqs.pop_first().expect("a DLQ");
     let (alarm, _) = resources_of(&t, "AWS::CloudWatch::Alarm")
@@ -1439,6 +1636,238 @@ fn every_dead_letter_queue_and_function_has_an_alarm() {
         check_alarms(&broken),
         &format!("{map}: no alarm on Errors"),
     );
+}
+
+// ---------------------------------------------------------------------------------------
+// The operator's dashboard
+// ---------------------------------------------------------------------------------------
+
+/// The dashboard's body as JSON, each `${Name}` / `${Resource.Attribute}` of its `Fn::Sub`
+/// replaced by the logical ids it names (`@Name`; a variable of the Sub's own map names what
+/// its value refers to, under either condition).
+struct DashboardBody {
+    id: String,
+    json: Value,
+    /// `@Variable` → the logical ids it stands for.
+    names: BTreeMap<String, BTreeSet<String>>,
+}
+
+impl DashboardBody {
+    /// The logical ids a dimension value of the body names.
+    fn named(&self, value: &Value) -> BTreeSet<String> {
+        let Some(marker) = value.as_str().and_then(|v| v.strip_prefix('@')) else {
+            return BTreeSet::new();
+        };
+        self.names.get(marker).cloned().unwrap_or_else(|| {
+            BTreeSet::from([marker.split('.').next().unwrap_or(marker).to_string()])
+        })
+    }
+
+    /// Every `[namespace, metric, dimension, value, …]` line of every metric widget.
+    fn metric_lines(&self) -> Vec<&Vec<Value>> {
+        self.widgets()
+            .flat_map(|w| w["properties"]["metrics"].as_array().into_iter().flatten())
+            .filter_map(Value::as_array)
+            .filter(|line| line.first().is_some_and(Value::is_string))
+            .collect()
+    }
+
+    /// Every metric math expression (`SEARCH(…)`).
+    fn expressions(&self) -> Vec<&str> {
+        self.widgets()
+            .flat_map(|w| w["properties"]["metrics"].as_array().into_iter().flatten())
+            .filter_map(Value::as_array)
+            .flatten()
+            .filter_map(|item| item["expression"].as_str())
+            .collect()
+    }
+
+    fn widgets(&self) -> impl Iterator<Item = &Value> {
+        self.json["widgets"].as_array().into_iter().flatten()
+    }
+
+    /// Whether a line shows `metric` of `namespace` for the resource `id`.
+    fn shows(&self, namespace: &str, metric: &str, dimension: &str, id: &str) -> bool {
+        self.metric_lines().iter().any(|line| {
+            line.first().and_then(Value::as_str) == Some(namespace)
+                && line.get(1).and_then(Value::as_str) == Some(metric)
+                && line.get(2).and_then(Value::as_str) == Some(dimension)
+                && line.get(3).is_some_and(|v| self.named(v).contains(id))
+        })
+    }
+}
+
+fn dashboard_body(t: &Value) -> Result<DashboardBody, String> {
+    let dashboards = resources_of(t, "AWS::CloudWatch::Dashboard");
+    let [(id, dashboard)] = dashboards.as_slice() else {
+        return Err(format!(
+            "the template must have one dashboard, not {}",
+            dashboards.len()
+        ));
+    };
+    let body = &dashboard["Properties"]["DashboardBody"];
+    let (text, vars) = match &body["Fn::Sub"] {
+        Value::String(text) => (text.as_str(), Map::new()),
+        Value::Array(parts) => (
+            parts.first().and_then(Value::as_str).unwrap_or_default(),
+            parts
+                .get(1)
+                .and_then(Value::as_object)
+                .cloned()
+                .unwrap_or_default(),
+        ),
+        _ => (body.as_str().unwrap_or_default(), Map::new()),
+    };
+    let mut plain = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(start) = rest.find("${") {
+        plain.push_str(&rest[..start]);
+        let after = &rest[start + 2..];
+        let end = after
+            .find('}')
+            .ok_or_else(|| format!("{id}: an unclosed ${{ in the body"))?;
+        plain.push('@');
+        plain.push_str(&after[..end]);
+        rest = &after[end + 1..];
+    }
+    plain.push_str(rest);
+    let json = serde_json::from_str(&plain)
+        .map_err(|e| format!("{id}: DashboardBody is not JSON once substituted: {e}"))?;
+    let names = vars.iter().map(|(k, v)| (k.clone(), refs(v))).collect();
+    Ok(DashboardBody {
+        id: id.to_string(),
+        json,
+        names,
+    })
+}
+
+/// The names of the per-sync metrics the stages emit, read from the code: every counter set.
+fn per_sync_metric_names() -> Vec<String> {
+    let counts = sfsync_pipeline::report::RunCounts {
+        extracted: 1,
+        deleted_found: 1,
+        messages: 1,
+        mapped: 1,
+        skipped: 1,
+        skipped_deliberate: 1,
+        delivered: 1,
+        dead: 1,
+        retried: 1,
+        destination_requests: 1,
+        delete_gaps: 1,
+        conversions: 1,
+        merges: 1,
+        ..Default::default()
+    };
+    let line = sfsync_pipeline::metrics::counts_line("extract", "contacts", &counts, 1);
+    let emitted: Value = serde_json::from_str(&line).expect("EMF JSON");
+    let directive = &emitted["_aws"]["CloudWatchMetrics"][0];
+    assert_eq!(directive["Dimensions"], json!([["Stage", "Sync"]]));
+    directive["Metrics"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|m| m["Name"].as_str().map(str::to_string))
+        .collect()
+}
+
+fn check_dashboard(t: &Value) -> Vec<String> {
+    let body = match dashboard_body(t) {
+        Ok(body) => body,
+        Err(problem) => return vec![problem],
+    };
+    let mut problems = Vec::new();
+    let id = body.id.as_str();
+    // Per stage and per sync: a SEARCH over the (Stage, Sync) dimensions of every metric.
+    let schema = format!("{{{},Stage,Sync}}", sfsync_pipeline::metrics::NAMESPACE);
+    for metric in per_sync_metric_names() {
+        let searched = body.expressions().iter().any(|e| {
+            e.starts_with("SEARCH(")
+                && e.contains(&schema)
+                && e.contains(&format!("MetricName=\"{metric}\""))
+        });
+        if !searched {
+            problems.push(format!("{id}: no SEARCH of {schema} for {metric}"));
+        }
+    }
+    for dlq in dead_letter_queues(t) {
+        if !body.shows(
+            "AWS/SQS",
+            "ApproximateNumberOfMessagesVisible",
+            "QueueName",
+            &dlq,
+        ) {
+            problems.push(format!("{id}: does not show the depth of {dlq}"));
+        }
+    }
+    for (function, _) in functions(t) {
+        if !body.shows("AWS/Lambda", "Errors", "FunctionName", function) {
+            problems.push(format!("{id}: does not show the errors of {function}"));
+        }
+    }
+    let linked = t["Outputs"]
+        .as_object()
+        .is_some_and(|outputs| outputs.values().any(|o| refs(&o["Value"]).contains(id)));
+    if !linked {
+        problems.push(format!("{id}: no stack output links to it"));
+    }
+    problems
+}
+
+#[test]
+fn the_dashboard_shows_every_stage_per_sync_every_dead_letter_queue_and_every_function() {
+    let t = template();
+    assert_clean("dashboard", check_dashboard(&t));
+    let body = dashboard_body(&t).expect("the dashboard");
+    let id = body.id.clone();
+    let pointer = format!("/Resources/{id}/Properties/DashboardBody/Fn::Sub/0");
+    let text = t
+        .pointer(&pointer)
+        .and_then(Value::as_str)
+        .expect("a Sub body with a variable map")
+        .to_string();
+    let broken = edited(&t, &pointer, |b| {
+        *b = json!(text.replace(
+            "MetricName=\\\"CallsDeadLettered\\\"",
+            "MetricName=\\\"Calls\\\""
+        ))
+    });
+    assert_reports("dashboard", check_dashboard(&broken), "CallsDeadLettered");
+    let dlq = dead_letter_queues(&t).pop_last().expect("a DLQ");
+    let broken = edited(&t, &pointer, |b| {
+        *b = json!(text.replace(
+            &format!("${{{dlq}.QueueName}}"),
+            "${RecordsQueue.QueueName}"
+        ))
+    });
+    assert_reports(
+        "dashboard",
+        check_dashboard(&broken),
+        &format!("depth of {dlq}"),
+    );
+    let stream = id_of(&t, "sfsync-stream-function");
+    let broken = edited(
+        &t,
+        &format!("/Resources/{id}/Properties/DashboardBody/Fn::Sub/1"),
+        |vars| {
+            for value in vars.as_object_mut().expect("variables").values_mut() {
+                *value = json!("none");
+            }
+        },
+    );
+    assert_reports(
+        "dashboard",
+        check_dashboard(&broken),
+        &format!("errors of {stream}"),
+    );
+    let broken = edited(&t, &pointer, |b| *b = json!(text.replacen('{', "", 1)));
+    assert_reports("dashboard", check_dashboard(&broken), "not JSON");
+    let broken = edited(&t, "/Outputs", |outputs| {
+        if let Some(o) = outputs.as_object_mut() {
+            o.retain(|_, v| !refs(&v["Value"]).contains(&id));
+        }
+    });
+    assert_reports("dashboard", check_dashboard(&broken), "no stack output");
 }
 
 // ---------------------------------------------------------------------------------------

@@ -4,16 +4,7 @@ use sfsync_deliver::{DeliverState, handle};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    tracing_subscriber::fmt()
-        .json()
-        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-        .with_current_span(true)
-        .without_time()
-        .init();
-    let sdk = sfsync_pipeline::aws::sdk_config().await;
-    let env =
-        sfsync_pipeline::aws::exit_on_setup_error(sfsync_pipeline::aws::FunctionEnv::from_env());
-    let state = sfsync_pipeline::aws::exit_on_setup_error(DeliverState::new(&sdk, &env).await);
+    let state = sfsync_pipeline::lambda::cold_start(DeliverState::new).await;
     let state = &state;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| async move {
         let deadline = sfsync_pipeline::aws::deadline_instant(event.context.deadline);

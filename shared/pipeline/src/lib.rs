@@ -11,6 +11,7 @@ pub mod aws;
 pub mod deletes;
 pub mod deliver;
 pub mod extract;
+pub mod lambda;
 pub mod ledger;
 pub mod local;
 pub mod map;
