@@ -6,6 +6,7 @@ use proptest::collection::{btree_map, vec};
 use proptest::option;
 use proptest::prelude::*;
 use proptest::sample::subsequence;
+use proptest::test_runner::FileFailurePersistence;
 use serde_json::{Map, Value, json};
 use sfsync_mapping::config::ExtractApi;
 use sfsync_mapping::time::parse_salesforce_datetime;
@@ -372,10 +373,22 @@ fn check(sync: &SyncConfig, input: &Value) -> Result<(), TestCaseError> {
     Ok(())
 }
 
+/// Where failing cases are saved, next to this file, and replayed first on every run
+/// (checked in: a failure found once is tried again forever).
+const REGRESSIONS: &str = "proptest-regressions";
+
+#[test]
+fn the_saved_regressions_are_where_proptest_reads_them() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/properties")
+        .with_extension(REGRESSIONS);
+    assert!(path.is_file(), "{} is missing", path.display());
+}
+
 proptest! {
     #![proptest_config(ProptestConfig {
         cases: 256,
-        failure_persistence: None,
+        failure_persistence: Some(Box::new(FileFailurePersistence::WithSource(REGRESSIONS))),
         ..ProptestConfig::default()
     })]
 

@@ -1,13 +1,15 @@
 //! Property: keyset pagination on (SystemModstamp, Id) neither loses nor repeats a row, for
 //! any distribution of timestamps (few distinct values, so ties of every size straddle page
 //! boundaries), any page size, and fresh extractions restarted from any page's `last` cursor
-//! (what a checkpointed run that stops and resumes does).
+//! the way production resumes a run that stopped part-way (new client, stored checkpoint,
+//! new window end).
 
 use std::collections::HashMap;
 
 use chrono::Duration as ChronoDuration;
 use proptest::prelude::*;
 use proptest::sample::Index;
+use proptest::test_runner::FileFailurePersistence;
 use serde_json::json;
 use sfsync_mapping::config::ExtractApi;
 use sfsync_salesforce::Cursor;
@@ -54,12 +56,12 @@ async fn run(case: Case) -> Result<(), TestCaseError> {
     let sim = start(org).await;
     let mut config = config(&sim.url());
     config.page_size = case.page_size;
-    let client = client_with(config);
+    let mut client = client_with(config.clone());
     let plan = client
         .plan(&contacts_sync(&["LastName"]))
         .await
         .map_err(|e| TestCaseError::fail(e.to_string()))?;
-    let until = now(&sim).await;
+    let mut until = now(&sim).await;
 
     let mut seen: HashMap<String, usize> = HashMap::new();
     let mut order: Vec<Cursor> = Vec::new();
@@ -80,9 +82,19 @@ async fn run(case: Case) -> Result<(), TestCaseError> {
         let last = page.last.clone();
         prop_assert_eq!(last.as_ref(), order.last(), "page.last is its last record");
         if case.restart_after.get(pages).copied().unwrap_or(false) {
-            // A new run resumes from the checkpoint: a fresh query, no locator.
+            // A new run resumes as production resumes a run that stopped inside its window
+            // (`resume_after` in shared/pipeline/src/extract.rs): a new process (client),
+            // the checkpoint read back from its stored JSON, exactly after its cursor, up to
+            // the new run's own start; a fresh query, no locator.
             restarts += 1;
-            extraction = client.extract(&plan, window(last, until, ExtractApi::Rest));
+            let stored = serde_json::to_string(&last)
+                .map_err(|e| TestCaseError::fail(format!("checkpoint: {e}")))?;
+            let checkpoint: Option<Cursor> = serde_json::from_str(&stored)
+                .map_err(|e| TestCaseError::fail(format!("checkpoint {stored}: {e}")))?;
+            prop_assert_eq!(&checkpoint, &last, "the stored checkpoint is the cursor");
+            client = client_with(config.clone());
+            until = now(&sim).await;
+            extraction = client.extract(&plan, window(checkpoint, until, ExtractApi::Rest));
         }
         pages += 1;
         prop_assert!(pages <= case.rows.len() + 1, "no progress");
@@ -114,10 +126,23 @@ async fn run(case: Case) -> Result<(), TestCaseError> {
     Ok(())
 }
 
+/// Where failing cases are saved, next to this file, and replayed first on every run
+/// (checked in: a failure found once is tried again forever).
+const REGRESSIONS: &str = "proptest-regressions";
+
+#[test]
+fn the_saved_regressions_are_where_proptest_reads_them() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/simulator/keyset_properties")
+        .with_extension(REGRESSIONS);
+    assert!(path.is_file(), "{} is missing", path.display());
+}
+
 proptest! {
     #![proptest_config(ProptestConfig {
-        cases: 12,
-        failure_persistence: None,
+        // Enough cases for ties of every size to straddle page ends and restarts.
+        cases: 256,
+        failure_persistence: Some(Box::new(FileFailurePersistence::WithSource(REGRESSIONS))),
         max_shrink_iters: 64,
         ..ProptestConfig::default()
     })]
