@@ -14,6 +14,7 @@ use sfsync_deliver::DeliverState;
 use sfsync_e2e::*;
 use sfsync_map::MapState;
 use sfsync_pipeline::aws::FunctionEnv;
+use sfsync_pipeline::ledger::{HandedOnBy, RecordVersion};
 use sfsync_pipeline::message::{RecordsMessage, decode};
 use sfsync_pipeline::report::RunStatus;
 use sfsync_pipeline::state::StateStore;
@@ -339,6 +340,16 @@ async fn a_change_streams_to_the_destination_and_the_next_invocation_resumes_aft
     let after_first = w.replay_stored(Some(tip)).await;
     let output = running.stop().await.unwrap_or_else(|e| panic!("{e}"));
 
+    // The version handed on is noted in the ledger polling compares with.
+    let version = RecordVersion::of(&record).unwrap_or_else(|| panic!("a version: {record}"));
+    let noted = w
+        .store
+        .stream_ledger()
+        .lookup("contacts", std::slice::from_ref(&version))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(noted.get(&version), Some(&HandedOnBy::Stream));
+
     assert!(output.tick_sent, "{output:?}");
     assert_eq!(
         w.tick_depth().await,
@@ -351,7 +362,7 @@ async fn a_change_streams_to_the_destination_and_the_next_invocation_resumes_aft
             .await
             .unwrap_or_else(|e| panic!("{e}"))
             .is_none(),
-        "the lease is given back before the tick is sent"
+        "the lease is given back"
     );
     let report = &output.reports[0];
     assert_eq!(

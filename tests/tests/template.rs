@@ -1757,6 +1757,8 @@ fn per_sync_metric_names() -> Vec<String> {
         delete_gaps: 1,
         conversions: 1,
         merges: 1,
+        stream_missed: 1,
+        stream_unknown: 1,
         ..Default::default()
     };
     let line = sfsync_pipeline::metrics::counts_line("extract", "contacts", &counts, 1);

@@ -262,7 +262,7 @@ pub async fn handle<S: Future<Output = ()> + Send>(
         let report = match result {
             Ok(streamed) => {
                 ran_to_the_end = true;
-                info!(sync = %sync.name, events = streamed.events, records = streamed.records, messages = streamed.messages, "streamed");
+                info!(sync = %sync.name, events = streamed.events, records = streamed.records, messages = streamed.messages, ledger_unnoted = streamed.ledger_unnoted, "streamed");
                 streamed.run_report(&run_id, &sync.name, started_at)
             }
             Err(e) => {
@@ -357,6 +357,8 @@ async fn settings(state: &StreamState, sync: &SyncConfig, run_id: &str) -> Strea
     settings.max_body_bytes = state.config.pipeline.max_message_bytes;
     settings.compress = state.config.pipeline.compress;
     settings.reconnect_after = state.reconnect_after;
+    // Every version handed on is noted, so that polling counts what the stream missed.
+    settings.ledger = Some(state.store.stream_ledger());
     // Every version handed on is noted for the extract function, which counts what the
     // stream missed (sfsync_pipeline::ledger; docs/operate.md, "Is the stream complete?").
     settings.ledger = Some(state.store.stream_ledger());
