@@ -193,6 +193,10 @@ pub struct RunReport {
     /// Set with [`RunStatus::DeletesMissed`].
     #[serde(default)]
     pub deletes_gap: Option<DeletesGap>,
+    /// A stream run whose stored replay id had expired (older than the event bus's
+    /// retention): it subscribed at the tip and re-read the window by polling.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub replay_expired: bool,
 }
 
 impl RunReport {
@@ -210,6 +214,7 @@ impl RunReport {
             counts: RunCounts::default(),
             error: None,
             deletes_gap: None,
+            replay_expired: false,
         }
     }
 
@@ -308,6 +313,12 @@ impl fmt::Display for RunReport {
         }
         if let Some(gap) = &self.deletes_gap {
             writeln!(f, "  deletes     {gap}")?;
+        }
+        if self.replay_expired {
+            writeln!(
+                f,
+                "  replay      the stored replay id had expired (older than the event bus's retention): subscribed at the tip, and the window above was re-read by polling"
+            )?;
         }
         Ok(())
     }

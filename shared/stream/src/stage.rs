@@ -123,6 +123,7 @@ impl StreamReport {
         if let Resume::Expired { window_start } = &self.resumed {
             report.window_start = *window_start;
             report.window_end = Some(started_at);
+            report.replay_expired = true;
         }
         report
     }

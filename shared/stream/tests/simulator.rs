@@ -376,4 +376,9 @@ async fn an_expired_replay_id_falls_back_to_re_reading_the_window_and_says_so() 
         "the run report names the polled window"
     );
     assert_eq!(run.api.as_deref(), Some("stream"));
+    assert!(run.replay_expired);
+    assert!(
+        run.to_string().contains("the stored replay id had expired"),
+        "the run report says why it polled: {run}"
+    );
 }
