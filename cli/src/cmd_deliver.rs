@@ -3,9 +3,10 @@
 //!
 //! Stdin is read as a stream and delivered chunk by chunk, so memory stays bounded however
 //! long the input. Each chunk gets the destination's retry budget (`retry_budget_seconds`).
-//! Calls that are dead — and calls still undelivered when the budget ran out — are written
-//! to the dead-letter file as JSON lines `{"reason": …, "call": {…}}` (appended), or listed
-//! on stderr when no file is given. The summary goes to stderr. The exit code is 0 when
+//! Calls that are dead — and calls still undelivered when the budget ran out — are appended
+//! to the dead-letter file in the one dead-letter format (sfsync_pipeline::dead_letter:
+//! `{"v":1,"run_id","destination","reason","call"}` per line, which `sfsync redrive`
+//! delivers again), or listed on stderr when no file is given. The summary goes to stderr. The exit code is 0 when
 //! every call was delivered, 1 when any was dead or undeliverable, 2 on errors (including a
 //! stdin line that is not a valid call, named by its line number; the calls read before it
 //! are delivered first).
@@ -17,6 +18,8 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use sfsync_destinations::{DeliveryReport, Destination, Outcome};
 use sfsync_mapping::Call;
+use sfsync_pipeline::dead_letter::DeadLetterFile;
+use sfsync_pipeline::message::{DeadLetter, MESSAGE_VERSION};
 use tokio::io::{AsyncBufRead, AsyncBufReadExt, BufReader};
 
 use crate::{common, output};
@@ -32,7 +35,8 @@ pub struct Args {
     /// The `[[destinations]]` entry to deliver to, by name.
     #[arg(long)]
     destination: String,
-    /// Append dead and undeliverable calls here as JSON lines {"reason", "call"}.
+    /// Append dead and undeliverable calls here, one dead letter per line
+    /// ({"v","run_id","destination","reason","call"}; `sfsync redrive FILE` delivers them again).
     #[arg(long)]
     dead_letter: Option<PathBuf>,
 }
@@ -54,22 +58,10 @@ pub async fn run(args: Args) -> Result<ExitCode> {
         &sfsync_destinations::object_names(&config),
     )?;
 
-    let mut dead_letter = match &args.dead_letter {
-        Some(path) => Some(DeadLetterFile::open(path)?),
-        None => None,
-    };
+    let dead_letter = args.dead_letter.as_deref().map(DeadLetterFile::new);
     let stdin = BufReader::new(tokio::io::stdin());
     let mut stderr = std::io::stderr();
-    let result = deliver_lines(
-        &destination,
-        stdin,
-        dead_letter.as_mut().map(|d| d as &mut dyn Write),
-        &mut stderr,
-    )
-    .await;
-    if let Some(d) = dead_letter.as_mut() {
-        d.flush()?;
-    }
+    let result = deliver_lines(&destination, stdin, dead_letter.as_ref(), &mut stderr).await;
     let summary = match result {
         Ok(summary) => summary,
         Err(failure) => {
@@ -126,13 +118,16 @@ pub struct Failure {
 }
 
 /// Reads calls from `input` and delivers them chunk by chunk. Dead and undeliverable calls
-/// go to `dead_letter` (JSON lines), or are listed on `report` when there is none.
+/// go to `dead_letter`, or are listed on `report` when there is none.
 pub async fn deliver_lines(
     destination: &Destination,
     input: impl AsyncBufRead + Unpin,
-    mut dead_letter: Option<&mut dyn Write>,
+    dead_letter: Option<&DeadLetterFile>,
     report: &mut dyn Write,
 ) -> Result<Summary, Failure> {
+    // The run id of the dead letters: when this delivery started.
+    let run_id = sfsync_pipeline::report::new_run_id(chrono::Utc::now());
+    let mut dead_letter = dead_letter.map(|file| (file, run_id.as_str(), destination.name()));
     let mut summary = Summary::default();
     let mut listed = 0usize;
     let mut chunk: Vec<Call> = Vec::new();
@@ -218,11 +213,12 @@ pub async fn deliver_lines(
 fn record(
     delivered: DeliveryReport,
     summary: &mut Summary,
-    dead_letter: &mut Option<&mut dyn Write>,
+    dead_letter: &mut Option<(&DeadLetterFile, &str, &str)>,
     report: &mut dyn Write,
     listed: &mut usize,
 ) -> Result<()> {
     summary.requests += delivered.requests;
+    let mut letters = Vec::new();
     for outcome in delivered.outcomes {
         let reason = match outcome.outcome {
             Outcome::Delivered => {
@@ -249,13 +245,13 @@ fn record(
             }
         };
         match dead_letter {
-            Some(out) => {
-                let line = serde_json::json!({ "reason": reason, "call": outcome.call });
-                serde_json::to_writer(&mut **out, &line)
-                    .context("cannot write the dead-letter file")?;
-                out.write_all(b"\n")
-                    .context("cannot write the dead-letter file")?;
-            }
+            Some((_, run_id, destination)) => letters.push(DeadLetter {
+                v: MESSAGE_VERSION,
+                run_id: run_id.to_string(),
+                destination: destination.to_string(),
+                reason,
+                call: outcome.call,
+            }),
             None => {
                 *listed += 1;
                 if *listed <= MAX_LISTED {
@@ -265,34 +261,10 @@ fn record(
             }
         }
     }
+    if let Some((file, _, _)) = dead_letter {
+        file.append(&letters)?;
+    }
     Ok(())
-}
-
-/// The dead-letter file, opened for appending.
-struct DeadLetterFile {
-    out: std::io::BufWriter<std::fs::File>,
-}
-
-impl DeadLetterFile {
-    fn open(path: &Path) -> Result<DeadLetterFile> {
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(path)
-            .with_context(|| format!("cannot open the dead-letter file {}", path.display()))?;
-        Ok(DeadLetterFile {
-            out: std::io::BufWriter::new(file),
-        })
-    }
-}
-
-impl Write for DeadLetterFile {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.out.write(buf)
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        self.out.flush()
-    }
 }
 
 #[cfg(test)]
@@ -305,7 +277,7 @@ mod tests {
             "name": "out", "type": "file", "path": path.display().to_string(),
         }))
         .expect("config");
-        assert_eq!(config.kind, DestinationKind::File);
+        assert_eq!(config.kind(), DestinationKind::File);
         Destination::new(&config, sfsync_destinations::http_client().expect("client"))
             .expect("destination")
     }
@@ -350,29 +322,29 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn dead_calls_go_to_the_dead_letter_file() {
+    async fn dead_calls_go_to_the_dead_letter_file_in_the_one_redrivable_format() {
         let dir = tempfile::tempdir().expect("tempdir");
         // A directory as the output path: every write fails, every call is dead.
         let d = file_destination(dir.path());
-        let mut dead = Vec::new();
+        let dead_path = dir.path().join("dead.jsonl");
+        let dead = DeadLetterFile::new(&dead_path);
         let mut report = Vec::new();
-        let summary = deliver_lines(
-            &d,
-            format!("{CALL}\n").as_bytes(),
-            Some(&mut dead as &mut dyn Write),
-            &mut report,
-        )
-        .await
-        .expect("ran");
+        let summary = deliver_lines(&d, format!("{CALL}\n").as_bytes(), Some(&dead), &mut report)
+            .await
+            .expect("ran");
         assert_eq!(summary.dead, 1);
-        let line: serde_json::Value =
-            serde_json::from_slice(dead.strip_suffix(b"\n").expect("a line")).expect("json");
+        // The file reads back as dead letters, as `sfsync redrive` reads it.
+        let letters = sfsync_pipeline::dead_letter::read_file(&dead_path).expect("dead letters");
+        assert_eq!(letters.len(), 1);
+        assert_eq!(letters[0].destination, "out");
         assert!(
-            line["reason"]
-                .as_str()
-                .expect("reason")
-                .contains("cannot append")
+            letters[0].reason.contains("cannot append"),
+            "{}",
+            letters[0].reason
         );
-        assert_eq!(line["call"]["userId"], "003A");
+        assert_eq!(
+            letters[0].call.message_id,
+            "00000000-0000-4000-8000-000000000001"
+        );
     }
 }

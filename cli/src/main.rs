@@ -10,6 +10,7 @@ mod cmd_demo;
 mod cmd_extract;
 mod cmd_init;
 mod cmd_map;
+mod cmd_redrive;
 mod cmd_runs;
 mod cmd_stream;
 mod cmd_sync;
@@ -41,6 +42,8 @@ enum Command {
     Extract(cmd_extract::Args),
     /// Calls (JSON lines on stdin) -> one destination.
     Deliver(cmd_deliver::Args),
+    /// Deliver the calls of a dead-letter file again; the file keeps only those still dead.
+    Redrive(cmd_redrive::Args),
     /// Write a commented starter config.
     Init(cmd_init::Args),
     /// Run all (or the named) syncs locally, incrementally: extract, map, deliver.
@@ -60,6 +63,7 @@ fn main() -> ExitCode {
         Command::Map(args) => cmd_map::run(args),
         Command::Extract(args) => common::block_on(cmd_extract::run(args)),
         Command::Deliver(args) => common::block_on(cmd_deliver::run(args)),
+        Command::Redrive(args) => common::block_on(cmd_redrive::run(args)),
         Command::Init(args) => common::block_on(cmd_init::run(args)),
         Command::Sync(args) => common::block_on(cmd_sync::run(args)),
         Command::Stream(args) => common::block_on(cmd_stream::run(args)),

@@ -342,7 +342,7 @@ async fn retryable_delivery_failures_stay_on_the_queue_and_are_retried() {
     ack(&w.sqs, &w.records_q(), &records, &[]).await;
 
     let mut deliver = w.deliver_state().await;
-    deliver.max_budget = Duration::from_millis(300);
+    deliver.deliverer.policy.max_budget = Duration::from_millis(300);
     // The destination is down, asking for longer than one invocation may wait.
     for _ in 0..5 {
         w.receiver
@@ -832,7 +832,7 @@ async fn messages_delivered_together_are_still_judged_one_by_one() {
     let event = receive_event(&w.sqs, &w.delivery_q(), 10).await;
     assert_eq!(event.records.len(), 3);
     let mut deliver = w.deliver_state().await;
-    deliver.max_budget = Duration::from_millis(300);
+    deliver.deliverer.policy.max_budget = Duration::from_millis(300);
     for _ in 0..5 {
         w.receiver
             .script(503, &[("retry-after", "2")], "unavailable");
@@ -1158,7 +1158,7 @@ async fn a_rejected_key_holds_the_calls_on_the_queue_until_it_works() {
 
     let mut deliver = w.deliver_state().await;
     // The recheck delay is SQS's longest (15 min) in production; none here.
-    deliver.pause_recheck = Duration::ZERO;
+    deliver.deliverer.policy.pause_recheck = Duration::ZERO;
     for _ in 0..10 {
         w.receiver
             .script(401, &[], r#"{"error":"Invalid write key"}"#);

@@ -16,6 +16,7 @@ use sfsync_e2e::*;
 use sfsync_extract::{ExtractInput, ExtractState};
 use sfsync_map::MapState;
 use sfsync_mapping::Config;
+use sfsync_pipeline::deliver::{DeliverPolicy, Deliverer};
 use sfsync_pipeline::message::{CallsMessage, DeadLetter, Packer, RecordsMessage, decode};
 use sfsync_pipeline::queue::SqsQueue;
 use sfsync_pipeline::report::RunStatus;
@@ -86,24 +87,18 @@ impl Aws {
 
     fn deliver_state(&self, config: &Config) -> DeliverState {
         let http = sfsync_destinations::http_client().unwrap_or_else(|e| panic!("{e}"));
-        let destinations = config
-            .destinations
-            .iter()
-            .map(|d| {
-                let mut built = Destination::new(d, http.clone()).unwrap_or_else(|e| panic!("{e}"));
-                built.set_backoff(Duration::from_millis(2), Duration::from_millis(16));
-                (d.name.clone(), built)
-            })
-            .collect();
+        let destinations = config.destinations.iter().map(|d| {
+            let mut built = Destination::new(d, http.clone()).unwrap_or_else(|e| panic!("{e}"));
+            built.set_backoff(Duration::from_millis(2), Duration::from_millis(16));
+            Arc::new(built)
+        });
+        let mut policy = DeliverPolicy::lambda();
+        policy.max_budget = Duration::from_secs(10);
         DeliverState {
-            config: Arc::new(config.clone()),
-            destinations,
-            sqs: self.sqs.clone(),
+            deliverer: Deliverer::new(destinations, policy),
             delivery_queue: SqsQueue::new(self.sqs.clone(), &self.delivery_q),
             dead_letter_queue: SqsQueue::new(self.sqs.clone(), &self.dead_q),
             store: self.store.clone(),
-            max_budget: Duration::from_secs(10),
-            pause_recheck: sfsync_deliver::PAUSE_RECHECK,
         }
     }
 }

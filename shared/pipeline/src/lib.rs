@@ -8,6 +8,8 @@
 //! | secrets | Secrets Manager (`aws::load_secret`) | a JSON file |
 
 pub mod aws;
+pub mod backoff;
+pub mod dead_letter;
 pub mod deletes;
 pub mod deliver;
 pub mod extract;
@@ -18,6 +20,7 @@ pub mod map;
 pub mod message;
 pub mod metrics;
 pub mod queue;
+pub mod redrive;
 pub mod report;
 pub mod state;
 pub mod token_store;

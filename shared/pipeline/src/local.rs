@@ -4,18 +4,18 @@
 //! did not reach its destination or the dead-letter file.
 
 use std::collections::HashMap;
-use std::io::Write;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use sfsync_destinations::Destination;
-use sfsync_mapping::{Call, Config};
+use sfsync_mapping::Config;
 use tracing::Instrument;
 
-use crate::deliver::{MAX_ATTEMPTS, deliver_message};
+use crate::dead_letter::{DeadLetterFile, DeadLetterSink};
+use crate::deliver::{DeliverPolicy, Deliverer, Settlement};
 use crate::map::map_calls;
-use crate::message::{CallsMessage, DeadLetter, MESSAGE_VERSION, RecordsMessage, decode};
+use crate::message::{CallsMessage, MESSAGE_VERSION, RecordsMessage, decode};
 use crate::queue::{Queue, QueueError};
 use crate::report::RunCounts;
 use crate::state::StateStore;
@@ -47,19 +47,126 @@ pub enum Progress {
 
 pub type ProgressFn = Arc<dyn Fn(Progress) + Send + Sync>;
 
-pub struct InlineQueue<S: StateStore> {
-    config: Arc<Config>,
-    destinations: HashMap<String, Arc<Destination>>,
-    store: S,
-    dead_letters: Mutex<Option<std::fs::File>>,
-    dead_letter_path: PathBuf,
+/// The local side of the delivery queue: calls messages delivered until each call is
+/// delivered or dead, every settlement carried out as the deliver Lambda carries it out on
+/// SQS, except that a message to retry is always put back (this queue keeps nothing in
+/// flight, so the receive is counted in the message's attempt, and `MAX_ATTEMPTS` ends it),
+/// and that paused calls stop the run (the checkpoint stays before them).
+pub struct LocalDelivery {
+    deliverer: Deliverer,
+    dead_letters: DeadLetterFile,
     progress: ProgressFn,
-    /// How long one delivery keeps retrying inside the destination client.
-    budget: Duration,
-    /// Totals per sync, for the CLI's summary.
-    totals: Mutex<HashMap<String, RunCounts>>,
     /// Set when a destination refused our credentials: the run stops there.
     paused: Mutex<Option<String>>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LocalDeliverError {
+    /// A destination refused our credentials (401/403).
+    #[error("{0}")]
+    Paused(String),
+    #[error(transparent)]
+    DeadLetter(#[from] crate::dead_letter::DeadLetterError),
+}
+
+impl LocalDelivery {
+    pub fn new(deliverer: Deliverer, dead_letters: DeadLetterFile, progress: ProgressFn) -> Self {
+        LocalDelivery {
+            deliverer,
+            dead_letters,
+            progress,
+            paused: Mutex::new(None),
+        }
+    }
+
+    pub fn deliverer(&self) -> &Deliverer {
+        &self.deliverer
+    }
+
+    /// "credentials rejected by <destination>: …" once a destination refused our key.
+    pub fn paused(&self) -> Option<String> {
+        self.paused.lock().ok().and_then(|p| p.clone())
+    }
+
+    /// Delivers the messages and every retry they lead to; returns the counts over all of
+    /// them. `sync` names the progress events.
+    pub async fn deliver_all(
+        &self,
+        messages: Vec<CallsMessage>,
+        sync: &str,
+    ) -> Result<RunCounts, LocalDeliverError> {
+        let mut counts = RunCounts::default();
+        let now = Instant::now();
+        let mut waiting: Vec<(Instant, CallsMessage)> =
+            messages.into_iter().map(|m| (now, m)).collect();
+        while let Some(due) = release_next(&mut waiting).await {
+            for settlement in self.deliverer.deliver(due, None).await {
+                self.carry_out(settlement, sync, &mut counts, &mut waiting)
+                    .await?;
+            }
+        }
+        Ok(counts)
+    }
+
+    async fn carry_out(
+        &self,
+        settlement: Settlement,
+        sync: &str,
+        counts: &mut RunCounts,
+        waiting: &mut Vec<(Instant, CallsMessage)>,
+    ) -> Result<(), LocalDeliverError> {
+        for c in settlement.counts.values() {
+            counts.add(c);
+        }
+        self.dead_letters.write(&settlement.dead).await?;
+        if let Some(paused) = settlement.paused {
+            // A refused key is no call's fault: nothing is dead-lettered, and failing this
+            // send keeps the checkpoint before these records, so the next run (with a
+            // working key) delivers them.
+            if let Ok(mut stopped) = self.paused.lock() {
+                stopped.get_or_insert(paused.reason.clone());
+            }
+            return Err(LocalDeliverError::Paused(paused.reason));
+        }
+        let delivered = settlement.delivered();
+        if delivered > 0 {
+            (self.progress)(Progress::Delivered {
+                sync: sync.to_string(),
+                destination: settlement.destination.clone(),
+                calls: delivered,
+            });
+        }
+        if let Some(retry) = settlement.retry {
+            (self.progress)(Progress::Waiting {
+                destination: settlement.destination,
+                seconds: retry.after.as_secs(),
+                reason: retry.reason,
+            });
+            waiting.push((Instant::now() + retry.after, retry.message));
+        }
+        Ok(())
+    }
+}
+
+/// Waits until the earliest waiting message is due, then takes every message due by then;
+/// `None` when nothing waits.
+async fn release_next(waiting: &mut Vec<(Instant, CallsMessage)>) -> Option<Vec<CallsMessage>> {
+    let first = waiting.iter().map(|(at, _)| *at).min()?;
+    tokio::time::sleep_until(first.into()).await;
+    let now = Instant::now();
+    let (due, later): (Vec<_>, Vec<_>) = std::mem::take(waiting)
+        .into_iter()
+        .partition(|(at, _)| *at <= now);
+    *waiting = later;
+    Some(due.into_iter().map(|(_, m)| m).collect())
+}
+
+pub struct InlineQueue<S: StateStore> {
+    config: Arc<Config>,
+    delivery: LocalDelivery,
+    store: S,
+    /// Totals per sync, for the CLI's summary.
+    totals: Mutex<HashMap<String, RunCounts>>,
 }
 
 impl<S: StateStore> InlineQueue<S> {
@@ -70,29 +177,33 @@ impl<S: StateStore> InlineQueue<S> {
         dead_letter_path: PathBuf,
         progress: ProgressFn,
     ) -> InlineQueue<S> {
+        let deliverer = Deliverer::new(destinations, DeliverPolicy::local(Duration::from_secs(60)));
         InlineQueue {
             config,
-            destinations: destinations
-                .into_iter()
-                .map(|d| (d.name().to_string(), d))
-                .collect(),
+            delivery: LocalDelivery::new(
+                deliverer,
+                DeadLetterFile::new(dead_letter_path),
+                progress,
+            ),
             store,
-            dead_letters: Mutex::new(None),
-            dead_letter_path,
-            progress,
-            budget: Duration::from_secs(60),
             totals: Mutex::new(HashMap::new()),
-            paused: Mutex::new(None),
         }
     }
 
     /// "credentials rejected by <destination>: …" once a destination refused our key.
     pub fn paused(&self) -> Option<String> {
-        self.paused.lock().ok().and_then(|p| p.clone())
+        self.delivery.paused()
     }
 
+    /// How long one delivery keeps retrying inside the destination client.
     pub fn with_budget(mut self, budget: Duration) -> Self {
-        self.budget = budget;
+        self.delivery.deliverer.policy.max_budget = budget;
+        self
+    }
+
+    /// The deliver stage's policy (tests shorten its waits).
+    pub fn with_policy(mut self, policy: DeliverPolicy) -> Self {
+        self.delivery.deliverer.policy = policy;
         self
     }
 
@@ -101,110 +212,6 @@ impl<S: StateStore> InlineQueue<S> {
             .lock()
             .map(|t| t.get(sync).cloned().unwrap_or_default())
             .unwrap_or_default()
-    }
-
-    fn write_dead(&self, dead: &[DeadLetter]) -> Result<(), QueueError> {
-        if dead.is_empty() {
-            return Ok(());
-        }
-        let io = |e: std::io::Error| {
-            QueueError::Downstream(format!(
-                "cannot write dead letters to {}: {e}",
-                self.dead_letter_path.display()
-            ))
-        };
-        let mut guard = self
-            .dead_letters
-            .lock()
-            .map_err(|_| QueueError::Downstream("dead-letter file lock poisoned".into()))?;
-        if guard.is_none() {
-            if let Some(parent) = self.dead_letter_path.parent() {
-                std::fs::create_dir_all(parent).map_err(io)?;
-            }
-            let file = std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(&self.dead_letter_path)
-                .map_err(io)?;
-            *guard = Some(file);
-        }
-        if let Some(file) = guard.as_mut() {
-            for letter in dead {
-                // Debug only: the run's summary names the file, and a rejected batch must
-                // not flood a terminal with one line per call.
-                tracing::debug!(
-                    destination = %letter.destination,
-                    record_id = %letter.call.source().record_id,
-                    message_id = %letter.call.message_id,
-                    reason = %letter.reason,
-                    "call dead-lettered"
-                );
-                let line = serde_json::to_string(letter)
-                    .map_err(|e| QueueError::Downstream(e.to_string()))?;
-                writeln!(file, "{line}").map_err(io)?;
-            }
-            file.sync_data().map_err(io)?;
-        }
-        Ok(())
-    }
-
-    /// Delivers one destination's calls, retrying what comes back retryable until it is
-    /// delivered or dead; returns the counts.
-    async fn deliver_all(
-        &self,
-        destination: &Destination,
-        run_id: &str,
-        mut calls: Vec<Call>,
-        sync: &str,
-    ) -> Result<RunCounts, QueueError> {
-        let mut counts = RunCounts::default();
-        let mut attempt = 0;
-        loop {
-            let message = CallsMessage {
-                v: MESSAGE_VERSION,
-                run_id: run_id.to_string(),
-                destination: destination.name().to_string(),
-                attempt,
-                paused_since: None,
-                calls,
-            };
-            let out = deliver_message(destination, message, self.budget).await;
-            counts.delivered += out.delivered;
-            counts.destination_requests += out.requests;
-            counts.dead += out.dead.len() as u64;
-            self.write_dead(&out.dead)?;
-            if let Some(reason) = out.pause_reason {
-                // A refused key is no call's fault: nothing is dead-lettered, and failing
-                // this send keeps the checkpoint before these records, so the next run
-                // (with a working key) delivers them.
-                if let Ok(mut paused) = self.paused.lock() {
-                    paused.get_or_insert(reason.clone());
-                }
-                return Err(QueueError::Downstream(reason));
-            }
-            if out.delivered > 0 {
-                (self.progress)(Progress::Delivered {
-                    sync: sync.to_string(),
-                    destination: destination.name().to_string(),
-                    calls: out.delivered,
-                });
-            }
-            if out.retry.is_empty() {
-                return Ok(counts);
-            }
-            counts.retried += out.retry.len() as u64;
-            let wait = out.retry_after.unwrap_or_else(|| {
-                crate::backoff(Duration::from_secs(1), attempt + 1).max(Duration::from_millis(200))
-            });
-            (self.progress)(Progress::Waiting {
-                destination: destination.name().to_string(),
-                seconds: wait.as_secs(),
-                reason: out.retry_reason.clone().unwrap_or_default(),
-            });
-            tokio::time::sleep(wait).await;
-            attempt = (attempt + 1).min(MAX_ATTEMPTS);
-            calls = out.retry;
-        }
     }
 
     async fn process(&self, body: &str) -> Result<(), QueueError> {
@@ -223,7 +230,7 @@ impl<S: StateStore> InlineQueue<S> {
     async fn map_and_deliver(&self, mut records: RecordsMessage) -> Result<(), QueueError> {
         let sync = records.sync.clone();
         let run_id = records.run_id.clone();
-        (self.progress)(Progress::Extracted {
+        (self.delivery.progress)(Progress::Extracted {
             sync: sync.clone(),
             records: records.records.len() as u64,
         });
@@ -235,26 +242,38 @@ impl<S: StateStore> InlineQueue<S> {
         let mut counts = mapped.counts;
         let mut calls = Some(mapped.calls);
         let last = mapped.destinations.len().saturating_sub(1);
+        let mut messages = Vec::with_capacity(mapped.destinations.len());
         for (i, name) in mapped.destinations.iter().enumerate() {
-            let destination = self.destinations.get(name).ok_or_else(|| {
-                QueueError::Downstream(format!("destination {name} is not set up"))
-            })?;
+            if self.delivery.deliverer.destination(name).is_none() {
+                return Err(QueueError::Downstream(format!(
+                    "destination {name} is not set up"
+                )));
+            }
             // The last destination takes the calls; the others a copy.
             let mine = if i == last {
                 calls.take().unwrap_or_default()
             } else {
                 calls.clone().unwrap_or_default()
             };
-            if mine.is_empty() {
-                continue;
+            if !mine.is_empty() {
+                messages.push(CallsMessage {
+                    v: MESSAGE_VERSION,
+                    run_id: run_id.clone(),
+                    destination: name.clone(),
+                    attempt: 0,
+                    paused_since: None,
+                    calls: mine,
+                });
             }
-            let span = tracing::info_span!("deliver", destination = %name, calls = mine.len());
-            let delivered = self
-                .deliver_all(destination, &run_id, mine, &sync)
-                .instrument(span)
-                .await?;
-            counts.add(&delivered);
         }
+        let span = tracing::info_span!("deliver", messages = messages.len());
+        let delivered = self
+            .delivery
+            .deliver_all(messages, &sync)
+            .instrument(span)
+            .await
+            .map_err(|e| QueueError::Downstream(e.to_string()))?;
+        counts.add(&delivered);
         self.store
             .add_counts(&run_id, &sync, &counts)
             .await

@@ -60,6 +60,40 @@ pub struct DeadLetter {
     pub call: Call,
 }
 
+/// A message whose items the SQS queue packs into bodies by size (many records or calls
+/// per body, never more than the body limit): the JSON up to its item array, and the items.
+pub trait Packable {
+    type Item: Serialize;
+    /// The message's JSON up to the opening bracket of its item array (see [`Packer::new`]).
+    fn prefix(&self) -> String;
+    fn items(&self) -> &[Self::Item];
+}
+
+impl Packable for RecordsMessage {
+    type Item = Value;
+    fn prefix(&self) -> String {
+        Packer::records_prefix(&self.run_id, &self.sync)
+    }
+    fn items(&self) -> &[Value] {
+        &self.records
+    }
+}
+
+impl Packable for CallsMessage {
+    type Item = Call;
+    fn prefix(&self) -> String {
+        match self.paused_since {
+            Some(since) => {
+                Packer::paused_calls_prefix(&self.run_id, &self.destination, self.attempt, since)
+            }
+            None => Packer::calls_prefix(&self.run_id, &self.destination, self.attempt),
+        }
+    }
+    fn items(&self) -> &[Call] {
+        &self.calls
+    }
+}
+
 #[derive(Serialize, Deserialize)]
 struct Envelope {
     v: u32,

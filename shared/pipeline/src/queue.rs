@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use aws_sdk_sqs::types::SendMessageBatchRequestEntry;
 
-use crate::message::RecordsMessage;
+use crate::message::{MessageError, Packable, Packer, RecordsMessage};
 
 #[derive(Debug, thiserror::Error)]
 pub enum QueueError {
@@ -16,6 +16,15 @@ pub enum QueueError {
     Send { queue: String, message: String },
     #[error("the next stage failed: {0}")]
     Downstream(String),
+    /// Some items cannot fit a queue message even alone (their indices in the message, in
+    /// order). Nothing of the message was sent.
+    #[error("{} item(s) cannot fit a queue message: {source}", items.len())]
+    TooLarge {
+        items: Vec<usize>,
+        source: MessageError,
+    },
+    #[error("cannot pack the message: {0}")]
+    Pack(MessageError),
 }
 
 pub trait Queue: Send + Sync {
@@ -56,6 +65,10 @@ pub struct SqsQueue {
     client: aws_sdk_sqs::Client,
     url: String,
     max_batch_bytes: usize,
+    /// Messages are packed into bodies of at most this many bytes, gzip-compressed when
+    /// `compress` (crate::message).
+    max_body_bytes: usize,
+    compress: bool,
     max_attempts: u32,
     retry_base: Duration,
 }
@@ -66,6 +79,8 @@ impl SqsQueue {
             client,
             url: url.into(),
             max_batch_bytes: crate::message::DEFAULT_MAX_BODY_BYTES,
+            max_body_bytes: crate::message::DEFAULT_MAX_BODY_BYTES,
+            compress: true,
             max_attempts: 5,
             retry_base: Duration::from_millis(100),
         }
@@ -83,8 +98,93 @@ impl SqsQueue {
         self
     }
 
+    /// How messages are packed: bodies (and SendMessageBatch requests) of at most
+    /// `max_bytes`, gzip-compressed when `compress` (the config's `[pipeline]`).
+    pub fn with_message_limits(mut self, max_bytes: usize, compress: bool) -> SqsQueue {
+        self.max_batch_bytes = max_bytes;
+        self.max_body_bytes = max_bytes;
+        self.compress = compress;
+        self
+    }
+
     pub fn url(&self) -> &str {
         &self.url
+    }
+
+    /// Packs a message into as few bodies as its size allows and sends them; returns how
+    /// many bodies it took. Items that cannot fit any body are refused with their indices
+    /// before anything is sent ([`QueueError::TooLarge`]).
+    pub async fn send_message<M: Packable + Sync>(
+        &self,
+        message: &M,
+        delay: Option<Duration>,
+    ) -> Result<usize, QueueError> {
+        let bodies = self.pack(message)?;
+        let count = bodies.len();
+        self.send_bodies(bodies, delay).await?;
+        Ok(count)
+    }
+
+    fn pack<M: Packable>(&self, message: &M) -> Result<Vec<String>, QueueError> {
+        let prefix = message.prefix();
+        let mut packer = Packer::new(prefix.clone(), self.max_body_bytes, self.compress);
+        let packed = message
+            .items()
+            .iter()
+            .try_for_each(|item| packer.push(item))
+            .and_then(|()| packer.finish());
+        match packed {
+            Ok(bodies) => Ok(bodies.into_iter().map(|b| b.body).collect()),
+            // When compressing, the packer only notices while closing a body (at a later
+            // item, or at the end): the culprits are found by packing each item alone.
+            Err(source @ MessageError::ItemTooLarge { .. }) => Err(QueueError::TooLarge {
+                items: self.too_large(&prefix, message.items()),
+                source,
+            }),
+            Err(e) => Err(QueueError::Pack(e)),
+        }
+    }
+
+    /// The indices of the items that cannot fit a body even alone.
+    fn too_large<T: serde::Serialize>(&self, prefix: &str, items: &[T]) -> Vec<usize> {
+        items
+            .iter()
+            .enumerate()
+            .filter(|(_, item)| {
+                let mut alone = Packer::new(prefix.to_string(), self.max_body_bytes, self.compress);
+                alone.push(item).and_then(|()| alone.finish()).is_err()
+            })
+            .map(|(i, _)| i)
+            .collect()
+    }
+
+    /// Sends bodies as they are (already packed, or dead letters).
+    pub async fn send_bodies(
+        &self,
+        bodies: Vec<String>,
+        delay: Option<Duration>,
+    ) -> Result<(), QueueError> {
+        for batch in self.batches(bodies) {
+            self.send_batch(batch, delay).await?;
+        }
+        Ok(())
+    }
+
+    /// Makes a received message visible again after `after` (SQS's visibility timeout, at
+    /// most 12 hours): how a message left on the queue honours the wait it asked for.
+    pub async fn set_visibility(&self, receipt_handle: &str, after: Duration) {
+        let seconds = after.as_secs().clamp(1, 12 * 3600) as i32;
+        if let Err(e) = self
+            .client
+            .change_message_visibility()
+            .queue_url(&self.url)
+            .receipt_handle(receipt_handle)
+            .visibility_timeout(seconds)
+            .send()
+            .await
+        {
+            tracing::warn!(error = %aws_sdk_sqs::error::DisplayErrorContext(&e), "cannot extend the visibility timeout");
+        }
     }
 
     /// Groups bodies into SendMessageBatch requests: ≤ 10 entries, ≤ max_batch_bytes.
@@ -187,10 +287,7 @@ impl SqsQueue {
 
 impl Queue for SqsQueue {
     async fn send(&self, bodies: Vec<String>, delay: Option<Duration>) -> Result<(), QueueError> {
-        for batch in self.batches(bodies) {
-            self.send_batch(batch, delay).await?;
-        }
-        Ok(())
+        self.send_bodies(bodies, delay).await
     }
 }
 
