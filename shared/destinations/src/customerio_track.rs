@@ -25,12 +25,29 @@
 //!   (`wire::object_merge_as_delete`).
 //! - `timestamp` is unix seconds.
 //!
+//! Merges and the order of calls. A `merge` whose `primary` does not exist "won't do
+//! anything" (answered 200 all the same), and "if you identify a person and send a request
+//! to this endpoint immediately, the primary profile might not exist when we process your
+//! merge request" (Track API reference, "Merge duplicate people", `merge_customers`; the v2
+//! `person_merge` schema: "`primary` must already exist"). In AWS the survivor's own
+//! identify may arrive in another SQS message, later, or in a delivery running at the same
+//! time. So every person merge has a prerequisite (see `crate::prerequisite`): an identify
+//! of the survivor carrying only its id ([`survivor_identify`]), which creates the person if
+//! missing and changes nothing if present (`identify` "adds or updates a person" and
+//! `attributes` holds only "attributes that you want to add or update": schema
+//! `identify_person`, where `attributes` is optional). The merges follow in requests of
+//! their own, [`MERGE_SETTLE`] after that identify was accepted. The survivor's full
+//! identify, whenever it comes, sets its attributes over what the merge brought (a merge
+//! fills only attributes "not set, or empty, on the primary"). A merge sent again once the
+//! secondary is gone finds nothing to merge and changes nothing.
+//!
 //! 200: all accepted. 207: partial success; the listed `batch_index`es failed validation and
 //! are dead (the rest were accepted and are never resent). 400: the whole request is invalid.
 //! Limits: ≤ 500 KB per request, ≤ 32 KB per entity; no count limit is documented (sfsync caps
 //! batches at 10,000). gzip is not documented for this API: off unless `gzip = true`.
 
 use std::collections::HashMap;
+use std::time::Duration;
 
 use reqwest::header;
 use serde::Deserialize;
@@ -81,6 +98,42 @@ fn person(user_id: &str) -> Value {
     json!({ "id": user_id })
 }
 
+/// The wait between an accepted survivor identify and the merges into that survivor.
+/// Customer.io documents the race (a merge right after the identify creating its primary
+/// may find no primary) but gives no figure; this is ours, sized for its processing lag
+/// under normal load. A Lambda delivery with merges spends it once, whatever the number
+/// of merges.
+pub(crate) const MERGE_SETTLE: Duration = Duration::from_secs(2);
+
+/// The identify that makes a person merge's survivor exist before the merge is sent: only
+/// the survivor's id, no attributes and no timestamp (a timestamp orders attribute
+/// updates, and this one updates none). Its messageId is derived from the survivor's id,
+/// so the same survivor always gets the same call (two merges into one Contact share it).
+/// `None` for anything but a person merge, or a merge too malformed to render (it is
+/// dead-lettered on its own with the reason).
+pub(crate) fn survivor_identify(call: &Call) -> Option<Call> {
+    if call.call_type != CallType::Merge || call.entity == Some(Entity::Object) {
+        return None;
+    }
+    let (surviving, _) = wire::person_merge_ids(call).ok()?;
+    let name = format!("sfsync survivor identify\u{1f}{surviving}");
+    Some(Call {
+        call_type: CallType::Identify,
+        message_id: uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_OID, name.as_bytes()).to_string(),
+        user_id: Some(surviving.to_string()),
+        previous_id: None,
+        anonymous_id: None,
+        group_id: None,
+        event: None,
+        traits: None,
+        properties: None,
+        entity: None,
+        merge_cause: None,
+        object_type_id: None,
+        ..call.clone()
+    })
+}
+
 fn object_identifiers(call: &Call) -> Result<Value, String> {
     Ok(json!({
         "object_type_id": wire::object_type(call)?,
@@ -96,6 +149,13 @@ pub(crate) fn render(call: &Call) -> Result<Value, String> {
             "type": "person",
             "identifiers": person(wire::user_id(call)?),
             "action": "identify",
+        // No traits: an identify that only makes sure the person exists (see
+        // `survivor_identify`); it sets nothing, so it carries neither attributes nor time.
+        CallType::Identify if call.traits.is_none() => json!({
+            "type": "person",
+            "identifiers": person(wire::user_id(call)?),
+            "action": "identify",
+        }),
             "attributes": call.traits.clone().unwrap_or_default(),
             "timestamp": seconds,
         }),
@@ -222,6 +282,14 @@ impl Protocol for CustomerioTrack {
         let mut headers = json_headers();
         headers.insert(header::AUTHORIZATION, self.auth.clone());
         Request {
+    fn prerequisite(&self, call: &Call) -> Option<Call> {
+        survivor_identify(call)
+    }
+
+    fn prerequisite_settle(&self) -> Duration {
+        MERGE_SETTLE
+    }
+
             url: self.url.clone(),
             headers,
             body: join_body(b"{\"batch\":[", items, b",", b"]}"),
@@ -280,5 +348,56 @@ impl Protocol for CustomerioTrack {
                 })
                 .collect(),
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn call(value: Value) -> Call {
+        serde_json::from_value(value).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    fn person_merge(previous: &str, surviving: &str) -> Call {
+        call(json!({
+            "type": "merge", "messageId": format!("m-{previous}"), "timestamp": "2024-05-01T12:00:00.000Z",
+            "userId": surviving, "previousId": previous, "entity": "person", "mergeCause": "conversion",
+            "context": {"sfsync": {"sync": "leads", "object": "Lead", "kind": "people", "recordId": previous}},
+        }))
+    }
+
+    #[test]
+    fn a_person_merge_needs_its_survivor_identified_by_id_alone() {
+        let merge = person_merge("00Q000000000001", "003000000000001");
+        let Some(identify) = survivor_identify(&merge) else {
+            panic!("no prerequisite")
+        };
+        assert_eq!(
+            render(&identify),
+            Ok(
+                json!({"type": "person", "identifiers": {"id": "003000000000001"}, "action": "identify"})
+            )
+        );
+        let same_survivor = survivor_identify(&person_merge("00Q000000000002", "003000000000001"));
+        assert_eq!(
+            same_survivor.map(|c| c.message_id),
+            Some(identify.message_id.clone()),
+            "one identify per survivor"
+        );
+        let other = survivor_identify(&person_merge("00Q000000000001", "003000000000002"));
+        assert_ne!(other.map(|c| c.message_id), Some(identify.message_id));
+    }
+
+    #[test]
+    fn only_person_merges_have_a_prerequisite() {
+        let mut object_merge = person_merge("001000000000002", "001000000000001");
+        object_merge.entity = Some(Entity::Object);
+        assert_eq!(survivor_identify(&object_merge), None);
+        let mut identify = person_merge("00Q000000000001", "003000000000001");
+        identify.call_type = CallType::Identify;
+        assert_eq!(survivor_identify(&identify), None);
+        let into_itself = person_merge("003000000000001", "003000000000001");
+        assert_eq!(survivor_identify(&into_itself), None, "dead on its own");
     }
 }

@@ -143,6 +143,19 @@ pub(crate) trait Protocol: Send + Sync {
     fn backoff_base(&self) -> Duration {
         Duration::from_secs(1)
     }
+
+    /// A call the API must have accepted before `call` is sent, when the API ignores `call`
+    /// unless something it names already exists (Customer.io Track v2: a person merge and
+    /// the identify of its survivor). See `prerequisite` for how delivery orders them.
+    fn prerequisite(&self, _call: &Call) -> Option<Call> {
+        None
+    }
+
+    /// How long the API may take to apply an accepted request: the wait between the
+    /// accepted prerequisites and the calls that need them.
+    fn prerequisite_settle(&self) -> Duration {
+        Duration::ZERO
+    }
 }
 
 /// Concatenates `prefix`, the items separated by `separator`, and `suffix`.
@@ -354,7 +367,7 @@ struct EffectiveRoute {
 }
 
 /// Fewer seconds than this left in the budget: do not start a request.
-const MIN_ATTEMPT: Duration = Duration::from_millis(200);
+pub(crate) const MIN_ATTEMPT: Duration = Duration::from_millis(200);
 /// Error bodies are read up to this size.
 const MAX_RESPONSE_BODY: usize = 1 << 20;
 
@@ -512,7 +525,16 @@ impl HttpDelivery {
         groups
     }
 
-    pub(crate) fn plan(&self, calls: &[Call]) -> Plan {
+    pub(crate) fn prerequisite(&self, call: &Call) -> Option<Call> {
+        self.protocol.prerequisite(call)
+    }
+
+    pub(crate) fn prerequisite_settle(&self) -> Duration {
+        self.protocol.prerequisite_settle()
+    }
+
+    /// How `calls` would go out in input order (see `prerequisite::plan` for the whole plan).
+    pub(crate) fn plan_in_order(&self, calls: &[Call]) -> Plan {
         let mut rejected = Vec::new();
         let encoded: Vec<Option<Encoded>> = calls
             .iter()
@@ -551,8 +573,13 @@ impl HttpDelivery {
         self.protocol.request(group.route, &items, &call_refs)
     }
 
-    pub(crate) async fn deliver(&self, calls: Vec<Call>, budget: Duration) -> DeliveryReport {
-        let deadline = Instant::now() + budget;
+    /// Sends `calls` in input order until `deadline` (see `prerequisite::deliver`, which
+    /// orders the calls that need another one accepted first).
+    pub(crate) async fn deliver_until(
+        &self,
+        calls: Vec<Call>,
+        deadline: Instant,
+    ) -> DeliveryReport {
         let mut outcomes: Vec<Option<Outcome>> = vec![None; calls.len()];
         let mut requests = 0u64;
 

@@ -33,6 +33,7 @@ mod customerio_track;
 mod engine;
 mod file;
 mod mixpanel;
+mod prerequisite;
 mod rudderstack;
 mod segment;
 mod segment_spec;
@@ -284,7 +285,7 @@ impl Destination {
     /// call, in input order; never sends a call again once it is delivered or dead.
     pub async fn deliver(&self, calls: Vec<Call>, budget: Duration) -> DeliveryReport {
         match &self.inner {
-            Inner::Http(h) => h.deliver(calls, budget).await,
+            Inner::Http(h) => prerequisite::deliver(h, calls, budget).await,
             Inner::File(f) => f.deliver(calls).await,
         }
     }
@@ -292,7 +293,7 @@ impl Destination {
     /// How `calls` would be batched and encoded, without sending anything.
     pub fn plan(&self, calls: &[Call]) -> Plan {
         match &self.inner {
-            Inner::Http(h) => h.plan(calls),
+            Inner::Http(h) => prerequisite::plan(h, calls),
             Inner::File(f) => f.plan(calls),
         }
     }
