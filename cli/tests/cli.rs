@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
 use serde_json::{Value, json};
-use sfsync_e2e::Receiver;
+use sfsync_e2e::{Received, Receiver};
 use sfsync_mapping::{Config, map_record};
 use sfsync_simulator::{Credentials, Faults, Org, OrgSpec, Simulator, SimulatorHandle};
 
@@ -266,12 +266,7 @@ impl Setup {
     }
 
     fn delivered(&self) -> Vec<Value> {
-        self.receiver
-            .received()
-            .iter()
-            .filter(|r| r.status < 300 && r.path.ends_with("/v1/batch"))
-            .flat_map(|r| r.json()["batch"].as_array().cloned().unwrap_or_default())
-            .collect()
+        delivered_calls(&self.receiver.received())
     }
 
     fn expected(&self, sync: &str, object: &str) -> HashSet<String> {
@@ -288,6 +283,15 @@ impl Setup {
             .map(|c| c.message_id)
             .collect()
     }
+}
+
+/// The calls of every batch the receiver accepted.
+fn delivered_calls(received: &[Received]) -> Vec<Value> {
+    received
+        .iter()
+        .filter(|r| r.status < 300 && r.path.ends_with("/v1/batch"))
+        .flat_map(|r| r.json()["batch"].as_array().cloned().unwrap_or_default())
+        .collect()
 }
 
 fn message_ids(calls: &[Value]) -> Vec<String> {
@@ -361,24 +365,19 @@ async fn sync_delivers_everything_then_only_changes() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_run_killed_part_way_loses_nothing_when_rerun() {
-    let faults = Faults {
-        latency: Some(std::time::Duration::from_millis(40)),
-        ..Faults::default()
-    };
-    let s = setup(3000, faults).await;
+    let s = setup(3000, Faults::default()).await;
+    // Kill it once some, but not all, of the contacts went out: from 600 calls on, the
+    // receiver holds every request, so the run cannot get further whatever the machine's
+    // speed; the wait ends when 600 arrived or the run ends, no polling.
+    let reached = |received: &[Received]| delivered_calls(received).len() >= 600;
+    s.receiver.hold_when(reached);
     let mut child = s.sync_command().spawn().unwrap_or_else(|e| panic!("{e}"));
-    // Kill it once some, but not all, of the contacts went out.
-    loop {
-        if s.delivered().len() >= 600 {
-            break;
-        }
-        if let Ok(Some(status)) = child.try_wait() {
-            panic!("the run ended before it could be killed: {status}");
-        }
-        tokio::task::yield_now().await;
-        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    tokio::select! {
+        () = s.receiver.wait_until(reached) => {}
+        status = child.wait() => panic!("the run ended before it could be killed: {status:?}"),
     }
     child.kill().await.unwrap_or_else(|e| panic!("{e}"));
+    s.receiver.release();
     let partial = s.delivered().len();
     let want = s.expected("contacts", "Contact");
     assert!(partial < want.len(), "killed too late to prove anything");
@@ -479,30 +478,26 @@ fn demo_runs_from_a_clean_directory() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_run_killed_at_three_points_loses_nothing_when_rerun() {
-    let faults = Faults {
-        latency: Some(std::time::Duration::from_millis(40)),
-        ..Faults::default()
-    };
-    let s = setup(3000, faults).await;
+    let s = setup(3000, Faults::default()).await;
     let want = s.expected("contacts", "Contact");
     // Kill a run once 300 calls arrived, rerun and kill it at 1200, again at 2100: each
-    // rerun resumes from the checkpoint the killed one left.
+    // rerun resumes from the checkpoint the killed one left. Once a target is reached the
+    // receiver holds every further request, so the run is stopped right there whatever the
+    // machine's speed; the wait ends when the target is reached or the run ends, no polling.
     let mut killed_at = Vec::new();
     for target in [300, 1200, 2100] {
+        let reached = move |received: &[Received]| delivered_calls(received).len() >= target;
+        s.receiver.hold_when(reached);
         let mut child = s.sync_command().spawn().unwrap_or_else(|e| panic!("{e}"));
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-        while s.delivered().len() < target {
-            if let Ok(Some(status)) = child.try_wait() {
-                panic!("the run ended before it could be killed at {target}: {status}");
+        tokio::select! {
+            () = s.receiver.wait_until(reached) => {}
+            status = child.wait() => {
+                panic!("the run ended before it could be killed at {target}: {status:?}")
             }
-            assert!(
-                std::time::Instant::now() < deadline,
-                "no progress to {target}"
-            );
-            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
         }
         child.kill().await.unwrap_or_else(|e| panic!("{e}"));
         killed_at.push(s.delivered().len());
+        s.receiver.release();
     }
     let before: HashSet<String> = message_ids(&s.delivered()).into_iter().collect();
     assert!(

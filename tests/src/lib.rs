@@ -369,11 +369,24 @@ const HANG: u16 = 0;
 /// One scripted answer: status, headers, body.
 type Answer = (u16, Vec<(String, String)>, String);
 
+/// Says, from what was recorded so far, whether the next request must wait (see
+/// [`Receiver::hold_when`]).
+type HoldWhen = Arc<dyn Fn(&[Received]) -> bool + Send + Sync>;
+
 /// What the receiver answers: scripted responses first, then 200 `{}`.
 #[derive(Default)]
 struct ReceiverState {
     received: Vec<Received>,
     script: std::collections::VecDeque<Answer>,
+    hold_when: Option<HoldWhen>,
+    /// Woken whenever a request is recorded and when held requests are released.
+    changed: Arc<tokio::sync::Notify>,
+}
+
+impl ReceiverState {
+    fn holds(&self) -> bool {
+        self.hold_when.as_ref().is_some_and(|h| h(&self.received))
+    }
 }
 
 /// A destination-shaped HTTP server that records every request.
@@ -435,6 +448,42 @@ impl Receiver {
             .map(|s| s.received.clone())
             .unwrap_or_default()
     }
+
+    /// From the moment `hold` is true of the requests recorded so far, every new request
+    /// waits, unanswered and unrecorded, until [`Receiver::release`]: the sender makes no
+    /// progress past that point, however fast the machine is.
+    pub fn hold_when(&self, hold: impl Fn(&[Received]) -> bool + Send + Sync + 'static) {
+        if let Ok(mut s) = self.state.lock() {
+            s.hold_when = Some(Arc::new(hold));
+            s.changed.notify_waiters();
+        }
+    }
+
+    /// Ends the hold. The requests it held are dropped unrecorded (answered 503): their
+    /// sender is expected to be gone (a test killed it) and sends them again.
+    pub fn release(&self) {
+        if let Ok(mut s) = self.state.lock() {
+            s.hold_when = None;
+            s.changed.notify_waiters();
+        }
+    }
+
+    /// Waits, without polling, until `done` is true of the requests recorded so far.
+    pub async fn wait_until(&self, done: impl Fn(&[Received]) -> bool) {
+        loop {
+            let Ok(changed) = self.state.lock().map(|s| s.changed.clone()) else {
+                return;
+            };
+            let notified = changed.notified();
+            tokio::pin!(notified);
+            // Registered before the check, so a request recorded in between still wakes us.
+            notified.as_mut().enable();
+            if self.state.lock().map(|s| done(&s.received)).unwrap_or(true) {
+                return;
+            }
+            notified.await;
+        }
+    }
 }
 
 async fn record(
@@ -456,6 +505,25 @@ async fn record(
     } else {
         body.to_vec()
     };
+    let mut held = false;
+    loop {
+        let Ok(changed) = state.lock().map(|s| s.changed.clone()) else {
+            return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+        };
+        let notified = changed.notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        match state.lock().map(|s| s.holds()) {
+            Ok(true) => held = true,
+            Ok(false) if held => {
+                // Released: the sender of a held request is gone (see `Receiver::release`).
+                return StatusCode::SERVICE_UNAVAILABLE.into_response();
+            }
+            Ok(false) => break,
+            Err(_) => return StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+        }
+        notified.await;
+    }
     let scripted = {
         let Ok(mut s) = state.lock() else {
             return StatusCode::INTERNAL_SERVER_ERROR.into_response();
@@ -469,6 +537,7 @@ async fn record(
             at: Instant::now(),
             status: scripted.as_ref().map_or(200, |(status, _, _)| *status),
         });
+        s.changed.notify_waiters();
         scripted
     };
     if scripted
