@@ -1,0 +1,391 @@
+//! Identity lineage in AWS (issue 14): the extract, map and deliver Lambda handlers against
+//! moto and the Salesforce simulator, delivering to a Customer.io Track API v2 server that
+//! keeps people. SQS keeps no order and several deliveries run at once, so the calls message
+//! holding a conversion's merge can be delivered before the message holding the identify of
+//! the Contact it merges into — and Customer.io ignores a merge whose primary does not exist.
+//! Here every message holding a merge is delivered first, alone; the test asserts on the
+//! server's state that there is still exactly one person per human, holding the Contact's
+//! attributes and the Lead's attributes and history, and that delivering the merge again
+//! (SQS delivers at least once) changes nothing.
+
+use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
+use base64::Engine as _;
+use serde_json::{Map, Value, json};
+use sfsync_e2e::local::{CIO_API_KEY, CIO_SITE_ID, org};
+use sfsync_e2e::profiles::{People, PeopleServer};
+use sfsync_e2e::*;
+use sfsync_extract::{ExtractInput, ExtractState};
+use sfsync_map::MapState;
+use sfsync_mapping::{Call, CallType};
+use sfsync_pipeline::aws::FunctionEnv;
+use sfsync_pipeline::deliver::decode_delivery;
+use sfsync_pipeline::report::RunStatus;
+use sfsync_simulator::{Credentials, Faults, Simulator, SimulatorHandle};
+
+const CONFIG: &str = r#"
+[salesforce]
+login_url = "${secret:sf_url}"
+auth = "client_credentials"
+client_id = "${secret:sf_client_id}"
+client_secret = "${secret:sf_client_secret}"
+page_size = 200
+lookback_seconds = 300
+
+[[syncs]]
+name = "leads"
+object = "Lead"
+kind = "people"
+user_id = "Id"
+fields = ["Email", "FirstName", "LastName", "Company"]
+
+[[syncs]]
+name = "contacts"
+object = "Contact"
+kind = "people"
+user_id = "Id"
+fields = ["Email", "FirstName", "LastName"]
+deletes = true
+
+[[destinations]]
+name = "cio"
+type = "customerio_track"
+endpoint = "${secret:cio_url}"
+site_id = "${secret:cio_site_id}"
+api_key = "${secret:cio_api_key}"
+"#;
+
+struct World {
+    sqs: aws_sdk_sqs::Client,
+    sdk: aws_config::SdkConfig,
+    env: FunctionEnv,
+    sim: SimulatorHandle,
+    cio: PeopleServer,
+}
+
+async fn world() -> World {
+    let sdk = aws().await;
+    let sqs = aws_sdk_sqs::Client::new(&sdk);
+    let dynamo = aws_sdk_dynamodb::Client::new(&sdk);
+    let secrets = aws_sdk_secretsmanager::Client::new(&sdk);
+    let name = unique("sfsync-lineage");
+    let (records_q, _) = queue_with_dlq(&sqs, &format!("{name}-records"), 3, 30).await;
+    let (delivery_q, delivery_dlq) = queue_with_dlq(&sqs, &format!("{name}-delivery"), 3, 30).await;
+    let table = format!("{name}-state");
+    state_table(&dynamo, &table).await;
+
+    let creds = Credentials::demo();
+    let sim = Simulator::start(org(20), creds.clone(), Faults::default())
+        .await
+        .unwrap_or_else(|e| panic!("simulator: {e}"));
+    let auth = format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("{CIO_SITE_ID}:{CIO_API_KEY}"))
+    );
+    let cio = PeopleServer::start(auth).await;
+    let secret = json!({
+        "sf_url": sim.url(),
+        "sf_client_id": creds.client_id,
+        "sf_client_secret": creds.client_secret,
+        "cio_url": cio.url,
+        "cio_site_id": CIO_SITE_ID,
+        "cio_api_key": CIO_API_KEY,
+        "sfsync_config": CONFIG,
+    });
+    secrets
+        .create_secret()
+        .name(&name)
+        .secret_string(secret.to_string())
+        .send()
+        .await
+        .unwrap_or_else(|e| {
+            panic!(
+                "secret: {}",
+                aws_sdk_secretsmanager::error::DisplayErrorContext(&e)
+            )
+        });
+    let env = FunctionEnv {
+        secret_id: name,
+        state_table: table,
+        records_queue_url: Some(records_q),
+        delivery_queue_url: Some(delivery_q),
+        dead_letter_queue_url: Some(delivery_dlq),
+    };
+    World {
+        sqs,
+        sdk,
+        env,
+        sim,
+        cio,
+    }
+}
+
+impl World {
+    fn records_q(&self) -> String {
+        self.env.records_queue_url.clone().unwrap_or_default()
+    }
+
+    fn delivery_q(&self) -> String {
+        self.env.delivery_queue_url.clone().unwrap_or_default()
+    }
+
+    /// One scheduled run: extract every sync, then map everything it enqueued. Returns the
+    /// calls messages waiting for delivery (received, not yet acknowledged).
+    async fn extract_and_map(&self) -> Vec<SqsMessage> {
+        let state = ExtractState::new(&self.sdk, &self.env)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let input: ExtractInput =
+            serde_json::from_value(json!({})).unwrap_or_else(|e| panic!("{e}"));
+        let out = sfsync_extract::handle(&state, input, "req-1", None)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        for report in &out.reports {
+            assert_eq!(report.status, RunStatus::Complete, "{report}");
+        }
+        let map = MapState::new(&self.sdk, &self.env)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        loop {
+            let event = receive_event(&self.sqs, &self.records_q(), 10).await;
+            if event.records.is_empty() {
+                break;
+            }
+            let response = sfsync_map::handle(&map, event.clone())
+                .await
+                .unwrap_or_else(|e| panic!("{e}"));
+            let failed = failed_ids(&response);
+            assert!(failed.is_empty(), "map failures: {failed:?}");
+            ack(&self.sqs, &self.records_q(), &event, &failed).await;
+        }
+        let mut waiting = Vec::new();
+        loop {
+            let event = receive_event(&self.sqs, &self.delivery_q(), 10).await;
+            if event.records.is_empty() {
+                break;
+            }
+            waiting.extend(event.records);
+        }
+        waiting
+    }
+
+    /// One invocation of the deliver function with `messages` as its event; acknowledges
+    /// what it settled, as the event source mapping does.
+    async fn deliver(&self, messages: Vec<SqsMessage>) {
+        let state = sfsync_deliver::DeliverState::new(&self.sdk, &self.env)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let mut event = SqsEvent::default();
+        event.records = messages;
+        let response = sfsync_deliver::handle(&state, event.clone(), None)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let failed = failed_ids(&response);
+        assert!(failed.is_empty(), "deliver failures: {failed:?}");
+        ack(&self.sqs, &self.delivery_q(), &event, &failed).await;
+    }
+
+    /// Delivers a run's calls messages in the worst order SQS may choose: every message
+    /// holding a merge first, each alone, then the others.
+    async fn deliver_merges_first(&self, messages: Vec<SqsMessage>) {
+        let (merges, others): (Vec<SqsMessage>, Vec<SqsMessage>) = messages
+            .into_iter()
+            .partition(|m| calls(m).iter().any(|c| c.call_type == CallType::Merge));
+        assert!(!merges.is_empty(), "the run has merges");
+        for message in merges {
+            self.deliver(vec![message]).await;
+        }
+        for chunk in others.chunks(10) {
+            self.deliver(chunk.to_vec()).await;
+        }
+    }
+
+    /// The ids of the humans the org holds: live Contacts and live Leads not converted.
+    fn humans(&self) -> Vec<String> {
+        let org = self.sim.org();
+        let org = org.lock().unwrap_or_else(|e| panic!("{e}"));
+        let mut ids: Vec<String> = org
+            .records("Contact")
+            .into_iter()
+            .chain(
+                org.records("Lead")
+                    .into_iter()
+                    .filter(|l| l["IsConverted"] != json!(true)),
+            )
+            .filter_map(|r| r["Id"].as_str().map(str::to_string))
+            .collect();
+        ids.sort();
+        ids
+    }
+}
+
+/// The calls a calls message carries.
+fn calls(message: &SqsMessage) -> Vec<Call> {
+    let body = message.body.as_deref().unwrap_or_default();
+    decode_delivery(body)
+        .unwrap_or_else(|e| panic!("not a calls message: {e}"))
+        .calls
+}
+
+fn fields(v: Value) -> Map<String, Value> {
+    match v {
+        Value::Object(m) => m,
+        _ => Map::new(),
+    }
+}
+
+fn profile_ids(people: &People) -> Vec<String> {
+    people.profiles.keys().cloned().collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_merge_delivered_before_its_survivors_identify_still_leaves_one_person_per_human() {
+    let w = world().await;
+
+    // Run 1. The generated org already holds converted Leads: their merges are delivered
+    // before the identifies of the Contacts they merge into.
+    let converted_at_start = {
+        let org = w.sim.org();
+        let org = org.lock().unwrap_or_else(|e| panic!("{e}"));
+        org.records("Lead")
+            .iter()
+            .filter(|l| l["IsConverted"] == json!(true))
+            .count()
+    };
+    assert!(converted_at_start > 0, "the org has converted Leads");
+    let waiting = w.extract_and_map().await;
+    w.deliver_merges_first(waiting).await;
+    let people = w.cio.people();
+    assert!(people.ignored.is_empty(), "ignored: {:?}", people.ignored);
+    assert_eq!(profile_ids(&people), w.humans(), "one person per human");
+
+    // Between the runs: a Lead with a history in Customer.io is converted (the Contact then
+    // gets an address of its own), and two Contacts are merged.
+    let (lead, contact, winner, loser) = {
+        let org = w.sim.org();
+        let mut org = org.lock().unwrap_or_else(|e| panic!("{e}"));
+        let lead = org
+            .records("Lead")
+            .into_iter()
+            .find(|l| l["IsConverted"] == json!(false))
+            .unwrap_or_else(|| panic!("no unconverted lead"));
+        let lead_id = lead["Id"].as_str().unwrap_or_default().to_string();
+        let converted = org
+            .convert_lead(&lead_id, None, None)
+            .unwrap_or_else(|e| panic!("{e}"));
+        org.update(
+            "Contact",
+            &converted.contact_id,
+            fields(json!({"Email": "ada@customer.example"})),
+        );
+        let contacts: Vec<String> = org
+            .records("Contact")
+            .iter()
+            .filter_map(|c| c["Id"].as_str().map(str::to_string))
+            .filter(|id| *id != converted.contact_id)
+            .take(2)
+            .collect();
+        org.merge("Contact", &contacts[0], &[&contacts[1]])
+            .unwrap_or_else(|e| panic!("{e}"));
+        (
+            lead_id,
+            converted.contact_id,
+            contacts[0].clone(),
+            contacts[1].clone(),
+        )
+    };
+    // What Customer.io holds of the Lead besides sfsync's attributes: its activity.
+    w.cio.apply(json!({
+        "type": "person", "identifiers": {"id": lead}, "action": "event",
+        "name": "Webinar Attended", "id": "01JDQ0000000000000000WEBNR", "timestamp": 1764000000,
+    }));
+    // The Lead's attributes as Customer.io holds them (from run 1: a converted Lead's new
+    // version is sent as its merge only).
+    let lead_company = w
+        .cio
+        .people()
+        .profiles
+        .get(&lead)
+        .and_then(|p| p.get("Company").cloned())
+        .unwrap_or_else(|| panic!("the Lead {lead} has no profile with a Company"));
+
+    // Run 2: the message with the conversion's merge is delivered before the one with the
+    // new Contact's identify.
+    let waiting = w.extract_and_map().await;
+    let merge_message = waiting
+        .iter()
+        .find(|m| {
+            calls(m).iter().any(|c| {
+                c.call_type == CallType::Merge && c.previous_id.as_deref() == Some(lead.as_str())
+            })
+        })
+        .cloned()
+        .unwrap_or_else(|| panic!("no message with the conversion's merge"));
+    assert!(
+        !calls(&merge_message).iter().any(|c| {
+            c.call_type == CallType::Identify && c.user_id.as_deref() == Some(contact.as_str())
+        }),
+        "the Contact's identify travels in another message"
+    );
+    w.deliver_merges_first(waiting).await;
+
+    let people = w.cio.people();
+    assert!(people.ignored.is_empty(), "ignored: {:?}", people.ignored);
+    let merged_at = people
+        .operations
+        .iter()
+        .position(|o| o["action"] == "merge" && o["secondary"]["id"] == json!(lead));
+    let identified_at = people.operations.iter().position(|o| {
+        o["action"] == "identify"
+            && o["identifiers"]["id"] == json!(contact)
+            && o["attributes"].is_object()
+    });
+    assert!(
+        matches!((merged_at, identified_at), (Some(m), Some(i)) if m < i),
+        "the merge reached Customer.io before the Contact's identify: {merged_at:?} {identified_at:?}"
+    );
+    assert_eq!(profile_ids(&people), w.humans(), "one person per human");
+    assert!(
+        !people.profiles.contains_key(&lead),
+        "the Lead lives on as its Contact"
+    );
+    assert!(
+        !people.profiles.contains_key(&loser),
+        "the merged Contact is folded in"
+    );
+    assert!(people.profiles.contains_key(&winner));
+    let ada = &people.profiles[&contact];
+    assert_eq!(
+        ada["email"], "ada@customer.example",
+        "the Contact's own attributes"
+    );
+    assert_eq!(ada["Company"], lead_company, "the Lead's attributes");
+    let history: Vec<&Value> = people
+        .events
+        .get(&contact)
+        .map(|e| e.iter().collect())
+        .unwrap_or_default();
+    assert!(
+        history.iter().any(|e| e["name"] == "Webinar Attended"),
+        "the Lead's history moved to the Contact: {history:?}"
+    );
+
+    // SQS delivers at least once: the merge's message again changes nothing.
+    let body = merge_message.body.clone().unwrap_or_default();
+    w.sqs
+        .send_message()
+        .queue_url(w.delivery_q())
+        .message_body(body)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{}", aws_sdk_sqs::error::DisplayErrorContext(&e)));
+    let again = receive_event(&w.sqs, &w.delivery_q(), 10).await;
+    assert_eq!(again.records.len(), 1);
+    w.deliver(again.records).await;
+    let after = w.cio.people();
+    assert!(after.ignored.is_empty(), "ignored: {:?}", after.ignored);
+    assert_eq!(
+        after.profiles, people.profiles,
+        "a re-sent merge is harmless"
+    );
+    assert_eq!(after.events, people.events);
+}
