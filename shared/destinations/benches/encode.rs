@@ -10,7 +10,11 @@ use std::hint::black_box;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use serde_json::{Value, json};
 use sfsync_destinations::Destination;
-use sfsync_mapping::{Call, DestinationConfig, DestinationKind};
+use sfsync_mapping::config::{
+    AmplitudeSettings, CustomerioSettings, CustomerioTrackSettings, FileSettings, MixpanelSettings,
+    RudderstackSettings, SegmentSettings, UsEuRegion, WebhookSettings,
+};
+use sfsync_mapping::{Call, DestinationConfig, DestinationKind, DestinationSettings};
 
 const CALLS: usize = 10_000;
 
@@ -61,54 +65,63 @@ fn call(i: usize) -> Call {
 }
 
 fn config(kind: DestinationKind) -> DestinationConfig {
-    let mut c = DestinationConfig {
+    let key = || "bench-key".to_string();
+    let us = UsEuRegion::Us;
+    let settings = match kind {
+        DestinationKind::Customerio => DestinationSettings::Customerio(CustomerioSettings {
+            api_key: key(),
+            region: us,
+        }),
+        DestinationKind::Amplitude => DestinationSettings::Amplitude(AmplitudeSettings {
+            api_key: key(),
+            // Person deletes go to the User Privacy API (without it they are refused unsent).
+            secret_key: Some("bench-secret-key".into()),
+            region: us,
+        }),
+        DestinationKind::CustomerioTrack => {
+            DestinationSettings::CustomerioTrack(CustomerioTrackSettings {
+                site_id: "bench-site".into(),
+                api_key: key(),
+                region: us,
+            })
+        }
+        DestinationKind::Segment => DestinationSettings::Segment(SegmentSettings {
+            write_key: key(),
+            region: us,
+        }),
+        DestinationKind::Rudderstack => {
+            DestinationSettings::Rudderstack(RudderstackSettings { write_key: key() })
+        }
+        DestinationKind::Mixpanel => DestinationSettings::Mixpanel(MixpanelSettings {
+            project_token: "bench-token".into(),
+            project_id: None,
+            username: None,
+            secret: None,
+            group_key: None,
+            id_merge: Default::default(),
+            region: Default::default(),
+        }),
+        DestinationKind::Webhook => DestinationSettings::Webhook(WebhookSettings {
+            url: "https://hooks.example.com/sfsync".into(),
+            secret: "whsec_YmVuY2gtc2lnbmluZy1rZXk=".into(),
+        }),
+        DestinationKind::File => DestinationSettings::File(FileSettings {
+            path: "/dev/null".into(),
+        }),
+    };
+    DestinationConfig {
         name: kind.as_str().to_string(),
-        kind,
-        region: None,
-        endpoint: None,
         syncs: None,
-        api_key: None,
-        site_id: None,
-        write_key: None,
-        project_token: None,
-        project_id: None,
-        username: None,
-        secret: None,
-        secret_key: None,
-        group_key: None,
-        id_merge: None,
-        url: None,
-        path: None,
+        // RudderStack's data plane URL has no default.
+        endpoint: (kind == DestinationKind::Rudderstack)
+            .then(|| "https://dataplane.example.com".to_string()),
         gzip: None,
         max_batch_calls: None,
         max_batch_bytes: None,
         timeout_seconds: None,
         retry_budget_seconds: None,
-    };
-    match kind {
-        DestinationKind::Customerio => c.api_key = Some("bench-key".into()),
-        DestinationKind::Amplitude => {
-            c.api_key = Some("bench-key".into());
-            // Person deletes go to the User Privacy API (without it they are refused unsent).
-            c.secret_key = Some("bench-secret-key".into());
-        }
-        DestinationKind::CustomerioTrack => {
-            c.site_id = Some("bench-site".into());
-            c.api_key = Some("bench-key".into());
-        }
-        DestinationKind::Segment => c.write_key = Some("bench-key".into()),
-        DestinationKind::Rudderstack => {
-            c.write_key = Some("bench-key".into());
-            c.endpoint = Some("https://dataplane.example.com".into());
-        }
-        DestinationKind::Mixpanel => c.project_token = Some("bench-token".into()),
-        DestinationKind::Webhook => {
-            c.url = Some("https://hooks.example.com/sfsync".into());
-            c.secret = Some("whsec_YmVuY2gtc2lnbmluZy1rZXk=".into());
-        }
-        DestinationKind::File => c.path = Some("/dev/null".into()),
+        settings,
     }
-    c
 }
 
 const KINDS: [DestinationKind; 8] = [

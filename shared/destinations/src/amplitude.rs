@@ -47,6 +47,7 @@ use std::time::Duration;
 
 use reqwest::header::{self, HeaderMap, HeaderValue};
 use serde_json::{Map, Value, json};
+use sfsync_mapping::config::{AmplitudeSettings, UsEuRegion};
 use sfsync_mapping::{Call, CallType, Entity};
 
 use crate::engine::{
@@ -94,19 +95,20 @@ pub(crate) struct Amplitude {
 
 pub(crate) fn build(
     ctx: &BuildContext<'_>,
+    settings: &AmplitudeSettings,
     object_names: &HashMap<String, String>,
 ) -> Result<Amplitude, BuildError> {
-    let api_key = ctx.required("api_key")?;
-    let base = ctx.base_url(&[
-        ("us", "https://api2.amplitude.com"),
-        ("eu", "https://api.eu.amplitude.com"),
-    ])?;
-    let privacy_base = ctx.base_url(&[
-        ("us", "https://amplitude.com"),
-        ("eu", "https://analytics.eu.amplitude.com"),
-    ])?;
+    let api_key = ctx.non_empty("api_key", &settings.api_key)?;
+    let base = ctx.base_url(match settings.region {
+        UsEuRegion::Us => "https://api2.amplitude.com",
+        UsEuRegion::Eu => "https://api.eu.amplitude.com",
+    })?;
+    let privacy_base = ctx.base_url(match settings.region {
+        UsEuRegion::Us => "https://amplitude.com",
+        UsEuRegion::Eu => "https://analytics.eu.amplitude.com",
+    })?;
     let privacy_auth = ctx
-        .optional("secret_key")?
+        .non_empty_optional("secret_key", settings.secret_key.as_ref())?
         .map(|secret_key| wire::basic_auth(api_key, secret_key));
     let route = |name, limits| RouteSpec {
         name,

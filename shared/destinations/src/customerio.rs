@@ -25,6 +25,7 @@
 //! - gzip: not documented for this API, so off unless the config sets `gzip = true`.
 
 use reqwest::header::{HeaderMap, HeaderValue};
+use sfsync_mapping::config::{CustomerioSettings, UsEuRegion};
 
 use crate::engine::RouteSpec;
 use crate::segment_spec::SegmentSpec;
@@ -37,12 +38,15 @@ pub(crate) const LIMITS: Limits = Limits {
     max_call_bytes: 32 * 1024,
 };
 
-pub(crate) fn build(ctx: &BuildContext<'_>) -> Result<SegmentSpec, BuildError> {
-    let api_key = ctx.required("api_key")?;
-    let base = ctx.base_url(&[
-        ("us", "https://cdp.customer.io"),
-        ("eu", "https://cdp-eu.customer.io"),
-    ])?;
+pub(crate) fn build(
+    ctx: &BuildContext<'_>,
+    settings: &CustomerioSettings,
+) -> Result<SegmentSpec, BuildError> {
+    let api_key = ctx.non_empty("api_key", &settings.api_key)?;
+    let base = ctx.base_url(match settings.region {
+        UsEuRegion::Us => "https://cdp.customer.io",
+        UsEuRegion::Eu => "https://cdp-eu.customer.io",
+    })?;
     Ok(SegmentSpec {
         url: wire::join_url(&base, "/v1/batch"),
         auth: wire::basic_auth(api_key, ""),

@@ -52,6 +52,7 @@ use std::time::Duration;
 use reqwest::header;
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
+use sfsync_mapping::config::{CustomerioTrackSettings, UsEuRegion};
 use sfsync_mapping::{Call, CallType, Entity};
 
 use crate::engine::{
@@ -73,13 +74,16 @@ pub(crate) struct CustomerioTrack {
     route: [RouteSpec; 1],
 }
 
-pub(crate) fn build(ctx: &BuildContext<'_>) -> Result<CustomerioTrack, BuildError> {
-    let site_id = ctx.required("site_id")?;
-    let api_key = ctx.required("api_key")?;
-    let base = ctx.base_url(&[
-        ("us", "https://track.customer.io"),
-        ("eu", "https://track-eu.customer.io"),
-    ])?;
+pub(crate) fn build(
+    ctx: &BuildContext<'_>,
+    settings: &CustomerioTrackSettings,
+) -> Result<CustomerioTrack, BuildError> {
+    let site_id = ctx.non_empty("site_id", &settings.site_id)?;
+    let api_key = ctx.non_empty("api_key", &settings.api_key)?;
+    let base = ctx.base_url(match settings.region {
+        UsEuRegion::Us => "https://track.customer.io",
+        UsEuRegion::Eu => "https://track-eu.customer.io",
+    })?;
     Ok(CustomerioTrack {
         url: wire::join_url(&base, "/api/v2/batch"),
         auth: wire::basic_auth(site_id, api_key),
@@ -92,10 +96,6 @@ pub(crate) fn build(ctx: &BuildContext<'_>) -> Result<CustomerioTrack, BuildErro
             min_interval: None,
         }],
     })
-}
-
-fn person(user_id: &str) -> Value {
-    json!({ "id": user_id })
 }
 
 /// The wait between an accepted survivor identify and the merges into that survivor.
@@ -134,6 +134,10 @@ pub(crate) fn survivor_identify(call: &Call) -> Option<Call> {
     })
 }
 
+fn person(user_id: &str) -> Value {
+    json!({ "id": user_id })
+}
+
 fn object_identifiers(call: &Call) -> Result<Value, String> {
     Ok(json!({
         "object_type_id": wire::object_type(call)?,
@@ -145,10 +149,6 @@ fn object_identifiers(call: &Call) -> Result<Value, String> {
 pub(crate) fn render(call: &Call) -> Result<Value, String> {
     let seconds = wire::timestamp_millis(call)?.div_euclid(1000);
     let value = match call.call_type {
-        CallType::Identify => json!({
-            "type": "person",
-            "identifiers": person(wire::user_id(call)?),
-            "action": "identify",
         // No traits: an identify that only makes sure the person exists (see
         // `survivor_identify`); it sets nothing, so it carries neither attributes nor time.
         CallType::Identify if call.traits.is_none() => json!({
@@ -156,6 +156,10 @@ pub(crate) fn render(call: &Call) -> Result<Value, String> {
             "identifiers": person(wire::user_id(call)?),
             "action": "identify",
         }),
+        CallType::Identify => json!({
+            "type": "person",
+            "identifiers": person(wire::user_id(call)?),
+            "action": "identify",
             "attributes": call.traits.clone().unwrap_or_default(),
             "timestamp": seconds,
         }),
@@ -278,10 +282,6 @@ impl Protocol for CustomerioTrack {
         })
     }
 
-    fn request(&self, _route: Route, items: &[&[u8]], _calls: &[&Call]) -> Request {
-        let mut headers = json_headers();
-        headers.insert(header::AUTHORIZATION, self.auth.clone());
-        Request {
     fn prerequisite(&self, call: &Call) -> Option<Call> {
         survivor_identify(call)
     }
@@ -290,6 +290,10 @@ impl Protocol for CustomerioTrack {
         MERGE_SETTLE
     }
 
+    fn request(&self, _route: Route, items: &[&[u8]], _calls: &[&Call]) -> Request {
+        let mut headers = json_headers();
+        headers.insert(header::AUTHORIZATION, self.auth.clone());
+        Request {
             url: self.url.clone(),
             headers,
             body: join_body(b"{\"batch\":[", items, b",", b"]}"),

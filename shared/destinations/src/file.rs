@@ -12,6 +12,7 @@ use std::io::Write;
 use std::path::PathBuf;
 
 use sfsync_mapping::Call;
+use sfsync_mapping::config::FileSettings;
 
 use crate::wire::BuildContext;
 use crate::{BuildError, CallOutcome, DeliveryReport, Limits, Outcome, Plan, PlannedRequest};
@@ -30,8 +31,11 @@ pub(crate) struct FileSink {
 }
 
 impl FileSink {
-    pub(crate) fn new(ctx: &BuildContext<'_>) -> Result<FileSink, BuildError> {
-        let path = ctx.required("path")?;
+    pub(crate) fn new(
+        ctx: &BuildContext<'_>,
+        settings: &FileSettings,
+    ) -> Result<FileSink, BuildError> {
+        let path = ctx.non_empty("path", &settings.path)?;
         let config = ctx.config;
         Ok(FileSink {
             path: PathBuf::from(path),

@@ -25,7 +25,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::time::Duration;
 
-use sfsync_mapping::{Call, DestinationConfig, DestinationKind};
+use sfsync_mapping::{Call, DestinationConfig, DestinationKind, DestinationSettings};
 
 mod amplitude;
 mod customerio;
@@ -61,12 +61,12 @@ pub enum BuildError {
     Missing {
         destination: String,
         kind: DestinationKind,
-        key: &'static str,
+        key: String,
     },
     #[error("destination {destination:?}: `{key}` {problem}")]
     Invalid {
         destination: String,
-        key: &'static str,
+        key: String,
         problem: String,
     },
 }
@@ -226,26 +226,26 @@ impl Destination {
             .retry_budget_seconds
             .map(Duration::from_secs)
             .unwrap_or(DEFAULT_RETRY_BUDGET);
-        let protocol: Box<dyn engine::Protocol> = match config.kind {
-            DestinationKind::File => {
+        let protocol: Box<dyn engine::Protocol> = match &config.settings {
+            DestinationSettings::File(settings) => {
                 return Ok(Destination {
                     name: config.name.clone(),
-                    kind: config.kind,
+                    kind: config.kind(),
                     default_budget,
-                    inner: Inner::File(file::FileSink::new(&ctx)?),
+                    inner: Inner::File(file::FileSink::new(&ctx, settings)?),
                 });
             }
-            DestinationKind::Customerio => Box::new(customerio::build(&ctx)?),
-            DestinationKind::CustomerioTrack => Box::new(customerio_track::build(&ctx)?),
-            DestinationKind::Segment => Box::new(segment::build(&ctx)?),
-            DestinationKind::Rudderstack => Box::new(rudderstack::build(&ctx)?),
-            DestinationKind::Mixpanel => Box::new(mixpanel::build(&ctx)?),
-            DestinationKind::Amplitude => Box::new(amplitude::build(&ctx, object_names)?),
-            DestinationKind::Webhook => Box::new(webhook::build(&ctx)?),
+            DestinationSettings::Customerio(s) => Box::new(customerio::build(&ctx, s)?),
+            DestinationSettings::CustomerioTrack(s) => Box::new(customerio_track::build(&ctx, s)?),
+            DestinationSettings::Segment(s) => Box::new(segment::build(&ctx, s)?),
+            DestinationSettings::Rudderstack(s) => Box::new(rudderstack::build(&ctx, s)?),
+            DestinationSettings::Mixpanel(s) => Box::new(mixpanel::build(&ctx, s)?),
+            DestinationSettings::Amplitude(s) => Box::new(amplitude::build(&ctx, s, object_names)?),
+            DestinationSettings::Webhook(s) => Box::new(webhook::build(&ctx, s)?),
         };
         Ok(Destination {
             name: config.name.clone(),
-            kind: config.kind,
+            kind: config.kind(),
             default_budget,
             inner: Inner::Http(Box::new(engine::HttpDelivery::new(protocol, http, &ctx)?)),
         })

@@ -44,6 +44,7 @@ use std::time::Duration;
 use reqwest::header::{self, HeaderValue};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
+use sfsync_mapping::config::{MixpanelRegion, MixpanelSettings};
 use sfsync_mapping::{Call, CallType, Entity, MixpanelIdMerge};
 
 use crate::engine::{
@@ -92,16 +93,19 @@ pub(crate) struct Mixpanel {
     routes: [RouteSpec; 3],
 }
 
-pub(crate) fn build(ctx: &BuildContext<'_>) -> Result<Mixpanel, BuildError> {
-    let token = ctx.required("project_token")?;
-    let base = ctx.base_url(&[
-        ("us", "https://api.mixpanel.com"),
-        ("eu", "https://api-eu.mixpanel.com"),
-        ("in", "https://api-in.mixpanel.com"),
-    ])?;
-    let project_id = ctx.optional("project_id")?;
-    let username = ctx.optional("username")?;
-    let secret = ctx.optional("secret")?;
+pub(crate) fn build(
+    ctx: &BuildContext<'_>,
+    settings: &MixpanelSettings,
+) -> Result<Mixpanel, BuildError> {
+    let token = ctx.non_empty("project_token", &settings.project_token)?;
+    let base = ctx.base_url(match settings.region {
+        MixpanelRegion::Us => "https://api.mixpanel.com",
+        MixpanelRegion::Eu => "https://api-eu.mixpanel.com",
+        MixpanelRegion::In => "https://api-in.mixpanel.com",
+    })?;
+    let project_id = ctx.non_empty_optional("project_id", settings.project_id.as_ref())?;
+    let username = ctx.non_empty_optional("username", settings.username.as_ref())?;
+    let secret = ctx.non_empty_optional("secret", settings.secret.as_ref())?;
     let (import_url, import_auth) = match (project_id, username, secret) {
         (Some(project_id), Some(username), Some(secret)) => {
             if !project_id.bytes().all(|b| b.is_ascii_digit()) {
@@ -127,7 +131,7 @@ pub(crate) fn build(ctx: &BuildContext<'_>) -> Result<Mixpanel, BuildError> {
         }
     };
     let group_key = ctx
-        .optional("group_key")?
+        .non_empty_optional("group_key", settings.group_key.as_ref())?
         .unwrap_or(DEFAULT_GROUP_KEY)
         .to_string();
     let route = |name, gzip| RouteSpec {
@@ -139,7 +143,7 @@ pub(crate) fn build(ctx: &BuildContext<'_>) -> Result<Mixpanel, BuildError> {
         min_interval: None,
     };
     Ok(Mixpanel {
-        id_merge: ctx.config.id_merge.unwrap_or_default(),
+        id_merge: settings.id_merge,
         token: Secret::new(token),
         group_key,
         urls: [

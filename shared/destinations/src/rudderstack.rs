@@ -15,6 +15,8 @@
 //!   sfsync keeps Segment's 32 KB per call and caps batches at 10,000 calls. gzip bodies are
 //!   accepted by rudder-server 1.4 and later, on by default (`gzip = false` for older ones).
 
+use sfsync_mapping::config::RudderstackSettings;
+
 use crate::engine::RouteSpec;
 use crate::segment_spec::SegmentSpec;
 use crate::wire::{self, BuildContext};
@@ -26,11 +28,13 @@ pub(crate) const LIMITS: Limits = Limits {
     max_call_bytes: 32 * 1024,
 };
 
-pub(crate) fn build(ctx: &BuildContext<'_>) -> Result<SegmentSpec, BuildError> {
-    let write_key = ctx.required("write_key")?;
+pub(crate) fn build(
+    ctx: &BuildContext<'_>,
+    settings: &RudderstackSettings,
+) -> Result<SegmentSpec, BuildError> {
+    let write_key = ctx.non_empty("write_key", &settings.write_key)?;
     // The data plane URL has no default.
-    ctx.required("endpoint")?;
-    let base = ctx.base_url(&[])?;
+    let base = ctx.required_endpoint()?;
     Ok(SegmentSpec {
         url: wire::join_url(&base, "/v1/batch"),
         auth: wire::basic_auth(write_key, ""),

@@ -16,6 +16,8 @@
 //!   (`Content-Encoding: gzip`), on by default.
 //! - 400 only for bad JSON or oversize; 429 carries `Retry-After` / `X-RateLimit-Reset`.
 
+use sfsync_mapping::config::{SegmentSettings, UsEuRegion};
+
 use crate::engine::RouteSpec;
 use crate::segment_spec::SegmentSpec;
 use crate::wire::{self, BuildContext};
@@ -27,12 +29,15 @@ pub(crate) const LIMITS: Limits = Limits {
     max_call_bytes: 32 * 1024,
 };
 
-pub(crate) fn build(ctx: &BuildContext<'_>) -> Result<SegmentSpec, BuildError> {
-    let write_key = ctx.required("write_key")?;
-    let base = ctx.base_url(&[
-        ("us", "https://api.segment.io"),
-        ("eu", "https://events.eu1.segmentapis.com"),
-    ])?;
+pub(crate) fn build(
+    ctx: &BuildContext<'_>,
+    settings: &SegmentSettings,
+) -> Result<SegmentSpec, BuildError> {
+    let write_key = ctx.non_empty("write_key", &settings.write_key)?;
+    let base = ctx.base_url(match settings.region {
+        UsEuRegion::Us => "https://api.segment.io",
+        UsEuRegion::Eu => "https://events.eu1.segmentapis.com",
+    })?;
     Ok(SegmentSpec {
         url: wire::join_url(&base, "/v1/batch"),
         auth: wire::basic_auth(write_key, ""),

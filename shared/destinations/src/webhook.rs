@@ -23,6 +23,7 @@ use base64::Engine as _;
 use hmac::{Hmac, Mac};
 use reqwest::header::HeaderValue;
 use sfsync_mapping::Call;
+use sfsync_mapping::config::WebhookSettings;
 use sha2::Sha256;
 
 use crate::engine::{
@@ -44,17 +45,15 @@ pub(crate) struct Webhook {
     route: [RouteSpec; 1],
 }
 
-pub(crate) fn build(ctx: &BuildContext<'_>) -> Result<Webhook, BuildError> {
-    let url = match ctx.optional("endpoint")? {
-        Some(_) => ctx.base_url(&[])?,
-        None => {
-            let url = ctx.required("url")?;
-            wire::http_url(url)
-                .ok_or_else(|| ctx.invalid("url", "is not an http(s) URL"))?
-                .to_string()
-        }
-    };
-    let secret = ctx.required("secret")?;
+pub(crate) fn build(
+    ctx: &BuildContext<'_>,
+    settings: &WebhookSettings,
+) -> Result<Webhook, BuildError> {
+    let url = ctx.non_empty("url", &settings.url)?;
+    let url = wire::http_url(url).ok_or_else(|| ctx.invalid("url", "is not an http(s) URL"))?;
+    // `endpoint`, when set, overrides `url` (tests, proxies).
+    let url = ctx.base_url(url)?;
+    let secret = ctx.non_empty("secret", &settings.secret)?;
     let key = match secret.strip_prefix("whsec_") {
         Some(encoded) => base64::engine::general_purpose::STANDARD
             .decode(encoded)

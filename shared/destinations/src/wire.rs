@@ -32,7 +32,8 @@ impl fmt::Debug for Secret {
     }
 }
 
-/// The config of one destination, read with errors that name the key.
+/// The config of one destination, read with errors that name the key. Each module reads its
+/// own settings (`sfsync_mapping::config::*Settings`) and the common keys through this.
 pub(crate) struct BuildContext<'a> {
     pub config: &'a DestinationConfig,
 }
@@ -40,25 +41,10 @@ pub(crate) struct BuildContext<'a> {
 impl<'a> BuildContext<'a> {
     pub(crate) fn new(config: &'a DestinationConfig) -> Result<BuildContext<'a>, BuildError> {
         let ctx = BuildContext { config };
-        for key in [
-            "endpoint",
-            "api_key",
-            "site_id",
-            "write_key",
-            "project_token",
-            "project_id",
-            "username",
-            "secret",
-            "secret_key",
-            "group_key",
-            "url",
-            "path",
-        ] {
-            if let Some(value) = ctx.value(key)
-                && value.contains("${")
-            {
+        for (key, value) in config.string_values() {
+            if value.contains("${") {
                 return Err(ctx.invalid(
-                    key,
+                    &key,
                     "still holds a ${…} reference: resolve the config's references first",
                 ));
             }
@@ -75,77 +61,54 @@ impl<'a> BuildContext<'a> {
         Ok(ctx)
     }
 
-    fn value(&self, key: &str) -> Option<&'a str> {
-        let c = self.config;
-        let v = match key {
-            "endpoint" => &c.endpoint,
-            "api_key" => &c.api_key,
-            "site_id" => &c.site_id,
-            "write_key" => &c.write_key,
-            "project_token" => &c.project_token,
-            "project_id" => &c.project_id,
-            "username" => &c.username,
-            "secret" => &c.secret,
-            "secret_key" => &c.secret_key,
-            "group_key" => &c.group_key,
-            "url" => &c.url,
-            "path" => &c.path,
-            _ => return None,
-        };
-        v.as_deref()
-    }
-
-    pub(crate) fn invalid(&self, key: &'static str, problem: impl Into<String>) -> BuildError {
+    pub(crate) fn invalid(&self, key: &str, problem: impl Into<String>) -> BuildError {
         BuildError::Invalid {
             destination: self.config.name.clone(),
-            key,
+            key: key.to_string(),
             problem: problem.into(),
         }
     }
 
-    /// A required, non-empty value.
-    pub(crate) fn required(&self, key: &'static str) -> Result<&'a str, BuildError> {
-        match self.value(key) {
-            None => Err(BuildError::Missing {
-                destination: self.config.name.clone(),
-                kind: self.config.kind,
-                key,
-            }),
-            Some(v) if v.trim().is_empty() => Err(self.invalid(key, "must not be empty")),
-            Some(v) => Ok(v),
+    /// A value that must not be empty (serde already made sure it is there).
+    pub(crate) fn non_empty<'v>(&self, key: &str, value: &'v str) -> Result<&'v str, BuildError> {
+        if value.trim().is_empty() {
+            Err(self.invalid(key, "must not be empty"))
+        } else {
+            Ok(value)
         }
     }
 
     /// An optional value; present but empty is an error.
-    pub(crate) fn optional(&self, key: &'static str) -> Result<Option<&'a str>, BuildError> {
-        match self.value(key) {
-            None => Ok(None),
-            Some(v) if v.trim().is_empty() => Err(self.invalid(key, "must not be empty")),
-            Some(v) => Ok(Some(v)),
-        }
+    pub(crate) fn non_empty_optional<'v>(
+        &self,
+        key: &str,
+        value: Option<&'v String>,
+    ) -> Result<Option<&'v str>, BuildError> {
+        value.map(|v| self.non_empty(key, v)).transpose()
     }
 
-    /// The API's base URL: `endpoint` when set, else the host of the configured region
-    /// (`regions[0]` by default).
-    pub(crate) fn base_url(&self, regions: &[(&str, &str)]) -> Result<String, BuildError> {
-        if let Some(endpoint) = self.optional("endpoint")? {
-            return http_url(endpoint)
-                .map(str::to_string)
-                .ok_or_else(|| self.invalid("endpoint", "is not an http(s) URL"));
-        }
-        let default = regions.first().map(|(r, _)| *r).unwrap_or("us");
-        let region = self.config.region.as_deref().unwrap_or(default);
-        regions
-            .iter()
-            .find(|(r, _)| *r == region)
-            .map(|(_, url)| url.to_string())
-            .ok_or_else(|| {
-                let known: Vec<&str> = regions.iter().map(|(r, _)| *r).collect();
-                self.invalid(
-                    "region",
-                    format!("{region:?} is not one of {}", known.join(", ")),
-                )
-            })
+    /// The API's base URL: `endpoint` when set, else the host of the configured region.
+    pub(crate) fn base_url(&self, region_host: &str) -> Result<String, BuildError> {
+        Ok(self.endpoint()?.unwrap_or_else(|| region_host.to_string()))
+    }
+
+    /// `endpoint`, for an API that has no default host (RudderStack's data plane).
+    pub(crate) fn required_endpoint(&self) -> Result<String, BuildError> {
+        self.endpoint()?.ok_or_else(|| BuildError::Missing {
+            destination: self.config.name.clone(),
+            kind: self.config.kind(),
+            key: "endpoint".to_string(),
+        })
+    }
+
+    fn endpoint(&self) -> Result<Option<String>, BuildError> {
+        let Some(endpoint) = self.non_empty_optional("endpoint", self.config.endpoint.as_ref())?
+        else {
+            return Ok(None);
+        };
+        http_url(endpoint)
+            .map(|url| Some(url.to_string()))
+            .ok_or_else(|| self.invalid("endpoint", "is not an http(s) URL"))
     }
 
     /// `gzip` from the config, defaulting to whether the API takes gzip bodies.
@@ -162,19 +125,13 @@ impl<'a> BuildContext<'a> {
 
     /// Every credential of the config, to scrub from anything we report.
     pub(crate) fn secrets(&self) -> Vec<String> {
-        [
-            "api_key",
-            "site_id",
-            "write_key",
-            "project_token",
-            "secret",
-            "secret_key",
-        ]
-        .iter()
-        .filter_map(|k| self.value(k))
-        .filter(|v| v.len() >= 4)
-        .map(str::to_string)
-        .collect()
+        self.config
+            .settings
+            .credentials()
+            .into_iter()
+            .filter(|v| v.len() >= 4)
+            .map(str::to_string)
+            .collect()
     }
 }
 

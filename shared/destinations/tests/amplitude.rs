@@ -15,7 +15,7 @@ const API_KEY: &str = "amp_api_key_0f1e2d3c";
 
 fn cfg(url: &str) -> DestinationConfig {
     let mut c = config(DestinationKind::Amplitude);
-    c.api_key = Some(API_KEY.into());
+    set(&mut c, "api_key", API_KEY);
     c.endpoint = Some(url.into());
     c
 }
@@ -171,7 +171,7 @@ async fn a_400_invalid_api_key_pauses_instead_of_dead_lettering() {
     // HTTP V2 answers a wrong key with 400 "Invalid API key": the key, not the calls.
     let (server, _ledger) = vendors::amplitude(API_KEY, "s", vendors::refuse_none()).await;
     let mut config = cfg(&server.url);
-    config.api_key = Some("amp_revoked_key_99".into());
+    set(&mut config, "api_key", "amp_revoked_key_99");
     let d = destination(&config);
     let report = d
         .deliver(
@@ -233,7 +233,7 @@ async fn limits_and_regions() {
     for r in &plan.requests {
         assert!(r.body_bytes <= 1_000_000);
     }
-    config.region = Some("eu".into());
+    set(&mut config, "region", "eu");
     let eu = Destination::new(&config, http).expect("eu");
     assert_eq!(
         eu.plan(&[identify(0)]).requests[0].url,
@@ -336,7 +336,7 @@ async fn person_deletes_go_through_the_user_privacy_api() {
     const SECRET_KEY: &str = "amp_secret_key_5e6f7a";
     let (server, ledger) = vendors::amplitude(API_KEY, SECRET_KEY, vendors::refuse_none()).await;
     let mut config = cfg(&server.url);
-    config.secret_key = Some(SECRET_KEY.into());
+    set(&mut config, "secret_key", SECRET_KEY);
     let d = destination(&config);
     let calls: Vec<_> = (0..250).map(delete_person).collect();
     let report = d.deliver(calls, Duration::from_secs(20)).await;

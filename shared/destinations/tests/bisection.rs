@@ -73,7 +73,7 @@ async fn isolate(case: &Case) -> (usize, u64, u64) {
     let mut size = 0;
     for k in [1, 5] {
         let (server, ledger) = vendor_for(
-            (case.config)("http://x").kind,
+            (case.config)("http://x").kind(),
             vendors::refuse_marked(MARK, WHY),
         )
         .await;
@@ -132,10 +132,10 @@ fn with_key(kind: DestinationKind, url: &str) -> DestinationConfig {
     let mut c = config(kind);
     c.endpoint = Some(url.into());
     match kind {
-        DestinationKind::Segment | DestinationKind::Rudderstack => c.write_key = Some(KEY.into()),
-        DestinationKind::Mixpanel => c.project_token = Some(KEY.into()),
-        DestinationKind::Webhook => c.secret = Some(KEY.into()),
-        _ => c.api_key = Some(KEY.into()),
+        DestinationKind::Segment | DestinationKind::Rudderstack => set(&mut c, "write_key", KEY),
+        DestinationKind::Mixpanel => set(&mut c, "project_token", KEY),
+        DestinationKind::Webhook => set(&mut c, "secret", KEY),
+        _ => set(&mut c, "api_key", KEY),
     }
     c
 }
@@ -196,7 +196,7 @@ const CASES: &[Case] = &[
         name: "webhook",
         config: |u| {
             let mut c = with_key(DestinationKind::Webhook, u);
-            c.url = Some(u.into());
+            set(&mut c, "url", u);
             c.endpoint = None;
             c
         },

@@ -14,7 +14,7 @@ const API_KEY: &str = "cio_cdp_key_1a2b3c";
 
 fn cfg(url: &str) -> DestinationConfig {
     let mut c = config(DestinationKind::Customerio);
-    c.api_key = Some(API_KEY.into());
+    set(&mut c, "api_key", API_KEY);
     c.endpoint = Some(url.into());
     c
 }
@@ -128,7 +128,7 @@ async fn regions_choose_the_host() {
         us.plan(&tracks(1)).requests[0].url,
         "https://cdp.customer.io/v1/batch"
     );
-    config.region = Some("eu".into());
+    set(&mut config, "region", "eu");
     let eu = Destination::new(&config, http).expect("eu");
     assert_eq!(
         eu.plan(&tracks(1)).requests[0].url,

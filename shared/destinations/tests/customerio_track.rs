@@ -15,8 +15,8 @@ const API_KEY: &str = "track_api_key_7c8d9e";
 
 fn cfg(url: &str) -> DestinationConfig {
     let mut c = config(DestinationKind::CustomerioTrack);
-    c.site_id = Some(SITE_ID.into());
-    c.api_key = Some(API_KEY.into());
+    set(&mut c, "site_id", SITE_ID);
+    set(&mut c, "api_key", API_KEY);
     c.endpoint = Some(url.into());
     c
 }
@@ -207,7 +207,7 @@ async fn regions_choose_the_host() {
     let http = sfsync_destinations::http_client().expect("client");
     let mut config = cfg("http://unused");
     config.endpoint = None;
-    config.region = Some("eu".into());
+    set(&mut config, "region", "eu");
     let eu = Destination::new(&config, http).expect("eu");
     assert_eq!(
         eu.plan(&tracks(1)).requests[0].url,

@@ -10,7 +10,7 @@ use sfsync_mapping::{Call, DestinationConfig, DestinationKind};
 
 fn cfg(path: &std::path::Path) -> DestinationConfig {
     let mut c = config(DestinationKind::File);
-    c.path = Some(path.display().to_string());
+    set(&mut c, "path", path.display().to_string());
     c
 }
 

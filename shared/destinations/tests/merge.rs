@@ -50,8 +50,8 @@ async fn segment_spec_destinations_send_alias_for_people_and_delete_the_losing_o
             segment_like(KEY, refuse_none()).await
         };
         let cfg = with(kind, &server.url, |c| match kind {
-            DestinationKind::Customerio => c.api_key = Some(KEY.into()),
-            _ => c.write_key = Some(KEY.into()),
+            DestinationKind::Customerio => set(c, "api_key", KEY),
+            _ => set(c, "write_key", KEY),
         });
         let report = destination(&cfg)
             .deliver(
@@ -86,8 +86,8 @@ async fn segment_spec_destinations_send_alias_for_people_and_delete_the_losing_o
 async fn customerio_track_merges_two_people_into_one() {
     let (server, people) = customerio_track_people(SITE, KEY).await;
     let cfg = with(DestinationKind::CustomerioTrack, &server.url, |c| {
-        c.site_id = Some(SITE.into());
-        c.api_key = Some(KEY.into());
+        set(c, "site_id", SITE);
+        set(c, "api_key", KEY);
     });
     let d = destination(&cfg);
     let mut loser = identify(101);
@@ -132,8 +132,8 @@ async fn customerio_track_merges_two_people_into_one() {
 async fn customerio_track_deletes_the_losing_object_of_an_object_merge() {
     let server = serve(|_, _| reply(200, "{}")).await;
     let cfg = with(DestinationKind::CustomerioTrack, &server.url, |c| {
-        c.site_id = Some(SITE.into());
-        c.api_key = Some(KEY.into());
+        set(c, "site_id", SITE);
+        set(c, "api_key", KEY);
     });
     let report = destination(&cfg)
         .deliver(vec![merge_object(2)], Duration::from_secs(10))
@@ -154,8 +154,8 @@ async fn customerio_track_deletes_the_losing_object_of_an_object_merge() {
 async fn mixpanel_sends_merge_events_for_original_id_merge_and_dead_letters_under_simplified() {
     let (server, ledger) = mixpanel(refuse_none()).await;
     let original = with(DestinationKind::Mixpanel, &server.url, |c| {
-        c.project_token = Some(KEY.into());
-        c.id_merge = Some(MixpanelIdMerge::Original);
+        set(c, "project_token", KEY);
+        set(c, "id_merge", MixpanelIdMerge::Original);
     });
     let report = destination(&original)
         .deliver(
@@ -187,7 +187,7 @@ async fn mixpanel_sends_merge_events_for_original_id_merge_and_dead_letters_unde
     assert_eq!(ledger.lock().expect("ledger").accepted.len(), 2);
 
     let simplified = with(DestinationKind::Mixpanel, &server.url, |c| {
-        c.project_token = Some(KEY.into());
+        set(c, "project_token", KEY);
     });
     let report = destination(&simplified)
         .deliver(vec![merge_person(1)], Duration::from_secs(10))
@@ -202,7 +202,7 @@ async fn mixpanel_sends_merge_events_for_original_id_merge_and_dead_letters_unde
 async fn amplitude_has_no_merge_so_merges_are_dead_with_the_reason() {
     let server = serve(|_, _| reply(200, "{}")).await;
     let cfg = with(DestinationKind::Amplitude, &server.url, |c| {
-        c.api_key = Some(KEY.into())
+        set(c, "api_key", KEY)
     });
     let report = destination(&cfg)
         .deliver(
@@ -222,8 +222,8 @@ async fn amplitude_has_no_merge_so_merges_are_dead_with_the_reason() {
 async fn webhooks_and_files_carry_the_merge_call_itself() {
     let (server, ledger) = webhook_receiver(refuse_none()).await;
     let mut cfg = config(DestinationKind::Webhook);
-    cfg.url = Some(format!("{}/hooks", server.url));
-    cfg.secret = Some("whsec_c2ZzeW5jLXRlc3Qtc2lnbmluZy1rZXk=".into());
+    set(&mut cfg, "url", format!("{}/hooks", server.url));
+    set(&mut cfg, "secret", "whsec_c2ZzeW5jLXRlc3Qtc2lnbmluZy1rZXk=");
     let report = destination(&cfg)
         .deliver(vec![merge_person(1)], Duration::from_secs(10))
         .await;
@@ -242,7 +242,7 @@ async fn webhooks_and_files_carry_the_merge_call_itself() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("calls.jsonl");
     let mut file = config(DestinationKind::File);
-    file.path = Some(path.display().to_string());
+    set(&mut file, "path", path.display().to_string());
     let report = destination(&file)
         .deliver(vec![merge_person(1)], Duration::from_secs(10))
         .await;

@@ -15,16 +15,16 @@ const SA_SECRET: &str = "mp_service_secret_bb22";
 
 fn cfg(url: &str) -> DestinationConfig {
     let mut c = config(DestinationKind::Mixpanel);
-    c.project_token = Some(TOKEN.into());
+    set(&mut c, "project_token", TOKEN);
     c.endpoint = Some(url.into());
     c
 }
 
 fn service_account(url: &str) -> DestinationConfig {
     let mut c = cfg(url);
-    c.project_id = Some("31415".into());
-    c.username = Some("sfsync.sa".into());
-    c.secret = Some(SA_SECRET.into());
+    set(&mut c, "project_id", "31415");
+    set(&mut c, "username", "sfsync.sa");
+    set(&mut c, "secret", SA_SECRET);
     c
 }
 
@@ -152,7 +152,7 @@ async fn profiles_groups_relationships_and_deletes() {
 async fn the_configured_group_key_is_used() {
     let server = serve(|_, r| ok_for(&r.path)).await;
     let mut config = cfg(&server.url);
-    config.group_key = Some("account_id".into());
+    set(&mut config, "group_key", "account_id");
     let d = destination(&config);
     d.deliver(vec![object(0), relationship(1)], Duration::from_secs(10))
         .await;
@@ -267,7 +267,7 @@ async fn limits_are_2000_events_and_regions_choose_the_host() {
         "https://api.mixpanel.com/import?strict=1"
     );
     for (region, host) in [("eu", "api-eu.mixpanel.com"), ("in", "api-in.mixpanel.com")] {
-        config.region = Some(region.into());
+        set(&mut config, "region", region);
         let d = Destination::new(&config, http.clone()).expect("region");
         let url = d.plan(&[identify(0)]).requests[0].url.clone();
         assert_eq!(url, format!("https://{host}/engage?verbose=1&ip=0"));
@@ -277,7 +277,7 @@ async fn limits_are_2000_events_and_regions_choose_the_host() {
 #[tokio::test]
 async fn an_incomplete_service_account_is_refused() {
     let mut config = cfg("http://unused");
-    config.project_id = Some("1".into());
+    set(&mut config, "project_id", "1");
     let http = sfsync_destinations::http_client().expect("client");
     let err = Destination::new(&config, http).expect_err("incomplete");
     assert!(err.to_string().contains("project_id"), "{err}");

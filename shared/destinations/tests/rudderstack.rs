@@ -12,7 +12,7 @@ const WRITE_KEY: &str = "rudder_write_key_5d6e";
 
 fn cfg(url: &str) -> DestinationConfig {
     let mut c = config(DestinationKind::Rudderstack);
-    c.write_key = Some(WRITE_KEY.into());
+    set(&mut c, "write_key", WRITE_KEY);
     c.endpoint = Some(url.into());
     c
 }
@@ -82,10 +82,7 @@ async fn the_data_plane_url_is_required() {
     assert!(
         matches!(
             &err,
-            BuildError::Missing {
-                key: "endpoint",
-                ..
-            }
+            BuildError::Missing { key, .. } if key == "endpoint"
         ),
         "{err:?}"
     );

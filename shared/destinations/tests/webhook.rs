@@ -19,8 +19,8 @@ const KEY: &[u8] = b"sfsync-test-signing-key";
 
 fn cfg(url: &str) -> DestinationConfig {
     let mut c = config(DestinationKind::Webhook);
-    c.url = Some(format!("{url}/hooks/sfsync"));
-    c.secret = Some(SECRET.into());
+    set(&mut c, "url", format!("{url}/hooks/sfsync"));
+    set(&mut c, "secret", SECRET);
     c
 }
 
@@ -120,7 +120,7 @@ async fn the_webhook_id_is_stable_across_retries() {
 async fn a_plain_secret_is_used_as_raw_bytes() {
     let server = serve(|_, _| reply(200, "ok")).await;
     let mut config = cfg(&server.url);
-    config.secret = Some("plain-shared-secret".into());
+    set(&mut config, "secret", "plain-shared-secret");
     let d = destination(&config);
     d.deliver(tracks(1), Duration::from_secs(10)).await;
     let r = &server.requests()[0];
@@ -168,7 +168,7 @@ async fn gzip_only_when_configured_and_the_signature_covers_the_json() {
 #[tokio::test]
 async fn a_bad_whsec_secret_is_refused_without_showing_it() {
     let mut config = cfg("http://127.0.0.1:9");
-    config.secret = Some("whsec_***not base64***".into());
+    set(&mut config, "secret", "whsec_***not base64***");
     let http = sfsync_destinations::http_client().expect("client");
     let err = Destination::new(&config, http).expect_err("bad secret");
     let text = err.to_string();

@@ -14,7 +14,7 @@ pub mod version;
 
 pub use call::{Call, CallType, Entity, MergeCause, Source};
 pub use config::{
-    Config, ConfigError, ConfigProblem, DestinationConfig, DestinationKind, MixpanelIdMerge,
-    SyncConfig, SyncKind,
+    Config, ConfigError, ConfigProblem, DestinationConfig, DestinationKind, DestinationSettings,
+    MixpanelIdMerge, SyncConfig, SyncKind,
 };
 pub use mapper::{Skip, SkipReason, anonymous_object_id, map_record, merge_message_id, message_id};

@@ -44,7 +44,8 @@ fn the_example_config_is_valid_and_covers_every_kind_and_destination() {
     let config = Config::parse(FULL).unwrap_or_else(|e| panic!("{e}"));
     let kinds: std::collections::HashSet<_> = config.syncs.iter().map(|s| s.kind).collect();
     assert_eq!(kinds.len(), 4);
-    let dests: std::collections::HashSet<_> = config.destinations.iter().map(|d| d.kind).collect();
+    let dests: std::collections::HashSet<_> =
+        config.destinations.iter().map(|d| d.kind()).collect();
     for kind in [
         DestinationKind::Customerio,
         DestinationKind::CustomerioTrack,
@@ -348,9 +349,14 @@ fn destination_rules() {
         "not used by type = \"segment\"",
     );
     let text = dest("type = \"segment\"\nwrite_key = \"k\"\nregion = \"ap\"");
-    assert_problem(&text, 18, "destinations[0].region", "not one of us, eu");
+    assert_problem(&text, 18, "destinations[0].region", "expected `us` or `eu`");
     let text = dest("type = \"file\"\npath = \"out.jsonl\"\nregion = \"us\"");
-    assert_problem(&text, 18, "destinations[0].region", "has no regions");
+    assert_problem(
+        &text,
+        18,
+        "destinations[0].region",
+        "not used by type = \"file\"",
+    );
     let text = dest("type = \"rudderstack\"\nwrite_key = \"k\"");
     assert_problem(
         &text,
@@ -688,7 +694,7 @@ fn every_other_bad_value_is_named_with_its_key_and_line() {
         ),
         18,
         "destinations[0].region",
-        "not one of us, eu, in",
+        "expected one of `us`, `eu`, `in`",
     );
     assert_problem(
         &dest(
@@ -779,4 +785,83 @@ fn client_credentials_on_a_generic_login_host_names_the_key_line_and_fix() {
         );
     assert_eq!(problems(&jwt), Vec::<String>::new());
     assert_eq!(problems(BASE), Vec::<String>::new());
+}
+
+/// Each destination type states its keys once (its settings struct): a missing credential
+/// and a key the type does not take are named with their key and line, for every type.
+#[test]
+fn every_destination_type_names_a_missing_or_unknown_key_with_its_line() {
+    // (type, its required keys with a valid value, a key of another type)
+    type Keys<'a> = &'a [(&'a str, &'a str)];
+    let types: [(&str, Keys, &str); 8] = [
+        ("customerio", &[("api_key", "k")], "write_key"),
+        (
+            "customerio_track",
+            &[("site_id", "s"), ("api_key", "k")],
+            "project_token",
+        ),
+        ("segment", &[("write_key", "k")], "site_id"),
+        (
+            "rudderstack",
+            &[("write_key", "k"), ("endpoint", "https://dp.example.com")],
+            "region",
+        ),
+        ("mixpanel", &[("project_token", "t")], "secret_key"),
+        ("amplitude", &[("api_key", "k")], "group_key"),
+        (
+            "webhook",
+            &[
+                ("url", "https://hooks.example.com"),
+                ("secret", "whsec_eA=="),
+            ],
+            "path",
+        ),
+        ("file", &[("path", "out.jsonl")], "url"),
+    ];
+    // Line 14 is `[[destinations]]`, 15 its name, 16 its type, 17 on the keys.
+    let dest = |kind: &str, keys: &[(&str, &str)]| {
+        let body: String = keys
+            .iter()
+            .map(|(k, v)| format!("{k} = \"{v}\"\n"))
+            .collect();
+        format!("{BASE}\n[[destinations]]\nname = \"d\"\ntype = \"{kind}\"\n{body}")
+    };
+    for (kind, required, foreign) in types {
+        assert_eq!(
+            problems(&dest(kind, required)),
+            Vec::<String>::new(),
+            "{kind}"
+        );
+        for (i, (key, _)) in required.iter().enumerate() {
+            let mut without = required.to_vec();
+            without.remove(i);
+            assert_problem(
+                &dest(kind, &without),
+                14,
+                &format!("destinations[0].{key}"),
+                &format!("required by type = \"{kind}\""),
+            );
+        }
+        let line = 17 + required.len();
+        let mut with_foreign = required.to_vec();
+        with_foreign.push((foreign, "x"));
+        assert_problem(
+            &dest(kind, &with_foreign),
+            line,
+            &format!("destinations[0].{foreign}"),
+            &format!("unknown field `{foreign}`: not used by type = \"{kind}\""),
+        );
+        let mut misspelt = required.to_vec();
+        misspelt.push(("timeout_secs", "5"));
+        assert_problem(
+            &dest(kind, &misspelt),
+            line,
+            "destinations[0].timeout_secs",
+            "did you mean \"timeout_seconds\"?",
+        );
+    }
+    // A value of the wrong type inside a type's settings is named by its key too.
+    let text =
+        format!("{BASE}\n[[destinations]]\nname = \"d\"\ntype = \"segment\"\nwrite_key = 5\n");
+    assert_problem(&text, 17, "destinations[0].write_key", "invalid type");
 }

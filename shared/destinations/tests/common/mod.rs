@@ -326,13 +326,38 @@ pub fn tracks(n: usize) -> Vec<Call> {
 // Configs and destinations
 
 pub fn config(kind: DestinationKind) -> DestinationConfig {
-    // From JSON, as a config file would give it: every key not named stays unset.
-    serde_json::from_value(json!({
+    // From JSON, as a config file would give it: the keys the type requires hold
+    // placeholders (a test sets the ones it checks with `set`), every other key stays unset.
+    let required: &[&str] = match kind {
+        DestinationKind::Customerio | DestinationKind::Amplitude => &["api_key"],
+        DestinationKind::CustomerioTrack => &["site_id", "api_key"],
+        DestinationKind::Segment | DestinationKind::Rudderstack => &["write_key"],
+        DestinationKind::Mixpanel => &["project_token"],
+        DestinationKind::Webhook => &["url", "secret"],
+        DestinationKind::File => &["path"],
+    };
+    let mut value = json!({
         "name": format!("test-{kind}"),
         "type": kind.as_str(),
         "timeout_seconds": 5,
-    }))
-    .expect("a valid destination config")
+    });
+    for key in required {
+        value[*key] = json!(match *key {
+            "url" => "https://placeholder.invalid/hook".to_string(),
+            "path" => "/dev/null".to_string(),
+            key => format!("placeholder-{key}"),
+        });
+    }
+    serde_json::from_value(value).expect("a valid destination config")
+}
+
+/// Sets one key of `config` as a config file would (through serde, so a key of the type's
+/// settings is set the same way as a common one).
+pub fn set(config: &mut DestinationConfig, key: &str, value: impl serde::Serialize) {
+    let mut json = serde_json::to_value(&*config).expect("a config serializes");
+    json[key] = serde_json::to_value(value).expect("a value serializes");
+    *config = serde_json::from_value(json)
+        .unwrap_or_else(|e| panic!("`{key}` is not a valid value for this destination: {e}"));
 }
 
 /// A destination with fast backoff (10 ms doubling to 200 ms).
