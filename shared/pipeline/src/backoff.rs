@@ -1,21 +1,10 @@
-//! The pipeline's one retry wait: exponential backoff with full jitter (a random wait in
-//! [0, base · 2^(attempt−1)], capped), so that many retrying clients spread out instead of
-//! retrying in lockstep (AWS Architecture Blog, "Exponential Backoff And Jitter").
-//!
-//! Used by the SQS sender for failed entries and by the deliver stage's retry policy
-//! ([`Backoff`]); the Salesforce client and the destination engine keep their own, next to
-//! the protocol whose Retry-After rules they follow.
+//! The deliver stage's retry policy ([`Backoff`]): the workspace's one full-jitter wait
+//! (`sfsync_backoff::full_jitter`, which the Salesforce client, the destination engine and
+//! the SQS sender use too), never less than a floor.
 
 use std::time::Duration;
 
-/// A random wait in [0, min(cap, base · 2^(attempt−1))]; attempt 0 and 1 use `base`.
-pub fn full_jitter(base: Duration, attempt: u32, cap: Duration) -> Duration {
-    let ceiling = base
-        .saturating_mul(1u32 << attempt.saturating_sub(1).min(16))
-        .min(cap);
-    let jitter: f64 = rand::random();
-    ceiling.mul_f64(jitter)
-}
+pub use sfsync_backoff::full_jitter;
 
 /// How long to wait before the next attempt when the other side did not say (no
 /// Retry-After): [`full_jitter`], never less than `floor`.
