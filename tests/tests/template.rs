@@ -909,6 +909,9 @@ fn needs(binary: &str) -> Option<Vec<(&'static str, Target)>> {
             ("dynamodb:PutItem", Env("STATE_TABLE")),
             ("dynamodb:UpdateItem", Env("STATE_TABLE")),
             ("dynamodb:DeleteItem", Env("STATE_TABLE")),
+            // The stream ledger (sfsync_pipeline::ledger), for syncs with stream = true.
+            ("dynamodb:BatchGetItem", Env("STATE_TABLE")),
+            ("dynamodb:BatchWriteItem", Env("STATE_TABLE")),
         ]),
         "sfsync-map" => {
             needs.extend(poll);

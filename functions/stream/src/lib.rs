@@ -359,9 +359,6 @@ async fn settings(state: &StreamState, sync: &SyncConfig, run_id: &str) -> Strea
     settings.reconnect_after = state.reconnect_after;
     // Every version handed on is noted, so that polling counts what the stream missed.
     settings.ledger = Some(state.store.stream_ledger());
-    // Every version handed on is noted for the extract function, which counts what the
-    // stream missed (sfsync_pipeline::ledger; docs/operate.md, "Is the stream complete?").
-    settings.ledger = Some(state.store.stream_ledger());
     // Where an expired replay id's re-read may start at the latest.
     settings.polling_checkpoint = match state.store.checkpoint(&sync.name).await {
         Ok(checkpoint) => checkpoint.map(|c| c.cursor.modstamp),
