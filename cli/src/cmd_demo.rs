@@ -194,6 +194,8 @@ async fn run_once(config: &Config, state: &std::path::Path, quiet: bool) -> Resu
             syncs: Vec::new(),
             full: false,
             budget: std::time::Duration::from_secs(30),
+            retry_base: None,
+            started_at: None,
         },
         !quiet,
     )

@@ -38,6 +38,8 @@ pub async fn run(args: Args) -> Result<ExitCode> {
             syncs: args.syncs,
             full: args.full,
             budget: std::time::Duration::from_secs(60),
+            retry_base: None,
+            started_at: None,
         },
         !args.quiet,
     )

@@ -8,14 +8,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use sfsync_destinations::Destination;
 use sfsync_mapping::secrets::SecretMap;
 use sfsync_mapping::{Config, map_record};
 use sfsync_pipeline::extract::{ExtractSettings, extract_sync};
-use sfsync_pipeline::local::{
-    InlineQueue, LOCAL_MAX_BODY_BYTES, LOCAL_MAX_RECORDS_PER_SEND, LocalError, LocalOutcome,
-    LocalRun, ProgressFn, local_client_config, run_local,
-};
+use sfsync_pipeline::local::{LocalError, LocalOutcome, LocalRun, ProgressFn, run_local};
 use sfsync_pipeline::message::DeadLetter;
 use sfsync_pipeline::queue::Queue;
 use sfsync_pipeline::report::{RunReport, new_run_id};
@@ -162,92 +158,54 @@ impl Local {
     pub async fn run(&self) -> Result<LocalOutcome, LocalError> {
         run_local(
             self.config.clone(),
-            LocalRun {
-                state_dir: self.state_dir(),
-                syncs: Vec::new(),
-                full: false,
-                budget: Duration::from_secs(20),
-            },
+            self.options(None, None),
             Arc::new(|_| {}),
         )
         .await
     }
 
-    /// The same stages as [`Local::run`] (`extract_sync` into an `InlineQueue` over file
-    /// state), wired by hand so that the retry backoff of the Salesforce client and of the
-    /// destinations can be shortened: a test of 5xx storms then takes milliseconds, while
-    /// every `Retry-After` a destination sends is still honoured in full. `progress` sees
-    /// what `run_local`'s would. Returns the stored reports of the run.
+    /// What `sfsync sync` runs, over this world's state directory.
+    fn options(
+        &self,
+        retry_base: Option<Duration>,
+        started_at: Option<chrono::DateTime<chrono::Utc>>,
+    ) -> LocalRun {
+        LocalRun {
+            state_dir: self.state_dir(),
+            syncs: Vec::new(),
+            full: false,
+            budget: Duration::from_secs(20),
+            retry_base,
+            started_at,
+        }
+    }
+
+    /// One `sfsync sync` (the real `run_local`) whose Salesforce client and destinations
+    /// start retrying after `backoff` instead of their defaults: a test of 5xx storms then
+    /// takes milliseconds, while every `Retry-After` a destination sends is still honoured
+    /// in full. `progress` sees what `sfsync sync`'s does. Returns the run's stored reports.
     pub async fn run_with_backoff(
         &self,
         backoff: Duration,
         progress: ProgressFn,
     ) -> Vec<RunReport> {
-        self.run_inline(backoff, progress, chrono::Utc::now()).await
+        self.run_local_with(self.options(Some(backoff), None), progress)
+            .await
     }
 
     /// One run of every sync (as [`Local::run_with_backoff`]) that starts at `started_at`:
     /// a test passes the simulated org's clock, so that the run's window and getDeleted's
     /// dates are on the org's time line, as they are against a real org.
     pub async fn run_at(&self, started_at: chrono::DateTime<chrono::Utc>) -> Vec<RunReport> {
-        self.run_inline(Duration::from_millis(1), Arc::new(|_| {}), started_at)
-            .await
+        let options = self.options(Some(Duration::from_millis(1)), Some(started_at));
+        self.run_local_with(options, Arc::new(|_| {})).await
     }
 
-    async fn run_inline(
-        &self,
-        backoff: Duration,
-        progress: ProgressFn,
-        started_at: chrono::DateTime<chrono::Utc>,
-    ) -> Vec<RunReport> {
-        let config = Arc::new(self.config.clone());
-        let mut client_config =
-            local_client_config(&config.salesforce).unwrap_or_else(|e| panic!("{e}"));
-        client_config.retry_base = backoff;
-        client_config.retry_max_delay = backoff * 8;
-        let client =
-            sfsync_salesforce::Client::new(client_config).unwrap_or_else(|e| panic!("{e}"));
-        let http = sfsync_destinations::http_client().unwrap_or_else(|e| panic!("{e}"));
-        let names = sfsync_destinations::object_names(&config);
-        let destinations = config
-            .destinations
-            .iter()
-            .map(|d| {
-                let mut built = Destination::with_object_names(d, http.clone(), &names)
-                    .unwrap_or_else(|e| panic!("{e}"));
-                built.set_backoff(backoff, backoff * 8);
-                Arc::new(built)
-            })
-            .collect();
-        let store = self.store();
-        let queue = InlineQueue::new(
-            config.clone(),
-            destinations,
-            store.clone(),
-            self.dead_letter_path(),
-            progress,
-        )
-        .with_budget(Duration::from_secs(20));
-        let run_id = new_run_id(started_at);
-        let mut settings = ExtractSettings::new(format!("test:{}", std::process::id()));
-        settings.lookback = Duration::from_secs(config.salesforce.lookback_seconds);
-        settings.compress = false;
-        settings.max_body_bytes = LOCAL_MAX_BODY_BYTES;
-        settings.max_records_per_send = LOCAL_MAX_RECORDS_PER_SEND;
-        for sync in sfsync_mapping::config::run_order(&config.syncs) {
-            extract_sync(
-                &client, sync, &queue, &store, &run_id, started_at, &settings,
-            )
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
-        }
-        store
-            .runs(usize::MAX)
+    async fn run_local_with(&self, options: LocalRun, progress: ProgressFn) -> Vec<RunReport> {
+        run_local(self.config.clone(), options, progress)
             .await
             .unwrap_or_else(|e| panic!("{e}"))
-            .into_iter()
-            .filter(|r| r.run_id == run_id)
-            .collect()
+            .reports
     }
 
     pub fn dead_letter_path(&self) -> PathBuf {

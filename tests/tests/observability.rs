@@ -77,6 +77,8 @@ async fn no_secret_or_token_reaches_any_log_line_and_lines_carry_run_and_sync() 
             syncs: vec!["contacts".into()],
             full: false,
             budget: std::time::Duration::from_secs(5),
+            retry_base: None,
+            started_at: None,
         },
         Arc::new(|_| {}),
     )

@@ -311,6 +311,14 @@ pub struct LocalRun {
     pub full: bool,
     /// How long one delivery keeps retrying inside the destination client.
     pub budget: Duration,
+    /// The first retry wait of the Salesforce client and of every destination (doubling up
+    /// to 8 times it) when the other side does not say how long to wait; `None` keeps their
+    /// defaults. Tests shorten it so that a storm of 5xx takes milliseconds; a Retry-After
+    /// is honoured in full either way.
+    pub retry_base: Option<Duration>,
+    /// When the run starts (its window's end); `None`: now. Tests pass a simulated org's
+    /// clock, so that the window and getDeleted's dates lie on the org's time line.
+    pub started_at: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 pub struct LocalOutcome {
@@ -398,8 +406,13 @@ pub async fn run_local(
         out
     };
     // A rotated refresh token is kept in the state directory (mode 0600) for the next run.
+    let mut client_config = local_client_config(&config.salesforce)?;
+    if let Some(base) = options.retry_base {
+        client_config.retry_base = base;
+        client_config.retry_max_delay = base * 8;
+    }
     let client = sfsync_salesforce::Client::with_refresh_token_store(
-        local_client_config(&config.salesforce)?,
+        client_config,
         Arc::new(crate::token_store::FileTokenStore::new(&options.state_dir)),
     )?;
     // No redirects (a redirected POST would become a GET); each request's timeout is the
@@ -408,12 +421,15 @@ pub async fn run_local(
     let names = sfsync_destinations::object_names(&config);
     let mut destinations = Vec::new();
     for d in &config.destinations {
-        let built = Destination::with_object_names(d, http.clone(), &names).map_err(|e| {
+        let mut built = Destination::with_object_names(d, http.clone(), &names).map_err(|e| {
             LocalError::Destination {
                 name: d.name.clone(),
                 message: e.to_string(),
             }
         })?;
+        if let Some(base) = options.retry_base {
+            built.set_backoff(base, base * 8);
+        }
         destinations.push(Arc::new(built));
     }
     let store = FileStore::new(&options.state_dir)?;
@@ -429,7 +445,7 @@ pub async fn run_local(
     )
     .with_budget(options.budget);
 
-    let started_at = chrono::Utc::now();
+    let started_at = options.started_at.unwrap_or_else(chrono::Utc::now);
     let run_id = new_run_id(started_at);
     let owner = format!(
         "{}:{}",
