@@ -8,7 +8,7 @@ use serde_json::{Map, Value, json};
 use sfsync_mapping::config::{ExtractApi, SyncConfig, SyncKind};
 use sfsync_mapping::map_record;
 use sfsync_pipeline::message::RecordsMessage;
-use sfsync_pipeline::queue::{Queue, QueueError};
+use sfsync_pipeline::queue::{Queue, QueueError, SendError};
 use sfsync_salesforce::{Client, ClientConfig, Credentials, Window};
 use sfsync_simulator::{
     Faults, Org, OrgSpec, PubSubHandle, PubSubOptions, Simulator, SimulatorHandle,
@@ -21,19 +21,16 @@ use tokio::sync::{mpsc, oneshot};
 /// The in-process queue: records messages as values, each one announced on a channel.
 struct Collect(mpsc::UnboundedSender<RecordsMessage>);
 
-impl Queue for Collect {
-    async fn send(&self, _: Vec<String>, _: Option<Duration>) -> Result<(), QueueError> {
-        Err(QueueError::Downstream(
-            "this test queue takes values".into(),
-        ))
-    }
-    fn takes_values(&self) -> bool {
-        true
-    }
-    async fn send_records(&self, message: RecordsMessage) -> Result<(), QueueError> {
+impl Queue<RecordsMessage> for Collect {
+    async fn send(
+        &self,
+        message: RecordsMessage,
+        _: Option<Duration>,
+    ) -> Result<usize, SendError<RecordsMessage>> {
         self.0
             .send(message)
-            .map_err(|_| QueueError::Downstream("test receiver gone".into()))
+            .map(|()| 1)
+            .map_err(|_| QueueError::Downstream("test receiver gone".into()).into())
     }
 }
 
@@ -381,4 +378,96 @@ async fn an_expired_replay_id_falls_back_to_re_reading_the_window_and_says_so() 
         run.to_string().contains("the stored replay id had expired"),
         "the run report says why it polled: {run}"
     );
+}
+
+/// Item 2's decision, per call kind: an update event names only the changed fields, but every
+/// call is made from the full selected record read again by Id — a `group` carries its
+/// unchanged traits, a `track` its unchanged properties — with the messageId polling gives the
+/// same version.
+#[tokio::test]
+async fn every_call_kind_is_made_from_the_full_record_not_the_changed_fields() {
+    let h = harness().await;
+    let store = FileReplayStore::new(h.state.path());
+    let accounts = SyncConfig {
+        name: "accounts".into(),
+        object: "Account".into(),
+        kind: SyncKind::Objects,
+        user_id: None,
+        group_id: Some("Id".into()),
+        object_type_id: Some("1".into()),
+        fields: vec!["Name".into(), "Industry".into()],
+        ..sync(false)
+    };
+    let tasks = SyncConfig {
+        name: "tasks".into(),
+        object: "Task".into(),
+        kind: SyncKind::Events,
+        user_id: Some("WhoId".into()),
+        event: Some("Task Logged".into()),
+        timestamp_field: Some("CreatedDate".into()),
+        fields: vec!["Subject".into(), "Status".into()],
+        where_clause: Some("WhoId != null".into()),
+        ..sync(false)
+    };
+    for (sync, topic) in [
+        (&accounts, "/data/AccountChangeEvent"),
+        (&tasks, "/data/TaskChangeEvent"),
+    ] {
+        store
+            .put(
+                &sync.name,
+                &StoredReplay::new(&0u64.to_be_bytes(), topic, chrono::Utc::now(), None),
+            )
+            .await
+            .expect("seed replay");
+    }
+    let account = h.mutate(|org| {
+        org.records("Account")
+            .iter()
+            .find(|r| r["IsDeleted"] != true && r["Name"].is_string())
+            .and_then(|r| r["Id"].as_str().map(str::to_string))
+            .expect("an account")
+    });
+    let task = h.mutate(|org| {
+        org.records("Task")
+            .iter()
+            .find(|r| r["IsDeleted"] != true && r["WhoId"].is_string() && r["Subject"].is_string())
+            .and_then(|r| r["Id"].as_str().map(str::to_string))
+            .expect("a task with a person")
+    });
+
+    for (sync, id, change) in [
+        (&accounts, &account, json!({"Industry": "Streaming"})),
+        (&tasks, &task, json!({"Status": "Completed"})),
+    ] {
+        let mut running = h.start(sync.clone(), h.settings());
+        h.mutate(|org| org.update(&sync.object, id, obj(change.clone())));
+        let streamed = running.until(id).await;
+        running.finish().await;
+        let call = map_record(sync, streamed).expect("maps");
+        let polled = polled(&h.client, sync, id).await.expect("polling finds it");
+        let expected = map_record(sync, polled).expect("maps");
+        assert_eq!(call.message_id, expected.message_id, "{}", sync.name);
+        let call = serde_json::to_value(&call).expect("json");
+        match sync.kind {
+            SyncKind::Objects => {
+                assert_eq!(call["type"], "group");
+                assert_eq!(call["traits"]["Industry"], "Streaming", "{call}");
+                // Unchanged: only the full record carries it.
+                assert!(call["traits"]["name"].is_string(), "{call}");
+            }
+            _ => {
+                assert_eq!(call["type"], "track");
+                let property = |name: &str| {
+                    let p = &call["properties"];
+                    p.get(name)
+                        .or_else(|| p.get(name.to_lowercase()))
+                        .cloned()
+                        .unwrap_or(Value::Null)
+                };
+                assert_eq!(property("Status"), "Completed", "{call}");
+                assert!(property("Subject").is_string(), "{call}");
+            }
+        }
+    }
 }
