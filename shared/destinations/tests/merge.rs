@@ -80,8 +80,7 @@ async fn segment_spec_destinations_send_alias_for_people_and_delete_the_losing_o
 }
 
 /// Customer.io Track API v2: the `merge` person operation folds the secondary into the
-/// primary, leaving one person; a merge sent before its primary exists does nothing, which
-/// is why the pipeline sends merges after the identifies of the same run.
+/// primary, leaving one person.
 #[tokio::test]
 async fn customerio_track_merges_two_people_into_one() {
     let (server, people) = customerio_track_people(SITE, KEY).await;
@@ -126,6 +125,173 @@ async fn customerio_track_merges_two_people_into_one() {
     let ada = &people.profiles["003U00000000000001"];
     assert_eq!(ada["Title"], "CTO", "the primary inherits what it lacked");
     assert!(people.ignored.is_empty(), "{:?}", people.ignored);
+}
+
+fn traits(v: Value) -> Option<serde_json::Map<String, Value>> {
+    v.as_object().cloned()
+}
+
+/// In AWS a merge can reach Customer.io before the identify of its survivor (another SQS
+/// message, another delivery), and Track v2 ignores a merge whose primary does not exist.
+/// A batch whose merge comes first still ends with one person holding the merged data:
+/// the survivor is identified by id first, the merge follows in a request of its own once
+/// that was accepted, and the survivor's own identify still sets its attributes. Sending
+/// the merge again once the secondary is gone changes nothing.
+#[tokio::test]
+async fn customerio_track_merge_before_the_survivors_identify_still_leaves_one_merged_person() {
+    let (server, people) = customerio_track_people(SITE, KEY).await;
+    let cfg = with(DestinationKind::CustomerioTrack, &server.url, |c| {
+        set(c, "site_id", SITE);
+        set(c, "api_key", KEY);
+    });
+    let d = destination(&cfg);
+    // An earlier delivery: the Lead (the merge's secondary), its attributes and an event.
+    let mut lead = identify(101);
+    lead.traits = traits(json!({"email": "ada@lead.example", "Company": "Ada Ltd"}));
+    let report = d
+        .deliver(vec![lead, track(101)], Duration::from_secs(10))
+        .await;
+    assert_eq!(report.delivered(), 2, "{report:?}");
+    let before = server.requests().len();
+
+    // This delivery: the merge first, the survivor's own identify after it.
+    let mut contact = identify(1);
+    contact.traits = traits(json!({"email": "ada@example.com", "Title": "CTO"}));
+    let report = d
+        .deliver(vec![merge_person(1), contact], Duration::from_secs(20))
+        .await;
+    assert_eq!(report.delivered(), 2, "{report:?}");
+
+    {
+        let people = people.lock().expect("people");
+        assert!(people.ignored.is_empty(), "{:?}", people.ignored);
+        assert_eq!(
+            people.profiles.keys().collect::<Vec<_>>(),
+            vec!["003U00000000000001"],
+            "one person"
+        );
+        let ada = &people.profiles["003U00000000000001"];
+        assert_eq!(
+            ada["email"], "ada@example.com",
+            "the survivor's own attributes"
+        );
+        assert_eq!(ada["Title"], "CTO");
+        assert_eq!(ada["Company"], "Ada Ltd", "what only the secondary had");
+        let history = &people.events["003U00000000000001"];
+        assert_eq!(history.len(), 1, "the secondary's events: {history:?}");
+        assert_eq!(history[0]["name"], "Call Logged");
+    }
+    // How it went out: the survivor identified by id alone, with the other calls; the merge
+    // in a request of its own, after that one was answered.
+    let requests = server.requests();
+    let sent: Vec<Value> = requests[before..]
+        .iter()
+        .map(|r| r.json()["batch"].clone())
+        .collect();
+    assert_eq!(sent.len(), 2, "{sent:?}");
+    assert_eq!(
+        sent[0][0],
+        json!({"type": "person", "identifiers": {"id": "003U00000000000001"}, "action": "identify"})
+    );
+    assert_eq!(sent[0][1]["attributes"]["email"], "ada@example.com");
+    assert_eq!(
+        sent[1],
+        json!([{"type": "person", "action": "merge",
+        "primary": {"id": "003U00000000000001"}, "secondary": {"id": "003U00000000000101"}}])
+    );
+    assert!(requests[before + 1].arrived >= requests[before].answered);
+
+    // At-least-once: the same merge again, after the secondary is gone, is harmless.
+    let after_merge = {
+        let people = people.lock().expect("people");
+        (people.profiles.clone(), people.events.clone())
+    };
+    let report = d
+        .deliver(vec![merge_person(1)], Duration::from_secs(20))
+        .await;
+    assert_eq!(report.delivered(), 1, "{report:?}");
+    let people = people.lock().expect("people");
+    assert!(people.ignored.is_empty(), "{:?}", people.ignored);
+    assert_eq!(
+        (people.profiles.clone(), people.events.clone()),
+        after_merge
+    );
+}
+
+/// A merge whose survivor sfsync never identifies (another sync's `where` left it out)
+/// still lands: the person it creates holds the secondary's data.
+#[tokio::test]
+async fn customerio_track_merge_into_a_survivor_never_identified_creates_it_with_the_merged_data() {
+    let (server, people) = customerio_track_people(SITE, KEY).await;
+    let cfg = with(DestinationKind::CustomerioTrack, &server.url, |c| {
+        set(c, "site_id", SITE);
+        set(c, "api_key", KEY);
+    });
+    let d = destination(&cfg);
+    let report = d
+        .deliver(vec![identify(102)], Duration::from_secs(10))
+        .await;
+    assert_eq!(report.delivered(), 1, "{report:?}");
+    let report = d
+        .deliver(vec![merge_person(2)], Duration::from_secs(20))
+        .await;
+    assert_eq!(report.delivered(), 1, "{report:?}");
+    let people = people.lock().expect("people");
+    assert!(people.ignored.is_empty(), "{:?}", people.ignored);
+    assert_eq!(
+        people.profiles.keys().collect::<Vec<_>>(),
+        vec!["003U00000000000002"]
+    );
+    assert_eq!(
+        people.profiles["003U00000000000002"]["email"],
+        "p102@example.com"
+    );
+}
+
+/// The budget is too short to wait for the survivor's identify to settle: the merge is
+/// handed back (retry later), never sent too early and never dead.
+#[tokio::test]
+async fn customerio_track_merge_without_budget_to_follow_its_identify_is_retried_later() {
+    let (server, people) = customerio_track_people(SITE, KEY).await;
+    let cfg = with(DestinationKind::CustomerioTrack, &server.url, |c| {
+        set(c, "site_id", SITE);
+        set(c, "api_key", KEY);
+    });
+    let report = destination(&cfg)
+        .deliver(
+            vec![merge_person(3), identify(4)],
+            Duration::from_millis(1500),
+        )
+        .await;
+    let outcomes = outcomes(&report);
+    assert!(outcomes[0].is_retry_later(), "{outcomes:?}");
+    assert!(outcomes[1].is_delivered(), "{outcomes:?}");
+    assert!(
+        server
+            .requests()
+            .iter()
+            .all(|r| !r.json().to_string().contains("\"merge\"")),
+        "no merge sent"
+    );
+    assert!(people.lock().expect("people").ignored.is_empty());
+}
+
+/// The dry-run plan shows the same two rounds: the survivor's identify travels with the
+/// other calls (it stands for no input call), the merge in a request after them.
+#[test]
+fn customerio_track_plans_merges_in_a_request_after_the_other_calls() {
+    let cfg = with(
+        DestinationKind::CustomerioTrack,
+        "http://127.0.0.1:9",
+        |c| {
+            set(c, "site_id", SITE);
+            set(c, "api_key", KEY);
+        },
+    );
+    let plan = destination(&cfg).plan(&[merge_person(1), identify(2), merge_object(3)]);
+    assert!(plan.rejected.is_empty(), "{:?}", plan.rejected);
+    let calls: Vec<Vec<usize>> = plan.requests.iter().map(|r| r.calls.clone()).collect();
+    assert_eq!(calls, vec![vec![1, 2], vec![0]]);
 }
 
 #[tokio::test]
