@@ -194,8 +194,10 @@ pub struct SyncConfig {
 /// `syncs` in the order a run takes them: as written, except that Lead people syncs that
 /// follow conversions go after every other sync. A conversion's `merge` names the Contact it
 /// became, and some APIs ignore a merge whose surviving person does not exist yet
-/// (Customer.io's Track API: "the primary profile must already exist"), so the Contact's
-/// `identify` must be delivered first in the same run.
+/// (Customer.io's Track API: "the primary profile must already exist"), so a local run
+/// delivers the Contact's `identify` first. This order alone does not survive SQS (no order,
+/// parallel deliveries): the Track destination also identifies a merge's survivor itself
+/// before sending the merge (`sfsync_destinations`, module `prerequisite`).
 pub fn run_order<'a>(syncs: impl IntoIterator<Item = &'a SyncConfig>) -> Vec<&'a SyncConfig> {
     let mut ordered: Vec<&SyncConfig> = syncs.into_iter().collect();
     // Stable: the written order stays among equals.
