@@ -731,6 +731,34 @@ mod tests {
     }
 
     #[test]
+    fn the_missed_count_is_a_metric_and_a_line_of_the_run_report() {
+        let counts = RunCounts {
+            extracted: 10,
+            stream_compared: 8,
+            stream_missed: 3,
+            stream_unchecked: 2,
+            ..Default::default()
+        };
+        let line = crate::metrics::counts_line("extract", "contacts", &counts, 1);
+        let v: Value = serde_json::from_str(&line).expect("json");
+        assert_eq!(v["StreamMissed"], json!(3));
+        assert!(v.get("StreamUnknown").is_none(), "0 is not emitted: {line}");
+        let report = crate::report::RunReport {
+            counts,
+            ..crate::report::RunReport::new("20260101T000000Z-abc", "contacts", Utc::now())
+        };
+        let text = report.to_string();
+        assert!(
+            text.contains("unstreamed         3  (of 8 versions compared with the stream's ledger"),
+            "{text}"
+        );
+        assert!(
+            text.contains("2 from before the stream's first event"),
+            "{text}"
+        );
+    }
+
+    #[test]
     fn a_large_ledger_file_keeps_only_unexpired_lines() {
         let dir = tempfile::tempdir().expect("temp dir");
         let StreamLedger::File(ledger) = StreamLedger::file(dir.path()) else {
