@@ -159,37 +159,10 @@ fn map_turns_the_example_records_into_calls_and_reports_skips() {
     assert!(text(&out.stderr).contains("no sync named \"nope\""));
 }
 
-const SYNC_CONFIG: &str = r#"
-[salesforce]
-login_url = "${secret:sf_url}"
-auth = "client_credentials"
-client_id = "${secret:sf_client_id}"
-client_secret = "${secret:sf_client_secret}"
-page_size = 200
-
-[[syncs]]
-name = "contacts"
-object = "Contact"
-kind = "people"
-user_id = "Id"
-fields = ["Email", "FirstName", "LastName", "Account.Name"]
-deletes = true
-
-[[syncs]]
-name = "relations"
-object = "AccountContactRelation"
-kind = "relationships"
-user_id = "ContactId"
-group_id = "AccountId"
-object_type_id = "1"
-fields = ["IsDirect", "Roles"]
-
-[[destinations]]
-name = "seg"
-type = "segment"
-endpoint = "${secret:receiver_url}"
-write_key = "${secret:seg_key}"
-"#;
+/// The shared end-to-end config (`tests/fixtures/sfsync.toml`) with a people and a
+/// relationship sync.
+static SYNC_CONFIG: std::sync::LazyLock<String> =
+    std::sync::LazyLock::new(|| sfsync_e2e::fixtures::config(&["contacts", "relations"]));
 
 struct Setup {
     _dir: tempfile::TempDir,
@@ -216,7 +189,7 @@ async fn setup(contacts: usize, faults: Faults) -> Setup {
         .unwrap_or_else(|e| panic!("{e}"));
     let receiver = Receiver::start().await;
     let config = dir.path().join("sfsync.toml");
-    std::fs::write(&config, SYNC_CONFIG).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(&config, SYNC_CONFIG.as_str()).unwrap_or_else(|e| panic!("{e}"));
     let secrets = dir.path().join("secrets.json");
     std::fs::write(
         &secrets,
@@ -270,7 +243,7 @@ impl Setup {
     }
 
     fn expected(&self, sync: &str, object: &str) -> HashSet<String> {
-        let config = Config::parse(SYNC_CONFIG).unwrap_or_else(|e| panic!("{e}"));
+        let config = Config::parse(&SYNC_CONFIG).unwrap_or_else(|e| panic!("{e}"));
         let sync = config
             .sync(sync)
             .cloned()

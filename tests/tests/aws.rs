@@ -15,37 +15,10 @@ use sfsync_pipeline::state::StateStore;
 use sfsync_pipeline::state::dynamo::DynamoStore;
 use sfsync_simulator::{Credentials, Faults, Org, OrgSpec, Simulator, SimulatorHandle};
 
-const CONFIG: &str = r#"
-[salesforce]
-login_url = "${secret:sf_url}"
-auth = "client_credentials"
-client_id = "${secret:sf_client_id}"
-client_secret = "${secret:sf_client_secret}"
-page_size = 200
-lookback_seconds = 300
-
-[[syncs]]
-name = "contacts"
-object = "Contact"
-kind = "people"
-user_id = "Id"
-fields = ["Email", "FirstName", "LastName", "Account.Name"]
-deletes = true
-
-[[syncs]]
-name = "accounts"
-object = "Account"
-kind = "objects"
-group_id = "Id"
-object_type_id = "1"
-fields = ["Name", "Industry"]
-
-[[destinations]]
-name = "seg"
-type = "segment"
-endpoint = "${secret:receiver_url}"
-write_key = "${secret:seg_key}"
-"#;
+/// The shared end-to-end config (`tests/fixtures/sfsync.toml`): Contacts (with deletes) and
+/// Accounts to the receiver.
+static CONFIG: std::sync::LazyLock<String> =
+    std::sync::LazyLock::new(|| sfsync_e2e::fixtures::config(&["contacts", "accounts"]));
 
 struct World {
     sqs: aws_sdk_sqs::Client,
@@ -60,7 +33,7 @@ struct World {
 }
 
 async fn world(contacts: usize, max_receive: u32) -> World {
-    world_with(contacts, max_receive, CONFIG, Faults::default()).await
+    world_with(contacts, max_receive, &CONFIG, Faults::default()).await
 }
 
 /// A world whose functions run `config` (which may use `${secret:sf_refresh_token}` too)

@@ -9,29 +9,15 @@
 
 use chrono::{DateTime, Duration, Utc};
 use serde_json::{Value, json};
-use sfsync_e2e::local::{CONFIG, Local, org};
+use sfsync_e2e::local::{Local, org};
 use sfsync_pipeline::report::{RunReport, RunStatus};
 use sfsync_simulator::Faults;
 
 /// Contacts only, `deletes = true`, no look-back (so that only `latestDateCovered` can
 /// bring a run's getDeleted back before the end of the previous run).
 fn config() -> String {
-    let contacts_only = match CONFIG.split_once("[[syncs]]\nname = \"accounts\"") {
-        Some((head, tail)) => {
-            let destinations = tail
-                .split_once("[[destinations]]")
-                .map(|(_, d)| d)
-                .unwrap_or_else(|| panic!("CONFIG has no destinations"));
-            format!("{head}[[destinations]]{destinations}")
-        }
-        None => panic!("CONFIG has no accounts sync"),
-    };
-    let text = contacts_only
-        .replace("lookback_seconds = 300", "lookback_seconds = 0")
-        .replace(
-            "\"Description\", \"Account.Name\"]",
-            "\"Description\", \"Account.Name\"]\ndeletes = true",
-        );
+    let text = sfsync_e2e::fixtures::config(&["contacts"])
+        .replace("lookback_seconds = 300", "lookback_seconds = 0");
     assert!(text.contains("deletes = true") && text.contains("lookback_seconds = 0"));
     text
 }
