@@ -41,7 +41,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use sfsync_mapping::{Config, SyncConfig};
 use sfsync_pipeline::aws::{self, FunctionEnv, SetupError};
-use sfsync_pipeline::queue::{Queue, SqsQueue};
+use sfsync_pipeline::queue::SqsQueue;
 use sfsync_pipeline::report::{RunReport, RunStatus, new_run_id};
 use sfsync_pipeline::state::StateStore;
 use sfsync_pipeline::state::dynamo::DynamoStore;
@@ -82,7 +82,9 @@ pub struct StreamState {
     pub config: Arc<Config>,
     pub client: sfsync_salesforce::Client,
     pub records_queue: SqsQueue,
-    pub tick_queue: SqsQueue,
+    /// The tick goes out as one plain SendMessage (its body is no records or calls message).
+    pub sqs: aws_sdk_sqs::Client,
+    pub tick_queue_url: String,
     pub store: DynamoStore,
     pub replays: DynamoReplayStore,
     pub lease: SubscriberLease,
@@ -115,7 +117,8 @@ impl StreamState {
                 FunctionEnv::need(&env.records_queue_url, "RECORDS_QUEUE_URL")?,
             )
             .with_max_batch_bytes(config.pipeline.max_message_bytes),
-            tick_queue: SqsQueue::new(sqs, &stream_env.tick_queue_url),
+            sqs,
+            tick_queue_url: stream_env.tick_queue_url.clone(),
             config: Arc::new(config),
             client,
             store: DynamoStore::new(dynamo.clone(), &env.state_table),
@@ -186,8 +189,16 @@ impl Invocation<tokio::time::Sleep> {
             STOP_MARGIN,
             MAX_RUN,
         );
-        let deadline = Utc::now()
-            + chrono::Duration::from_std(budget + STOP_MARGIN).unwrap_or(chrono::Duration::MAX);
+        // The lease lasts exactly as long as Lambda lets this invocation live.
+        let deadline = i64::try_from(deadline_epoch_ms)
+            .ok()
+            .filter(|ms| *ms > 0)
+            .and_then(DateTime::<Utc>::from_timestamp_millis)
+            .unwrap_or_else(|| {
+                Utc::now()
+                    + chrono::Duration::from_std(budget + STOP_MARGIN)
+                        .unwrap_or(chrono::Duration::MAX)
+            });
         Invocation {
             request_id,
             deadline,
@@ -389,10 +400,20 @@ pub fn tick_body(sent_by: &str) -> String {
 
 async fn send_tick(state: &StreamState, sent_by: &str) -> Result<(), String> {
     state
-        .tick_queue
-        .send(vec![tick_body(sent_by)], None)
+        .sqs
+        .send_message()
+        .queue_url(&state.tick_queue_url)
+        .message_body(tick_body(sent_by))
+        .send()
         .await
-        .map_err(|e| e.to_string())
+        .map(drop)
+        .map_err(|e| {
+            format!(
+                "queue {}: {}",
+                state.tick_queue_url,
+                aws_sdk_sqs::error::DisplayErrorContext(&e)
+            )
+        })
 }
 
 #[cfg(test)]
