@@ -2024,6 +2024,43 @@ fn missed_hard_deletes_have_an_alarm_on_the_metric_the_code_emits() {
     assert!(!alarm["AlarmActions"].is_null(), "{alarm}");
 }
 
+/// Polling's proof of the stream: the extract function's stage-wide `StreamMissed` line has
+/// an alarm on exactly the namespace, name and dimension it is emitted with, deployed with
+/// the stream function.
+#[test]
+fn versions_the_stream_missed_have_an_alarm_on_the_metric_the_code_emits() {
+    let counts = sfsync_pipeline::report::RunCounts {
+        stream_missed: 2,
+        ..Default::default()
+    };
+    let line = sfsync_pipeline::metrics::stream_missed_line("extract", &counts)
+        .expect("a miss emits a stage-wide line");
+    assert!(sfsync_pipeline::metrics::stream_missed_line("extract", &Default::default()).is_none());
+    let emitted: Value = serde_json::from_str(&line).expect("EMF JSON");
+    let directive = &emitted["_aws"]["CloudWatchMetrics"][0];
+    let namespace = directive["Namespace"].clone();
+    let metric = directive["Metrics"][0]["Name"].clone();
+    assert_eq!(metric, "StreamMissed");
+    assert_eq!(directive["Dimensions"], json!([["Stage"]]));
+    let t = template();
+    let alarms = resources_of(&t, "AWS::CloudWatch::Alarm");
+    let (_, alarm) = alarms
+        .iter()
+        .find(|(_, a)| {
+            a["Properties"]["Namespace"] == namespace && a["Properties"]["MetricName"] == metric
+        })
+        .unwrap_or_else(|| panic!("no alarm on {namespace}/{metric}"));
+    assert_eq!(alarm["Condition"], "StreamEnabled");
+    let alarm = &alarm["Properties"];
+    assert!(fires_above_zero(alarm), "{alarm}");
+    assert_eq!(
+        alarm["Dimensions"],
+        json!([{"Name": "Stage", "Value": emitted["Stage"]}])
+    );
+    assert_eq!(alarm["TreatMissingData"], "notBreaching");
+    assert!(!alarm["AlarmActions"].is_null(), "{alarm}");
+}
+
 /// The deliver function's auth-pause metric (its stage-wide line) has an alarm on exactly
 /// the namespace, name and dimension it is emitted with.
 #[test]

@@ -109,10 +109,26 @@ pub fn delete_gaps_line(stage: &str, counts: &RunCounts) -> Option<String> {
     })
 }
 
+/// The stage-wide line of `StreamMissed` (dimension `Stage` only), when polling found record
+/// versions the stream had not delivered (`crate::ledger`): the alarm in
+/// `infra/template.yaml` watches it, the per-sync line says which sync.
+pub fn stream_missed_line(stage: &str, counts: &RunCounts) -> Option<String> {
+    (counts.stream_missed > 0).then(|| {
+        emf_line(
+            &[("Stage", stage)],
+            &[("StreamMissed", "Count", counts.stream_missed)],
+            chrono::Utc::now().timestamp_millis(),
+        )
+    })
+}
+
 /// Prints the counters as an EMF line (Lambda only: locally they are in the run report).
 pub fn emit(stage: &str, sync: &str, counts: &RunCounts, salesforce_api_calls: u64) {
     println!("{}", counts_line(stage, sync, counts, salesforce_api_calls));
     if let Some(line) = delete_gaps_line(stage, counts) {
+        println!("{line}");
+    }
+    if let Some(line) = stream_missed_line(stage, counts) {
         println!("{line}");
     }
 }
