@@ -56,8 +56,9 @@ pub const COMMON_KEYS: &[&str] = &[
     "retry_budget_seconds",
 ];
 
-/// What a destination of each `type` needs and takes, besides [`COMMON_KEYS`].
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// What a destination of each `type` needs and takes, besides [`COMMON_KEYS`]. Its `Debug`
+/// names the type only: the settings hold credentials.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum DestinationSettings {
     Customerio(CustomerioSettings),
@@ -223,6 +224,12 @@ impl fmt::Display for DestinationKind {
     }
 }
 
+impl fmt::Debug for DestinationSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct(self.kind().as_str()).finish_non_exhaustive()
+    }
+}
+
 impl DestinationSettings {
     pub fn kind(&self) -> DestinationKind {
         match self {
@@ -341,6 +348,20 @@ mod tests {
         let mut common = COMMON_KEYS.to_vec();
         common.sort_unstable();
         assert_eq!(keys, common);
+    }
+
+    #[test]
+    fn debug_output_names_the_type_but_no_credential() {
+        let config: DestinationConfig = serde_json::from_value(serde_json::json!({
+            "name": "seg", "type": "segment", "write_key": "write-key-seen-nowhere",
+        }))
+        .unwrap_or_else(|e| panic!("{e}"));
+        let debug = format!("{config:?}");
+        assert!(
+            debug.contains("segment") && debug.contains("seg"),
+            "{debug}"
+        );
+        assert!(!debug.contains("seen-nowhere"), "{debug}");
     }
 
     #[test]
