@@ -21,6 +21,7 @@ use sfsync_salesforce::Cursor;
 use sfsync_simulator::{Credentials, Faults, Org, OrgSpec, Simulator, SimulatorHandle};
 
 use crate::Receiver;
+use crate::expected::ExpectedShape;
 
 /// The Segment write key of [`CONFIG`]: it must never appear in a log line.
 pub const SEGMENT_WRITE_KEY: &str = "seg-write-key-8c41d0e2";
@@ -236,22 +237,24 @@ impl Local {
     }
 
     /// The message ids of the calls that carry what the org's current live records of a
-    /// sync must produce ([`EXPECTED_CALLS`], written from the mapping spec, never from
+    /// sync must produce ([`crate::expected::EXPECTED_CALLS`], written from the mapping spec, never from
     /// `map_record`): the delivered or dead-lettered call of each record's current version.
     /// A record with no such call counts as `missing <sync> <Id>`, which no delivery has.
     pub fn expected(&self, sync: &str) -> HashSet<String> {
         let calls = self.handled_calls();
         let org = self.sim.org();
         let org = org.lock().unwrap_or_else(|e| panic!("{e}"));
-        let shape = expected_shape(sync).with_parents(&org);
-        org.records(shape.shape.object)
-            .iter()
-            .map(|record| {
-                shape
-                    .find(record, &calls)
-                    .unwrap_or_else(|| shape.missing(record, &calls))
-            })
-            .collect()
+        ExpectedShape::of(sync)
+            .in_org(&org, self.selected_fields(sync))
+            .expected_ids(&org, &calls)
+    }
+
+    /// The fields the config's sync selects: only those are expected among its traits.
+    fn selected_fields(&self, sync: &str) -> Vec<String> {
+        self.config
+            .sync(sync)
+            .map(|s| s.fields.clone())
+            .unwrap_or_else(|| panic!("no sync {sync}"))
     }
 
     /// Every call that arrived (2xx) or was dead-lettered, as JSON.
@@ -279,7 +282,7 @@ impl Local {
     }
 
     /// The checkpoint is never ahead of what arrived: every record at or before it was
-    /// delivered or dead-lettered (with its reason), as [`EXPECTED_CALLS`] says it must
+    /// delivered or dead-lettered (with its reason), as [`crate::expected::EXPECTED_CALLS`] says it must
     /// arrive. Returns how many records it covers.
     pub async fn assert_checkpoint_covered(&self, sync: &str) -> usize {
         let Some(checkpoint) = self.checkpoint(sync).await else {
@@ -288,7 +291,7 @@ impl Local {
         let calls = self.handled_calls();
         let org = self.sim.org();
         let org = org.lock().unwrap_or_else(|e| panic!("{e}"));
-        let shape = expected_shape(sync).with_parents(&org);
+        let shape = ExpectedShape::of(sync).in_org(&org, self.selected_fields(sync));
         let mut covered = 0;
         for record in org.records(shape.shape.object) {
             let cursor = Cursor::of_record(&record).unwrap_or_else(|e| panic!("{e}"));
@@ -306,152 +309,6 @@ impl Local {
         }
         covered
     }
-}
-
-/// How a live record of one of [`CONFIG`]'s syncs must arrive, written down from the
-/// mapping spec (customerio-salesforce-mapping.md, "Reserved traits": `Email` → `email`,
-/// `FirstName` → `firstName`, …, other fields and relationship paths keep their names) and
-/// the Segment spec (people → `identify` with `userId`, objects → `group` with `groupId`;
-/// `timestamp` = the record version, its SystemModstamp). Independent of `map_record`, so
-/// a mapper that drops or alters a field cannot also move what the tests expect.
-pub struct ExpectedShape {
-    pub sync: &'static str,
-    pub object: &'static str,
-    pub call_type: &'static str,
-    pub id_key: &'static str,
-    /// (Salesforce field or relationship path, trait).
-    pub traits: &'static [(&'static str, &'static str)],
-    /// The parent a relationship path reads: (relationship, lookup field, object), e.g.
-    /// `Account.Name` is the `Name` of the Account whose Id is in `AccountId`.
-    pub parent: Option<(&'static str, &'static str, &'static str)>,
-}
-
-pub const EXPECTED_CALLS: &[ExpectedShape] = &[
-    ExpectedShape {
-        sync: "contacts",
-        object: "Contact",
-        call_type: "identify",
-        id_key: "userId",
-        traits: &[
-            ("Email", "email"),
-            ("FirstName", "firstName"),
-            ("LastName", "lastName"),
-            ("Description", "description"),
-            ("Account.Name", "Account.Name"),
-        ],
-        parent: Some(("Account", "AccountId", "Account")),
-    },
-    ExpectedShape {
-        sync: "accounts",
-        object: "Account",
-        call_type: "group",
-        id_key: "groupId",
-        traits: &[("Name", "name"), ("Industry", "Industry")],
-        parent: None,
-    },
-];
-
-fn expected_shape(sync: &str) -> &'static ExpectedShape {
-    EXPECTED_CALLS
-        .iter()
-        .find(|s| s.sync == sync)
-        .unwrap_or_else(|| panic!("no expected calls written down for sync {sync}"))
-}
-
-impl ExpectedShape {
-    /// This shape with the org's live parent records its relationship paths read.
-    fn with_parents(&'static self, org: &sfsync_simulator::Org) -> ShapeInOrg {
-        let parents = self
-            .parent
-            .map(|(_, _, object)| {
-                org.records(object)
-                    .into_iter()
-                    .filter_map(|r| Some((r["Id"].as_str()?.to_string(), r)))
-                    .collect()
-            })
-            .unwrap_or_default();
-        ShapeInOrg {
-            shape: self,
-            parents,
-        }
-    }
-}
-
-/// An [`ExpectedShape`] and the parent records (by Id) its relationship paths read.
-struct ShapeInOrg {
-    shape: &'static ExpectedShape,
-    parents: std::collections::HashMap<String, Value>,
-}
-
-impl ShapeInOrg {
-    /// The messageId of the call among `calls` that carries `record`'s current version.
-    fn find(&self, record: &Value, calls: &[Value]) -> Option<String> {
-        let shape = self.shape;
-        let version = record["SystemModstamp"]
-            .as_str()
-            .and_then(|t| chrono::DateTime::parse_from_str(t, "%Y-%m-%dT%H:%M:%S%.f%z").ok())
-            .unwrap_or_else(|| panic!("a record without SystemModstamp: {record}"));
-        calls
-            .iter()
-            .find(|call| {
-                call["type"] == shape.call_type
-                    && call[shape.id_key] == record["Id"]
-                    && call["timestamp"]
-                        .as_str()
-                        .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
-                        == Some(version)
-                    && shape
-                        .traits
-                        .iter()
-                        .all(|(path, name)| call["traits"][*name] == self.value_at(record, path))
-            })
-            .and_then(|call| call["messageId"].as_str().map(str::to_string))
-    }
-
-    /// What stands for a record no call carries, saying how the closest call (same id)
-    /// differs, for the failure message.
-    fn missing(&self, record: &Value, calls: &[Value]) -> String {
-        let shape = self.shape;
-        let id = &record["Id"];
-        let Some(call) = calls.iter().rev().find(|c| c[shape.id_key] == *id) else {
-            return format!("missing {} {id}: no call", shape.sync);
-        };
-        let mut diffs = vec![format!(
-            "type {} timestamp {} (SystemModstamp {})",
-            call["type"], call["timestamp"], record["SystemModstamp"]
-        )];
-        for (path, name) in shape.traits {
-            let want = self.value_at(record, path);
-            if call["traits"][*name] != want {
-                diffs.push(format!("{name}: {} != {want}", call["traits"][*name]));
-            }
-        }
-        format!("missing {} {id}: {}", shape.sync, diffs.join("; "))
-    }
-
-    /// A record's value at a field or relationship path (`Account.Name`: the parent's
-    /// `Name`); null when the parent is null or not a live record.
-    fn value_at(&self, record: &Value, path: &str) -> Value {
-        match (self.shape.parent, path.split_once('.')) {
-            (Some((relationship, lookup, _)), Some((head, rest))) if head == relationship => record
-                [lookup]
-                .as_str()
-                .and_then(|id| self.parents.get(id))
-                .map_or(Value::Null, |parent| field_at(parent, rest)),
-            _ => field_at(record, path),
-        }
-    }
-}
-
-/// A record's value at a field or relationship path (`Account.Name`): null when a parent
-/// on the way is null.
-fn field_at(record: &Value, path: &str) -> Value {
-    path.split('.')
-        .try_fold(record, |value, name| {
-            value.get(name).filter(|v| !v.is_null())
-        })
-        .cloned()
-        .unwrap_or(Value::Null)
 }
 
 pub fn message_ids(calls: &[Value]) -> Vec<String> {

@@ -173,20 +173,21 @@ impl World {
             .collect()
     }
 
-    /// The message ids the current org state must produce for a sync.
+    /// The message ids of the delivered calls that carry the current version of every
+    /// live record of a sync, as `sfsync_e2e::expected` writes down they must arrive (not
+    /// computed by the mapper); a record no call carries counts as `missing …`.
     fn expected_ids(&self, sync: &str, object: &str) -> HashSet<String> {
-        let sync = self
+        let fields = self
             .config
             .sync(sync)
-            .cloned()
+            .map(|s| s.fields.clone())
             .unwrap_or_else(|| panic!("no sync {sync}"));
+        let shape = sfsync_e2e::expected::ExpectedShape::of(sync);
+        assert_eq!(shape.object, object, "sync {sync}");
+        let calls = self.delivered();
         let org = self.sim.org();
         let org = org.lock().unwrap_or_else(|e| panic!("{e}"));
-        org.records(object)
-            .into_iter()
-            .filter_map(|r| map_record(&sync, r).ok())
-            .map(|c| c.message_id)
-            .collect()
+        shape.in_org(&org, fields).expected_ids(&org, &calls)
     }
 }
 
