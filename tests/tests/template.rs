@@ -1992,6 +1992,33 @@ fn deliver_event_carries_calls_and_a_dead_letter() {
     );
 }
 
+#[test]
+fn stream_events_are_a_schedule_input_and_a_tick() {
+    use sfsync_stream_function::{StreamOutput, Trigger, tick_body};
+    let scheduled: Value =
+        serde_json::from_str(&event_file("stream-scheduled.json")).expect("stream-scheduled.json");
+    assert_eq!(Trigger::of(scheduled).ok(), Some(Trigger::Schedule));
+    let tick = sqs_event("stream-tick.json");
+    assert_eq!(
+        tick.records.len(),
+        1,
+        "the tick queue's source takes one at a time"
+    );
+    let body = tick.records[0].body.as_deref().expect("a body");
+    let sent_by = serde_json::from_str::<Value>(body).expect("JSON")["tick"]
+        .as_str()
+        .map(str::to_string)
+        .expect("the tick names its sender");
+    assert_eq!(body, tick_body(&sent_by), "the body the function sends");
+    let payload: Value = serde_json::from_str(&event_file("stream-tick.json")).expect("JSON");
+    let trigger = Trigger::of(payload).expect("a tick");
+    assert_eq!(trigger, Trigger::Tick);
+    assert_eq!(
+        trigger.response(&StreamOutput::default()),
+        json!({"batchItemFailures": []})
+    );
+}
+
 /// A run that missed hard deletes (issue 11) is alarmed on: the metric the extract function
 /// emits for it (name, namespace and stage-wide dimension taken from the code) has an alarm
 /// that fires above zero and notifies.
