@@ -17,8 +17,10 @@ pub struct ExpectedShape {
     pub sync: &'static str,
     pub object: &'static str,
     pub call_type: &'static str,
-    pub id_key: &'static str,
-    /// (Salesforce field or relationship path, trait).
+    /// (call key, record field): `userId` ← `Id` for people; both ids for relationships.
+    pub ids: &'static [(&'static str, &'static str)],
+    /// (Salesforce field or relationship path, trait); `a/b` is trait `b` inside the
+    /// object trait `a` (a trait name itself may hold a dot: `Account.Name`).
     pub traits: &'static [(&'static str, &'static str)],
     /// The parent a relationship path reads: (relationship, lookup field, object), e.g.
     /// `Account.Name` is the `Name` of the Account whose Id is in `AccountId`.
@@ -30,7 +32,7 @@ pub const EXPECTED_CALLS: &[ExpectedShape] = &[
         sync: "contacts",
         object: "Contact",
         call_type: "identify",
-        id_key: "userId",
+        ids: &[("userId", "Id")],
         traits: &[
             ("Email", "email"),
             ("FirstName", "firstName"),
@@ -44,8 +46,21 @@ pub const EXPECTED_CALLS: &[ExpectedShape] = &[
         sync: "accounts",
         object: "Account",
         call_type: "group",
-        id_key: "groupId",
+        ids: &[("groupId", "Id")],
         traits: &[("Name", "name"), ("Industry", "Industry")],
+        parent: None,
+    },
+    // A relationship: a group call naming both sides, its fields as they are under
+    // `relationshipAttributes` (Customer.io Data Pipelines' relationship form).
+    ExpectedShape {
+        sync: "relations",
+        object: "AccountContactRelation",
+        call_type: "group",
+        ids: &[("userId", "ContactId"), ("groupId", "AccountId")],
+        traits: &[
+            ("IsDirect", "relationshipAttributes/IsDirect"),
+            ("Roles", "relationshipAttributes/Roles"),
+        ],
         parent: None,
     },
 ];
@@ -99,14 +114,17 @@ impl ShapeInOrg {
             .iter()
             .find(|call| {
                 call["type"] == shape.call_type
-                    && call[shape.id_key] == record["Id"]
+                    && shape
+                        .ids
+                        .iter()
+                        .all(|(key, field)| call[*key] == record[*field])
                     && call["timestamp"]
                         .as_str()
                         .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
                         == Some(version)
                     && self
                         .traits()
-                        .all(|(path, name)| call["traits"][name] == self.value_at(record, path))
+                        .all(|(path, name)| trait_at(call, name) == self.value_at(record, path))
             })
             .and_then(|call| call["messageId"].as_str().map(str::to_string))
     }
@@ -116,7 +134,13 @@ impl ShapeInOrg {
     pub fn missing(&self, record: &Value, calls: &[Value]) -> String {
         let shape = self.shape;
         let id = &record["Id"];
-        let Some(call) = calls.iter().rev().find(|c| c[shape.id_key] == *id) else {
+        let same_ids = |c: &&Value| {
+            shape
+                .ids
+                .iter()
+                .all(|(key, field)| c[*key] == record[*field])
+        };
+        let Some(call) = calls.iter().rev().find(same_ids) else {
             return format!("missing {} {id}: no call", shape.sync);
         };
         let mut diffs = vec![format!(
@@ -125,8 +149,9 @@ impl ShapeInOrg {
         )];
         for (path, name) in self.traits() {
             let want = self.value_at(record, path);
-            if call["traits"][name] != want {
-                diffs.push(format!("{name}: {} != {want}", call["traits"][name]));
+            let got = trait_at(call, name);
+            if got != want {
+                diffs.push(format!("{name}: {got} != {want}"));
             }
         }
         format!("missing {} {id}: {}", shape.sync, diffs.join("; "))
@@ -174,6 +199,14 @@ fn field_at(record: &Value, path: &str) -> Value {
         .try_fold(record, |value, name| {
             value.get(name).filter(|v| !v.is_null())
         })
+        .cloned()
+        .unwrap_or(Value::Null)
+}
+
+/// A call's trait at `name`, where `a/b` is `b` inside the object trait `a`; null if absent.
+fn trait_at(call: &Value, name: &str) -> Value {
+    name.split('/')
+        .try_fold(&call["traits"], |value, key| value.get(key))
         .cloned()
         .unwrap_or(Value::Null)
 }
