@@ -1,7 +1,8 @@
 //! The fault matrix: every failure sfsync must survive, injected into the whole pipeline.
 //! Each test asserts the same three things:
-//! - nothing is lost: every expected `messageId` (the org's records mapped with
-//!   `map_record`) is delivered, or dead-lettered with its reason;
+//! - nothing is lost: every live record's current version arrives as
+//!   `sfsync_e2e::expected` writes down (not as the mapper computes it), delivered or
+//!   dead-lettered with its reason;
 //! - duplicates are bounded (none where nothing was retried past a checkpoint);
 //! - the state is consistent: the checkpoint never passes a record that did not arrive.
 //!
