@@ -299,6 +299,23 @@ impl World {
     }
 }
 
+/// An invocation whose stop never comes, so only its own ending returns it: a refused lease,
+/// failed syncs, nothing to stream. Fails the test with `what` if it does not return.
+async fn invoke_unstopped(
+    state: &StreamState,
+    request_id: &str,
+    what: &str,
+) -> Result<StreamOutput, StreamFailure> {
+    let invocation = Invocation {
+        request_id: request_id.to_string(),
+        deadline: chrono::Utc::now() + chrono::Duration::minutes(15),
+        stop: std::future::pending::<()>(),
+    };
+    tokio::time::timeout(PATIENCE, handle(state, invocation))
+        .await
+        .unwrap_or_else(|_| panic!("{what} within {PATIENCE:?}"))
+}
+
 /// Re-evaluates `check` until it yields a value, failing after [`PATIENCE`]. Each try is a
 /// real request (DynamoDB or SQS on moto): this waits for a condition, not for time.
 async fn eventually<T>(what: &str, mut check: impl AsyncFnMut() -> Option<T>) -> T {
@@ -435,14 +452,8 @@ async fn a_second_invocation_finds_the_lease_held_and_neither_subscribes_nor_cha
     w.replay_stored(None).await;
 
     // Its stop never comes: only returning at once, without subscribing, ends it.
-    let second = Invocation {
-        request_id: "req-b".to_string(),
-        deadline: chrono::Utc::now() + chrono::Duration::minutes(15),
-        stop: std::future::pending::<()>(),
-    };
-    let output = tokio::time::timeout(PATIENCE, handle(&state, second))
+    let output = invoke_unstopped(&state, "req-b", "a second invocation returns at once")
         .await
-        .unwrap_or_else(|_| panic!("a second invocation returns at once"))
         .unwrap_or_else(|e| panic!("{e}"));
     let holder = output
         .busy
@@ -524,14 +535,8 @@ async fn a_sync_that_cannot_subscribe_fails_the_invocation_without_chaining() {
     .await;
     let state = w.state().await;
     // Its stop never comes: the invocation ends because its only sync failed.
-    let invocation = Invocation {
-        request_id: "req-x".to_string(),
-        deadline: chrono::Utc::now() + chrono::Duration::minutes(15),
-        stop: std::future::pending::<()>(),
-    };
-    let failure = tokio::time::timeout(PATIENCE, handle(&state, invocation))
+    let failure = invoke_unstopped(&state, "req-x", "a failed invocation returns")
         .await
-        .unwrap_or_else(|_| panic!("a failed invocation returns"))
         .expect_err("the sync cannot subscribe");
     let message = failure.to_string();
     assert!(
@@ -567,14 +572,8 @@ async fn without_streaming_syncs_an_invocation_does_nothing_and_does_not_chain()
     )
     .await;
     let state = w.state().await;
-    let invocation = Invocation {
-        request_id: "req-idle".to_string(),
-        deadline: chrono::Utc::now() + chrono::Duration::minutes(15),
-        stop: std::future::pending::<()>(),
-    };
-    let output = tokio::time::timeout(PATIENCE, handle(&state, invocation))
+    let output = invoke_unstopped(&state, "req-idle", "an idle invocation returns at once")
         .await
-        .unwrap_or_else(|_| panic!("returns at once"))
         .unwrap_or_else(|e| panic!("{e}"));
     assert!(output.run_id.is_none() && !output.tick_sent && output.busy.is_none());
     assert_eq!(w.tick_depth().await, 0);
