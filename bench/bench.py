@@ -1,12 +1,16 @@
 #!/usr/bin/env python3
 """sfsync benchmarks (issue 7): drives the bench-profile binaries and prints the figures.
 
-    python3 bench/bench.py [local] [memory] [python] [economy] [coldstart]
+    python3 bench/bench.py [floor] [local] [memory] [python] [economy] [coldstart]
 
 With no argument, every benchmark runs. Binaries come from `target/release/` (where cargo
 puts the `bench` profile): build them first, as `bench/run-all.sh` does. Each benchmark
 writes its inputs and outputs under `bench/out/` and its figures to
 `bench/out/results.json`; a Markdown summary is printed at the end.
+
+The figures of each invocation are also written to `bench/results/<date>-<commit>.json`
+(committed, and cited by docs/benchmarks.md) with the commit they measured, whether the
+tree had uncommitted changes then (and in which files), and the load average.
 
 Standard library only (the hand-written Python alternative runs in its own venv,
 `bench/.venv-python`, which `bench/run-all.sh` creates).
@@ -29,6 +33,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "bench"
 OUT = BENCH / "out"
+RESULTS = BENCH / "results"
 BIN = ROOT / "target" / "release"
 EXAMPLES = BIN / "examples"
 TIME = "/usr/bin/time"
@@ -345,10 +350,54 @@ def bench_memory(results):
     results["memory"] = out
 
 
-def bench_python(results, rounds=3):
+ROUNDS = int(os.environ.get("SFSYNC_BENCH_ROUNDS", 5))
+
+
+def run_python(directory, sim, receiver):
+    """One run of the hand-written script; the receiver's count of its calls must match."""
+    python = BENCH / ".venv-python" / "bin" / "python"
+    receiver.reset()
+    command = [str(python), str(BENCH / "python" / "handwritten_sync.py"), sim.url, receiver.url]
+    seconds, rss, stdout = timed(command, directory, "python")
+    own = json.loads(stdout.strip().splitlines()[-1])
+    calls = receiver.stats()
+    if calls["calls"] != own["records"] or own["failures"]:
+        raise RuntimeError(f"python: {own['records']} sent, {calls['calls']} received, "
+                           f"{own['failures']} failures")
+    return {
+        "records": own["records"],
+        "delivered_at_receiver": calls["calls"],
+        "seconds": round(seconds, 2),
+        "records_per_s": round(own["records"] / seconds),
+        "peak_rss_mib": round(rss / 1024, 1),
+        "cpu_seconds": round(timed.cpu_seconds, 2),
+        "cpu_us_per_record": round(timed.cpu_seconds / own["records"] * 1e6, 2),
+        "destination_requests": calls["requests"],
+        "gzip_requests": calls["gzip_requests"],
+        "load": round(os.getloadavg()[0], 1),
+    }
+
+
+def run_sfsync_side_by_side(directory, sim, receiver):
+    """One `sfsync sync` of the contacts alone; the receiver's count of its calls must match."""
+    f = sfsync_sync(directory / "sfsync", sim, "segment", ["contacts"],
+                    api="rest", receiver=receiver, deletes=False)
+    got = f["receiver"]["calls"]
+    if got != f["records"] or f["delivered"] != f["records"] or f["dead"]:
+        raise RuntimeError(f"sfsync: {f['records']} extracted, {f['delivered']} delivered, "
+                           f"{got} received, {f['dead']} dead")
+    f["delivered_at_receiver"] = got
+    f["gzip_requests"] = f["receiver"]["gzip_requests"]
+    f["cpu_us_per_record"] = round(f["cpu_seconds"] / f["records"] * 1e6, 2)
+    f["load"] = round(os.getloadavg()[0], 1)
+    return f
+
+
+def bench_python(results, rounds=ROUNDS):
     """5. sfsync vs the hand-written simple-salesforce + analytics-python script: the same
-    Contacts, the same fields, the same simulator and receiver. The two alternate for a few
-    rounds (the machine is shared: load changes) and the medians are compared."""
+    Contacts, the same fields, the same simulator and receiver, gzip on both sides. The two
+    take turns (who goes first alternates by round: the machine is shared and its load
+    changes) and the medians are compared. Each side's calls are counted at the receiver."""
     log(f"== side by side with Python: {CONTACTS:,} contacts, {rounds} rounds each")
     python = BENCH / ".venv-python" / "bin" / "python"
     if not python.exists():
@@ -357,41 +406,65 @@ def bench_python(results, rounds=3):
     runs = {"sfsync": [], "python": []}
     with Receiver() as receiver, Simulator(CONTACTS, directory) as sim:
         for n in range(rounds):
-            figures = sfsync_sync(directory / "sfsync", sim, "segment", ["contacts"],
-                                  api="rest", receiver=receiver, deletes=False)
-            runs["sfsync"].append(figures)
-            receiver.reset()
-            command = [str(python), str(BENCH / "python" / "handwritten_sync.py"), sim.url, receiver.url]
-            seconds, rss, stdout = timed(command, directory, "python")
-            own = json.loads(stdout.strip().splitlines()[-1])
-            calls = receiver.stats()
-            if calls["calls"] != own["records"] or own["failures"]:
-                raise RuntimeError(f"python: {own['records']} sent, {calls['calls']} received, "
-                                   f"{own['failures']} failures")
-            runs["python"].append({
-                "records": own["records"],
-                "delivered": calls["calls"],
-                "seconds": round(seconds, 2),
-                "records_per_s": round(own["records"] / seconds),
-                "peak_rss_mib": round(rss / 1024, 1),
-                "cpu_seconds": round(timed.cpu_seconds, 2),
-                "destination_requests": calls["requests"],
-            })
-            log(f"  round {n + 1}: sfsync {figures['records']:,} records in {figures['seconds']} s "
-                f"({figures['cpu_seconds']} s CPU); python {own['records']:,} in {seconds:.2f} s "
-                f"({timed.cpu_seconds:.2f} s CPU)")
+            order = ["sfsync", "python"] if n % 2 == 0 else ["python", "sfsync"]
+            for who in order:
+                if who == "sfsync":
+                    runs["sfsync"].append(run_sfsync_side_by_side(directory, sim, receiver))
+                else:
+                    runs["python"].append(run_python(directory, sim, receiver))
+            s, p = runs["sfsync"][-1], runs["python"][-1]
+            log(f"  round {n + 1}: sfsync {s['records']:,} records in {s['seconds']} s "
+                f"({s['cpu_seconds']} s CPU, {s['delivered_at_receiver']:,} received); "
+                f"python {p['records']:,} in {p['seconds']} s ({p['cpu_seconds']} s CPU, "
+                f"{p['delivered_at_receiver']:,} received); load {p['load']}")
         simulator = sim.stop()
     out = {"rounds": runs, "simulator": simulator, "simulator_command": sim.command()}
     for who, list_ in runs.items():
         middle = sorted(list_, key=lambda f: f["records_per_s"])[len(list_) // 2]
         out[who] = middle
+        out[f"{who}_median_cpu_us_per_record"] = round(
+            statistics.median(f["cpu_us_per_record"] for f in list_), 2)
+        out[f"{who}_median_seconds"] = statistics.median(f["seconds"] for f in list_)
+        out[f"{who}_median_peak_rss_mib"] = statistics.median(f["peak_rss_mib"] for f in list_)
     out["ratio"] = round(out["sfsync"]["records_per_s"] / out["python"]["records_per_s"], 1)
-    out["cpu_ratio"] = round(
-        statistics.median(f["cpu_seconds"] / f["records"] for f in runs["python"])
-        / statistics.median(f["cpu_seconds"] / f["records"] for f in runs["sfsync"]), 1)
+    out["cpu_ratio"] = round(out["python_median_cpu_us_per_record"]
+                             / out["sfsync_median_cpu_us_per_record"], 1)
     log(f"  ratio sfsync/python: {out['ratio']}× records/s (medians), "
-        f"{out['cpu_ratio']}× CPU time per record")
+        f"{out['cpu_ratio']}× less CPU time per record "
+        f"({out['sfsync_median_cpu_us_per_record']} µs against {out['python_median_cpu_us_per_record']} µs)")
     results["python"] = out
+
+
+# The floor benchmark's package set is run-all.sh's, so that cargo resolves features the
+# same way and rebuilds nothing (tests/benches/floor.rs).
+FLOOR_COMMAND = ["cargo", "bench", "-p", "sfsync", "-p", "sfsync-simulator", "-p", "sfsync-extract",
+                 "-p", "sfsync-map", "-p", "sfsync-deliver", "-p", "sfsync-e2e", "--bench", "floor",
+                 "--", "--noplot"]
+
+
+def bench_floor(results):
+    """0. The floor per record and sfsync's stages on the same records, in CPU time of the
+    benchmark thread (criterion, tests/benches/floor.rs)."""
+    log("== floor: parse + serialize + gzip per contact, and sfsync's stages")
+    directory = org_dir("floor")
+    proc = subprocess.run(NICE + FLOOR_COMMAND, cwd=ROOT, stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, text=True)
+    (directory / "floor.stdout").write_text(proc.stdout)
+    (directory / "floor.stderr").write_text(proc.stderr)
+    if proc.returncode != 0:
+        raise RuntimeError(f"the floor benchmark failed; see {directory}/floor.stderr")
+    contacts = int(re.search(r"^(\d+) contacts:", proc.stdout, re.M).group(1))
+    out = {"command": " ".join(FLOOR_COMMAND), "contacts": contacts, "cpu_us_per_contact": {},
+           "gzip_levels": [line.strip() for line in proc.stdout.splitlines()
+                           if line.strip().startswith("level ")]}
+    base = ROOT / "target" / "criterion" / "per_contact"
+    for estimates in sorted(base.glob("**/new/estimates.json")):
+        name = str(estimates.parent.parent.relative_to(base))
+        median_ns = json.loads(estimates.read_text())["median"]["point_estimate"]
+        out["cpu_us_per_contact"][name] = round(median_ns / contacts / 1e3, 3)
+    for name, us in out["cpu_us_per_contact"].items():
+        log(f"  {name:<36} {us:7.3f} µs CPU per contact")
+    results["floor"] = out
 
 
 class Moto:
@@ -558,9 +631,19 @@ def bench_coldstart(results, runs=20):
     results["coldstart"] = out
 
 
-def summary(results):
-    """A Markdown summary of whatever ran."""
+def summary(results, chosen):
+    """A Markdown summary of what ran in this invocation."""
+    results = {k: v for k, v in results.items() if k in chosen or k == "date"}
     lines = [f"## Figures ({results['date']})", ""]
+    if "floor" in results:
+        f = results["floor"]["cpu_us_per_contact"]
+        lines += ["| floor benchmark (CPU per contact) | µs |", "|---|---|"]
+        lines += [f"| {name} | {us} |" for name, us in f.items()]
+        lines.append("")
+        if "python" in results and "floor/total" in f:
+            e2e = results["python"]["sfsync_median_cpu_us_per_record"]
+            lines += [f"sfsync end to end: {e2e} µs CPU per contact = "
+                      f"**{e2e / f['floor/total']:.2f} × the floor** ({f['floor/total']} µs)", ""]
     if "local" in results:
         lines += ["| local end to end | records | s | records/s | peak RSS MiB | SF API calls | dest. requests (min) |",
                   "|---|---|---|---|---|---|---|"]
@@ -580,12 +663,13 @@ def summary(results):
         lines.append("")
     if "python" in results:
         p = results["python"]
-        lines += ["| side by side (contacts → receiver) | records | s | records/s | peak RSS MiB |", "|---|---|---|---|---|"]
+        lines += ["| side by side (contacts → receiver, medians) | records | received | s | records/s | µs CPU per record | peak RSS MiB |",
+                  "|---|---|---|---|---|---|---|"]
         for who in ["sfsync", "python"]:
             f = p[who]
-            lines.append(f"| {who} | {f['records']:,} | {f['seconds']} | {f['records_per_s']:,} | {f['peak_rss_mib']} |")
-        lines += [f"| **ratio** | | | **{p['ratio']}×** | |",
-                  f"| CPU time per record, python / sfsync | | | {p['cpu_ratio']}× | |", ""]
+            lines.append(f"| {who} | {f['records']:,} | {f['delivered_at_receiver']:,} | {p[who + '_median_seconds']} | "
+                         f"{f['records_per_s']:,} | {p[who + '_median_cpu_us_per_record']} | {p[who + '_median_peak_rss_mib']} |")
+        lines += [f"| **ratio** | | | | **{p['ratio']}×** | **{p['cpu_ratio']}×** | |", ""]
     if "economy" in results:
         runs = results["economy"]["runs"]
         on, off = runs.get("Shipped", {}), runs.get("Uncompressed", {})
@@ -610,22 +694,61 @@ def summary(results):
     return "\n".join(lines)
 
 
+def git(*args):
+    return subprocess.run(["git", *args], cwd=ROOT, stdout=subprocess.PIPE,
+                          stderr=subprocess.DEVNULL, text=True).stdout.strip()
+
+
+def measured_commit():
+    """The commit measured, and the tracked files that differed from it (binaries built
+    from a tree with changes measure those changes too). SFSYNC_BENCH_BUILT_FROM=<commit>
+    says the binaries were built from an export of that commit instead (`git archive`, as
+    for a before/after pair), so the working tree does not matter."""
+    built_from = os.environ.get("SFSYNC_BENCH_BUILT_FROM")
+    if built_from:
+        commit = git("rev-parse", built_from)
+        return {"commit": commit, "subject": git("log", "-1", "--format=%s", commit),
+                "built_from": f"git archive {commit[:8]} (plus any patch named in the docs)",
+                "uncommitted_changes": [],
+                "sfsync_binary_built": datetime.fromtimestamp(
+                    (BIN / "sfsync").stat().st_mtime, timezone.utc).isoformat(timespec="seconds")}
+    changed = [line[3:] for line in git("status", "--porcelain", "--untracked-files=no").splitlines()]
+    return {"commit": git("rev-parse", "HEAD"), "subject": git("log", "-1", "--format=%s"),
+            "uncommitted_changes": changed,
+            "sfsync_binary_built": datetime.fromtimestamp(
+                (BIN / "sfsync").stat().st_mtime, timezone.utc).isoformat(timespec="seconds")
+            if (BIN / "sfsync").exists() else None}
+
+
 def main():
-    chosen = sys.argv[1:] or ["local", "memory", "python", "economy", "coldstart"]
+    chosen = sys.argv[1:] or ["floor", "local", "memory", "python", "economy", "coldstart"]
     OUT.mkdir(parents=True, exist_ok=True)
     results_path = OUT / "results.json"
     results = json.loads(results_path.read_text()) if results_path.exists() else {}
+    started = datetime.now(timezone.utc)
     results["date"] = date.today().isoformat()
     results["machine"] = f"{os.cpu_count()} cores, load {os.getloadavg()[0]:.1f} at start"
-    benches = {"local": bench_local, "memory": bench_memory, "python": bench_python,
-               "economy": bench_economy, "coldstart": bench_coldstart}
+    this_run = {"measured": measured_commit(), "started": started.isoformat(timespec="seconds"),
+                "machine": results["machine"], "benchmarks": {}}
+    benches = {"floor": bench_floor, "local": bench_local, "memory": bench_memory,
+               "python": bench_python, "economy": bench_economy, "coldstart": bench_coldstart}
     for name in chosen:
         if name not in benches:
             sys.exit(f"unknown benchmark {name!r}; choose from {', '.join(benches)}")
+    for name in chosen:
         benches[name](results)
         results[f"{name}_at"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
         results_path.write_text(json.dumps(results, indent=2))
-    print(summary(results))
+        this_run["benchmarks"][name] = results[name]
+    this_run["load_at_end"] = round(os.getloadavg()[0], 1)
+    text = summary(results, chosen)
+    this_run["summary"] = text
+    # One file per invocation, named by date and commit (committed: docs/benchmarks.md cites it).
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    name = f"{started.strftime('%Y-%m-%dT%H%M')}-{this_run['measured']['commit'][:8]}-{'-'.join(chosen)}.json"
+    (RESULTS / name).write_text(json.dumps(this_run, indent=2, ensure_ascii=False) + "\n")
+    log(f"figures written to bench/results/{name}")
+    print(text)
 
 
 if __name__ == "__main__":

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Builds what the benchmarks need and runs them all, printing the figures (issue 7).
-#   bench/run-all.sh                 # everything (about 12 minutes once built)
-#   bench/run-all.sh local python    # only some: local memory python economy coldstart
-# Figures go to stdout (Markdown) and bench/out/results.json; logs and inputs to bench/out/.
+#   bench/run-all.sh                 # everything (about 15 minutes once built)
+#   bench/run-all.sh local python    # only some: floor local memory python economy coldstart
+# Figures go to stdout (Markdown), bench/out/results.json and, with the commit measured,
+# bench/results/<date>-<commit>-<benchmarks>.json (commit it: docs/benchmarks.md cites it);
+# logs and inputs to bench/out/.
 # Needs the Rust toolchain, Python 3, /usr/bin/time (Debian: apt-get install time) and
 # network access to PyPI the first time (moto server into ./.venv, simple-salesforce and
 # segment-analytics-python into bench/.venv-python).
@@ -15,10 +17,11 @@ command -v /usr/bin/time >/dev/null || { echo "/usr/bin/time is missing (apt-get
 
 step "release binaries (the bench profile: release with thin LTO; it builds into target/release/)"
 # One cargo invocation, so that features unify the same way every time and nothing is
-# rebuilt between the binaries; the bench helpers are examples of the sfsync-e2e package.
+# rebuilt between the binaries; the bench helpers are examples of the sfsync-e2e package,
+# the floor benchmark (issue 16) its bench target (bench.py runs it with the same packages).
 nice cargo build --profile bench \
   -p sfsync -p sfsync-simulator -p sfsync-extract -p sfsync-map -p sfsync-deliver \
-  -p sfsync-e2e --bins --examples
+  -p sfsync-e2e --bins --examples --bench floor
 
 step "moto server in ./.venv (as scripts/test installs it)"
 if [ ! -x .venv/bin/python ]; then
