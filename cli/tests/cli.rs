@@ -247,16 +247,8 @@ impl Setup {
     /// computed by the mapper); a record no call carries counts as `missing …`.
     fn expected(&self, sync: &str, object: &str) -> HashSet<String> {
         let config = Config::parse(&SYNC_CONFIG).unwrap_or_else(|e| panic!("{e}"));
-        let fields = config
-            .sync(sync)
-            .map(|s| s.fields.clone())
-            .unwrap_or_else(|| panic!("{sync}"));
-        let shape = sfsync_e2e::expected::ExpectedShape::of(sync);
-        assert_eq!(shape.object, object, "sync {sync}");
         let calls = self.delivered();
-        let org = self.sim.org();
-        let org = org.lock().unwrap_or_else(|e| panic!("{e}"));
-        shape.in_org(&org, fields).expected_ids(&org, &calls)
+        sfsync_e2e::expected::expected_ids(&config, sync, object, &self.sim, &calls)
     }
 }
 

@@ -5,7 +5,29 @@
 use std::collections::{HashMap, HashSet};
 
 use serde_json::Value;
-use sfsync_simulator::Org;
+use sfsync_mapping::Config;
+use sfsync_simulator::{Org, SimulatorHandle};
+
+/// The message ids of the `calls` that carry the current version of every live record of
+/// `config`'s sync `sync` (over `object`) in the simulator's org, as [`EXPECTED_CALLS`]
+/// writes down they must arrive; a record no call carries counts as `missing …`.
+pub fn expected_ids(
+    config: &Config,
+    sync: &str,
+    object: &str,
+    sim: &SimulatorHandle,
+    calls: &[Value],
+) -> HashSet<String> {
+    let fields = config
+        .sync(sync)
+        .map(|s| s.fields.clone())
+        .unwrap_or_else(|| panic!("no sync {sync}"));
+    let shape = ExpectedShape::of(sync);
+    assert_eq!(shape.object, object, "sync {sync}");
+    let org = sim.org();
+    let org = org.lock().unwrap_or_else(|e| panic!("{e}"));
+    shape.in_org(&org, fields).expected_ids(&org, calls)
+}
 
 /// How a live record of one of the test configs' syncs must arrive, written down from the
 /// mapping spec (customerio-salesforce-mapping.md, "Reserved traits": `Email` → `email`,

@@ -177,17 +177,8 @@ impl World {
     /// live record of a sync, as `sfsync_e2e::expected` writes down they must arrive (not
     /// computed by the mapper); a record no call carries counts as `missing …`.
     fn expected_ids(&self, sync: &str, object: &str) -> HashSet<String> {
-        let fields = self
-            .config
-            .sync(sync)
-            .map(|s| s.fields.clone())
-            .unwrap_or_else(|| panic!("no sync {sync}"));
-        let shape = sfsync_e2e::expected::ExpectedShape::of(sync);
-        assert_eq!(shape.object, object, "sync {sync}");
         let calls = self.delivered();
-        let org = self.sim.org();
-        let org = org.lock().unwrap_or_else(|e| panic!("{e}"));
-        shape.in_org(&org, fields).expected_ids(&org, &calls)
+        sfsync_e2e::expected::expected_ids(&self.config, sync, object, &self.sim, &calls)
     }
 }
 
