@@ -458,8 +458,10 @@ def bench_floor(results):
            "gzip_levels": [line.strip() for line in proc.stdout.splitlines()
                            if line.strip().startswith("level ")]}
     base = ROOT / "target" / "criterion" / "per_contact"
-    for estimates in sorted(base.glob("**/new/estimates.json")):
-        name = str(estimates.parent.parent.relative_to(base))
+    for estimates in sorted(base.glob("*/new/estimates.json")):
+        # Criterion names the directory after the id with "/" made "_": the id is in
+        # benchmark.json.
+        name = json.loads((estimates.parent / "benchmark.json").read_text())["function_id"]
         median_ns = json.loads(estimates.read_text())["median"]["point_estimate"]
         out["cpu_us_per_contact"][name] = round(median_ns / contacts / 1e3, 3)
     for name, us in out["cpu_us_per_contact"].items():
