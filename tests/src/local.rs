@@ -12,7 +12,7 @@ use sfsync_mapping::Config;
 use sfsync_mapping::secrets::SecretMap;
 use sfsync_pipeline::extract::{ExtractSettings, extract_sync};
 use sfsync_pipeline::local::{LocalError, LocalOutcome, LocalRun, ProgressFn, run_local};
-use sfsync_pipeline::message::DeadLetter;
+use sfsync_pipeline::message::{DeadLetter, RecordsMessage};
 use sfsync_pipeline::queue::Queue;
 use sfsync_pipeline::report::{RunReport, new_run_id};
 use sfsync_pipeline::state::file::FileStore;
@@ -122,7 +122,7 @@ impl Local {
 
     /// One `extract_sync` of the named sync into any queue and state store, with a client
     /// built from the config: for tests of the extract stage's edges.
-    pub async fn extract_once<Q: Queue, S: StateStore>(
+    pub async fn extract_once<Q: Queue<RecordsMessage>, S: StateStore>(
         &self,
         sync: &str,
         queue: &Q,

@@ -117,7 +117,7 @@ fn calls_message(calls: Vec<Call>, attempt: u32) -> CallsMessage {
 /// Puts a message on the queue as the map function would, and receives it as Lambda would.
 async fn enqueue_and_receive(aws: &Aws, message: &CallsMessage) -> SqsEvent {
     SqsQueue::new(aws.sqs.clone(), &aws.delivery_q)
-        .send_message(message, None)
+        .send(message.clone(), None)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     receive_event(&aws.sqs, &aws.delivery_q, 10).await
@@ -235,12 +235,15 @@ async fn retried_calls_are_dead_lettered_after_the_maximum_attempts_reached_by_r
     });
     let records = (0..3).map(|i| contact(i, 10)).collect();
     let sent = queue
-        .send_records(RecordsMessage {
-            v: MESSAGE_VERSION,
-            run_id: RUN_ID.into(),
-            sync: "contacts".into(),
-            records,
-        })
+        .send(
+            RecordsMessage {
+                v: MESSAGE_VERSION,
+                run_id: RUN_ID.into(),
+                sync: "contacts".into(),
+                records,
+            },
+            None,
+        )
         .await;
     assert!(sent.is_ok(), "dead calls are handled: {sent:?}");
     let dead = local.dead_letters();

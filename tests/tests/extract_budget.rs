@@ -9,7 +9,7 @@ use sfsync_e2e::local::{CONFIG, Local};
 use sfsync_pipeline::extract::extract_sync;
 use sfsync_pipeline::extract::{ExtractSettings, ManualClock};
 use sfsync_pipeline::message::RecordsMessage;
-use sfsync_pipeline::queue::{Queue, QueueError};
+use sfsync_pipeline::queue::{Queue, SendError};
 use sfsync_pipeline::report::RunStatus;
 use sfsync_pipeline::report::new_run_id;
 use sfsync_pipeline::state::StateStore;
@@ -38,19 +38,12 @@ impl CountingQueue {
     }
 }
 
-impl Queue for CountingQueue {
-    async fn send(&self, bodies: Vec<String>, _: Option<Duration>) -> Result<(), QueueError> {
-        Err(QueueError::Downstream(format!(
-            "this test queue takes values only ({} bodies)",
-            bodies.len()
-        )))
-    }
-
-    fn takes_values(&self) -> bool {
-        true
-    }
-
-    async fn send_records(&self, message: RecordsMessage) -> Result<(), QueueError> {
+impl Queue<RecordsMessage> for CountingQueue {
+    async fn send(
+        &self,
+        message: RecordsMessage,
+        _: Option<Duration>,
+    ) -> Result<usize, SendError<RecordsMessage>> {
         let mut sent = self.sent.lock().unwrap_or_else(|e| e.into_inner());
         for record in &message.records {
             let id = record
@@ -62,7 +55,7 @@ impl Queue for CountingQueue {
         }
         self.clock
             .advance(self.per_record * message.records.len() as u32);
-        Ok(())
+        Ok(1)
     }
 }
 

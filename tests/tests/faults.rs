@@ -26,7 +26,7 @@ use sfsync_e2e::*;
 use sfsync_pipeline::extract::ExtractSettings;
 use sfsync_pipeline::local::{Progress, ProgressFn};
 use sfsync_pipeline::message::{RecordsMessage, decode};
-use sfsync_pipeline::queue::{Queue, QueueError, SqsQueue};
+use sfsync_pipeline::queue::{Queue, QueueError, SendError, SqsQueue};
 use sfsync_pipeline::report::{RunCounts, RunReport, RunStatus};
 use sfsync_pipeline::state::dynamo::DynamoStore;
 use sfsync_pipeline::state::{Checkpoint, StateError, StateStore};
@@ -564,7 +564,7 @@ async fn sqs_partial_batch_failures_retry_only_the_failed_entries() {
     let queue = SqsQueue::new(sqs.client(), sqs.queue_url()).with_retry(5, FAST);
     let bodies: Vec<String> = (0..25).map(|i| format!("body-{i}")).collect();
     queue
-        .send(bodies.clone(), None)
+        .send_bodies(bodies.clone(), None)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
 
@@ -613,7 +613,7 @@ async fn an_sqs_sender_fault_is_an_error_not_a_retry_loop() {
     let sqs = FakeSqs::start(policy).await;
     let queue = SqsQueue::new(sqs.client(), sqs.queue_url()).with_retry(5, FAST);
     let err = queue
-        .send(vec!["a".into(), "bad".into(), "c".into()], None)
+        .send_bodies(vec!["a".into(), "bad".into(), "c".into()], None)
         .await
         .err()
         .map(|e| e.to_string())
@@ -636,7 +636,7 @@ async fn an_sqs_sender_fault_is_an_error_not_a_retry_loop() {
     let sqs = FakeSqs::start(policy).await;
     let queue = SqsQueue::new(sqs.client(), sqs.queue_url()).with_retry(4, FAST);
     let err = queue
-        .send(vec!["x".into(), "stuck".into()], None)
+        .send_bodies(vec!["x".into(), "stuck".into()], None)
         .await
         .err()
         .map(|e| e.to_string())
@@ -664,10 +664,13 @@ async fn extract_through_a_flaky_sqs_enqueues_every_record_exactly_once() {
     };
     let sqs = FakeSqs::start(policy).await;
     let w = Local::start(CONFIG, org(600), Faults::default()).await;
-    let queue = SqsQueue::new(sqs.client(), sqs.queue_url()).with_retry(5, FAST);
+    // Bodies of 2 KiB: many per page, so batches of ten.
+    let queue = SqsQueue::new(sqs.client(), sqs.queue_url())
+        .with_retry(5, FAST)
+        .with_message_limits(2 * 1024, true)
+        .with_max_batch_bytes(256 * 1024);
     let store = w.store();
-    let mut settings = ExtractSettings::new("lambda:req-1");
-    settings.max_body_bytes = 2 * 1024; // many bodies per page, so batches of ten
+    let settings = ExtractSettings::new("lambda:req-1");
     let report = w.extract_once("contacts", &queue, &store, &settings).await;
     assert_eq!(report.status, RunStatus::Complete, "{report}");
 
@@ -861,15 +864,19 @@ impl StateStore for Raced {
 
 /// A queue that keeps what it is given.
 #[derive(Default)]
-struct Kept(Mutex<Vec<String>>);
+struct Kept(Mutex<Vec<RecordsMessage>>);
 
-impl Queue for Kept {
-    async fn send(&self, bodies: Vec<String>, _delay: Option<Duration>) -> Result<(), QueueError> {
+impl Queue<RecordsMessage> for Kept {
+    async fn send(
+        &self,
+        message: RecordsMessage,
+        _delay: Option<Duration>,
+    ) -> Result<usize, SendError<RecordsMessage>> {
         self.0
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .extend(bodies);
-        Ok(())
+            .push(message);
+        Ok(1)
     }
 }
 
@@ -930,8 +937,12 @@ struct FailsAfter {
     allowed: AtomicU64,
 }
 
-impl Queue for FailsAfter {
-    async fn send(&self, bodies: Vec<String>, delay: Option<Duration>) -> Result<(), QueueError> {
+impl Queue<RecordsMessage> for FailsAfter {
+    async fn send(
+        &self,
+        message: RecordsMessage,
+        delay: Option<Duration>,
+    ) -> Result<usize, SendError<RecordsMessage>> {
         if self
             .allowed
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
@@ -940,9 +951,10 @@ impl Queue for FailsAfter {
             return Err(QueueError::Send {
                 queue: "test".into(),
                 message: "the queue is down".into(),
-            });
+            }
+            .into());
         }
-        self.kept.send(bodies, delay).await
+        self.kept.send(message, delay).await
     }
 }
 
@@ -978,11 +990,7 @@ async fn a_page_fetched_ahead_never_moves_the_checkpoint_past_what_was_enqueued(
         .lock()
         .unwrap_or_else(|e| e.into_inner())
         .iter()
-        .flat_map(|body| {
-            decode::<RecordsMessage>(body)
-                .unwrap_or_else(|e| panic!("{e}"))
-                .records
-        })
+        .flat_map(|message| message.records.clone())
         .collect();
     assert_eq!(report.counts.extracted, enqueued.len() as u64);
     assert!(enqueued.len() >= 2, "{}", enqueued.len());

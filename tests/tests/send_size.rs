@@ -9,9 +9,9 @@ use std::time::Duration;
 
 use sfsync_e2e::local::{CONFIG, Local, org};
 use sfsync_pipeline::extract::ExtractSettings;
-use sfsync_pipeline::local::{LOCAL_MAX_BODY_BYTES, LOCAL_MAX_RECORDS_PER_SEND};
-use sfsync_pipeline::message::{RecordsMessage, decode};
-use sfsync_pipeline::queue::{Queue, QueueError};
+use sfsync_pipeline::local::LOCAL_MAX_RECORDS_PER_SEND;
+use sfsync_pipeline::message::RecordsMessage;
+use sfsync_pipeline::queue::{Queue, SendError};
 use sfsync_pipeline::report::RunStatus;
 use sfsync_simulator::Faults;
 
@@ -19,19 +19,17 @@ use sfsync_simulator::Faults;
 #[derive(Default)]
 struct Sends(Mutex<Vec<usize>>);
 
-impl Queue for Sends {
-    async fn send(&self, bodies: Vec<String>, _delay: Option<Duration>) -> Result<(), QueueError> {
-        let mut records = 0;
-        for body in &bodies {
-            let message: RecordsMessage =
-                decode(body).map_err(|e| QueueError::Downstream(e.to_string()))?;
-            records += message.records.len();
-        }
+impl Queue<RecordsMessage> for Sends {
+    async fn send(
+        &self,
+        message: RecordsMessage,
+        _delay: Option<Duration>,
+    ) -> Result<usize, SendError<RecordsMessage>> {
         self.0
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .push(records);
-        Ok(())
+            .push(message.records.len());
+        Ok(1)
     }
 }
 
@@ -39,8 +37,6 @@ impl Queue for Sends {
 /// Bulk page) with these settings; returns the records of each send.
 async fn sends(w: &Local, max_records_per_send: Option<usize>) -> Vec<usize> {
     let mut settings = ExtractSettings::new("test:send-size");
-    settings.compress = false;
-    settings.max_body_bytes = LOCAL_MAX_BODY_BYTES;
     settings.full = true;
     if let Some(n) = max_records_per_send {
         settings.max_records_per_send = n;

@@ -11,8 +11,9 @@ use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use sfsync_pipeline::aws::{self, FunctionEnv, SetupError};
 use sfsync_pipeline::dead_letter::{DeadLetterError, DeadLetterSink};
 use sfsync_pipeline::deliver::{DeliverPolicy, Deliverer, Settlement, decode_delivery};
+use sfsync_pipeline::message::CallsMessage;
 use sfsync_pipeline::message::MessageError;
-use sfsync_pipeline::queue::{QueueError, SqsQueue};
+use sfsync_pipeline::queue::{Queue, SendError, SqsQueue};
 use sfsync_pipeline::state::StateStore;
 use sfsync_pipeline::state::dynamo::DynamoStore;
 use tracing::Instrument;
@@ -72,7 +73,10 @@ enum Left {
     #[error(transparent)]
     DeadLetter(#[from] DeadLetterError),
     #[error("cannot put {calls} call(s) back on the queue: {source}")]
-    Requeue { calls: usize, source: QueueError },
+    Requeue {
+        calls: usize,
+        source: Box<SendError<CallsMessage>>,
+    },
 }
 
 pub async fn handle(
@@ -147,9 +151,12 @@ async fn carry_out(state: &DeliverState, settlement: Settlement) -> Result<(), L
         }
         state
             .delivery_queue
-            .send_message(&paused.message, Some(paused.recheck))
+            .send(paused.message, Some(paused.recheck))
             .await
-            .map_err(|source| Left::Requeue { calls, source })?;
+            .map_err(|source| Left::Requeue {
+                calls,
+                source: Box::new(source),
+            })?;
     }
     match settlement.retry {
         Some(retry) if retry.whole => Err(Left::Unavailable {
@@ -160,10 +167,13 @@ async fn carry_out(state: &DeliverState, settlement: Settlement) -> Result<(), L
             let calls = retry.message.calls.len();
             state
                 .delivery_queue
-                .send_message(&retry.message, Some(retry.after))
+                .send(retry.message, Some(retry.after))
                 .await
                 .map(|_| ())
-                .map_err(|source| Left::Requeue { calls, source })
+                .map_err(|source| Left::Requeue {
+                    calls,
+                    source: Box::new(source),
+                })
         }
         None => Ok(()),
     }

@@ -39,7 +39,8 @@ impl ExtractState {
         let secrets_manager = aws_sdk_secretsmanager::Client::new(sdk);
         let secrets = aws::load_secret(&secrets_manager, &env.secret_id).await?;
         let config = aws::function_config(&secrets)?;
-        let max_message_bytes = config.pipeline.max_message_bytes;
+        let (max_message_bytes, compress) =
+            (config.pipeline.max_message_bytes, config.pipeline.compress);
         let client_config =
             ClientConfig::from_config(&config.salesforce).map_err(|e| SetupError::Config {
                 source_name: "salesforce".into(),
@@ -62,7 +63,7 @@ impl ExtractState {
                 aws_sdk_sqs::Client::new(sdk),
                 FunctionEnv::need(&env.records_queue_url, "RECORDS_QUEUE_URL")?,
             )
-            .with_max_batch_bytes(max_message_bytes),
+            .with_message_limits(max_message_bytes, compress),
             store: DynamoStore::new(aws_sdk_dynamodb::Client::new(sdk), &env.state_table),
             clock: Arc::new(SystemClock),
         })
@@ -152,8 +153,6 @@ pub async fn handle(
     settings.lookback = Duration::from_secs(state.config.salesforce.lookback_seconds);
     settings.deadline = deadline;
     settings.clock = state.clock.clone();
-    settings.max_body_bytes = state.config.pipeline.max_message_bytes;
-    settings.compress = state.config.pipeline.compress;
     // Syncs with stream = true count what the stream function had not delivered.
     settings.stream_ledger = Some(state.store.stream_ledger());
     let mut output = ExtractOutput {

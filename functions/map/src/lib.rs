@@ -9,7 +9,7 @@ use sfsync_mapping::Config;
 use sfsync_pipeline::aws::{self, FunctionEnv, SetupError};
 use sfsync_pipeline::map::map_message;
 use sfsync_pipeline::message::{RecordsMessage, decode};
-use sfsync_pipeline::queue::{Queue, SqsQueue};
+use sfsync_pipeline::queue::SqsQueue;
 use sfsync_pipeline::state::StateStore;
 use sfsync_pipeline::state::dynamo::DynamoStore;
 use tracing::Instrument;
@@ -84,7 +84,7 @@ async fn handle_one(state: &MapState, message: &SqsMessage) -> Result<(), String
     for bodies in output.bodies.into_values() {
         state
             .delivery_queue
-            .send(bodies, None)
+            .send_bodies(bodies, None)
             .await
             .map_err(|e| e.to_string())?;
     }

@@ -116,7 +116,7 @@ impl StreamState {
                 sqs.clone(),
                 FunctionEnv::need(&env.records_queue_url, "RECORDS_QUEUE_URL")?,
             )
-            .with_max_batch_bytes(config.pipeline.max_message_bytes),
+            .with_message_limits(config.pipeline.max_message_bytes, config.pipeline.compress),
             sqs,
             tick_queue_url: stream_env.tick_queue_url.clone(),
             config: Arc::new(config),
@@ -365,8 +365,6 @@ async fn stream_until<'a, S: Future<Output = ()> + Send>(
 
 async fn settings(state: &StreamState, sync: &SyncConfig, run_id: &str) -> StreamSettings {
     let mut settings = StreamSettings::new(state.pubsub_endpoint.clone(), run_id);
-    settings.max_body_bytes = state.config.pipeline.max_message_bytes;
-    settings.compress = state.config.pipeline.compress;
     settings.reconnect_after = state.reconnect_after;
     // Every version handed on is noted, so that polling counts what the stream missed.
     settings.ledger = Some(state.store.stream_ledger());

@@ -244,7 +244,8 @@ impl Deliverer {
             let budget = self.policy.budget(deadline);
             let heads: Vec<(usize, Head)> = group.iter().map(|(i, m)| (*i, Head::of(m))).collect();
             let messages = group.into_iter().map(|(_, m)| m).collect::<Vec<_>>();
-            let span = tracing::info_span!("deliver_batch", destination = %name, messages = messages.len());
+            let span =
+                tracing::info_span!("deliver", destination = %name, messages = messages.len());
             let outputs = deliver_messages_at(destination, messages, budget, Utc::now())
                 .instrument(span)
                 .await;

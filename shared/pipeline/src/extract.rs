@@ -10,8 +10,8 @@ use sfsync_mapping::SyncConfig;
 use sfsync_salesforce::{BulkJobState, Client, Cursor, Window};
 use tracing::Instrument;
 
-use crate::message::{MESSAGE_VERSION, Packer, RecordsMessage};
-use crate::queue::Queue;
+use crate::message::{MESSAGE_VERSION, RecordsMessage};
+use crate::queue::{Queue, SendError};
 use crate::report::{RunReport, RunStatus};
 use crate::state::{Checkpoint, StateError, StateStore};
 
@@ -94,8 +94,6 @@ pub struct ExtractSettings {
     pub margin: Duration,
     /// What `deadline` is measured against ([`SystemClock`] unless a test injects one).
     pub clock: Arc<dyn Clock>,
-    pub max_body_bytes: usize,
-    pub compress: bool,
     /// The most records of a page handed to the queue in one send. Unlimited by default: a
     /// whole page packs into the fewest, fullest SQS messages (the packer's compression
     /// estimate carries across it). `sfsync sync` sets a REST page's worth, because its
@@ -122,8 +120,6 @@ impl ExtractSettings {
             deadline: None,
             margin: Duration::from_secs(30),
             clock: Arc::new(SystemClock),
-            max_body_bytes: crate::message::DEFAULT_MAX_BODY_BYTES,
-            compress: true,
             max_records_per_send: usize::MAX,
             lease_ttl: Duration::from_secs(16 * 60),
             stream_ledger: None,
@@ -150,7 +146,7 @@ pub enum ExtractError {
 /// Extracts one sync. The returned report says how it ended; `Err` only when the run could
 /// not start (lease held, state store unreachable). Everything it logs (the Salesforce
 /// client's lines included) carries `run_id` and `sync` from its span.
-pub async fn extract_sync<Q: Queue, S: StateStore>(
+pub async fn extract_sync<Q: Queue<RecordsMessage>, S: StateStore>(
     client: &Client,
     sync: &SyncConfig,
     queue: &Q,
@@ -165,7 +161,7 @@ pub async fn extract_sync<Q: Queue, S: StateStore>(
         .await
 }
 
-async fn extract_sync_in_span<Q: Queue, S: StateStore>(
+async fn extract_sync_in_span<Q: Queue<RecordsMessage>, S: StateStore>(
     client: &Client,
     sync: &SyncConfig,
     queue: &Q,
@@ -201,7 +197,7 @@ async fn extract_sync_in_span<Q: Queue, S: StateStore>(
 
 /// The body of a run; an `Err` is the run's failure message (the checkpoint is wherever the
 /// last successful enqueue left it).
-async fn run<Q: Queue, S: StateStore>(
+async fn run<Q: Queue<RecordsMessage>, S: StateStore>(
     client: &Client,
     sync: &SyncConfig,
     queue: &Q,
@@ -448,7 +444,7 @@ async fn run<Q: Queue, S: StateStore>(
             let n = deletes.records.len() as u64;
             report.counts.deleted_found += n;
             report.counts.extracted += n;
-            enqueue(queue, report, &sync.name, settings, deletes.records).await?;
+            enqueue(queue, report, &sync.name, deletes.records).await?;
             deletes_from = Some(deletes.next_start);
             gap = deletes.gap;
         } else {
@@ -491,7 +487,7 @@ async fn run<Q: Queue, S: StateStore>(
 }
 
 /// Enqueues a page in pieces of at most `max_records_per_send` records.
-async fn enqueue_pieces<Q: Queue>(
+async fn enqueue_pieces<Q: Queue<RecordsMessage>>(
     queue: &Q,
     report: &mut RunReport,
     sync: &str,
@@ -506,83 +502,48 @@ async fn enqueue_pieces<Q: Queue>(
         } else {
             std::mem::take(&mut records)
         };
-        enqueue(queue, report, sync, settings, piece).await?;
+        enqueue(queue, report, sync, piece).await?;
     }
     Ok(())
 }
 
-async fn enqueue<Q: Queue>(
+async fn enqueue<Q: Queue<RecordsMessage>>(
     queue: &Q,
     report: &mut RunReport,
     sync: &str,
-    settings: &ExtractSettings,
     records: Vec<serde_json::Value>,
 ) -> Result<(), String> {
     if records.is_empty() {
         return Ok(());
     }
-    if queue.takes_values() {
-        report.counts.messages += 1;
-        return queue
-            .send_records(RecordsMessage {
-                v: MESSAGE_VERSION,
-                run_id: report.run_id.clone(),
-                sync: sync.to_string(),
-                records,
-            })
-            .await
-            .map_err(|e| e.to_string());
-    }
-    let prefix = Packer::records_prefix(&report.run_id, sync);
-    let mut packer = Packer::new(prefix.clone(), settings.max_body_bytes, settings.compress);
-    let packed = records
-        .iter()
-        .try_for_each(|record| packer.push(record))
-        .and_then(|()| packer.finish());
-    let bodies = match packed {
-        Ok(bodies) => bodies,
-        Err(e) => {
-            // A record that cannot fit any message is reported, never silently dropped: the
-            // run fails and the checkpoint stays before it. When compressing, the packer only
-            // notices while closing a body (at a later record, or at the end), so the record
-            // is found by packing each one alone.
-            return Err(match too_large(&records, &prefix, settings) {
-                Some((record, e)) => {
-                    let id = record
-                        .get("Id")
-                        .and_then(|v| v.as_str())
-                        .unwrap_or("(no Id)");
-                    format!("record {id} cannot be enqueued: {e}")
-                }
-                None => format!("records cannot be enqueued: {e}"),
-            });
-        }
+    let message = RecordsMessage {
+        v: MESSAGE_VERSION,
+        run_id: report.run_id.clone(),
+        sync: sync.to_string(),
+        records,
     };
-    report.counts.messages += bodies.len() as u64;
-    queue
-        .send(bodies.into_iter().map(|b| b.body).collect(), None)
-        .await
-        .map_err(|e| e.to_string())
-}
-
-/// The first record that cannot fit a message even alone, and why.
-fn too_large<'r>(
-    records: &'r [serde_json::Value],
-    prefix: &str,
-    settings: &ExtractSettings,
-) -> Option<(&'r serde_json::Value, crate::message::MessageError)> {
-    records.iter().find_map(|record| {
-        let mut alone = Packer::new(
-            prefix.to_string(),
-            settings.max_body_bytes,
-            settings.compress,
-        );
-        alone
-            .push(record)
-            .and_then(|()| alone.finish())
-            .err()
-            .map(|e| (record, e))
-    })
+    match queue.send(message, None).await {
+        Ok(sent) => {
+            report.counts.messages += sent as u64;
+            Ok(())
+        }
+        // A record that cannot fit any message is reported, never silently dropped: the run
+        // fails and the checkpoint stays before it.
+        Err(SendError::TooLarge {
+            message,
+            items,
+            source,
+        }) => {
+            let id = items
+                .first()
+                .and_then(|&i| message.records.get(i))
+                .and_then(|record| record.get("Id"))
+                .and_then(|v| v.as_str())
+                .unwrap_or("(no Id)");
+            Err(format!("record {id} cannot be enqueued: {source}"))
+        }
+        Err(e) => Err(e.to_string()),
+    }
 }
 
 /// Where a run starts reading. After a completed run: the look-back before its end, every

@@ -15,13 +15,10 @@ use tracing::Instrument;
 use crate::dead_letter::{DeadLetterFile, DeadLetterSink};
 use crate::deliver::{DeliverPolicy, Deliverer, Settlement};
 use crate::map::map_calls;
-use crate::message::{CallsMessage, MESSAGE_VERSION, RecordsMessage, decode};
-use crate::queue::{Queue, QueueError};
+use crate::message::{CallsMessage, MESSAGE_VERSION, RecordsMessage};
+use crate::queue::{Queue, QueueError, SendError};
 use crate::report::RunCounts;
 use crate::state::StateStore;
-
-/// Messages are never put on a wire locally: no compression, and one body per send.
-pub const LOCAL_MAX_BODY_BYTES: usize = 64 << 20;
 
 /// Records per send locally: Salesforce's largest REST page (Bulk pages are 10,000 rows).
 pub const LOCAL_MAX_RECORDS_PER_SEND: usize = 2000;
@@ -96,12 +93,13 @@ impl LocalDelivery {
         sync: &str,
     ) -> Result<RunCounts, LocalDeliverError> {
         let mut counts = RunCounts::default();
-        let now = Instant::now();
-        let mut waiting: Vec<(Instant, CallsMessage)> =
-            messages.into_iter().map(|m| (now, m)).collect();
-        while let Some(due) = release_next(&mut waiting).await {
+        let queue = DelayQueue::default();
+        for message in messages {
+            queue.hold(message, Duration::ZERO);
+        }
+        while let Some(due) = queue.release_next().await {
             for settlement in self.deliverer.deliver(due, None).await {
-                self.carry_out(settlement, sync, &mut counts, &mut waiting)
+                self.carry_out(settlement, sync, &mut counts, &queue)
                     .await?;
             }
         }
@@ -113,7 +111,7 @@ impl LocalDelivery {
         settlement: Settlement,
         sync: &str,
         counts: &mut RunCounts,
-        waiting: &mut Vec<(Instant, CallsMessage)>,
+        queue: &DelayQueue,
     ) -> Result<(), LocalDeliverError> {
         for c in settlement.counts.values() {
             counts.add(c);
@@ -142,23 +140,52 @@ impl LocalDelivery {
                 seconds: retry.after.as_secs(),
                 reason: retry.reason,
             });
-            waiting.push((Instant::now() + retry.after, retry.message));
+            // Through the queue's interface, as the deliver Lambda puts the rest back on SQS.
+            let _ = queue.send(retry.message, Some(retry.after)).await;
         }
         Ok(())
     }
 }
 
-/// Waits until the earliest waiting message is due, then takes every message due by then;
-/// `None` when nothing waits.
-async fn release_next(waiting: &mut Vec<(Instant, CallsMessage)>) -> Option<Vec<CallsMessage>> {
-    let first = waiting.iter().map(|(at, _)| *at).min()?;
-    tokio::time::sleep_until(first.into()).await;
-    let now = Instant::now();
-    let (due, later): (Vec<_>, Vec<_>) = std::mem::take(waiting)
-        .into_iter()
-        .partition(|(at, _)| *at <= now);
-    *waiting = later;
-    Some(due.into_iter().map(|(_, m)| m).collect())
+/// The local delivery queue of one hand-off: calls messages released after their delay.
+#[derive(Default)]
+struct DelayQueue {
+    waiting: Mutex<Vec<(Instant, CallsMessage)>>,
+}
+
+impl DelayQueue {
+    fn hold(&self, message: CallsMessage, delay: Duration) {
+        let mut waiting = self.waiting.lock().unwrap_or_else(|p| p.into_inner());
+        waiting.push((Instant::now() + delay, message));
+    }
+
+    /// Waits until the earliest waiting message is due, then takes every message due by
+    /// then; `None` when nothing waits.
+    async fn release_next(&self) -> Option<Vec<CallsMessage>> {
+        let first = {
+            let waiting = self.waiting.lock().unwrap_or_else(|p| p.into_inner());
+            waiting.iter().map(|(at, _)| *at).min()?
+        };
+        tokio::time::sleep_until(first.into()).await;
+        let now = Instant::now();
+        let mut waiting = self.waiting.lock().unwrap_or_else(|p| p.into_inner());
+        let (due, later): (Vec<_>, Vec<_>) = std::mem::take(&mut *waiting)
+            .into_iter()
+            .partition(|(at, _)| *at <= now);
+        *waiting = later;
+        Some(due.into_iter().map(|(_, m)| m).collect())
+    }
+}
+
+impl Queue<CallsMessage> for DelayQueue {
+    async fn send(
+        &self,
+        message: CallsMessage,
+        delay: Option<Duration>,
+    ) -> Result<usize, SendError<CallsMessage>> {
+        self.hold(message, delay.unwrap_or_default());
+        Ok(1)
+    }
 }
 
 pub struct InlineQueue<S: StateStore> {
@@ -214,12 +241,6 @@ impl<S: StateStore> InlineQueue<S> {
             .unwrap_or_default()
     }
 
-    async fn process(&self, body: &str) -> Result<(), QueueError> {
-        let records: RecordsMessage =
-            decode(body).map_err(|e| QueueError::Downstream(e.to_string()))?;
-        self.process_records(records).await
-    }
-
     async fn process_records(&self, records: RecordsMessage) -> Result<(), QueueError> {
         let span = tracing::info_span!("map", run_id = %records.run_id, sync = %records.sync);
         self.map_and_deliver(records).instrument(span).await
@@ -266,11 +287,10 @@ impl<S: StateStore> InlineQueue<S> {
                 });
             }
         }
-        let span = tracing::info_span!("deliver", messages = messages.len());
+        // Each destination's share is delivered in a `deliver{destination}` span.
         let delivered = self
             .delivery
             .deliver_all(messages, &sync)
-            .instrument(span)
             .await
             .map_err(|e| QueueError::Downstream(e.to_string()))?;
         counts.add(&delivered);
@@ -285,20 +305,16 @@ impl<S: StateStore> InlineQueue<S> {
     }
 }
 
-impl<S: StateStore> Queue for InlineQueue<S> {
-    async fn send(&self, bodies: Vec<String>, _delay: Option<Duration>) -> Result<(), QueueError> {
-        for body in bodies {
-            self.process(&body).await?;
-        }
-        Ok(())
-    }
-
-    fn takes_values(&self) -> bool {
-        true
-    }
-
-    async fn send_records(&self, message: RecordsMessage) -> Result<(), QueueError> {
-        self.process_records(message).await
+/// The local records queue: each message is mapped and delivered before `send` returns —
+/// the local meaning of "durably enqueued". Records are never delayed.
+impl<S: StateStore> Queue<RecordsMessage> for InlineQueue<S> {
+    async fn send(
+        &self,
+        message: RecordsMessage,
+        _delay: Option<Duration>,
+    ) -> Result<usize, SendError<RecordsMessage>> {
+        self.process_records(message).await?;
+        Ok(1)
     }
 }
 
@@ -455,8 +471,6 @@ pub async fn run_local(
     let mut settings = ExtractSettings::new(owner);
     settings.full = options.full;
     settings.lookback = lookback;
-    settings.compress = false;
-    settings.max_body_bytes = LOCAL_MAX_BODY_BYTES;
     // Each send is mapped and delivered before it returns: at most a REST page's worth at
     // once, whichever API serves the page, keeps memory flat (docs/benchmarks.md, memory).
     settings.max_records_per_send = LOCAL_MAX_RECORDS_PER_SEND;

@@ -1,14 +1,19 @@
 //! Where a stage hands messages to the next one: SQS in AWS, the next stage itself locally.
+//! The queue is typed: a stage sends records or calls messages, and how they travel is the
+//! queue's business — [`SqsQueue`] packs them into as few bodies as the size limit allows
+//! (gzip-compressed by default, crate::message); the local queues hand the values over.
 //!
-//! `send` returns only once every body is durably accepted (SQS answered success for each
-//! entry). The extract stage relies on that: its checkpoint moves only after `send` returned.
+//! `send` returns only once the message is durably accepted (SQS answered success for each
+//! entry; locally, the next stage finished with it). The extract stage relies on that: its
+//! checkpoint moves only after `send` returned.
 
+use std::fmt;
 use std::future::Future;
 use std::time::Duration;
 
 use aws_sdk_sqs::types::SendMessageBatchRequestEntry;
 
-use crate::message::{MessageError, Packable, Packer, RecordsMessage};
+use crate::message::{MessageError, Packable, Packer};
 
 #[derive(Debug, thiserror::Error)]
 pub enum QueueError {
@@ -16,46 +21,67 @@ pub enum QueueError {
     Send { queue: String, message: String },
     #[error("the next stage failed: {0}")]
     Downstream(String),
-    /// Some items cannot fit a queue message even alone (their indices in the message, in
-    /// order). Nothing of the message was sent.
-    #[error("{} item(s) cannot fit a queue message: {source}", items.len())]
-    TooLarge {
-        items: Vec<usize>,
-        source: MessageError,
-    },
     #[error("cannot pack the message: {0}")]
     Pack(MessageError),
 }
 
-pub trait Queue: Send + Sync {
-    /// Sends every body, or fails; on failure some bodies may have been sent (at-least-once:
-    /// the caller's retry sends them again, which deterministic ids make harmless).
-    fn send(
-        &self,
-        bodies: Vec<String>,
-        delay: Option<Duration>,
-    ) -> impl Future<Output = Result<(), QueueError>> + Send;
+/// Why a send failed.
+pub enum SendError<M> {
+    /// Some items cannot fit a queue message even alone (their indices, in order). Nothing
+    /// was sent, and the message is handed back so that the sender can drop or name them.
+    TooLarge {
+        message: M,
+        items: Vec<usize>,
+        source: MessageError,
+    },
+    Queue(QueueError),
+}
 
-    /// True for a queue that runs the next stage in this process: it takes records as
-    /// values through [`Queue::send_records`], and the sender skips encoding them into
-    /// bodies that the next stage would only parse again.
-    fn takes_values(&self) -> bool {
-        false
+impl<M> From<QueueError> for SendError<M> {
+    fn from(e: QueueError) -> Self {
+        SendError::Queue(e)
     }
+}
 
-    /// Hands records to the next stage as values; only called when `takes_values` is true.
-    /// Same contract as `send`: returning `Ok` means they were durably accepted.
-    fn send_records(
-        &self,
-        message: RecordsMessage,
-    ) -> impl Future<Output = Result<(), QueueError>> + Send {
-        let sync = message.sync;
-        async move {
-            Err(QueueError::Downstream(format!(
-                "this queue takes message bodies only (records of {sync})"
-            )))
+impl<M> fmt::Display for SendError<M> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SendError::TooLarge { items, source, .. } => write!(
+                f,
+                "{} item(s) cannot fit a queue message: {source}",
+                items.len()
+            ),
+            SendError::Queue(e) => e.fmt(f),
         }
     }
+}
+
+/// Without the message: it carries records (personal data) and may be large.
+impl<M> fmt::Debug for SendError<M> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SendError::TooLarge { items, source, .. } => f
+                .debug_struct("TooLarge")
+                .field("items", items)
+                .field("source", source)
+                .finish_non_exhaustive(),
+            SendError::Queue(e) => f.debug_tuple("Queue").field(e).finish(),
+        }
+    }
+}
+
+impl<M> std::error::Error for SendError<M> {}
+
+pub trait Queue<M>: Send + Sync {
+    /// Sends `message`, released to the next stage after `delay` (at once when `None`), and
+    /// returns how many wire messages it took. On failure some of it may have been sent
+    /// (at-least-once: the caller's retry sends it again, which deterministic ids make
+    /// harmless), except for [`SendError::TooLarge`], which sends nothing.
+    fn send(
+        &self,
+        message: M,
+        delay: Option<Duration>,
+    ) -> impl Future<Output = Result<usize, SendError<M>>> + Send;
 }
 
 /// SQS through `SendMessageBatch`: up to 10 entries and at most `max_batch_bytes` per
@@ -113,19 +139,12 @@ impl SqsQueue {
 
     /// Packs a message into as few bodies as its size allows and sends them; returns how
     /// many bodies it took. Items that cannot fit any body are refused with their indices
-    /// before anything is sent ([`QueueError::TooLarge`]).
-    pub async fn send_message<M: Packable + Sync>(
+    /// before anything is sent ([`SendError::TooLarge`]).
+    async fn send_packed<M: Packable + Sync>(
         &self,
-        message: &M,
+        message: M,
         delay: Option<Duration>,
-    ) -> Result<usize, QueueError> {
-        let bodies = self.pack(message)?;
-        let count = bodies.len();
-        self.send_bodies(bodies, delay).await?;
-        Ok(count)
-    }
-
-    fn pack<M: Packable>(&self, message: &M) -> Result<Vec<String>, QueueError> {
+    ) -> Result<usize, SendError<M>> {
         let prefix = message.prefix();
         let mut packer = Packer::new(prefix.clone(), self.max_body_bytes, self.compress);
         let packed = message
@@ -133,16 +152,23 @@ impl SqsQueue {
             .iter()
             .try_for_each(|item| packer.push(item))
             .and_then(|()| packer.finish());
-        match packed {
-            Ok(bodies) => Ok(bodies.into_iter().map(|b| b.body).collect()),
+        let bodies: Vec<String> = match packed {
+            Ok(bodies) => bodies.into_iter().map(|b| b.body).collect(),
             // When compressing, the packer only notices while closing a body (at a later
             // item, or at the end): the culprits are found by packing each item alone.
-            Err(source @ MessageError::ItemTooLarge { .. }) => Err(QueueError::TooLarge {
-                items: self.too_large(&prefix, message.items()),
-                source,
-            }),
-            Err(e) => Err(QueueError::Pack(e)),
-        }
+            Err(source @ MessageError::ItemTooLarge { .. }) => {
+                let items = self.too_large(&prefix, message.items());
+                return Err(SendError::TooLarge {
+                    message,
+                    items,
+                    source,
+                });
+            }
+            Err(e) => return Err(QueueError::Pack(e).into()),
+        };
+        let count = bodies.len();
+        self.send_bodies(bodies, delay).await?;
+        Ok(count)
     }
 
     /// The indices of the items that cannot fit a body even alone.
@@ -285,9 +311,9 @@ impl SqsQueue {
     }
 }
 
-impl Queue for SqsQueue {
-    async fn send(&self, bodies: Vec<String>, delay: Option<Duration>) -> Result<(), QueueError> {
-        self.send_bodies(bodies, delay).await
+impl<M: Packable + Send + Sync> Queue<M> for SqsQueue {
+    async fn send(&self, message: M, delay: Option<Duration>) -> Result<usize, SendError<M>> {
+        self.send_packed(message, delay).await
     }
 }
 

@@ -108,7 +108,6 @@ pub async fn stream_local(
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let streams = syncs.iter().map(|sync| {
         let mut settings = StreamSettings::new(options.endpoint.clone(), run_id.clone());
-        settings.compress = false;
         // What `sfsync sync` compares with: the versions handed on, in the state directory.
         settings.ledger = Some(store.stream_ledger());
         settings.max_events = options.max_events;

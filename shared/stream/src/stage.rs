@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use sfsync_mapping::SyncConfig;
 use sfsync_mapping::config::ExtractApi;
 use sfsync_pipeline::ledger::{HandedOnBy, RecordVersion, StreamLedger};
-use sfsync_pipeline::message::{MESSAGE_VERSION, Packer, RecordsMessage};
+use sfsync_pipeline::message::{MESSAGE_VERSION, RecordsMessage};
 use sfsync_pipeline::queue::Queue;
 use sfsync_pipeline::report::{RunReport, RunStatus};
 use sfsync_pubsub::cdc::{CdcError, decode_event, parse_schema};
@@ -36,8 +36,6 @@ pub struct StreamSettings {
     pub batch: i32,
     /// Run id of the messages this invocation enqueues (their run report).
     pub run_id: String,
-    pub max_body_bytes: usize,
-    pub compress: bool,
     /// How far before a stored replay id's time an expired-replay fallback re-reads.
     pub lookback: chrono::Duration,
     /// Wait before re-subscribing after the stream broke.
@@ -60,8 +58,6 @@ impl StreamSettings {
             endpoint: endpoint.into(),
             batch: 100,
             run_id: run_id.into(),
-            max_body_bytes: sfsync_pipeline::message::DEFAULT_MAX_BODY_BYTES,
-            compress: true,
             lookback: chrono::Duration::minutes(10),
             reconnect_after: Duration::from_secs(2),
             polling_checkpoint: None,
@@ -214,7 +210,7 @@ impl SchemaCache {
 /// (or at the tip), and for every batch of events re-reads the records they name, enqueues
 /// them, stores the last replay id, and only then asks for as many more events. A broken
 /// stream is re-subscribed after `reconnect_after`.
-pub async fn stream_sync<Q: Queue, R: ReplayStore>(
+pub async fn stream_sync<Q: Queue<RecordsMessage>, R: ReplayStore>(
     client: &Client,
     sync: &SyncConfig,
     queue: &Q,
@@ -384,7 +380,7 @@ struct Stage<'a, Q, R> {
     noted_start: bool,
 }
 
-impl<Q: Queue, R: ReplayStore> Stage<'_, Q, R> {
+impl<Q: Queue<RecordsMessage>, R: ReplayStore> Stage<'_, Q, R> {
     /// One `FetchResponse`: its events' records enqueued, then its replay id stored. Returns
     /// the replay id stored, if any.
     async fn handle(
@@ -561,35 +557,19 @@ impl<Q: Queue, R: ReplayStore> Stage<'_, Q, R> {
             .iter()
             .filter(|r| r.get("IsDeleted").and_then(Value::as_bool) == Some(true))
             .count() as u64;
-        if self.queue.takes_values() {
-            self.queue
-                .send_records(RecordsMessage {
-                    v: MESSAGE_VERSION,
-                    run_id: self.settings.run_id.clone(),
-                    sync: self.sync.name.clone(),
-                    records,
-                })
-                .await
-                .map_err(|e| StreamError::Queue(e.to_string()))?;
-            self.report.messages += 1;
-        } else {
-            let mut packer = Packer::new(
-                Packer::records_prefix(&self.settings.run_id, &self.sync.name),
-                self.settings.max_body_bytes,
-                self.settings.compress,
-            );
-            let bodies = records
-                .iter()
-                .try_for_each(|r| packer.push(r))
-                .and_then(|()| packer.finish())
-                .map_err(|e| StreamError::Queue(e.to_string()))?;
-            self.report.messages += bodies.len() as u64;
-            let bodies = bodies.into_iter().map(|b| b.body).collect();
-            self.queue
-                .send(bodies, None)
-                .await
-                .map_err(|e| StreamError::Queue(e.to_string()))?;
-        }
+        let message = RecordsMessage {
+            v: MESSAGE_VERSION,
+            run_id: self.settings.run_id.clone(),
+            sync: self.sync.name.clone(),
+            records,
+        };
+        // The queue packs the records by size (SQS) or hands them over (locally).
+        let sent = self
+            .queue
+            .send(message, None)
+            .await
+            .map_err(|e| StreamError::Queue(e.to_string()))?;
+        self.report.messages += sent as u64;
         self.report.records += n;
         self.report.deleted += deleted;
         // Only after the enqueue: the ledger never names a version that was not handed on.

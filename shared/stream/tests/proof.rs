@@ -11,7 +11,7 @@ use sfsync_mapping::config::{ExtractApi, SyncConfig, SyncKind};
 use sfsync_pipeline::extract::{ExtractSettings, extract_sync};
 use sfsync_pipeline::ledger::StreamLedger;
 use sfsync_pipeline::message::RecordsMessage;
-use sfsync_pipeline::queue::{Queue, QueueError};
+use sfsync_pipeline::queue::{Queue, QueueError, SendError};
 use sfsync_pipeline::report::RunReport;
 use sfsync_pipeline::state::StateStore;
 use sfsync_salesforce::{Client, ClientConfig, Credentials};
@@ -22,19 +22,16 @@ use tokio::sync::{mpsc, oneshot};
 /// The in-process queue: records messages as values, each one announced on a channel.
 struct Collect(mpsc::UnboundedSender<RecordsMessage>);
 
-impl Queue for Collect {
-    async fn send(&self, _: Vec<String>, _: Option<Duration>) -> Result<(), QueueError> {
-        Err(QueueError::Downstream(
-            "this test queue takes values".into(),
-        ))
-    }
-    fn takes_values(&self) -> bool {
-        true
-    }
-    async fn send_records(&self, message: RecordsMessage) -> Result<(), QueueError> {
+impl Queue<RecordsMessage> for Collect {
+    async fn send(
+        &self,
+        message: RecordsMessage,
+        _: Option<Duration>,
+    ) -> Result<usize, SendError<RecordsMessage>> {
         self.0
             .send(message)
-            .map_err(|_| QueueError::Downstream("test receiver gone".into()))
+            .map(|()| 1)
+            .map_err(|_| QueueError::Downstream("test receiver gone".into()).into())
     }
 }
 
