@@ -3,20 +3,21 @@
 //! `{"scheduledTime": "…", "syncs": ["contacts"], "full": false}`, every key optional.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
+use chrono::Utc;
+use serde::Deserialize;
 use sfsync_mapping::Config;
 use sfsync_pipeline::aws::{self, FunctionEnv, SetupError};
-use sfsync_pipeline::extract::{Clock, ExtractError, ExtractSettings, SystemClock, extract_sync};
+use sfsync_pipeline::extract::{Clock, SystemClock};
+use sfsync_pipeline::extract_syncs::{extract_syncs, invocation_settings, select_syncs};
+// The invocation's output and failures, as the Lambda returns them.
+pub use sfsync_pipeline::extract_syncs::{ExtractFailure, ExtractOutput, NotRun, StopReason};
 use sfsync_pipeline::queue::SqsQueue;
-use sfsync_pipeline::report::{RunReport, RunStatus, new_run_id};
-use sfsync_pipeline::state::StateStore;
+use sfsync_pipeline::report::new_run_id;
 use sfsync_pipeline::state::dynamo::DynamoStore;
 use sfsync_pipeline::token_store::SecretTokenStore;
 use sfsync_salesforce::{Client, ClientConfig};
-use tracing::Instrument;
 
 /// Clients and config, built once per cold start and borrowed by every invocation.
 pub struct ExtractState {
@@ -41,21 +42,17 @@ impl ExtractState {
         let config = aws::function_config(&secrets)?;
         let (max_message_bytes, compress) =
             (config.pipeline.max_message_bytes, config.pipeline.compress);
-        let client_config =
-            ClientConfig::from_config(&config.salesforce).map_err(|e| SetupError::Config {
-                source_name: "salesforce".into(),
-                message: e.to_string(),
-            })?;
+        let invalid = |e: sfsync_salesforce::Error| SetupError::Config {
+            source_name: "salesforce".into(),
+            message: e.to_string(),
+        };
         // A rotated refresh token is kept in the function's own secret, for the next cold
         // start and for concurrent invocations (infra/template.yaml grants PutSecretValue
         // on that secret only).
         let token_store = Arc::new(SecretTokenStore::new(secrets_manager, &env.secret_id));
-        let client = Client::with_refresh_token_store(client_config, token_store).map_err(|e| {
-            SetupError::Config {
-                source_name: "salesforce".into(),
-                message: e.to_string(),
-            }
-        })?;
+        let client_config = ClientConfig::from_config(&config.salesforce).map_err(invalid)?;
+        let client =
+            Client::with_refresh_token_store(client_config, token_store).map_err(invalid)?;
         Ok(ExtractState {
             config: Arc::new(config),
             client,
@@ -83,182 +80,32 @@ pub struct ExtractInput {
     pub full: bool,
 }
 
-#[derive(Debug, Serialize)]
-pub struct ExtractOutput {
-    pub run_id: String,
-    pub reports: Vec<RunReport>,
-    /// Syncs another run was already extracting.
-    pub busy: Vec<String>,
-    /// Selected syncs this invocation did not start, and why: the org's API budget was
-    /// spent, or the deadline came, during an earlier sync. They run on the next
-    /// invocation, first (see [`least_recently_extracted_first`]).
-    pub not_run: Vec<NotRun>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct NotRun {
-    pub sync: String,
-    pub reason: StopReason,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum StopReason {
-    /// The configured share of the org's daily API requests is used up.
-    ApiLimit,
-    /// Too little of the invocation's time is left.
-    Deadline,
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum ExtractFailure {
-    #[error("unknown sync(s) in the input: {0}")]
-    UnknownSyncs(String),
-    #[error("sync(s) failed: {0}")]
-    Failed(String),
-    #[error(transparent)]
-    State(#[from] sfsync_pipeline::state::StateError),
-}
-
-/// One invocation: every selected sync in turn, each stopping safely before the deadline.
+/// One invocation: every selected sync in turn, each stopping safely before the deadline
+/// (`sfsync_pipeline::extract_syncs` holds the order and the stop-the-others rule).
 pub async fn handle(
     state: &ExtractState,
     input: ExtractInput,
     request_id: &str,
     deadline: Option<Instant>,
 ) -> Result<ExtractOutput, ExtractFailure> {
-    let syncs: Vec<_> = match &input.syncs {
-        None => state.config.syncs.iter().collect(),
-        Some(names) => {
-            let unknown: Vec<&str> = names
-                .iter()
-                .filter(|n| state.config.sync(n).is_none())
-                .map(String::as_str)
-                .collect();
-            if !unknown.is_empty() {
-                return Err(ExtractFailure::UnknownSyncs(unknown.join(", ")));
-            }
-            state
-                .config
-                .syncs
-                .iter()
-                .filter(|s| names.contains(&s.name))
-                .collect()
-        }
-    };
-    let started_at: DateTime<Utc> = Utc::now();
-    let run_id = new_run_id(started_at);
-    let mut settings = ExtractSettings::new(format!("lambda:{request_id}"));
-    settings.full = input.full;
-    settings.lookback = Duration::from_secs(state.config.salesforce.lookback_seconds);
-    settings.deadline = deadline;
-    settings.clock = state.clock.clone();
-    // Syncs with stream = true count what the stream function had not delivered.
-    settings.stream_ledger = Some(state.store.stream_ledger());
-    let mut output = ExtractOutput {
-        run_id: run_id.clone(),
-        reports: Vec::new(),
-        busy: Vec::new(),
-        not_run: Vec::new(),
-    };
-    let syncs = least_recently_extracted_first(&state.store, syncs).await?;
-    let mut failed = Vec::new();
-    let mut stopped: Option<StopReason> = None;
-    for sync in syncs {
-        if stopped.is_none() && settings.time_is_short() {
-            stopped = Some(StopReason::Deadline);
-        }
-        if let Some(reason) = stopped {
-            tracing::warn!(sync = %sync.name, ?reason, "sync not started in this invocation");
-            output.not_run.push(NotRun {
-                sync: sync.name.clone(),
-                reason,
-            });
-            continue;
-        }
-        let span = tracing::info_span!("extract", run_id = %run_id, sync = %sync.name);
-        // Instrumented while it awaits; entered only for the synchronous rest of the turn.
-        let result = extract_sync(
-            &state.client,
-            sync,
-            &state.queue,
-            &state.store,
-            &run_id,
-            started_at,
-            &settings,
-        )
-        .instrument(span.clone())
-        .await;
-        let _enter = span.enter();
-        match result {
-            Ok(report) => {
-                tracing::info!(
-                    status = %report.status,
-                    extracted = report.counts.extracted,
-                    messages = report.counts.messages,
-                    api_calls = report.salesforce_api_calls,
-                    "sync extracted"
-                );
-                sfsync_pipeline::metrics::emit(
-                    "extract",
-                    &sync.name,
-                    &report.counts,
-                    report.salesforce_api_calls,
-                );
-                let stop = match report.status {
-                    RunStatus::ApiLimit => Some(StopReason::ApiLimit),
-                    RunStatus::Partial => Some(StopReason::Deadline),
-                    _ => None,
-                };
-                if report.status == RunStatus::Failed {
-                    failed.push(format!(
-                        "{}: {}",
-                        sync.name,
-                        report.error.clone().unwrap_or_default()
-                    ));
-                }
-                output.reports.push(report);
-                // The API limit is org-wide and the deadline is ours: the other syncs wait
-                // for the next invocation, and are named in the output.
-                stopped = stop;
-            }
-            Err(ExtractError::LeaseHeld(e)) => {
-                tracing::warn!(error = %e, "sync skipped: another run holds its lease");
-                output.busy.push(sync.name.clone());
-            }
-            Err(ExtractError::State(e)) => return Err(e.into()),
-        }
-    }
-    if !output.not_run.is_empty() {
-        tracing::warn!(
-            not_run = %output.not_run.iter().map(|n| n.sync.as_str()).collect::<Vec<_>>().join(", "),
-            "the invocation stopped early; these syncs run first next time"
-        );
-    }
-    if failed.is_empty() {
-        Ok(output)
-    } else {
-        Err(ExtractFailure::Failed(failed.join("; ")))
-    }
-}
-
-/// The selected syncs, the one whose checkpoint moved longest ago first (never-run syncs
-/// before all). A sync that keeps an invocation busy until its deadline (a large backfill)
-/// or spends the API budget then goes last next time, so every sync gets its turn instead
-/// of the first in the config starving the rest.
-pub async fn least_recently_extracted_first<'a, S: StateStore>(
-    store: &S,
-    syncs: Vec<&'a sfsync_mapping::SyncConfig>,
-) -> Result<Vec<&'a sfsync_mapping::SyncConfig>, sfsync_pipeline::state::StateError> {
-    let mut keyed = Vec::with_capacity(syncs.len());
-    for (position, sync) in syncs.into_iter().enumerate() {
-        let moved = store
-            .checkpoint(&sync.name)
-            .await?
-            .map(|c| c.updated_at)
-            .unwrap_or(DateTime::<Utc>::UNIX_EPOCH);
-        keyed.push((moved, position, sync));
-    }
-    keyed.sort_by_key(|(moved, position, _)| (*moved, *position));
-    Ok(keyed.into_iter().map(|(_, _, sync)| sync).collect())
+    let syncs = select_syncs(&state.config, input.syncs.as_deref())?;
+    let started_at = Utc::now();
+    let settings = invocation_settings(
+        &state.config,
+        format!("lambda:{request_id}"),
+        input.full,
+        deadline,
+        state.clock.clone(),
+        state.store.stream_ledger(),
+    );
+    extract_syncs(
+        &state.client,
+        syncs,
+        &state.queue,
+        &state.store,
+        &new_run_id(started_at),
+        started_at,
+        &settings,
+    )
+    .await
 }

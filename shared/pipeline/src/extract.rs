@@ -10,8 +10,8 @@ use sfsync_mapping::SyncConfig;
 use sfsync_salesforce::{BulkJobState, Client, Cursor, Window};
 use tracing::Instrument;
 
-use crate::message::{MESSAGE_VERSION, RecordsMessage};
-use crate::queue::{Queue, SendError};
+use crate::message::{MESSAGE_VERSION, MessageError, RecordsMessage};
+use crate::queue::{Queue, QueueError, SendError};
 use crate::report::{RunReport, RunStatus};
 use crate::state::{Checkpoint, StateError, StateStore};
 
@@ -143,6 +143,21 @@ pub enum ExtractError {
     State(#[from] StateError),
 }
 
+/// Why one sync's run failed part-way. Its text goes into the run report's `error` and the
+/// log; the checkpoint stays after the last page that was enqueued.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error(transparent)]
+    State(#[from] StateError),
+    #[error(transparent)]
+    Salesforce(#[from] sfsync_salesforce::Error),
+    #[error(transparent)]
+    Queue(#[from] QueueError),
+    /// A record that cannot fit any queue message, even alone: reported, never dropped.
+    #[error("record {id} cannot be enqueued: {source}")]
+    RecordTooLarge { id: String, source: MessageError },
+}
+
 /// Extracts one sync. The returned report says how it ended; `Err` only when the run could
 /// not start (lease held, state store unreachable). Everything it logs (the Salesforce
 /// client's lines included) carries `run_id` and `sync` from its span.
@@ -185,7 +200,7 @@ async fn extract_sync_in_span<Q: Queue<RecordsMessage>, S: StateStore>(
     if let Err(e) = result {
         tracing::error!(error = %e, "run failed; the checkpoint stays after the last enqueued page");
         report.status = RunStatus::Failed;
-        report.error = Some(e);
+        report.error = Some(e.to_string());
     }
     report.finished_at = Some(Utc::now());
     let saved = store.put_run(&report).await;
@@ -195,7 +210,7 @@ async fn extract_sync_in_span<Q: Queue<RecordsMessage>, S: StateStore>(
     Ok(report)
 }
 
-/// The body of a run; an `Err` is the run's failure message (the checkpoint is wherever the
+/// The body of a run; an `Err` is why the run failed (the checkpoint is wherever the
 /// last successful enqueue left it).
 async fn run<Q: Queue<RecordsMessage>, S: StateStore>(
     client: &Client,
@@ -204,13 +219,10 @@ async fn run<Q: Queue<RecordsMessage>, S: StateStore>(
     store: &S,
     settings: &ExtractSettings,
     report: &mut RunReport,
-) -> Result<(), String> {
+) -> Result<(), RunError> {
     let calls_before = client.usage().calls;
-    store.put_run(report).await.map_err(|e| e.to_string())?;
-    let previous = store
-        .checkpoint(&sync.name)
-        .await
-        .map_err(|e| e.to_string())?;
+    store.put_run(report).await?;
+    let previous = store.checkpoint(&sync.name).await?;
     let mut version = previous.as_ref().map_or(0, |c| c.version);
     let until = report.started_at;
     // Where getDeleted starts next, carried unchanged through this run's saves until a
@@ -259,7 +271,7 @@ async fn run<Q: Queue<RecordsMessage>, S: StateStore>(
             report.salesforce_api_calls = client.usage().calls - calls_before;
             return Ok(());
         }
-        Err(e) => return Err(e.to_string()),
+        Err(e) => return Err(e.into()),
     };
     // Polling a Bulk job stops in time too; the job is saved and resumed by the next run.
     let stop_settings = settings.clone();
@@ -295,7 +307,7 @@ async fn run<Q: Queue<RecordsMessage>, S: StateStore>(
     // checkpoint still moves only after the current page's enqueue succeeded; a prefetched
     // page that is never enqueued (deadline, failure) is simply read again by the next run.
     let mut prefetched = None;
-    let outcome: Result<(), String> = loop {
+    let outcome: Result<(), RunError> = loop {
         // Out of time, unless everything was read already (then finishing costs no more
         // reading, and the next run need not start another window, or another Bulk job).
         let nothing_left = match &prefetched {
@@ -343,7 +355,7 @@ async fn run<Q: Queue<RecordsMessage>, S: StateStore>(
                 report.error = Some(e.to_string());
                 break Ok(());
             }
-            Err(e) => break Err(e.to_string()),
+            Err(e) => break Err(e.into()),
         };
         report.api = Some(format!("{:?}", extraction.api_used()).to_lowercase());
         let n = page.records.len() as u64;
@@ -433,13 +445,10 @@ async fn run<Q: Queue<RecordsMessage>, S: StateStore>(
             && let Some(cp) = &previous
         {
             let start = cp.deletes_from.unwrap_or(cp.cursor.modstamp - lookback);
-            let mut deletes = crate::deletes::read_hard_deletes(client, &sync.object, start, until)
-                .await
-                .map_err(|e| e.to_string())?;
+            let mut deletes =
+                crate::deletes::read_hard_deletes(client, &sync.object, start, until).await?;
             if sync.follows_merges() {
-                crate::deletes::mark_merged(client, &sync.object, &mut deletes.records)
-                    .await
-                    .map_err(|e| e.to_string())?;
+                crate::deletes::mark_merged(client, &sync.object, &mut deletes.records).await?;
             }
             let n = deletes.records.len() as u64;
             report.counts.deleted_found += n;
@@ -493,7 +502,7 @@ async fn enqueue_pieces<Q: Queue<RecordsMessage>>(
     sync: &str,
     settings: &ExtractSettings,
     mut records: Vec<serde_json::Value>,
-) -> Result<(), String> {
+) -> Result<(), RunError> {
     let size = settings.max_records_per_send.max(1);
     while !records.is_empty() {
         let piece = if records.len() > size {
@@ -512,7 +521,7 @@ async fn enqueue<Q: Queue<RecordsMessage>>(
     report: &mut RunReport,
     sync: &str,
     records: Vec<serde_json::Value>,
-) -> Result<(), String> {
+) -> Result<(), RunError> {
     if records.is_empty() {
         return Ok(());
     }
@@ -539,10 +548,11 @@ async fn enqueue<Q: Queue<RecordsMessage>>(
                 .and_then(|&i| message.records.get(i))
                 .and_then(|record| record.get("Id"))
                 .and_then(|v| v.as_str())
-                .unwrap_or("(no Id)");
-            Err(format!("record {id} cannot be enqueued: {source}"))
+                .unwrap_or("(no Id)")
+                .to_string();
+            Err(RunError::RecordTooLarge { id, source })
         }
-        Err(e) => Err(e.to_string()),
+        Err(SendError::Queue(e)) => Err(e.into()),
     }
 }
 
@@ -585,7 +595,7 @@ async fn save<S: StateStore>(
     partial: bool,
     bulk: Option<&BulkJobState>,
     run_id: &str,
-) -> Result<(), String> {
+) -> Result<(), RunError> {
     let next = Checkpoint {
         cursor: cursor.clone(),
         run_id: run_id.to_string(),
@@ -595,10 +605,7 @@ async fn save<S: StateStore>(
         deletes_from,
         bulk: bulk.cloned(),
     };
-    store
-        .put_checkpoint(&sync.name, *version, &next)
-        .await
-        .map_err(|e| e.to_string())?;
+    store.put_checkpoint(&sync.name, *version, &next).await?;
     *version += 1;
     Ok(())
 }

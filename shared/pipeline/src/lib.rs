@@ -13,6 +13,7 @@ pub mod dead_letter;
 pub mod deletes;
 pub mod deliver;
 pub mod extract;
+pub mod extract_syncs;
 pub mod lambda;
 pub mod ledger;
 pub mod local;
