@@ -26,12 +26,8 @@ use crate::{common, output};
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// The sync config (TOML).
-    #[arg(long, short)]
-    config: PathBuf,
-    /// Secrets file (a JSON object of strings) for `${secret:…}` references.
-    #[arg(long)]
-    secrets: Option<PathBuf>,
+    #[command(flatten)]
+    files: common::ConfigFiles,
     /// The `[[destinations]]` entry to deliver to, by name.
     #[arg(long)]
     destination: String,
@@ -49,8 +45,8 @@ const CHUNK_BYTES: usize = 8 << 20;
 const MAX_LISTED: usize = 50;
 
 pub async fn run(args: Args) -> Result<ExitCode> {
-    let config = common::load_resolved(&args.config, args.secrets.as_deref())?;
-    let dest_config = common::destination_named(&config, &args.destination, &args.config)?;
+    let config = args.files.load_resolved()?;
+    let dest_config = common::destination_named(&config, &args.destination, &args.files.config)?;
     let http = sfsync_destinations::http_client().context("cannot build the HTTP client")?;
     let destination = Destination::with_object_names(
         dest_config,

@@ -14,12 +14,8 @@ use crate::{common, output};
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// The config file.
-    #[arg(long, short, value_name = "FILE")]
-    pub config: PathBuf,
-    /// JSON object of secrets for `${secret:NAME}` references.
-    #[arg(long, value_name = "FILE")]
-    pub secrets: Option<PathBuf>,
+    #[command(flatten)]
+    files: common::ConfigFiles,
     /// The sync to extract.
     #[arg(long, value_name = "NAME")]
     pub sync: String,
@@ -55,8 +51,8 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
 
 /// The command, writing JSON lines to `out` (flushed after every page).
 async fn extract_to(args: &Args, out: &mut impl Write) -> anyhow::Result<ExitCode> {
-    let config = common::load_resolved(&args.config, args.secrets.as_deref())?;
-    let sync = common::sync_named(&config, &args.sync, &args.config)?;
+    let config = args.files.load_resolved()?;
+    let sync = common::sync_named(&config, &args.sync, &args.files.config)?;
     let client_config =
         ClientConfig::from_config(&config.salesforce).context("the [salesforce] settings")?;
     let client = Client::with_refresh_token_store(
@@ -266,8 +262,10 @@ fields = ["Email", "LastName", "Account.Name"]
 
     fn args(dir: &std::path::Path, config: PathBuf) -> Args {
         Args {
-            config,
-            secrets: Some(dir.join("secrets.json")),
+            files: common::ConfigFiles {
+                config,
+                secrets: Some(dir.join("secrets.json")),
+            },
             sync: "contacts".into(),
             since: None,
             bulk: false,

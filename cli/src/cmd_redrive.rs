@@ -17,18 +17,14 @@ use crate::{common, output};
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// The sync config (TOML): the destinations the calls go to.
-    #[arg(long, short)]
-    config: PathBuf,
-    /// Secrets file (a JSON object of strings) for `${secret:…}` references.
-    #[arg(long)]
-    secrets: Option<PathBuf>,
+    #[command(flatten)]
+    files: common::ConfigFiles,
     /// The dead-letter file (JSON lines, one dead letter each).
     file: PathBuf,
 }
 
 pub async fn run(args: Args) -> Result<ExitCode> {
-    let config = common::load_resolved(&args.config, args.secrets.as_deref())?;
+    let config = args.files.load_resolved()?;
     let progress = Arc::new(|event| {
         if let Progress::Waiting {
             destination,

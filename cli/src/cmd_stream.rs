@@ -16,10 +16,8 @@ use crate::{common, output};
 
 #[derive(clap::Args)]
 pub struct Args {
-    #[arg(long, short)]
-    config: PathBuf,
-    #[arg(long)]
-    secrets: Option<PathBuf>,
+    #[command(flatten)]
+    files: common::ConfigFiles,
     /// Replay ids, run reports and dead letters (the same directory as `sfsync sync`).
     #[arg(long, default_value = ".sfsync")]
     state: PathBuf,
@@ -42,8 +40,8 @@ pub struct Args {
 }
 
 pub async fn run(args: Args) -> Result<ExitCode> {
-    let config = common::load_resolved(&args.config, args.secrets.as_deref())?;
-    common::check_sync_names(&config, &args.syncs, &args.config)?;
+    let config = args.files.load_resolved()?;
+    common::check_sync_names(&config, &args.syncs, &args.files.config)?;
     let quiet = args.quiet;
     let progress: ProgressFn = Arc::new(move |event| {
         if quiet {

@@ -10,10 +10,8 @@ use crate::{common, local_run};
 
 #[derive(clap::Args)]
 pub struct Args {
-    #[arg(long, short)]
-    config: PathBuf,
-    #[arg(long)]
-    secrets: Option<PathBuf>,
+    #[command(flatten)]
+    files: common::ConfigFiles,
     /// Checkpoints, leases, run reports and dead letters.
     #[arg(long, default_value = ".sfsync")]
     state: PathBuf,
@@ -29,8 +27,8 @@ pub struct Args {
 }
 
 pub async fn run(args: Args) -> Result<ExitCode> {
-    let config = common::load_resolved(&args.config, args.secrets.as_deref())?;
-    common::check_sync_names(&config, &args.syncs, &args.config)?;
+    let config = args.files.load_resolved()?;
+    common::check_sync_names(&config, &args.syncs, &args.files.config)?;
     let outcome = local_run::run(
         config,
         local_run::LocalRun {

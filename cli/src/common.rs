@@ -7,6 +7,25 @@ use anyhow::{Context, Result};
 use sfsync_mapping::secrets::SecretMap;
 use sfsync_mapping::{Config, DestinationConfig, SyncConfig};
 
+/// `--config FILE` and `--secrets FILE`, taken the same way by every command that reads a
+/// config and connects to something.
+#[derive(clap::Args)]
+pub struct ConfigFiles {
+    /// The sync config (TOML).
+    #[arg(long, short, value_name = "FILE")]
+    pub config: PathBuf,
+    /// A JSON object of secrets for `${secret:NAME}` references.
+    #[arg(long, value_name = "FILE")]
+    pub secrets: Option<PathBuf>,
+}
+
+impl ConfigFiles {
+    /// The config with every reference resolved.
+    pub fn load_resolved(&self) -> Result<Config> {
+        load_resolved(&self.config, self.secrets.as_deref())
+    }
+}
+
 /// A config file as loaded: the parsed config and its text (kept for line numbers).
 pub struct LoadedConfig {
     pub path: PathBuf,
