@@ -25,11 +25,3 @@ pub mod redrive;
 pub mod report;
 pub mod state;
 pub mod token_store;
-
-use std::time::Duration;
-
-/// Exponential backoff with full jitter: a random wait in [0, base · 2^(attempt−1)], capped
-/// at 20 s, so that many retrying clients spread out instead of retrying in lockstep.
-pub fn backoff(base: Duration, attempt: u32) -> Duration {
-    sfsync_backoff::full_jitter(base, attempt, Duration::from_secs(20))
-}

@@ -299,7 +299,10 @@ impl SqsQueue {
                 )));
             }
             tracing::warn!(queue = %self.url, attempt, failed = pending.len(), "retrying failed SendMessageBatch entries");
-            tokio::time::sleep(crate::backoff(self.retry_base, attempt)).await;
+            // SendMessageBatch retries spread out (full jitter) and wait at most 20 s each.
+            let wait =
+                crate::backoff::full_jitter(self.retry_base, attempt, Duration::from_secs(20));
+            tokio::time::sleep(wait).await;
         }
     }
 
