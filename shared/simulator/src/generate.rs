@@ -309,6 +309,51 @@ impl<'a> RowBuilder<'a> {
             *slot = v;
         }
     }
+
+    /// Sets `name` in `pct` percent of rows. `value` draws from `rng` only for those rows,
+    /// exactly as `if rng.chance(pct) { set(…) }` would, so a seed keeps its org.
+    fn set_in_pct(
+        &self,
+        rng: &mut Rng,
+        vals: &mut [Val],
+        pct: u64,
+        name: &'static str,
+        value: impl FnOnce(&mut Rng) -> Val,
+    ) {
+        if rng.chance(pct) {
+            let v = value(rng);
+            self.set(vals, name, v);
+        }
+    }
+}
+
+/// One of `items`, uniformly: one draw, the same as indexing with `rng.below(len)`.
+fn one_of(rng: &mut Rng, items: &[&str]) -> Val {
+    Val::str(rng.pick(items).copied().unwrap_or(""))
+}
+
+const INDUSTRIES: &[&str] = &["Technology", "Finance", "Retail", "Healthcare"];
+
+/// How large the companies of one object are (accounts are bigger than leads' companies).
+struct CompanySizes {
+    /// Rows with revenue and headcount; the others leave both empty.
+    known_pct: u64,
+    /// Revenue is `revenue_step` times a number below `revenue_steps`.
+    revenue_steps: u64,
+    revenue_step: u64,
+    /// Headcount is 1 to this.
+    max_employees: u64,
+}
+
+/// Industry, AnnualRevenue and NumberOfEmployees: what Account and Lead both say of a company.
+fn set_industry_and_size(rng: &mut Rng, b: &RowBuilder, vals: &mut [Val], sizes: &CompanySizes) {
+    b.set(vals, "Industry", one_of(rng, INDUSTRIES));
+    if rng.chance(sizes.known_pct) {
+        let revenue = rng.below(sizes.revenue_steps) * sizes.revenue_step;
+        b.set(vals, "AnnualRevenue", Val::Num(revenue as f64));
+        let employees = 1 + rng.below(sizes.max_employees) as i64;
+        b.set(vals, "NumberOfEmployees", Val::Int(employees));
+    }
 }
 
 /// Creation and modification times of one object's rows.
@@ -496,27 +541,9 @@ impl Gen {
             b.set(vals, "FirstName", self.first.get(fi));
         }
         b.set(vals, "LastName", self.last.get(li));
-        if rng.chance(10) {
-            b.set(
-                vals,
-                "MiddleName",
-                Val::str(rng.pick(MIDDLE_NAMES).copied().unwrap_or("")),
-            );
-        }
-        if rng.chance(3) {
-            b.set(
-                vals,
-                "Suffix",
-                Val::str(rng.pick(SUFFIXES).copied().unwrap_or("")),
-            );
-        }
-        if rng.chance(40) {
-            b.set(
-                vals,
-                "Salutation",
-                Val::str(rng.pick(SALUTATIONS).copied().unwrap_or("")),
-            );
-        }
+        b.set_in_pct(rng, vals, 10, "MiddleName", |rng| one_of(rng, MIDDLE_NAMES));
+        b.set_in_pct(rng, vals, 3, "Suffix", |rng| one_of(rng, SUFFIXES));
+        b.set_in_pct(rng, vals, 40, "Salutation", |rng| one_of(rng, SALUTATIONS));
         if !rng.chance(5) {
             let first = self.first_ascii.get(fi).copied().unwrap_or("x");
             let last = self.last_ascii.get(li).copied().unwrap_or("x");
@@ -535,16 +562,12 @@ impl Gen {
         }
         // Phones and streets come from pools covering every value the generator can
         // produce: shared strings instead of millions of small allocations.
-        if rng.chance(70) {
-            b.set(vals, "Phone", self.phones.get(rng.below(10_000) as usize));
-        }
-        if rng.chance(30) {
-            b.set(
-                vals,
-                "MobilePhone",
-                self.mobiles.get(rng.below(10_000) as usize),
-            );
-        }
+        b.set_in_pct(rng, vals, 70, "Phone", |rng| {
+            self.phones.get(rng.below(10_000) as usize)
+        });
+        b.set_in_pct(rng, vals, 30, "MobilePhone", |rng| {
+            self.mobiles.get(rng.below(10_000) as usize)
+        });
         if !rng.chance(15) {
             self.address(rng, b, vals, addr);
         }
@@ -559,38 +582,7 @@ impl Gen {
         let s = rng.below(STREETS.len() as u64) as usize;
         let suite = usize::from(rng.chance(10));
         let street = self.streets.get(((n * STREETS.len()) + s) * 2 + suite);
-        let names: [&'static str; 8] = match prefix {
-            "Mailing" => [
-                "MailingStreet",
-                "MailingCity",
-                "MailingState",
-                "MailingPostalCode",
-                "MailingCountry",
-                "MailingLatitude",
-                "MailingLongitude",
-                "MailingGeocodeAccuracy",
-            ],
-            "Billing" => [
-                "BillingStreet",
-                "BillingCity",
-                "BillingState",
-                "BillingPostalCode",
-                "BillingCountry",
-                "BillingLatitude",
-                "BillingLongitude",
-                "BillingGeocodeAccuracy",
-            ],
-            _ => [
-                "Street",
-                "City",
-                "State",
-                "PostalCode",
-                "Country",
-                "Latitude",
-                "Longitude",
-                "GeocodeAccuracy",
-            ],
-        };
+        let names = address_fields(prefix);
         b.set(vals, names[0], street);
         b.set(vals, names[1], Val::str(city));
         b.set(vals, names[2], state.map(Val::str).unwrap_or(Val::Null));
@@ -606,8 +598,11 @@ impl Gen {
     }
 }
 
-fn address_names(prefix: &str) -> Vec<&'static str> {
-    let all: &[&'static str] = match prefix {
+/// The compound address fields with `prefix` ("Mailing", "Billing", or none), in the order
+/// [`Gen::address`] fills them: street, city, state, postal code, country, latitude,
+/// longitude, geocode accuracy.
+fn address_fields(prefix: &str) -> &'static [&'static str; 8] {
+    match prefix {
         "Mailing" => &[
             "MailingStreet",
             "MailingCity",
@@ -638,8 +633,7 @@ fn address_names(prefix: &str) -> Vec<&'static str> {
             "Longitude",
             "GeocodeAccuracy",
         ],
-    };
-    all.to_vec()
+    }
 }
 
 const PERSON: &[&str] = &[
@@ -655,7 +649,7 @@ const PERSON: &[&str] = &[
 
 fn person_fields(addr: &str, extra: &[&'static str]) -> Vec<&'static str> {
     let mut v = with_common(PERSON);
-    v.extend(address_names(addr));
+    v.extend(address_fields(addr));
     v.extend_from_slice(extra);
     v
 }
@@ -692,7 +686,6 @@ impl Org {
             spec,
             "User",
             spec.users,
-            0,
             &person_fields(
                 "",
                 &[
@@ -761,7 +754,6 @@ impl Org {
             spec,
             "Account",
             spec.accounts,
-            spec.soft_deleted,
             &{
                 let mut v = with_common(&[
                     "Name",
@@ -775,7 +767,7 @@ impl Org {
                     "Description",
                     "LastActivityDate",
                 ]);
-                v.extend(address_names("Billing"));
+                v.extend(address_fields("Billing"));
                 v
             },
             |rng, b, vals, i, ids| {
@@ -784,13 +776,14 @@ impl Org {
                 b.set(
                     vals,
                     "Type",
-                    Val::str(
-                        [
+                    one_of(
+                        rng,
+                        &[
                             "Prospect",
                             "Customer - Direct",
                             "Customer - Channel",
                             "Partner",
-                        ][rng.below(4) as usize],
+                        ],
                     ),
                 );
                 if rng.chance(5) && !ids.is_empty() {
@@ -816,28 +809,18 @@ impl Org {
                         )),
                     );
                 }
-                b.set(
+                set_industry_and_size(
+                    rng,
+                    b,
                     vals,
-                    "Industry",
-                    Val::str(
-                        ["Technology", "Finance", "Retail", "Healthcare"][rng.below(4) as usize],
-                    ),
+                    &CompanySizes {
+                        known_pct: 70,
+                        revenue_steps: 500,
+                        revenue_step: 100_000,
+                        max_employees: 50_000,
+                    },
                 );
-                if rng.chance(70) {
-                    b.set(
-                        vals,
-                        "AnnualRevenue",
-                        Val::Num((rng.below(500) * 100_000) as f64),
-                    );
-                    b.set(
-                        vals,
-                        "NumberOfEmployees",
-                        Val::Int(1 + rng.below(50_000) as i64),
-                    );
-                }
-                if rng.chance(20) {
-                    b.set(vals, "Description", descriptions.pick(rng));
-                }
+                b.set_in_pct(rng, vals, 20, "Description", |rng| descriptions.pick(rng));
                 b.set(vals, "OwnerId", g.owner(rng, &fallback));
             },
         );
@@ -846,7 +829,6 @@ impl Org {
             spec,
             "Contact",
             spec.contacts,
-            spec.soft_deleted,
             &person_fields(
                 "Mailing",
                 &[
@@ -872,33 +854,23 @@ impl Org {
                 if !rng.chance(20) {
                     b.set(vals, "Title", titles.pick(rng));
                 }
-                if rng.chance(60) {
-                    b.set(vals, "Department", departments.pick(rng));
-                }
-                if rng.chance(70) {
-                    b.set(vals, "LeadSource", lead_sources.pick(rng));
-                }
+                b.set_in_pct(rng, vals, 60, "Department", |rng| departments.pick(rng));
+                b.set_in_pct(rng, vals, 70, "LeadSource", |rng| lead_sources.pick(rng));
                 if rng.chance(30) {
                     b.set(vals, "Birthdate", g.date_days(rng, 365 * 60, -(365 * 20)));
                 }
-                if rng.chance(10) {
-                    b.set(vals, "Description", descriptions.pick(rng));
-                }
+                b.set_in_pct(rng, vals, 10, "Description", |rng| descriptions.pick(rng));
                 b.set(vals, "HasOptedOutOfEmail", Val::Bool(rng.chance(5)));
                 b.set(vals, "DoNotCall", Val::Bool(rng.chance(3)));
-                if rng.chance(40) {
-                    b.set(vals, "LastActivityDate", g.date_days(rng, 200, 0));
-                }
-                if rng.chance(60) {
-                    b.set(
-                        vals,
-                        "Tier__c",
-                        Val::str(["Gold", "Silver", "Bronze"][rng.below(3) as usize]),
-                    );
-                }
-                if rng.chance(50) {
-                    b.set(vals, "Score__c", Val::Num(rng.below(1000) as f64 / 10.0));
-                }
+                b.set_in_pct(rng, vals, 40, "LastActivityDate", |rng| {
+                    g.date_days(rng, 200, 0)
+                });
+                b.set_in_pct(rng, vals, 60, "Tier__c", |rng| {
+                    one_of(rng, &["Gold", "Silver", "Bronze"])
+                });
+                b.set_in_pct(rng, vals, 50, "Score__c", |rng| {
+                    Val::Num(rng.below(1000) as f64 / 10.0)
+                });
                 b.set(vals, "OwnerId", g.owner(rng, &fallback));
             },
         );
@@ -907,7 +879,6 @@ impl Org {
             spec,
             "Lead",
             spec.leads,
-            spec.soft_deleted,
             &person_fields(
                 "",
                 &[
@@ -947,9 +918,7 @@ impl Org {
                         Val::str(&format!("http://lead{i}.example")),
                     );
                 }
-                if rng.chance(10) {
-                    b.set(vals, "Description", descriptions.pick(rng));
-                }
+                b.set_in_pct(rng, vals, 10, "Description", |rng| descriptions.pick(rng));
                 b.set(vals, "LeadSource", lead_sources.pick(rng));
                 let converted = rng.chance(10) && !contacts.is_empty();
                 if converted {
@@ -974,25 +943,17 @@ impl Org {
                     );
                     b.set(vals, "IsConverted", Val::Bool(false));
                 }
-                b.set(
+                set_industry_and_size(
+                    rng,
+                    b,
                     vals,
-                    "Industry",
-                    Val::str(
-                        ["Technology", "Finance", "Retail", "Healthcare"][rng.below(4) as usize],
-                    ),
+                    &CompanySizes {
+                        known_pct: 40,
+                        revenue_steps: 100,
+                        revenue_step: 50_000,
+                        max_employees: 5000,
+                    },
                 );
-                if rng.chance(40) {
-                    b.set(
-                        vals,
-                        "AnnualRevenue",
-                        Val::Num((rng.below(100) * 50_000) as f64),
-                    );
-                    b.set(
-                        vals,
-                        "NumberOfEmployees",
-                        Val::Int(1 + rng.below(5000) as i64),
-                    );
-                }
                 b.set(vals, "HasOptedOutOfEmail", Val::Bool(rng.chance(5)));
                 b.set(vals, "IsUnreadByOwner", Val::Bool(rng.chance(30)));
                 b.set(vals, "OwnerId", g.owner(rng, &fallback));
@@ -1003,7 +964,6 @@ impl Org {
             spec,
             "Campaign",
             spec.campaigns,
-            spec.soft_deleted,
             &with_common(&[
                 "Name",
                 "Type",
@@ -1024,9 +984,7 @@ impl Org {
                 b.set(
                     vals,
                     "Status",
-                    Val::str(
-                        ["Planned", "In Progress", "Completed", "Aborted"][rng.below(4) as usize],
-                    ),
+                    one_of(rng, &["Planned", "In Progress", "Completed", "Aborted"]),
                 );
                 b.set(vals, "StartDate", g.date_days(rng, 300, 30));
                 b.set(vals, "EndDate", g.date_days(rng, 100, 200));
@@ -1035,18 +993,16 @@ impl Org {
                     "BudgetedCost",
                     Val::Num((rng.below(100) * 1000) as f64),
                 );
-                if rng.chance(50) {
-                    b.set(vals, "ActualCost", Val::Num((rng.below(100) * 1000) as f64));
-                }
+                b.set_in_pct(rng, vals, 50, "ActualCost", |rng| {
+                    Val::Num((rng.below(100) * 1000) as f64)
+                });
                 b.set(
                     vals,
                     "ExpectedRevenue",
                     Val::Num((rng.below(100) * 10_000) as f64),
                 );
                 b.set(vals, "IsActive", Val::Bool(rng.chance(60)));
-                if rng.chance(30) {
-                    b.set(vals, "Description", descriptions.pick(rng));
-                }
+                b.set_in_pct(rng, vals, 30, "Description", |rng| descriptions.pick(rng));
                 b.set(vals, "OwnerId", g.owner(rng, &fallback));
             },
         );
@@ -1055,7 +1011,6 @@ impl Org {
             spec,
             "Opportunity",
             spec.opportunities,
-            spec.soft_deleted,
             &with_common(&[
                 "AccountId",
                 "Name",
@@ -1085,13 +1040,9 @@ impl Org {
                 let stage_i = rng.below(STAGES.len() as u64) as usize;
                 let stage = STAGES.get(stage_i).copied().unwrap_or("Prospecting");
                 b.set(vals, "StageName", Val::str(stage));
-                if rng.chance(85) {
-                    b.set(
-                        vals,
-                        "Amount",
-                        Val::Num((1 + rng.below(2000)) as f64 * 500.0),
-                    );
-                }
+                b.set_in_pct(rng, vals, 85, "Amount", |rng| {
+                    Val::Num((1 + rng.below(2000)) as f64 * 500.0)
+                });
                 let closed = stage.starts_with("Closed");
                 let probability = match stage {
                     "Closed Won" => 100.0,
@@ -1103,17 +1054,15 @@ impl Org {
                 b.set(
                     vals,
                     "Type",
-                    Val::str(["New Business", "Existing Business"][rng.below(2) as usize]),
+                    one_of(rng, &["New Business", "Existing Business"]),
                 );
                 b.set(vals, "LeadSource", lead_sources.pick(rng));
                 b.set(vals, "IsClosed", Val::Bool(closed));
                 b.set(vals, "IsWon", Val::Bool(stage == "Closed Won"));
-                if rng.chance(10) {
-                    b.set(vals, "CampaignId", Val::opt_str(rng.pick(&campaigns)));
-                }
-                if rng.chance(10) {
-                    b.set(vals, "Description", descriptions.pick(rng));
-                }
+                b.set_in_pct(rng, vals, 10, "CampaignId", |rng| {
+                    Val::opt_str(rng.pick(&campaigns))
+                });
+                b.set_in_pct(rng, vals, 10, "Description", |rng| descriptions.pick(rng));
                 b.set(vals, "OwnerId", g.owner(rng, &fallback));
             },
         );
@@ -1128,7 +1077,6 @@ impl Org {
             spec,
             "CampaignMember",
             cm_count,
-            spec.soft_deleted,
             &with_common(&[
                 "CampaignId",
                 "LeadId",
@@ -1167,7 +1115,6 @@ impl Org {
             spec,
             "Project__c",
             spec.custom_objects,
-            spec.soft_deleted,
             &with_common(&[
                 "Name",
                 "LastActivityDate",
@@ -1180,13 +1127,9 @@ impl Org {
             ]),
             |rng, b, vals, i, _| {
                 b.set(vals, "Name", Val::str(&format!("PRJ-{:06}", i + 1)));
-                if rng.chance(80) {
-                    b.set(
-                        vals,
-                        "Budget__c",
-                        Val::Num((1 + rng.below(1000)) as f64 * 250.0),
-                    );
-                }
+                b.set_in_pct(rng, vals, 80, "Budget__c", |rng| {
+                    Val::Num((1 + rng.below(1000)) as f64 * 250.0)
+                });
                 b.set(
                     vals,
                     "Status__c",
@@ -1195,17 +1138,13 @@ impl Org {
                 if !rng.chance(15) {
                     b.set(vals, "Account__c", Val::opt_str(rng.pick(&accounts)));
                 }
-                if rng.chance(60) {
-                    b.set(
-                        vals,
-                        "Primary_Contact__c",
-                        Val::opt_str(rng.pick(&contacts)),
-                    );
-                }
+                b.set_in_pct(rng, vals, 60, "Primary_Contact__c", |rng| {
+                    Val::opt_str(rng.pick(&contacts))
+                });
                 b.set(vals, "Start_Date__c", g.date_days(rng, 300, 60));
-                if rng.chance(20) {
-                    b.set(vals, "Description__c", descriptions.pick(rng));
-                }
+                b.set_in_pct(rng, vals, 20, "Description__c", |rng| {
+                    descriptions.pick(rng)
+                });
                 b.set(vals, "OwnerId", g.owner(rng, &fallback));
             },
         );
@@ -1214,7 +1153,6 @@ impl Org {
             spec,
             "Task",
             spec.tasks,
-            spec.soft_deleted,
             &with_common(&[
                 "WhoId",
                 "WhatId",
@@ -1283,9 +1221,7 @@ impl Org {
                         Val::Int(rng.below(3600) as i64),
                     );
                 }
-                if rng.chance(15) {
-                    b.set(vals, "Description", descriptions.pick(rng));
-                }
+                b.set_in_pct(rng, vals, 15, "Description", |rng| descriptions.pick(rng));
                 b.set(vals, "OwnerId", g.owner(rng, &fallback));
             },
         );
@@ -1317,7 +1253,6 @@ impl Org {
             spec,
             "AccountContactRelation",
             acr_count,
-            spec.soft_deleted,
             &with_common(&[
                 "AccountId",
                 "ContactId",
@@ -1359,12 +1294,8 @@ impl Org {
                         );
                     }
                 }
-                if rng.chance(50) {
-                    b.set(vals, "StartDate", g.date_days(rng, 700, 0));
-                }
-                if rng.chance(10) {
-                    b.set(vals, "EndDate", g.date_days(rng, 30, 300));
-                }
+                b.set_in_pct(rng, vals, 50, "StartDate", |rng| g.date_days(rng, 700, 0));
+                b.set_in_pct(rng, vals, 10, "EndDate", |rng| g.date_days(rng, 30, 300));
                 b.set(vals, "OwnerId", Val::Null);
             },
         );
@@ -1378,7 +1309,6 @@ impl Org {
             spec,
             "OpportunityContactRole",
             ocr_count,
-            spec.soft_deleted,
             &with_common(&["OpportunityId", "ContactId", "Role", "IsPrimary"]),
             |rng, b, vals, i, _| {
                 b.set(
@@ -1388,9 +1318,7 @@ impl Org {
                 );
                 // Any contact, including ones in the Recycle Bin: the role outlives them.
                 b.set(vals, "ContactId", Val::opt_str(rng.pick(&contacts)));
-                if rng.chance(80) {
-                    b.set(vals, "Role", roles.pick(rng));
-                }
+                b.set_in_pct(rng, vals, 80, "Role", |rng| roles.pick(rng));
                 b.set(vals, "IsPrimary", Val::Bool(i < opportunities.len()));
                 b.set(vals, "OwnerId", Val::Null);
             },
@@ -1398,14 +1326,14 @@ impl Org {
         org
     }
 
-    /// Generates `n` rows of `object` with `fill`, marks `deleted` of them deleted, loads
-    /// them with bulk-built indexes and returns every generated id (deleted ones included).
+    /// Generates `n` rows of `object` with `fill`, marks `spec.soft_deleted` of them deleted
+    /// (none of User, which has no Recycle Bin), loads them with bulk-built indexes and
+    /// returns every generated id (deleted ones included).
     fn build_object<F>(
         &mut self,
         spec: &OrgSpec,
         object: &str,
         n: usize,
-        deleted: usize,
         names: &[&'static str],
         mut fill: F,
     ) -> Vec<Arc<str>>
@@ -1424,7 +1352,7 @@ impl Org {
         let mut tl = timeline(&mut rng, n, spec, anchor);
         let deletable = def.col_is_deleted.is_some() && object != "User";
         if deletable {
-            mark_deleted(&mut rng, &mut tl, deleted, anchor, spec.tie_block);
+            mark_deleted(&mut rng, &mut tl, spec.soft_deleted, anchor, spec.tie_block);
         }
         let b = RowBuilder::new(def, names);
         let mut buf = String::with_capacity(18);

@@ -17,7 +17,7 @@ use axum::extract::{Request, State};
 use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{MethodRouter, get, post};
 use serde_json::json;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -338,19 +338,24 @@ impl SimulatorHandle {
 
     /// Stops accepting requests and waits for the server task to end.
     pub async fn shutdown(mut self) {
-        if let Some(tx) = self.stop.take() {
-            let _ = tx.send(());
-        }
-        if let Some(task) = self.task.take() {
-            // Idle keep-alive connections close at once on graceful shutdown; a client
-            // holding a request open should not hang the caller forever.
-            let abort = task.abort_handle();
-            if tokio::time::timeout(Duration::from_secs(5), task)
-                .await
-                .is_err()
-            {
-                abort.abort();
-            }
+        stop_and_wait(self.stop.take(), self.task.take()).await;
+    }
+}
+
+/// Signals a server task to stop and waits for it to end. Idle keep-alive connections
+/// close at once on graceful shutdown; a client holding a request (or a subscription) open
+/// should not hang the caller forever, so after 5 s the task is aborted.
+async fn stop_and_wait(stop: Option<oneshot::Sender<()>>, task: Option<JoinHandle<()>>) {
+    if let Some(tx) = stop {
+        let _ = tx.send(());
+    }
+    if let Some(task) = task {
+        let abort = task.abort_handle();
+        if tokio::time::timeout(Duration::from_secs(5), task)
+            .await
+            .is_err()
+        {
+            abort.abort();
         }
     }
 }
@@ -364,80 +369,75 @@ impl Drop for SimulatorHandle {
 }
 
 fn router(shared: Arc<Shared>) -> Router {
-    let api = Router::new()
-        .route("/services/data/{version}", get(rest::resources))
-        .route("/services/data/{version}/", get(rest::resources))
-        .route("/services/data/{version}/limits", get(rest::limits))
-        .route("/services/data/{version}/limits/", get(rest::limits))
-        .route(
+    let api = [
+        ("/services/data/{version}", get(rest::resources)),
+        ("/services/data/{version}/limits", get(rest::limits)),
+        (
             "/services/data/{version}/sobjects",
             get(rest::global_describe),
-        )
-        .route(
-            "/services/data/{version}/sobjects/",
-            get(rest::global_describe),
-        )
-        .route(
+        ),
+        (
             "/services/data/{version}/sobjects/{object}/describe",
             get(rest::describe),
-        )
-        .route(
-            "/services/data/{version}/sobjects/{object}/describe/",
-            get(rest::describe),
-        )
-        .route(
+        ),
+        (
             "/services/data/{version}/sobjects/{object}/deleted",
             get(rest::deleted),
-        )
-        .route(
-            "/services/data/{version}/sobjects/{object}/deleted/",
-            get(rest::deleted),
-        )
-        .route(
+        ),
+        (
             "/services/data/{version}/sobjects/{object}/updated",
             get(rest::updated),
-        )
-        .route(
-            "/services/data/{version}/sobjects/{object}/updated/",
-            get(rest::updated),
-        )
-        .route(
-            "/services/data/{version}/sobjects/{object}/{id}",
-            get(rest::retrieve),
-        )
-        .route("/services/data/{version}/query", get(rest::query))
-        .route("/services/data/{version}/query/", get(rest::query))
-        .route("/services/data/{version}/queryAll", get(rest::query_all))
-        .route("/services/data/{version}/queryAll/", get(rest::query_all))
-        .route(
-            "/services/data/{version}/query/{locator}",
-            get(rest::query_more),
-        )
-        .route(
-            "/services/data/{version}/queryAll/{locator}",
-            get(rest::query_more),
-        )
-        .route(
-            "/services/data/{version}/jobs/query",
-            post(bulk::create).get(bulk::list),
-        )
-        .route(
-            "/services/data/{version}/jobs/query/{job}",
-            get(bulk::status).patch(bulk::abort).delete(bulk::delete),
-        )
-        .route(
-            "/services/data/{version}/jobs/query/{job}/results",
-            get(bulk::results),
-        )
-        .route_layer(middleware::from_fn_with_state(shared.clone(), guard));
-    Router::new()
-        .route("/services/oauth2/token", post(oauth::token))
-        .route("/services/data", get(rest::versions))
-        .route("/services/data/", get(rest::versions))
+        ),
+        ("/services/data/{version}/query", get(rest::query)),
+        ("/services/data/{version}/queryAll", get(rest::query_all)),
+    ]
+    .into_iter()
+    .fold(Router::new(), |api, (path, handler)| {
+        route_with_and_without_slash(api, path, handler)
+    })
+    .route(
+        "/services/data/{version}/sobjects/{object}/{id}",
+        get(rest::retrieve),
+    )
+    .route(
+        "/services/data/{version}/query/{locator}",
+        get(rest::query_more),
+    )
+    .route(
+        "/services/data/{version}/queryAll/{locator}",
+        get(rest::query_more),
+    )
+    .route(
+        "/services/data/{version}/jobs/query",
+        post(bulk::create).get(bulk::list),
+    )
+    .route(
+        "/services/data/{version}/jobs/query/{job}",
+        get(bulk::status).patch(bulk::abort).delete(bulk::delete),
+    )
+    .route(
+        "/services/data/{version}/jobs/query/{job}/results",
+        get(bulk::results),
+    )
+    .route_layer(middleware::from_fn_with_state(shared.clone(), guard));
+    let top = Router::new().route("/services/oauth2/token", post(oauth::token));
+    route_with_and_without_slash(top, "/services/data", get(rest::versions))
         .merge(api)
         .fallback(|| async { not_found() })
         .layer(middleware::from_fn_with_state(shared.clone(), observe))
         .with_state(shared)
+}
+
+/// Routes `path` and `path/` to `handler`: a client may add the trailing slash to these
+/// resource and query URLs, and both answer the same.
+fn route_with_and_without_slash(
+    router: Router<Arc<Shared>>,
+    path: &str,
+    handler: MethodRouter<Arc<Shared>>,
+) -> Router<Arc<Shared>> {
+    router
+        .route(path, handler.clone())
+        .route(&format!("{path}/"), handler)
 }
 
 /// `METHOD path` with ids and locators folded, for `Stats::by_path`.

@@ -34,7 +34,8 @@ use tokio_stream::wrappers::{ReceiverStream, TcpListenerStream};
 use tonic::{Request, Response, Status, Streaming};
 
 use super::{Shared, SimulatorHandle};
-use crate::cdc::{DEFAULT_RETENTION, JournalEvent};
+use crate::cdc::{ChangeJournal, DEFAULT_RETENTION, JournalEvent};
+use crate::org::Org;
 use crate::schema::{FieldType, ObjectDef, Schema, Storage};
 use crate::value::Val;
 
@@ -78,18 +79,7 @@ impl PubSubHandle {
 
     /// Stops the server and waits for it (open subscriptions are cut).
     pub async fn shutdown(mut self) {
-        if let Some(tx) = self.stop.take() {
-            let _ = tx.send(());
-        }
-        if let Some(task) = self.task.take() {
-            let abort = task.abort_handle();
-            if tokio::time::timeout(Duration::from_secs(5), task)
-                .await
-                .is_err()
-            {
-                abort.abort();
-            }
-        }
+        super::stop_and_wait(self.stop.take(), self.task.take()).await;
     }
 }
 
@@ -411,14 +401,22 @@ impl Service {
         max: usize,
     ) -> Result<(Vec<JournalEvent>, u64), Status> {
         let mut org = self.shared.org();
-        let now = org.clock_ms;
-        let journal = org
-            .changes
-            .as_mut()
-            .ok_or_else(|| Status::unavailable("change events are off in this org"))?;
-        journal.trim(now);
+        let journal = trimmed_journal(&mut org)?;
         Ok((journal.after(position, object, max), journal.latest()))
     }
+}
+
+/// The org's change journal with what fell out of the retention window (at the org's clock)
+/// dropped, as the bus holds it when a client reads; unavailable when the org records no
+/// change events.
+fn trimmed_journal(org: &mut Org) -> Result<&mut ChangeJournal, Status> {
+    let now = org.clock_ms;
+    let journal = org
+        .changes
+        .as_mut()
+        .ok_or_else(|| Status::unavailable("change events are off in this org"))?;
+    journal.trim(now);
+    Ok(journal)
 }
 
 type SubscribeStream = Pin<Box<dyn Stream<Item = Result<FetchResponse, Status>> + Send>>;
@@ -473,12 +471,7 @@ impl PubSub for Service {
         let (object, schema) = self.topic(&first.topic_name)?;
         let (start, watch) = {
             let mut org = self.shared.org();
-            let now = org.clock_ms;
-            let journal = org
-                .changes
-                .as_mut()
-                .ok_or_else(|| Status::unavailable("change events are off in this org"))?;
-            journal.trim(now);
+            let journal = trimmed_journal(&mut org)?;
             let start = match ReplayPreset::try_from(first.replay_preset) {
                 Ok(ReplayPreset::Latest) => journal.latest(),
                 Ok(ReplayPreset::Earliest) => journal.earliest(),
