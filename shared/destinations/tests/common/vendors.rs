@@ -11,6 +11,7 @@
 use std::sync::{Arc, Mutex};
 
 use serde_json::{Value, json};
+use sfsync_test_vendors::People;
 
 use super::{Recorded, Server, basic, reply, serve};
 
@@ -308,7 +309,8 @@ pub async fn webhook_receiver(refuse: Refuse) -> (Server, SharedLedger) {
 }
 
 /// Customer.io's Track API v2 `POST /api/v2/batch` as a store of people
-/// (docs.customer.io/integrations/api/track/, v2 `person` operations; see [`People`]).
+/// (docs.customer.io/integrations/api/track/, v2 `person` operations, applied as
+/// `sfsync_test_vendors::People` documents them).
 /// Basic `SITE_ID:API_KEY`, else 401. Every operation is answered 200: the API does not say
 /// when a merge did nothing.
 pub async fn customerio_track_people(
@@ -321,123 +323,14 @@ pub async fn customerio_track_people(
         if !authorized(r, &basic(site_id, api_key)) {
             return reply(401, r#"{"errors":[{"message":"unauthorized"}]}"#);
         }
-        let ops = r.json()["batch"].as_array().cloned().unwrap_or_default();
-        let mut store = store.lock().expect("people");
-        for op in ops {
-            store.apply(op, r.arrived);
-        }
+        store
+            .lock()
+            .expect("people")
+            .apply_batch(&r.json(), r.arrived);
         reply(200, "{}")
     })
     .await;
     (server, people)
 }
 
-/// How long after an identify creates a person a merge can see them. Customer.io documents
-/// the race ("Merge duplicate people": "if you identify a person and send a request to this
-/// endpoint immediately, the primary profile might not exist when we process your merge
-/// request") without a figure; this one is ours, below sfsync's wait between the two.
-pub const PROCESSING_LAG: std::time::Duration = std::time::Duration::from_millis(250);
-
-/// The people a [`customerio_track_people`] server holds, by `id`, applied as Customer.io
-/// documents its `person` operations:
-/// - `identify` "adds or updates a person": it creates the person if missing and sets the
-///   `attributes` it carries (optional: without them nothing else changes);
-/// - `event` adds to the person's activity (an event `id` is kept once);
-/// - `merge` "merges `secondary` into `primary`, then deletes `secondary`": attributes "not
-///   set, or empty, on the primary" are taken from the secondary, and so is its event
-///   history ("Merge duplicate people"; the 30-day window is not modelled). "If the primary
-///   profile doesn't exist, your request won't do anything", nor if the primary was created
-///   less than [`PROCESSING_LAG`] before (the documented race): recorded in `ignored`. A
-///   secondary that does not exist leaves nothing to merge: nothing changes;
-/// - `delete` removes the person and their activity.
-#[derive(Debug, Default)]
-pub struct People {
-    pub profiles: std::collections::BTreeMap<String, serde_json::Map<String, Value>>,
-    /// Each person's events (`event` operations), by person id.
-    pub events: std::collections::BTreeMap<String, Vec<Value>>,
-    /// Operations the API accepted but that did nothing, with why.
-    pub ignored: Vec<(Value, String)>,
-    /// When each person was created.
-    created: std::collections::HashMap<String, std::time::Instant>,
-}
-
 pub type SharedPeople = Arc<Mutex<People>>;
-
-impl People {
-    fn apply(&mut self, op: Value, now: std::time::Instant) {
-        let id = |v: &Value| v["id"].as_str().map(str::to_string);
-        if op["type"] != "person" {
-            return;
-        }
-        match op["action"].as_str() {
-            Some("identify") => {
-                let Some(who) = id(&op["identifiers"]) else {
-                    self.ignored.push((op, "no identifiers.id".into()));
-                    return;
-                };
-                self.created.entry(who.clone()).or_insert(now);
-                let profile = self.profiles.entry(who).or_default();
-                if let Some(attributes) = op["attributes"].as_object() {
-                    profile.extend(attributes.clone());
-                }
-            }
-            Some("event") => {
-                let Some(who) = id(&op["identifiers"]) else {
-                    self.ignored.push((op, "no identifiers.id".into()));
-                    return;
-                };
-                let events = self.events.entry(who).or_default();
-                if !events.iter().any(|e| e["id"] == op["id"]) {
-                    events.push(op);
-                }
-            }
-            Some("merge") => {
-                let (Some(primary), Some(secondary)) = (id(&op["primary"]), id(&op["secondary"]))
-                else {
-                    self.ignored
-                        .push((op, "merge needs primary.id and secondary.id".into()));
-                    return;
-                };
-                match self.created.get(&primary) {
-                    None => {
-                        self.ignored
-                            .push((op, format!("primary {primary} does not exist")));
-                        return;
-                    }
-                    Some(at) if now.duration_since(*at) < PROCESSING_LAG => {
-                        self.ignored.push((
-                            op,
-                            format!("primary {primary} not processed yet (identified just before)"),
-                        ));
-                        return;
-                    }
-                    Some(_) => {}
-                }
-                self.created.remove(&secondary);
-                let history = self.events.remove(&secondary).unwrap_or_default();
-                self.events
-                    .entry(primary.clone())
-                    .or_default()
-                    .extend(history);
-                let Some(old) = self.profiles.remove(&secondary) else {
-                    return;
-                };
-                let profile = self.profiles.entry(primary).or_default();
-                for (k, v) in old {
-                    let empty = profile.get(&k).is_none_or(Value::is_null);
-                    if empty {
-                        profile.insert(k, v);
-                    }
-                }
-            }
-            Some("delete") => {
-                if let Some(who) = id(&op["identifiers"]) {
-                    self.profiles.remove(&who);
-                    self.events.remove(&who);
-                    self.created.remove(&who);
-                }
-            }
-            _ => {}
-        }
-    }
-}
