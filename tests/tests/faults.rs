@@ -948,11 +948,7 @@ impl Queue<RecordsMessage> for FailsAfter {
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
             .is_err()
         {
-            return Err(QueueError::Send {
-                queue: "test".into(),
-                message: "the queue is down".into(),
-            }
-            .into());
+            return Err(QueueError::Downstream("the queue is down".into()).into());
         }
         self.kept.send(message, delay).await
     }

@@ -17,8 +17,8 @@ use serde_json::{Map, Value, json};
 use sfsync_extract::ExtractInput;
 use sfsync_mapping::Config;
 use sfsync_pipeline::deliver::decode_delivery;
-use sfsync_pipeline::map::map_message;
-use sfsync_pipeline::message::{DEFAULT_MAX_BODY_BYTES, RecordsMessage, decode};
+use sfsync_pipeline::map::map_calls;
+use sfsync_pipeline::message::{RecordsMessage, decode};
 use sfsync_stream_function::ScheduledInput;
 
 // ---------------------------------------------------------------------------------------
@@ -1953,13 +1953,12 @@ fn map_event_carries_records_messages_the_example_config_maps() {
     for record in event.records {
         let body = record.body.expect("a body");
         compressed += usize::from(body.contains("\"encoding\":\"gzip+base64\""));
-        let message: RecordsMessage =
+        let mut message: RecordsMessage =
             decode(&body).unwrap_or_else(|e| panic!("map-sqs.json body: {e}"));
-        let output = map_message(&config, message, DEFAULT_MAX_BODY_BYTES, true)
-            .expect("mappable with examples/sfsync.toml");
+        let output = map_calls(&config, &mut message).expect("mappable with examples/sfsync.toml");
         mapped += output.counts.mapped;
         assert!(
-            !output.bodies.is_empty(),
+            !output.calls.is_empty() && !output.destinations.is_empty(),
             "the calls go to at least one destination"
         );
     }

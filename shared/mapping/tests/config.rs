@@ -865,3 +865,58 @@ fn every_destination_type_names_a_missing_or_unknown_key_with_its_line() {
         format!("{BASE}\n[[destinations]]\nname = \"d\"\ntype = \"segment\"\nwrite_key = 5\n");
     assert_problem(&text, 17, "destinations[0].write_key", "invalid type");
 }
+
+/// `[pipeline]`: the SQS body compression level (issue 13/16). BASE has 12 lines; the
+/// section is at line 14, its first key at line 15.
+#[test]
+fn the_compression_level_is_checked_and_named_with_its_key_and_line() {
+    let with = |body: &str| format!("{BASE}\n[pipeline]\n{body}\n");
+    // Out of range: named with its key, its line and the range.
+    assert_problem(
+        &with("compression_level = 12"),
+        15,
+        "pipeline.compression_level",
+        "12 is outside 0..=9",
+    );
+    // Not a level at all: serde's error, on the same key and line.
+    assert_problem(
+        &with("compress = true\ncompression_level = -1"),
+        16,
+        "pipeline.compression_level",
+        "",
+    );
+    assert_problem(
+        &with("compression_level = \"best\""),
+        15,
+        "pipeline.compression_level",
+        "",
+    );
+    // The old flag off and a level on say two different things.
+    assert_problem(
+        &with("compress = false\ncompression_level = 6"),
+        16,
+        "pipeline.compression_level",
+        "contradicts compress = false",
+    );
+}
+
+#[test]
+fn the_compression_level_defaults_and_the_old_flag_keeps_working() {
+    use sfsync_mapping::config::DEFAULT_COMPRESSION_LEVEL;
+    let level = |body: &str| {
+        Config::parse(&format!("{BASE}\n[pipeline]\n{body}\n"))
+            .unwrap()
+            .pipeline
+            .compression_level()
+    };
+    assert_eq!(
+        Config::parse(BASE).unwrap().pipeline.compression_level(),
+        DEFAULT_COMPRESSION_LEVEL
+    );
+    assert_eq!(level("compress = true"), DEFAULT_COMPRESSION_LEVEL);
+    assert_eq!(level("compress = false"), 0);
+    assert_eq!(level("compress = false\ncompression_level = 0"), 0);
+    assert_eq!(level("compression_level = 0"), 0);
+    assert_eq!(level("compression_level = 1"), 1);
+    assert_eq!(level("compression_level = 9"), 9);
+}

@@ -12,10 +12,11 @@ use sfsync_destinations::Destination;
 use sfsync_mapping::Config;
 use tracing::Instrument;
 
-use crate::dead_letter::{DeadLetterFile, DeadLetterSink};
-use crate::deliver::{DeliverPolicy, Deliverer, Settlement};
-use crate::map::map_calls;
-use crate::message::{CallsMessage, MESSAGE_VERSION, RecordsMessage};
+use crate::carrier::{Carried, Carrier, CarryError, HostRules};
+use crate::dead_letter::DeadLetterFile;
+use crate::deliver::{DeliverPolicy, Deliverer};
+use crate::map::{MapError, map_and_send};
+use crate::message::{CallsMessage, RecordsMessage};
 use crate::queue::{Queue, QueueError, SendError};
 use crate::report::RunCounts;
 use crate::state::StateStore;
@@ -45,10 +46,11 @@ pub enum Progress {
 pub type ProgressFn = Arc<dyn Fn(Progress) + Send + Sync>;
 
 /// The local side of the delivery queue: calls messages delivered until each call is
-/// delivered or dead, every settlement carried out as the deliver Lambda carries it out on
-/// SQS, except that a message to retry is always put back (this queue keeps nothing in
-/// flight, so the receive is counted in the message's attempt, and `MAX_ATTEMPTS` ends it),
-/// and that paused calls stop the run (the checkpoint stays before them).
+/// delivered or dead, every settlement carried out by the deliver Lambda's carrier
+/// (crate::carrier) with the local host's rules: a message to retry is always put back
+/// (this queue keeps nothing in flight, so the receive is counted in the message's attempt,
+/// and `MAX_ATTEMPTS` ends it), and paused calls stop the run (the checkpoint stays before
+/// them).
 pub struct LocalDelivery {
     deliverer: Deliverer,
     dead_letters: DeadLetterFile,
@@ -59,11 +61,12 @@ pub struct LocalDelivery {
 
 #[derive(Debug, thiserror::Error)]
 pub enum LocalDeliverError {
-    /// A destination refused our credentials (401/403).
-    #[error("{0}")]
-    Paused(String),
+    /// A destination refused our credentials (401/403), or the dead letters could not be
+    /// written.
     #[error(transparent)]
-    DeadLetter(#[from] crate::dead_letter::DeadLetterError),
+    Carry(#[from] CarryError),
+    #[error("destination {0} is not set up")]
+    NotSetUp(String),
 }
 
 impl LocalDelivery {
@@ -92,58 +95,78 @@ impl LocalDelivery {
         messages: Vec<CallsMessage>,
         sync: &str,
     ) -> Result<RunCounts, LocalDeliverError> {
-        let mut counts = RunCounts::default();
         let queue = DelayQueue::default();
         for message in messages {
             queue.hold(message, Duration::ZERO);
         }
-        while let Some(due) = queue.release_next().await {
-            for settlement in self.deliverer.deliver(due, None).await {
-                self.carry_out(settlement, sync, &mut counts, &queue)
-                    .await?;
-            }
-        }
-        Ok(counts)
+        self.deliver_queued(&queue, sync).await
     }
 
-    async fn carry_out(
+    /// A delivery queue for one hand-off from the map stage: it holds calls messages for
+    /// destinations this run has set up until [`LocalDelivery::deliver_held`] delivers them.
+    fn hand_off(&self) -> HandOff<'_> {
+        HandOff {
+            delivery: self,
+            queue: DelayQueue::default(),
+        }
+    }
+
+    /// Delivers what the map stage handed off, and every retry it leads to.
+    async fn deliver_held(
         &self,
-        settlement: Settlement,
+        hand_off: HandOff<'_>,
         sync: &str,
-        counts: &mut RunCounts,
+    ) -> Result<RunCounts, LocalDeliverError> {
+        self.deliver_queued(&hand_off.queue, sync).await
+    }
+
+    async fn deliver_queued(
+        &self,
         queue: &DelayQueue,
-    ) -> Result<(), LocalDeliverError> {
-        for c in settlement.counts.values() {
-            counts.add(c);
-        }
-        self.dead_letters.write(&settlement.dead).await?;
-        if let Some(paused) = settlement.paused {
-            // A refused key is no call's fault: nothing is dead-lettered, and failing this
-            // send keeps the checkpoint before these records, so the next run (with a
-            // working key) delivers them.
-            if let Ok(mut stopped) = self.paused.lock() {
-                stopped.get_or_insert(paused.reason.clone());
+        sync: &str,
+    ) -> Result<RunCounts, LocalDeliverError> {
+        let counts = Mutex::new(RunCounts::default());
+        let carrier = Carrier {
+            queue,
+            dead_letters: &self.dead_letters,
+            tally: &counts,
+            rules: HostRules::LOCAL,
+        };
+        while let Some(due) = queue.release_next().await {
+            for settlement in self.deliverer.deliver(due, None).await {
+                match carrier.carry_out(settlement).await {
+                    Ok(carried) => self.show(sync, carried),
+                    Err(CarryError::Paused { reason }) => {
+                        // A refused key is no call's fault: nothing is dead-lettered, and
+                        // failing this send keeps the checkpoint before these records, so
+                        // the next run (with a working key) delivers them.
+                        if let Ok(mut stopped) = self.paused.lock() {
+                            stopped.get_or_insert(reason.clone());
+                        }
+                        return Err(CarryError::Paused { reason }.into());
+                    }
+                    Err(e) => return Err(e.into()),
+                }
             }
-            return Err(LocalDeliverError::Paused(paused.reason));
         }
-        let delivered = settlement.delivered();
-        if delivered > 0 {
+        Ok(counts.into_inner().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    fn show(&self, sync: &str, carried: Carried) {
+        if carried.delivered > 0 {
             (self.progress)(Progress::Delivered {
                 sync: sync.to_string(),
-                destination: settlement.destination.clone(),
-                calls: delivered,
+                destination: carried.destination.clone(),
+                calls: carried.delivered,
             });
         }
-        if let Some(retry) = settlement.retry {
+        if let Some(waiting) = carried.waiting {
             (self.progress)(Progress::Waiting {
-                destination: settlement.destination,
-                seconds: retry.after.as_secs(),
-                reason: retry.reason,
+                destination: carried.destination,
+                seconds: waiting.after.as_secs(),
+                reason: waiting.reason,
             });
-            // Through the queue's interface, as the deliver Lambda puts the rest back on SQS.
-            let _ = queue.send(retry.message, Some(retry.after)).await;
         }
-        Ok(())
     }
 }
 
@@ -185,6 +208,33 @@ impl Queue<CallsMessage> for DelayQueue {
     ) -> Result<usize, SendError<CallsMessage>> {
         self.hold(message, delay.unwrap_or_default());
         Ok(1)
+    }
+}
+
+/// The map stage's delivery queue locally: calls messages wait in a [`DelayQueue`] and are
+/// delivered once the map stage is done with the records message. A message for a
+/// destination this run did not set up is refused at once.
+struct HandOff<'a> {
+    delivery: &'a LocalDelivery,
+    queue: DelayQueue,
+}
+
+impl Queue<CallsMessage> for HandOff<'_> {
+    async fn send(
+        &self,
+        message: CallsMessage,
+        delay: Option<Duration>,
+    ) -> Result<usize, SendError<CallsMessage>> {
+        if self
+            .delivery
+            .deliverer
+            .destination(&message.destination)
+            .is_none()
+        {
+            let error = LocalDeliverError::NotSetUp(message.destination);
+            return Err(QueueError::downstream(error).into());
+        }
+        self.queue.send(message, delay).await
     }
 }
 
@@ -246,58 +296,37 @@ impl<S: StateStore> InlineQueue<S> {
         self.map_and_deliver(records).instrument(span).await
     }
 
-    /// Maps a records message and delivers its calls, without packing them into messages:
-    /// locally nothing goes on a wire between the stages.
-    async fn map_and_deliver(&self, mut records: RecordsMessage) -> Result<(), QueueError> {
+    /// Maps a records message and delivers its calls: the map stage's own code, with a
+    /// delivery queue that hands the calls over in memory (locally nothing goes on a wire
+    /// between the stages). The run's counts are the map's and the delivery's together.
+    async fn map_and_deliver(&self, records: RecordsMessage) -> Result<(), QueueError> {
         let sync = records.sync.clone();
-        let run_id = records.run_id.clone();
         (self.delivery.progress)(Progress::Extracted {
             sync: sync.clone(),
             records: records.records.len() as u64,
         });
-        let mapped = map_calls(&self.config, &mut records)
-            .map_err(|e| QueueError::Downstream(e.to_string()))?;
+        let hand_off = self.delivery.hand_off();
+        let mapped = match map_and_send(&self.config, records, &hand_off).await {
+            Ok(mapped) => mapped,
+            // The hand-off's own refusal, as it is.
+            Err(MapError::Queue(e)) => return Err(e),
+            Err(e) => return Err(QueueError::downstream(e)),
+        };
         for line in &mapped.skipped {
             tracing::info!(sync = %sync, "skipped {line}");
-        }
-        let mut counts = mapped.counts;
-        let mut calls = Some(mapped.calls);
-        let last = mapped.destinations.len().saturating_sub(1);
-        let mut messages = Vec::with_capacity(mapped.destinations.len());
-        for (i, name) in mapped.destinations.iter().enumerate() {
-            if self.delivery.deliverer.destination(name).is_none() {
-                return Err(QueueError::Downstream(format!(
-                    "destination {name} is not set up"
-                )));
-            }
-            // The last destination takes the calls; the others a copy.
-            let mine = if i == last {
-                calls.take().unwrap_or_default()
-            } else {
-                calls.clone().unwrap_or_default()
-            };
-            if !mine.is_empty() {
-                messages.push(CallsMessage {
-                    v: MESSAGE_VERSION,
-                    run_id: run_id.clone(),
-                    destination: name.clone(),
-                    attempt: 0,
-                    paused_since: None,
-                    calls: mine,
-                });
-            }
         }
         // Each destination's share is delivered in a `deliver{destination}` span.
         let delivered = self
             .delivery
-            .deliver_all(messages, &sync)
+            .deliver_held(hand_off, &sync)
             .await
-            .map_err(|e| QueueError::Downstream(e.to_string()))?;
+            .map_err(QueueError::downstream)?;
+        let mut counts = mapped.counts;
         counts.add(&delivered);
         self.store
-            .add_counts(&run_id, &sync, &counts)
+            .add_counts(&mapped.run_id, &sync, &counts)
             .await
-            .map_err(|e| QueueError::Downstream(e.to_string()))?;
+            .map_err(QueueError::downstream)?;
         if let Ok(mut totals) = self.totals.lock() {
             totals.entry(sync).or_default().add(&counts);
         }

@@ -3,7 +3,9 @@
 //!
 //! SQS bills every 64 KiB of a request as one request, so bytes are what cost money. Bodies
 //! are therefore gzip-compressed and base64-encoded by default (Salesforce records compress
-//! about 5-8x, which more than pays for base64's third): see docs/benchmarks.md.
+//! about 5-8x, which more than pays for base64's third), at the `[pipeline]`
+//! `compression_level` of the config ([`Compression`]; docs/benchmarks.md says how its
+//! default was chosen). A reader decodes every level alike.
 //!
 //! Wire form of a body: either the message itself (`{"v":1,"kind":"records",…}`), or an
 //! envelope `{"v":1,"encoding":"gzip+base64","payload":"…"}` whose payload decodes to it.
@@ -148,6 +150,60 @@ pub fn decode<T: for<'de> Deserialize<'de>>(body: &str) -> Result<T, MessageErro
     }
 }
 
+/// How bodies are encoded: plain JSON, or gzip + base64 at a level from 1 (fastest) to 9
+/// (smallest). The config's `[pipeline]` chooses it (`PipelineConfig::compression_level`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Compression {
+    Off,
+    Gzip(u32),
+}
+
+impl Compression {
+    /// From the config's level: 0 is off, 1-9 gzip at that level (above 9 counts as 9; the
+    /// config's validation refuses it before it gets here).
+    pub fn from_level(level: u32) -> Compression {
+        match level {
+            0 => Compression::Off,
+            n => Compression::Gzip(n.min(9)),
+        }
+    }
+
+    /// The level of the config's `[pipeline]` section.
+    pub fn of(pipeline: &sfsync_mapping::config::PipelineConfig) -> Compression {
+        Compression::from_level(pipeline.compression_level())
+    }
+
+    fn is_on(self) -> bool {
+        self != Compression::Off
+    }
+}
+
+/// `true` is gzip at the default level ([`DEFAULT_COMPRESSION_LEVEL`]), `false` plain JSON:
+/// the `compress` flag of configs that do not name a level.
+impl From<bool> for Compression {
+    fn from(compress: bool) -> Compression {
+        if compress {
+            Compression::from_level(sfsync_mapping::config::DEFAULT_COMPRESSION_LEVEL)
+        } else {
+            Compression::Off
+        }
+    }
+}
+
+/// Packs a whole message into as few bodies of at most `max_body_bytes` as it needs (what
+/// the SQS queue sends; benchmarks measure it without the network).
+pub fn pack_message<M: Packable>(
+    message: &M,
+    max_body_bytes: usize,
+    compression: Compression,
+) -> Result<Vec<PackedBody>, MessageError> {
+    let mut packer = Packer::new(message.prefix(), max_body_bytes, compression);
+    for item in message.items() {
+        packer.push(item)?;
+    }
+    packer.finish()
+}
+
 /// Builds bodies of at most `max_body_bytes` from a stream of items, each serialized once.
 ///
 /// `prefix` is the message's JSON up to the opening bracket of its item array (e.g.
@@ -155,7 +211,7 @@ pub fn decode<T: for<'de> Deserialize<'de>>(body: &str) -> Result<T, MessageErro
 pub struct Packer {
     prefix: String,
     max_body_bytes: usize,
-    compress: bool,
+    compression: Compression,
     /// Items of the body being filled, comma-separated.
     items: Vec<u8>,
     count: usize,
@@ -173,11 +229,17 @@ pub struct PackedBody {
 }
 
 impl Packer {
-    pub fn new(prefix: String, max_body_bytes: usize, compress: bool) -> Packer {
+    /// `compression`: a [`Compression`], or `true`/`false` for gzip at the default level or
+    /// plain JSON.
+    pub fn new(
+        prefix: String,
+        max_body_bytes: usize,
+        compression: impl Into<Compression>,
+    ) -> Packer {
         Packer {
             prefix,
             max_body_bytes,
-            compress,
+            compression: compression.into(),
             items: Vec::new(),
             count: 0,
             ratio: 2.0,
@@ -227,7 +289,7 @@ impl Packer {
     fn push_json(&mut self, json: Vec<u8>) -> Result<(), MessageError> {
         let overhead = self.prefix.len() + 2;
         let alone = overhead + json.len();
-        if !self.compress && alone > self.max_body_bytes {
+        if !self.compression.is_on() && alone > self.max_body_bytes {
             return Err(MessageError::ItemTooLarge {
                 size: json.len(),
                 max: self.max_body_bytes,
@@ -248,7 +310,7 @@ impl Packer {
     /// closing: the limit itself uncompressed, or the limit times the compression ratio
     /// (with a margin) when compressing.
     fn over_budget(&self, next_len: usize) -> bool {
-        let raw_budget = if self.compress {
+        let raw_budget = if self.compression.is_on() {
             ((self.max_body_bytes as f64) * self.ratio * 0.9) as usize
         } else {
             self.max_body_bytes
@@ -263,11 +325,11 @@ impl Packer {
     /// retry at least grows the budget by 0.9 / 0.8, so a body is compressed a few times at
     /// most, and only while the packer learns.
     fn make_room(&mut self, next_len: usize) -> Result<(), MessageError> {
-        if !self.compress {
+        let Compression::Gzip(level) = self.compression else {
             return self.close();
-        }
+        };
         let raw = self.wrap(&self.items);
-        let encoded = encode_gzip(&raw)?;
+        let encoded = encode_gzip(&raw, level)?;
         if encoded.len() > self.max_body_bytes {
             // Compressed worse than hoped: close() splits the items.
             return self.close();
@@ -295,14 +357,14 @@ impl Packer {
         let items = std::mem::take(&mut self.items);
         let count = std::mem::take(&mut self.count);
         let raw = self.wrap(&items);
-        if !self.compress {
+        let Compression::Gzip(level) = self.compression else {
             self.done.push(PackedBody {
                 body: raw,
                 items: count,
             });
             return Ok(());
-        }
-        let encoded = encode_gzip(&raw)?;
+        };
+        let encoded = encode_gzip(&raw, level)?;
         if encoded.len() <= self.max_body_bytes {
             self.ratio = (raw.len() as f64 / encoded.len().max(1) as f64).clamp(1.0, 20.0);
             self.done.push(PackedBody {
@@ -355,8 +417,8 @@ impl Packer {
     }
 }
 
-fn encode_gzip(raw: &str) -> Result<String, MessageError> {
-    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+fn encode_gzip(raw: &str, level: u32) -> Result<String, MessageError> {
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::new(level));
     encoder
         .write_all(raw.as_bytes())
         .and_then(|_| encoder.finish())
@@ -435,6 +497,42 @@ mod tests {
             .collect()
     }
 
+    /// Records shaped like Salesforce contacts: words from small vocabularies, as names,
+    /// titles and cities are, so that gzip's levels differ as they do on real records.
+    fn contact_like_records(n: usize) -> Vec<Value> {
+        const FIRST: [&str; 8] = [
+            "Ada", "Grace", "Alan", "Edsger", "Barbara", "Donald", "Ken", "Frances",
+        ];
+        const LAST: [&str; 8] = [
+            "Lovelace", "Hopper", "Turing", "Dijkstra", "Liskov", "Knuth", "Thompson", "Allen",
+        ];
+        const TITLE: [&str; 4] = ["Analyst", "VP Sales", "Engineer", "Director of Operations"];
+        const CITY: [&str; 5] = ["London", "Paris", "Austin", "Osaka", "São Paulo"];
+        let mut state = 0x9E37_79B9_7F4A_7C15u64;
+        let mut next = move |m: usize| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state % m as u64) as usize
+        };
+        (0..n)
+            .map(|i| {
+                let (first, last) = (FIRST[next(8)], LAST[next(8)]);
+                json!({
+                    "attributes": {"type": "Contact", "url": format!("/services/data/v62.0/sobjects/Contact/003{i:015}")},
+                    "Id": format!("003{i:015}"),
+                    "SystemModstamp": format!("2024-05-{:02}T{:02}:{:02}:00.000+0000", 1 + next(28), next(24), next(60)),
+                    "Email": format!("{}.{}{}@example.com", first.to_lowercase(), last.to_lowercase(), next(1000)),
+                    "FirstName": first,
+                    "LastName": last,
+                    "Title": TITLE[next(4)],
+                    "Phone": format!("+1 555 {:04}", next(10_000)),
+                    "MailingAddress": {"city": CITY[next(5)], "postalCode": format!("{:05}", next(100_000)), "street": format!("{} Main St", next(999))},
+                })
+            })
+            .collect()
+    }
+
     fn pack(records: &[Value], max: usize, compress: bool) -> Vec<PackedBody> {
         let mut p = Packer::new(Packer::records_prefix("run-1", "contacts"), max, compress);
         for r in records {
@@ -498,8 +596,15 @@ mod tests {
             "{err}"
         );
         // Incompressible data is refused when compressing too.
+        // (xorshift: a multiplicative sequence repeats in ways gzip's higher levels find)
+        let mut state = 0x2545_F491_4F6C_DD1Du64;
         let noise: String = (0..20_000u32)
-            .map(|i| char::from(b'!' + ((i.wrapping_mul(2654435761) >> 24) % 90) as u8))
+            .map(|_| {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                char::from(b'!' + (state % 90) as u8)
+            })
             .collect();
         let mut p = Packer::new(Packer::records_prefix("r", "s"), 4096, true);
         p.push(&json!({"Noise": noise})).unwrap();
@@ -528,6 +633,56 @@ mod tests {
             decode::<RecordsMessage>(r#"{"v":1,"run_id":"r","sync":"s"}"#),
             Err(MessageError::Json(_))
         ));
+    }
+
+    #[test]
+    fn every_level_is_read_back_and_a_higher_level_makes_fewer_bytes() {
+        let input = contact_like_records(2000);
+        let packed = |compression| {
+            let message = RecordsMessage {
+                v: MESSAGE_VERSION,
+                run_id: "run-1".into(),
+                sync: "contacts".into(),
+                records: input.clone(),
+            };
+            pack_message(&message, 1 << 20, compression).unwrap()
+        };
+        let mut sizes = Vec::new();
+        for level in 0..=9 {
+            let bodies = packed(Compression::from_level(level));
+            assert_eq!(bodies.len(), 1, "level {level}");
+            let body = &bodies[0].body;
+            assert_eq!(body.contains("gzip+base64"), level > 0, "level {level}");
+            let back: RecordsMessage = decode(body).unwrap();
+            assert_eq!(back.records, input, "level {level}");
+            sizes.push(body.len());
+        }
+        // 0 is plain JSON; 1 the fastest gzip; 6 (the default) smaller still.
+        assert!(sizes[1] * 3 < sizes[0], "{sizes:?}");
+        assert!(sizes[6] * 10 < sizes[1] * 9, "{sizes:?}");
+        // `true`/`false` are the default level and no compression.
+        let default = sfsync_mapping::config::DEFAULT_COMPRESSION_LEVEL as usize;
+        assert_eq!(
+            packed(Compression::from(true))[0].body.len(),
+            sizes[default]
+        );
+        assert_eq!(packed(Compression::from(false))[0].body.len(), sizes[0]);
+    }
+
+    #[test]
+    fn the_config_level_reaches_the_packer() {
+        let config = |text: &str| -> sfsync_mapping::config::PipelineConfig {
+            let mut p = sfsync_mapping::config::PipelineConfig::default();
+            match text {
+                "off" => p.compress = false,
+                level => p.compression_level = Some(level.parse().unwrap()),
+            }
+            p
+        };
+        assert_eq!(Compression::of(&config("off")), Compression::Off);
+        assert_eq!(Compression::of(&config("0")), Compression::Off);
+        assert_eq!(Compression::of(&config("1")), Compression::Gzip(1));
+        assert_eq!(Compression::of(&config("9")), Compression::Gzip(9));
     }
 
     #[test]

@@ -11,18 +11,50 @@ use std::fmt;
 use std::future::Future;
 use std::time::Duration;
 
+use aws_sdk_sqs::error::{DisplayErrorContext, SdkError};
+use aws_sdk_sqs::operation::send_message_batch::SendMessageBatchError;
 use aws_sdk_sqs::types::SendMessageBatchRequestEntry;
 
-use crate::message::{MessageError, Packable, Packer};
+use crate::message::{Compression, MessageError, Packable, Packer, pack_message};
 
+/// Why a queue did not take a message. The causes are kept as they came (the SDK's error,
+/// the next stage's); the messages read the same as they did when they were strings.
+/// Causes are part of the message rather than `source()`, so that a chain printer
+/// (`{:#}`) does not repeat them.
 #[derive(Debug, thiserror::Error)]
 pub enum QueueError {
-    #[error("queue {queue}: {message}")]
-    Send { queue: String, message: String },
+    #[error("queue {queue}: {error}")]
+    Send { queue: String, error: SqsSendError },
+    /// Locally the next stage runs inside `send`: its failure, whatever its type.
     #[error("the next stage failed: {0}")]
-    Downstream(String),
+    Downstream(Box<dyn std::error::Error + Send + Sync>),
     #[error("cannot pack the message: {0}")]
     Pack(MessageError),
+}
+
+impl QueueError {
+    /// The next stage's failure, kept with its type (callers may downcast it).
+    pub fn downstream(error: impl std::error::Error + Send + Sync + 'static) -> QueueError {
+        QueueError::Downstream(Box::new(error))
+    }
+}
+
+/// How a `SendMessageBatch` failed.
+#[derive(Debug, thiserror::Error)]
+pub enum SqsSendError {
+    /// The request itself failed (network, throttling, credentials) on every attempt.
+    #[error("{}", DisplayErrorContext(.0))]
+    Request(Box<SdkError<SendMessageBatchError>>),
+    /// SQS refused an entry as our fault (too large, invalid characters): retrying cannot
+    /// help.
+    #[error("entry rejected: {code} {message}")]
+    EntryRejected { code: String, message: String },
+    /// Entries SQS failed on its side were retried, and some still failed.
+    #[error("{entries} entr{} still failing after {attempts} attempts", if *.entries == 1 { "y" } else { "ies" })]
+    EntriesStillFailing { entries: usize, attempts: u32 },
+    /// An entry could not be built (a missing required field: a bug, not bad data).
+    #[error("{0}")]
+    Entry(#[from] aws_sdk_sqs::error::BuildError),
 }
 
 /// Why a send failed.
@@ -91,10 +123,10 @@ pub struct SqsQueue {
     client: aws_sdk_sqs::Client,
     url: String,
     max_batch_bytes: usize,
-    /// Messages are packed into bodies of at most this many bytes, gzip-compressed when
-    /// `compress` (crate::message).
+    /// Messages are packed into bodies of at most this many bytes, compressed as
+    /// `compression` says (crate::message).
     max_body_bytes: usize,
-    compress: bool,
+    compression: Compression,
     max_attempts: u32,
     retry_base: Duration,
 }
@@ -106,7 +138,7 @@ impl SqsQueue {
             url: url.into(),
             max_batch_bytes: crate::message::DEFAULT_MAX_BODY_BYTES,
             max_body_bytes: crate::message::DEFAULT_MAX_BODY_BYTES,
-            compress: true,
+            compression: Compression::from(true),
             max_attempts: 5,
             retry_base: Duration::from_millis(100),
         }
@@ -125,12 +157,22 @@ impl SqsQueue {
     }
 
     /// How messages are packed: bodies (and SendMessageBatch requests) of at most
-    /// `max_bytes`, gzip-compressed when `compress` (the config's `[pipeline]`).
-    pub fn with_message_limits(mut self, max_bytes: usize, compress: bool) -> SqsQueue {
+    /// `max_bytes`, compressed as `compression` says (a [`Compression`] level, or `true` /
+    /// `false` for gzip at the default level / none).
+    pub fn with_message_limits(
+        mut self,
+        max_bytes: usize,
+        compression: impl Into<Compression>,
+    ) -> SqsQueue {
         self.max_batch_bytes = max_bytes;
         self.max_body_bytes = max_bytes;
-        self.compress = compress;
+        self.compression = compression.into();
         self
+    }
+
+    /// The message limits and compression level of the config's `[pipeline]` section.
+    pub fn with_pipeline(self, pipeline: &sfsync_mapping::config::PipelineConfig) -> SqsQueue {
+        self.with_message_limits(pipeline.max_message_bytes, Compression::of(pipeline))
     }
 
     pub fn url(&self) -> &str {
@@ -145,43 +187,10 @@ impl SqsQueue {
         message: M,
         delay: Option<Duration>,
     ) -> Result<usize, SendError<M>> {
-        let prefix = message.prefix();
-        let mut packer = Packer::new(prefix.clone(), self.max_body_bytes, self.compress);
-        let packed = message
-            .items()
-            .iter()
-            .try_for_each(|item| packer.push(item))
-            .and_then(|()| packer.finish());
-        let bodies: Vec<String> = match packed {
-            Ok(bodies) => bodies.into_iter().map(|b| b.body).collect(),
-            // When compressing, the packer only notices while closing a body (at a later
-            // item, or at the end): the culprits are found by packing each item alone.
-            Err(source @ MessageError::ItemTooLarge { .. }) => {
-                let items = self.too_large(&prefix, message.items());
-                return Err(SendError::TooLarge {
-                    message,
-                    items,
-                    source,
-                });
-            }
-            Err(e) => return Err(QueueError::Pack(e).into()),
-        };
+        let bodies = pack_bodies(message, self.max_body_bytes, self.compression)?;
         let count = bodies.len();
         self.send_bodies(bodies, delay).await?;
         Ok(count)
-    }
-
-    /// The indices of the items that cannot fit a body even alone.
-    fn too_large<T: serde::Serialize>(&self, prefix: &str, items: &[T]) -> Vec<usize> {
-        items
-            .iter()
-            .enumerate()
-            .filter(|(_, item)| {
-                let mut alone = Packer::new(prefix.to_string(), self.max_body_bytes, self.compress);
-                alone.push(item).and_then(|()| alone.finish()).is_err()
-            })
-            .map(|(i, _)| i)
-            .collect()
     }
 
     /// Sends bodies as they are (already packed, or dead letters).
@@ -209,7 +218,7 @@ impl SqsQueue {
             .send()
             .await
         {
-            tracing::warn!(error = %aws_sdk_sqs::error::DisplayErrorContext(&e), "cannot extend the visibility timeout");
+            tracing::warn!(error = %DisplayErrorContext(&e), "cannot extend the visibility timeout");
         }
     }
 
@@ -255,7 +264,7 @@ impl SqsQueue {
                         .message_body(body)
                         .set_delay_seconds(delay_seconds)
                         .build()
-                        .map_err(|e| self.error(e.to_string()))
+                        .map_err(|e| self.error(e.into()))
                 })
                 .collect::<Result<Vec<_>, _>>()?;
             let result = self
@@ -270,20 +279,18 @@ impl SqsQueue {
                     let failed = output.failed();
                     if let Some(f) = failed.iter().find(|f| f.sender_fault()) {
                         // Our fault (too large, invalid characters): retrying cannot help.
-                        return Err(self.error(format!(
-                            "entry rejected: {} {}",
-                            f.code(),
-                            f.message().unwrap_or_default()
-                        )));
+                        return Err(self.error(SqsSendError::EntryRejected {
+                            code: f.code().to_string(),
+                            message: f.message().unwrap_or_default().to_string(),
+                        }));
                     }
                     failed.iter().map(|f| f.id().to_string()).collect()
                 }
                 Err(e) => {
-                    let message = aws_sdk_sqs::error::DisplayErrorContext(&e).to_string();
                     if attempt >= self.max_attempts {
-                        return Err(self.error(message));
+                        return Err(self.error(SqsSendError::Request(Box::new(e))));
                     }
-                    tracing::warn!(queue = %self.url, attempt, error = %message, "SendMessageBatch failed; retrying");
+                    tracing::warn!(queue = %self.url, attempt, error = %DisplayErrorContext(&e), "SendMessageBatch failed; retrying");
                     pending.iter().map(|(id, _)| id.clone()).collect()
                 }
             };
@@ -292,11 +299,10 @@ impl SqsQueue {
             }
             pending.retain(|(id, _)| retry_ids.contains(id));
             if attempt >= self.max_attempts {
-                return Err(self.error(format!(
-                    "{} entr{} still failing after {attempt} attempts",
-                    pending.len(),
-                    if pending.len() == 1 { "y" } else { "ies" }
-                )));
+                return Err(self.error(SqsSendError::EntriesStillFailing {
+                    entries: pending.len(),
+                    attempts: attempt,
+                }));
             }
             tracing::warn!(queue = %self.url, attempt, failed = pending.len(), "retrying failed SendMessageBatch entries");
             // SendMessageBatch retries spread out (full jitter) and wait at most 20 s each.
@@ -306,11 +312,45 @@ impl SqsQueue {
         }
     }
 
-    fn error(&self, message: String) -> QueueError {
+    fn error(&self, error: SqsSendError) -> QueueError {
         QueueError::Send {
             queue: self.url.clone(),
-            message,
+            error,
         }
+    }
+}
+
+/// A message packed as [`SqsQueue`] sends it: bodies of at most `max_body_bytes`, compressed
+/// as `compression` says. Items that cannot fit a body even alone are refused with their
+/// indices ([`SendError::TooLarge`], the message handed back).
+pub(crate) fn pack_bodies<M: Packable>(
+    message: M,
+    max_body_bytes: usize,
+    compression: Compression,
+) -> Result<Vec<String>, SendError<M>> {
+    match pack_message(&message, max_body_bytes, compression) {
+        Ok(bodies) => Ok(bodies.into_iter().map(|b| b.body).collect()),
+        // When compressing, the packer only notices while closing a body (at a later item,
+        // or at the end): the culprits are found by packing each item alone.
+        Err(source @ MessageError::ItemTooLarge { .. }) => {
+            let prefix = message.prefix();
+            let items = message
+                .items()
+                .iter()
+                .enumerate()
+                .filter(|(_, item)| {
+                    let mut alone = Packer::new(prefix.clone(), max_body_bytes, compression);
+                    alone.push(item).and_then(|()| alone.finish()).is_err()
+                })
+                .map(|(i, _)| i)
+                .collect();
+            Err(SendError::TooLarge {
+                message,
+                items,
+                source,
+            })
+        }
+        Err(e) => Err(QueueError::Pack(e).into()),
     }
 }
 

@@ -26,8 +26,9 @@ pub use destinations::{
     MixpanelSettings, RudderstackSettings, SegmentSettings, UsEuRegion, WebhookSettings,
 };
 pub use model::{
-    AuthFlow, Config, DEFAULT_API_VERSION, ExtractApi, MERGEABLE_OBJECTS, PipelineConfig,
-    SalesforceConfig, SyncConfig, SyncKind, run_order,
+    AuthFlow, Config, DEFAULT_API_VERSION, DEFAULT_COMPRESSION_LEVEL, ExtractApi,
+    MAX_COMPRESSION_LEVEL, MERGEABLE_OBJECTS, PipelineConfig, SalesforceConfig, SyncConfig,
+    SyncKind, run_order,
 };
 pub use validate::{client_credentials_host_problem, is_api_name, is_field_path};
 

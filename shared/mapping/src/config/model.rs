@@ -32,8 +32,35 @@ pub struct PipelineConfig {
     #[serde(default = "default_max_message_bytes")]
     pub max_message_bytes: usize,
     /// Gzip + base64 message bodies: several times more records per billed request.
+    /// `false` turns compression off whatever `compression_level` says (validation refuses
+    /// the two together); configs written before the level existed keep working.
     #[serde(default = "default_true")]
     pub compress: bool,
+    /// The gzip level of message bodies, 0 (off) to 9 (smallest); `None`: the default,
+    /// [`DEFAULT_COMPRESSION_LEVEL`]. SQS bills bytes, so a higher level buys fewer billed
+    /// requests with Lambda CPU (docs/benchmarks.md, "SQS compression level").
+    #[serde(default)]
+    pub compression_level: Option<u32>,
+}
+
+/// The gzip level of SQS message bodies when the config does not name one: the level that
+/// saved the most (billed SQS requests against Lambda CPU) when measured
+/// (docs/benchmarks.md, "SQS compression level").
+pub const DEFAULT_COMPRESSION_LEVEL: u32 = 6;
+
+/// The highest gzip level.
+pub const MAX_COMPRESSION_LEVEL: u32 = 9;
+
+impl PipelineConfig {
+    /// The gzip level bodies are compressed at: 0 when compression is off.
+    pub fn compression_level(&self) -> u32 {
+        if !self.compress {
+            return 0;
+        }
+        self.compression_level
+            .unwrap_or(DEFAULT_COMPRESSION_LEVEL)
+            .min(MAX_COMPRESSION_LEVEL)
+    }
 }
 
 impl Default for PipelineConfig {
@@ -41,6 +68,7 @@ impl Default for PipelineConfig {
         PipelineConfig {
             max_message_bytes: default_max_message_bytes(),
             compress: true,
+            compression_level: None,
         }
     }
 }

@@ -5,13 +5,14 @@
 use std::collections::HashSet;
 
 use super::destinations::{DestinationConfig, DestinationSettings};
-use super::model::{AuthFlow, Config, SyncConfig, SyncKind};
+use super::model::{AuthFlow, Config, MAX_COMPRESSION_LEVEL, SyncConfig, SyncKind};
 use crate::secrets;
 
 impl Config {
     /// Semantic checks; `report(key, message)` is called once per problem.
     pub(super) fn check(&self, report: &mut dyn FnMut(String, String)) {
         self.check_salesforce(report);
+        self.check_pipeline(report);
         let mut names = HashSet::new();
         for (i, sync) in self.syncs.iter().enumerate() {
             let at = |k: &str| format!("syncs[{i}].{k}");
@@ -112,6 +113,30 @@ impl Config {
             report(
                 at("lookback_seconds"),
                 format!("{} is more than a day", sf.lookback_seconds),
+            );
+        }
+    }
+}
+
+impl Config {
+    fn check_pipeline(&self, report: &mut dyn FnMut(String, String)) {
+        let pipeline = &self.pipeline;
+        let Some(level) = pipeline.compression_level else {
+            return;
+        };
+        if level > MAX_COMPRESSION_LEVEL {
+            report(
+                "pipeline.compression_level".into(),
+                format!(
+                    "{level} is outside 0..={MAX_COMPRESSION_LEVEL} (0: no compression, 1: fastest, {MAX_COMPRESSION_LEVEL}: smallest)"
+                ),
+            );
+        } else if !pipeline.compress && level > 0 {
+            report(
+                "pipeline.compression_level".into(),
+                format!(
+                    "{level} contradicts compress = false: remove `compress` (compression_level = 0 turns compression off)"
+                ),
             );
         }
     }
