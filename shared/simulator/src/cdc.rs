@@ -1,7 +1,8 @@
 //! Change Data Capture in the simulated org: a journal of change events, filled by every
-//! mutation `Org` performs once [`Org::enable_change_events`] was called (off by default, so
-//! that orgs without a Pub/Sub server pay nothing), and served by the Pub/Sub API server
-//! (`server::pubsub`).
+//! mutation `Org` performs once `Org::enable_change_events` was called (off by default, so
+//! that orgs without a Pub/Sub server pay nothing; the org's side is `org/change_events.rs`),
+//! and served by the Pub/Sub API server (`server::pubsub`). This module knows rows and
+//! object definitions, not the org, so the org depends on it and not the other way round.
 //!
 //! What an event holds follows the Change Data Capture Developer Guide: "Change Event Body"
 //! (a create and an undelete carry every non-null field, an update only the changed ones, a
@@ -19,7 +20,6 @@ use std::sync::Arc;
 
 pub use sfsync_pubsub::ChangeType;
 
-use crate::org::Org;
 use crate::schema::{ObjectDef, Storage};
 use crate::value::Val;
 
@@ -61,7 +61,7 @@ pub(crate) struct ChangeJournal {
 }
 
 impl ChangeJournal {
-    fn new(retention: chrono::Duration) -> ChangeJournal {
+    pub(crate) fn new(retention: chrono::Duration) -> ChangeJournal {
         ChangeJournal {
             retention_ms: retention.num_milliseconds(),
             events: VecDeque::new(),
@@ -143,121 +143,32 @@ fn event_fields(def: &ObjectDef, vals: &[Val]) -> Vec<(String, Val)> {
         .collect()
 }
 
-impl Org {
-    /// Starts recording a change event for every mutation from now on (Setup → Change Data
-    /// Capture, every object selected), kept for `retention` of the org's clock.
-    pub fn enable_change_events(&mut self, retention: chrono::Duration) {
-        if self.changes.is_none() {
-            self.changes = Some(Box::new(ChangeJournal::new(retention)));
-        }
-    }
+/// Who committed a change, and when (ms of the org's clock).
+pub(crate) struct Commit {
+    pub ms: i64,
+    pub user: String,
+}
 
-    pub fn change_events_enabled(&self) -> bool {
-        self.changes.is_some()
-    }
-
-    /// A gap event of `change_type` (a `GAP_*` type) for these records of `object`, as
-    /// Salesforce sends when it cannot produce the change event itself. False when change
-    /// events are off or the type is not a gap type.
-    pub fn emit_gap(&mut self, object: &str, record_ids: &[&str], change_type: ChangeType) -> bool {
-        if !change_type.is_gap() || change_type == ChangeType::GapOverflow {
-            return false;
-        }
-        let ids = record_ids.iter().map(|s| s.to_string()).collect();
-        self.record_event(object, ids, change_type, Vec::new(), Vec::new(), Vec::new())
-    }
-
-    /// An overflow event for `object`: changes beyond a transaction's 100,000 that the stream
-    /// does not describe. Carries no record ids.
-    pub fn emit_overflow(&mut self, object: &str) -> bool {
-        self.record_event(
-            object,
-            Vec::new(),
-            ChangeType::GapOverflow,
-            Vec::new(),
-            Vec::new(),
-            Vec::new(),
-        )
-    }
-
-    /// Restores a soft-deleted row from the Recycle Bin (IsDeleted=false, SystemModstamp
-    /// bumped), as `undelete()` does. False if the row is not in the Recycle Bin.
-    pub fn undelete(&mut self, object: &str, id: &str) -> bool {
-        let Some((obj, def)) = self.object(object) else {
-            return false;
-        };
-        let Some(col_deleted) = def.col_is_deleted.filter(|_| def.soft_deletable) else {
-            return false;
-        };
-        let Some(table) = self.tables.get(obj) else {
-            return false;
-        };
-        let Some(idx) = table.find(id) else {
-            return false;
-        };
-        if table
-            .row(idx)
-            .is_none_or(|r| r.purged || !r.get(col_deleted).as_bool())
-        {
-            return false;
-        }
-        let stamp = self.tick();
-        self.modify(obj, idx, stamp, |def, vals| {
-            if let Some(slot) = vals.get_mut(col_deleted) {
-                *slot = Val::Bool(false);
-            }
-            if let Some(slot) = vals.get_mut(def.col_last_modified) {
-                *slot = Val::DateTime(stamp);
-            }
-        });
-        if let Some(table) = self.tables.get_mut(obj) {
-            table.deleted.retain(|k, _| !k.eq_ignore_ascii_case(id));
-        }
-        self.journal_change(obj, id, ChangeType::Undelete, None);
-        true
-    }
-
-    /// The row's values before a change, kept only when change events are on.
-    pub(crate) fn journal_snapshot(&self, obj: usize, idx: u32) -> Option<Box<[Val]>> {
-        self.changes.as_ref()?;
-        Some(self.tables.get(obj)?.row(idx)?.vals.clone())
-    }
-
-    /// Whether a row is already in the Recycle Bin (its purge then makes no change event).
-    pub(crate) fn in_recycle_bin(&self, obj: usize, idx: u32) -> bool {
-        let col = self.schema.objects.get(obj).and_then(|d| d.col_is_deleted);
-        let row = self.tables.get(obj).and_then(|t| t.row(idx));
-        matches!((col, row), (Some(c), Some(r)) if r.get(c).as_bool())
-    }
-
-    /// Records the change event of one row's change (committed at the org's clock). For an
-    /// update, `before` is the row's snapshot from [`Org::journal_snapshot`].
-    pub(crate) fn journal_change(
+impl ChangeJournal {
+    /// Records the change event of one row's change of `def`'s object. `after` is the row
+    /// now (none once it is gone); for an update, `before` is the row before the change.
+    pub(crate) fn record_row_change(
         &mut self,
-        obj: usize,
+        def: &ObjectDef,
         id: &str,
         change_type: ChangeType,
-        before: Option<Box<[Val]>>,
+        before: Option<&[Val]>,
+        after: Option<&[Val]>,
+        commit: Commit,
     ) {
-        if self.changes.is_none() {
-            return;
-        }
-        let Some(def) = self.schema.objects.get(obj) else {
-            return;
-        };
-        let after = self
-            .tables
-            .get(obj)
-            .and_then(|t| t.row(t.find(id)?))
-            .map(|r| event_fields(def, &r.vals))
-            .unwrap_or_default();
+        let after = after.map(|r| event_fields(def, r)).unwrap_or_default();
         let (fields, changed, nulled) = match change_type {
             ChangeType::Create | ChangeType::Undelete => {
                 let fields: Vec<_> = after.into_iter().filter(|(_, v)| !v.is_null()).collect();
                 (fields, Vec::new(), Vec::new())
             }
             ChangeType::Update => {
-                let before = before.map(|b| event_fields(def, &b)).unwrap_or_default();
+                let before = before.map(|b| event_fields(def, b)).unwrap_or_default();
                 let fields: Vec<(String, Val)> = after
                     .into_iter()
                     .filter(|(name, v)| !before.iter().any(|(n, b)| n == name && b == v))
@@ -272,47 +183,49 @@ impl Org {
             }
             _ => (Vec::new(), Vec::new(), Vec::new()),
         };
-        let object = def.name.clone();
-        self.record_event(
-            &object,
+        self.record(
+            def.name.clone(),
             vec![id.to_string()],
             change_type,
-            fields,
-            changed,
-            nulled,
+            EventBody {
+                fields,
+                changed,
+                nulled,
+            },
+            commit,
         );
     }
 
-    fn record_event(
+    /// Records one event of `object` (its API name as described).
+    pub(crate) fn record(
         &mut self,
-        object: &str,
+        object: String,
         record_ids: Vec<String>,
         change_type: ChangeType,
-        fields: Vec<(String, Val)>,
-        changed: Vec<String>,
-        nulled: Vec<String>,
-    ) -> bool {
-        let Some(name) = self.object(object).map(|(_, d)| d.name.clone()) else {
-            return false;
-        };
-        let commit_ms = self.clock_ms;
-        let commit_user = self.default_owner.to_string();
-        let Some(journal) = self.changes.as_mut() else {
-            return false;
-        };
-        journal.push(JournalEvent {
+        body: EventBody,
+        commit: Commit,
+    ) {
+        self.push(JournalEvent {
             replay: 0,
-            object: name,
+            object,
             record_ids,
             change_type,
-            commit_ms,
+            commit_ms: commit.ms,
             transaction_key: String::new(),
             sequence: 0,
-            commit_user,
-            fields,
-            changed,
-            nulled,
+            commit_user: commit.user,
+            fields: body.fields,
+            changed: body.changed,
+            nulled: body.nulled,
         });
-        true
     }
+}
+
+/// What an event says of the record: the values it carries, the fields that changed and
+/// those set to null (empty for gap and overflow events).
+#[derive(Default)]
+pub(crate) struct EventBody {
+    pub fields: Vec<(String, Val)>,
+    pub changed: Vec<String>,
+    pub nulled: Vec<String>,
 }

@@ -13,6 +13,8 @@ use crate::ids::make_id;
 use crate::schema::{FieldDef, FieldType, ObjectDef, Schema, Storage};
 use crate::value::{Val, date_to_days, parse_date, parse_datetime, parse_naive_datetime};
 
+mod change_events;
+
 /// FNV-1a: the id index and the generator's field-name lookups hash short keys millions
 /// of times, where the default SipHash is measurably slower. Keys are our own ids, so
 /// hash flooding is no concern.
