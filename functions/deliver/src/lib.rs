@@ -42,7 +42,10 @@ impl DeliverState {
             }
         })?;
         let sqs = aws_sdk_sqs::Client::new(sdk);
-        let (bytes, compress) = (config.pipeline.max_message_bytes, config.pipeline.compress);
+        let (bytes, compress) = (
+            config.pipeline.max_message_bytes,
+            sfsync_pipeline::message::Compression::of(&config.pipeline),
+        );
         let delivery = FunctionEnv::need(&env.delivery_queue_url, "DELIVERY_QUEUE_URL")?;
         let dead = FunctionEnv::need(&env.dead_letter_queue_url, "DEAD_LETTER_QUEUE_URL")?;
         Ok(DeliverState {

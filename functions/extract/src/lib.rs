@@ -40,8 +40,10 @@ impl ExtractState {
         let secrets_manager = aws_sdk_secretsmanager::Client::new(sdk);
         let secrets = aws::load_secret(&secrets_manager, &env.secret_id).await?;
         let config = aws::function_config(&secrets)?;
-        let (max_message_bytes, compress) =
-            (config.pipeline.max_message_bytes, config.pipeline.compress);
+        let (max_message_bytes, compress) = (
+            config.pipeline.max_message_bytes,
+            sfsync_pipeline::message::Compression::of(&config.pipeline),
+        );
         let invalid = |e: sfsync_salesforce::Error| SetupError::Config {
             source_name: "salesforce".into(),
             message: e.to_string(),

@@ -116,7 +116,7 @@ impl StreamState {
                 sqs.clone(),
                 FunctionEnv::need(&env.records_queue_url, "RECORDS_QUEUE_URL")?,
             )
-            .with_message_limits(config.pipeline.max_message_bytes, config.pipeline.compress),
+            .with_pipeline(&config.pipeline),
             sqs,
             tick_queue_url: stream_env.tick_queue_url.clone(),
             config: Arc::new(config),
