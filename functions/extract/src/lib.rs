@@ -11,13 +11,13 @@ use sfsync_mapping::Config;
 use sfsync_pipeline::aws::{self, FunctionEnv, SetupError};
 use sfsync_pipeline::extract::{Clock, SystemClock};
 use sfsync_pipeline::extract_syncs::{extract_syncs, invocation_settings, select_syncs};
+use sfsync_pipeline::lambda;
 // The invocation's output and failures, as the Lambda returns them.
 pub use sfsync_pipeline::extract_syncs::{ExtractFailure, ExtractOutput, NotRun, StopReason};
 use sfsync_pipeline::queue::SqsQueue;
 use sfsync_pipeline::report::new_run_id;
 use sfsync_pipeline::state::dynamo::DynamoStore;
-use sfsync_pipeline::token_store::SecretTokenStore;
-use sfsync_salesforce::{Client, ClientConfig};
+use sfsync_salesforce::Client;
 
 /// Clients and config, built once per cold start and borrowed by every invocation.
 pub struct ExtractState {
@@ -44,17 +44,8 @@ impl ExtractState {
             config.pipeline.max_message_bytes,
             sfsync_pipeline::message::Compression::of(&config.pipeline),
         );
-        let invalid = |e: sfsync_salesforce::Error| SetupError::Config {
-            source_name: "salesforce".into(),
-            message: e.to_string(),
-        };
-        // A rotated refresh token is kept in the function's own secret, for the next cold
-        // start and for concurrent invocations (infra/template.yaml grants PutSecretValue
-        // on that secret only).
-        let token_store = Arc::new(SecretTokenStore::new(secrets_manager, &env.secret_id));
-        let client_config = ClientConfig::from_config(&config.salesforce).map_err(invalid)?;
         let client =
-            Client::with_refresh_token_store(client_config, token_store).map_err(invalid)?;
+            lambda::salesforce_client(secrets_manager, &env.secret_id, &config.salesforce)?;
         Ok(ExtractState {
             config: Arc::new(config),
             client,
