@@ -9,9 +9,11 @@
 
 pub mod aws;
 pub mod backoff;
+pub mod carrier;
 pub mod dead_letter;
 pub mod deletes;
 pub mod deliver;
+pub mod deliver_sqs;
 pub mod extract;
 pub mod extract_syncs;
 pub mod lambda;
