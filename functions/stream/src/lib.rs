@@ -42,11 +42,13 @@ use serde_json::{Value, json};
 use sfsync_mapping::{Config, SyncConfig};
 use sfsync_pipeline::aws::{self, FunctionEnv, SetupError};
 use sfsync_pipeline::queue::SqsQueue;
-use sfsync_pipeline::report::{RunReport, RunStatus, new_run_id};
+use sfsync_pipeline::report::{RunReport, new_run_id};
 use sfsync_pipeline::state::StateStore;
 use sfsync_pipeline::state::dynamo::DynamoStore;
-use sfsync_stream::{DynamoReplayStore, StreamError, StreamReport, StreamSettings, stream_sync};
-use tracing::{Instrument, error, info, warn};
+use sfsync_stream::{
+    DynamoReplayStore, StreamError, StreamSettings, failed_run_report, stream_syncs,
+};
+use tracing::{error, info, warn};
 
 use crate::lease::{Holder, LeaseError, SubscriberLease};
 
@@ -226,8 +228,20 @@ pub enum StreamFailure {
     #[error(transparent)]
     Lease(#[from] LeaseError),
     /// Sync failures, or what went wrong handing over; each sync's run report has its own.
-    #[error("{}", .0.join("; "))]
-    Invocation(Vec<String>),
+    #[error("{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
+    Invocation(Vec<Problem>),
+}
+
+/// One thing that went wrong in an invocation that streamed.
+#[derive(Debug, thiserror::Error)]
+pub enum Problem {
+    #[error("sync {sync}: {source}")]
+    Sync { sync: String, source: StreamError },
+    /// It expires at this invocation's deadline anyway; the schedule then takes over.
+    #[error("the lease was not given back: {0}")]
+    LeaseNotReturned(LeaseError),
+    #[error("the next invocation was not chained ({0}); the schedule starts one")]
+    NotChained(TickError),
 }
 
 /// One invocation: take the lease, stream every `stream = true` sync until `stop`, report,
@@ -261,7 +275,20 @@ pub async fn handle<S: Future<Output = ()> + Send>(
     let started_at = Utc::now();
     let run_id = format!("{}-stream", new_run_id(started_at));
     let calls_before = state.client.usage().calls;
-    let results = stream_until(state, &syncs, &run_id, invocation.stop).await;
+    let mut settings = StreamSettings::new(state.pubsub_endpoint.clone(), run_id.clone());
+    settings.reconnect_after = state.reconnect_after;
+    // Every version handed on is noted, so that polling counts what the stream missed.
+    settings.ledger = Some(state.store.stream_ledger());
+    let results = stream_syncs(
+        &state.client,
+        &syncs,
+        &state.records_queue,
+        &state.replays,
+        &state.store,
+        &settings,
+        invocation.stop,
+    )
+    .await;
 
     let mut output = StreamOutput {
         run_id: Some(run_id.clone()),
@@ -278,8 +305,12 @@ pub async fn handle<S: Future<Output = ()> + Send>(
             }
             Err(e) => {
                 error!(sync = %sync.name, error = %e, "the stream of this sync failed");
-                problems.push(format!("sync {}: {e}", sync.name));
-                failed_report(&run_id, &sync.name, started_at, &e)
+                let report = failed_run_report(&run_id, &sync.name, started_at, &e);
+                problems.push(Problem::Sync {
+                    sync: sync.name.clone(),
+                    source: e,
+                });
+                report
             }
         };
         sfsync_pipeline::metrics::emit("stream", &sync.name, &report.counts, 0);
@@ -305,14 +336,12 @@ pub async fn handle<S: Future<Output = ()> + Send>(
     // Give the lease back before chaining, so the tick's invocation finds it free.
     if let Err(e) = state.lease.release(owner).await {
         // It expires at this invocation's deadline anyway; the schedule then takes over.
-        problems.push(format!("the lease was not given back: {e}"));
+        problems.push(Problem::LeaseNotReturned(e));
     }
     if ran_to_the_end {
         match send_tick(state, owner).await {
             Ok(()) => output.tick_sent = true,
-            Err(e) => problems.push(format!(
-                "the next invocation was not chained ({e}); the schedule starts one"
-            )),
+            Err(e) => problems.push(Problem::NotChained(e)),
         }
     }
     if problems.is_empty() {
@@ -322,81 +351,20 @@ pub async fn handle<S: Future<Output = ()> + Send>(
     }
 }
 
-/// Every sync's stream, concurrently, until `stop` — or until every one of them has ended
-/// on its own (failed): then there is nothing left to wait for.
-async fn stream_until<'a, S: Future<Output = ()> + Send>(
-    state: &StreamState,
-    syncs: &[&'a SyncConfig],
-    run_id: &str,
-    stop: S,
-) -> Vec<(&'a SyncConfig, Result<StreamReport, StreamError>)> {
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let streams = syncs.iter().map(|&sync| {
-        let mut stopped = stop_rx.clone();
-        let span = tracing::info_span!("stream", run_id = %run_id, sync = %sync.name);
-        async move {
-            let settings = settings(state, sync, run_id).await;
-            let stop = async move {
-                let _ = stopped.wait_for(|s| *s).await;
-            };
-            let result = stream_sync(
-                &state.client,
-                sync,
-                &state.records_queue,
-                &state.replays,
-                &settings,
-                stop,
-            )
-            .await;
-            (sync, result)
-        }
-        .instrument(span)
-    });
-    let mut all = std::pin::pin!(futures::future::join_all(streams));
-    let stop = std::pin::pin!(stop);
-    tokio::select! {
-        results = &mut all => results,
-        () = stop => {
-            let _ = stop_tx.send(true);
-            all.await
-        }
-    }
-}
-
-async fn settings(state: &StreamState, sync: &SyncConfig, run_id: &str) -> StreamSettings {
-    let mut settings = StreamSettings::new(state.pubsub_endpoint.clone(), run_id);
-    settings.reconnect_after = state.reconnect_after;
-    // Every version handed on is noted, so that polling counts what the stream missed.
-    settings.ledger = Some(state.store.stream_ledger());
-    // Where an expired replay id's re-read may start at the latest.
-    settings.polling_checkpoint = match state.store.checkpoint(&sync.name).await {
-        Ok(checkpoint) => checkpoint.map(|c| c.cursor.modstamp),
-        Err(e) => {
-            warn!(error = %e, "polling checkpoint not read");
-            None
-        }
-    };
-    settings
-}
-
-fn failed_report(
-    run_id: &str,
-    sync: &str,
-    started_at: DateTime<Utc>,
-    error: &StreamError,
-) -> RunReport {
-    let mut report = StreamReport::default().run_report(run_id, sync, started_at);
-    report.status = RunStatus::Failed;
-    report.error = Some(error.to_string());
-    report
-}
-
 /// The body of a tick: only its arrival matters; it names the invocation that sent it.
 pub fn tick_body(sent_by: &str) -> String {
     json!({"v": 1, "tick": sent_by}).to_string()
 }
 
-async fn send_tick(state: &StreamState, sent_by: &str) -> Result<(), String> {
+#[derive(Debug, thiserror::Error)]
+#[error("queue {queue}: {message}")]
+pub struct TickError {
+    pub queue: String,
+    /// The SDK's error with its causes.
+    pub message: String,
+}
+
+async fn send_tick(state: &StreamState, sent_by: &str) -> Result<(), TickError> {
     state
         .sqs
         .send_message()
@@ -405,12 +373,9 @@ async fn send_tick(state: &StreamState, sent_by: &str) -> Result<(), String> {
         .send()
         .await
         .map(drop)
-        .map_err(|e| {
-            format!(
-                "queue {}: {}",
-                state.tick_queue_url,
-                aws_sdk_sqs::error::DisplayErrorContext(&e)
-            )
+        .map_err(|e| TickError {
+            queue: state.tick_queue_url.clone(),
+            message: aws_sdk_sqs::error::DisplayErrorContext(&e).to_string(),
         })
 }
 

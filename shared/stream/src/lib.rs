@@ -36,8 +36,10 @@ pub mod changes;
 pub mod local;
 pub mod replay;
 pub mod stage;
+pub mod syncs;
 
 pub use changes::{EventCounts, Work, plan};
 pub use local::{LocalStream, LocalStreamError, stream_local};
 pub use replay::{DynamoReplayStore, FileReplayStore, ReplayStore, ReplayStoreError, StoredReplay};
 pub use stage::{Resume, StreamError, StreamReport, StreamSettings, stream_sync};
+pub use syncs::{failed_run_report, stream_syncs};

@@ -5,14 +5,15 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use sfsync_mapping::Config;
+use sfsync_mapping::{Config, SyncConfig};
 use sfsync_pipeline::local::{InlineQueue, ProgressFn, local_client_config};
 use sfsync_pipeline::report::{RunReport, new_run_id};
 use sfsync_pipeline::state::StateStore;
 use sfsync_pipeline::state::file::FileStore;
 
 use crate::replay::FileReplayStore;
-use crate::stage::{StreamError, StreamSettings, stream_sync};
+use crate::stage::{StreamError, StreamSettings};
+use crate::syncs::stream_syncs;
 
 #[derive(Debug, Clone)]
 pub struct LocalStream {
@@ -104,41 +105,15 @@ pub async fn stream_local(
     );
     let started_at = chrono::Utc::now();
     let run_id = format!("{}-stream", new_run_id(started_at));
-    // One stop signal shared by every sync's stream.
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let streams = syncs.iter().map(|sync| {
-        let mut settings = StreamSettings::new(options.endpoint.clone(), run_id.clone());
-        // What `sfsync sync` compares with: the versions handed on, in the state directory.
-        settings.ledger = Some(store.stream_ledger());
-        settings.max_events = options.max_events;
-        let store = &store;
-        let (client, queue, replays) = (&client, &queue, &replays);
-        let mut stop_rx = stop_rx.clone();
-        async move {
-            settings.polling_checkpoint = store
-                .checkpoint(&sync.name)
-                .await
-                .ok()
-                .flatten()
-                .map(|c| c.cursor.modstamp);
-            let stopped = async move {
-                let _ = stop_rx.wait_for(|s| *s).await;
-            };
-            let report = stream_sync(client, sync, queue, replays, &settings, stopped).await;
-            (sync.name.clone(), report)
-        }
-    });
-    let mut all = std::pin::pin!(futures::future::join_all(streams));
-    // Every stream may also end by itself (`max_events`): then `stop` is not waited for.
-    let results = tokio::select! {
-        results = &mut all => results,
-        () = stop => {
-            let _ = stop_tx.send(true);
-            all.await
-        }
-    };
+    let mut settings = StreamSettings::new(options.endpoint.clone(), run_id.clone());
+    // What `sfsync sync` compares with: the versions handed on, in the state directory.
+    settings.ledger = Some(store.stream_ledger());
+    settings.max_events = options.max_events;
+    let syncs: Vec<&SyncConfig> = syncs.iter().collect();
+    let results = stream_syncs(&client, &syncs, &queue, &replays, &store, &settings, stop).await;
     let mut reports = Vec::new();
     for (sync, result) in results {
+        let sync = sync.name.clone();
         let report = result.map_err(|source| LocalStreamError::Stream {
             sync: sync.clone(),
             source,
