@@ -145,16 +145,17 @@ pub struct Skip {
 /// The deterministic message id of one record version's call: a UUID v5 (36 characters,
 /// so it also serves as Mixpanel's `$insert_id` and Amplitude's `insert_id`).
 pub fn message_id(sync: &str, record_id: &str, modstamp_millis: i64, call: CallType) -> String {
-    let mut name = Vec::with_capacity(sync.len() + record_id.len() + 32);
-    for part in [
-        sync.as_bytes(),
-        record_id.as_bytes(),
-        modstamp_millis.to_string().as_bytes(),
-        call.as_str().as_bytes(),
-    ] {
+    use std::io::Write as _;
+    let mut name = Vec::with_capacity(sync.len() + record_id.len() + 40);
+    for part in [sync.as_bytes(), record_id.as_bytes()] {
         name.extend_from_slice(part);
         name.push(0x1f);
     }
+    // Written in place (no String for the number); a Vec never refuses a write.
+    let _ = write!(name, "{modstamp_millis}");
+    name.push(0x1f);
+    name.extend_from_slice(call.as_str().as_bytes());
+    name.push(0x1f);
     Uuid::new_v5(&MESSAGE_ID_NAMESPACE, &name).to_string()
 }
 
@@ -493,8 +494,9 @@ fn selected_fields(
 /// Removes a top-level field, matching its name case-insensitively (Salesforce answers in
 /// canonical casing whatever the SOQL said). Returns the record's own spelling.
 fn take_field(record: &mut Map<String, Value>, field: &str) -> Option<(String, Value)> {
-    if let Some(v) = record.remove(field) {
-        return Some((field.to_string(), v));
+    // The record's own key is moved out with the value: no new String per field.
+    if let Some(entry) = record.remove_entry(field) {
+        return Some(entry);
     }
     let key = record
         .keys()
@@ -609,5 +611,29 @@ fn wrong_type(field: &str, expected: &'static str, found: &Value) -> SkipReason 
             Value::Array(_) => "an array",
             Value::Object(_) => "an object",
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The messageId algorithm is fixed forever (a change would re-send every record as new):
+    /// these ids were computed independently (Python's `uuid.uuid5` over the same name bytes).
+    #[test]
+    fn message_ids_are_pinned_to_their_uuid_v5_over_sync_id_millis_and_type() {
+        assert_eq!(
+            message_id(
+                "contacts",
+                "003000000000001AAA",
+                1_764_720_000_123,
+                CallType::Identify
+            ),
+            "e9cdc779-3002-5ace-8e07-57c077dda097"
+        );
+        assert_eq!(
+            message_id("contacts", "003000000000001AAA", -5, CallType::Delete),
+            "acdb5d55-0761-569c-9262-6d069e8e6619"
+        );
     }
 }
