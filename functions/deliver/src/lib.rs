@@ -29,24 +29,15 @@ impl DeliverState {
         let secrets =
             aws::load_secret(&aws_sdk_secretsmanager::Client::new(sdk), &env.secret_id).await?;
         let config = aws::function_config(&secrets)?;
-        let deliverer = Deliverer::from_config(&config, DeliverPolicy::lambda()).map_err(|e| {
-            SetupError::Config {
-                source_name: "destinations".into(),
-                message: e.to_string(),
-            }
-        })?;
+        let deliverer = Deliverer::from_config(&config, DeliverPolicy::lambda())?;
         let sqs = aws_sdk_sqs::Client::new(sdk);
-        let (bytes, compress) = (
-            config.pipeline.max_message_bytes,
-            sfsync_pipeline::message::Compression::of(&config.pipeline),
-        );
+        let queue = |url| SqsQueue::new(sqs.clone(), url).with_pipeline(&config.pipeline);
         let delivery = FunctionEnv::need(&env.delivery_queue_url, "DELIVERY_QUEUE_URL")?;
         let dead = FunctionEnv::need(&env.dead_letter_queue_url, "DEAD_LETTER_QUEUE_URL")?;
         Ok(DeliverState {
             deliverer,
-            delivery_queue: SqsQueue::new(sqs.clone(), delivery)
-                .with_message_limits(bytes, compress),
-            dead_letter_queue: SqsQueue::new(sqs, dead).with_message_limits(bytes, compress),
+            delivery_queue: queue(delivery),
+            dead_letter_queue: queue(dead),
             store: DynamoStore::new(aws_sdk_dynamodb::Client::new(sdk), &env.state_table),
         })
     }

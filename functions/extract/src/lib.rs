@@ -40,20 +40,16 @@ impl ExtractState {
         let secrets_manager = aws_sdk_secretsmanager::Client::new(sdk);
         let secrets = aws::load_secret(&secrets_manager, &env.secret_id).await?;
         let config = aws::function_config(&secrets)?;
-        let (max_message_bytes, compress) = (
-            config.pipeline.max_message_bytes,
-            sfsync_pipeline::message::Compression::of(&config.pipeline),
-        );
         let client =
             lambda::salesforce_client(secrets_manager, &env.secret_id, &config.salesforce)?;
         Ok(ExtractState {
-            config: Arc::new(config),
-            client,
             queue: SqsQueue::new(
                 aws_sdk_sqs::Client::new(sdk),
                 FunctionEnv::need(&env.records_queue_url, "RECORDS_QUEUE_URL")?,
             )
-            .with_message_limits(max_message_bytes, compress),
+            .with_pipeline(&config.pipeline),
+            config: Arc::new(config),
+            client,
             store: DynamoStore::new(aws_sdk_dynamodb::Client::new(sdk), &env.state_table),
             clock: Arc::new(SystemClock),
         })

@@ -24,11 +24,17 @@ pub enum SetupError {
         "no sync config: set SFSYNC_CONFIG or put the TOML under the secret's key \"{CONFIG_SECRET_KEY}\""
     )]
     NoConfig,
-    #[error("invalid sync config ({source_name}): {message}")]
+    #[error("invalid sync config ({source_name}): {source}")]
     Config {
         source_name: String,
-        message: String,
+        source: sfsync_mapping::config::ConfigError,
     },
+    /// A destination of the config cannot be built.
+    #[error("invalid sync config (destinations): {0}")]
+    Destinations(#[from] crate::deliver::DeliverSetupError),
+    /// The `[salesforce]` settings cannot make a client.
+    #[error("invalid sync config (salesforce): {0}")]
+    Salesforce(#[from] sfsync_salesforce::Error),
 }
 
 /// Loads the shared AWS config (region, credentials, `AWS_ENDPOINT_URL` for emulators).
@@ -74,15 +80,15 @@ pub fn function_config(secrets: &SecretMap) -> Result<Config, SetupError> {
             None => return Err(SetupError::NoConfig),
         },
     };
-    let config = Config::parse(&text).map_err(|e| SetupError::Config {
+    let config = Config::parse(&text).map_err(|source| SetupError::Config {
         source_name: source_name.clone(),
-        message: e.to_string(),
+        source,
     })?;
     config
         .resolve_references(&text, secrets)
-        .map_err(|e| SetupError::Config {
+        .map_err(|source| SetupError::Config {
             source_name,
-            message: e.to_string(),
+            source,
         })
 }
 

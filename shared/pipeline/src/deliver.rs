@@ -170,9 +170,12 @@ pub struct Deliverer {
 #[derive(Debug, thiserror::Error)]
 pub enum DeliverSetupError {
     #[error("cannot build the HTTP client: {0}")]
-    Http(String),
-    #[error("destination {name}: {message}")]
-    Destination { name: String, message: String },
+    Http(#[source] reqwest::Error),
+    #[error("destination {name}: {source}")]
+    Destination {
+        name: String,
+        source: sfsync_destinations::BuildError,
+    },
 }
 
 impl Deliverer {
@@ -195,17 +198,17 @@ impl Deliverer {
         config: &Config,
         policy: DeliverPolicy,
     ) -> Result<Deliverer, DeliverSetupError> {
-        let http = sfsync_destinations::http_client()
-            .map_err(|e| DeliverSetupError::Http(e.to_string()))?;
+        let http = sfsync_destinations::http_client().map_err(DeliverSetupError::Http)?;
         let names = sfsync_destinations::object_names(config);
         let mut destinations = Vec::with_capacity(config.destinations.len());
         for d in &config.destinations {
-            let built = Destination::with_object_names(d, http.clone(), &names).map_err(|e| {
-                DeliverSetupError::Destination {
-                    name: d.name.clone(),
-                    message: e.to_string(),
-                }
-            })?;
+            let built =
+                Destination::with_object_names(d, http.clone(), &names).map_err(|source| {
+                    DeliverSetupError::Destination {
+                        name: d.name.clone(),
+                        source,
+                    }
+                })?;
             destinations.push(Arc::new(built));
         }
         Ok(Deliverer::new(destinations, policy))

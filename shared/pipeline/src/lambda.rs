@@ -40,16 +40,13 @@ pub fn salesforce_client(
     secret_id: &str,
     config: &sfsync_mapping::config::SalesforceConfig,
 ) -> Result<sfsync_salesforce::Client, SetupError> {
-    let invalid = |message: String| SetupError::Config {
-        source_name: "salesforce".into(),
-        message,
-    };
-    let client_config =
-        sfsync_salesforce::ClientConfig::from_config(config).map_err(|e| invalid(e.to_string()))?;
+    let client_config = sfsync_salesforce::ClientConfig::from_config(config)?;
     let token_store = std::sync::Arc::new(crate::token_store::SecretTokenStore::new(
         secrets_manager,
         secret_id,
     ));
-    sfsync_salesforce::Client::with_refresh_token_store(client_config, token_store)
-        .map_err(|e| invalid(e.to_string()))
+    Ok(sfsync_salesforce::Client::with_refresh_token_store(
+        client_config,
+        token_store,
+    )?)
 }
