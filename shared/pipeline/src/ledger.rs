@@ -527,19 +527,9 @@ impl DynamoLedger {
             .collect::<Result<_, _>>()?;
         for chunk in requests.chunks(BATCH_WRITE_ITEMS) {
             let mut pending = chunk.to_vec();
-            let mut attempt = 0;
+            let mut attempts = BatchAttempts::new("BatchWriteItem", "items", &self.table);
             while !pending.is_empty() {
-                attempt += 1;
-                if attempt > BATCH_ATTEMPTS {
-                    return Err(LedgerError(format!(
-                        "BatchWriteItem on table {}: {} items still unprocessed after {BATCH_ATTEMPTS} attempts",
-                        self.table,
-                        pending.len()
-                    )));
-                }
-                if attempt > 1 {
-                    tokio::time::sleep(retry_wait(attempt - 1)).await;
-                }
+                attempts.next(pending.len()).await?;
                 let out = self
                     .client
                     .batch_write_item()
@@ -571,19 +561,9 @@ impl DynamoLedger {
         let mut found = HashMap::new();
         for chunk in unique.chunks(BATCH_GET_KEYS) {
             let mut keys: Vec<_> = chunk.iter().map(|v| DynamoLedger::key(sync, v)).collect();
-            let mut attempt = 0;
+            let mut attempts = BatchAttempts::new("BatchGetItem", "keys", &self.table);
             while !keys.is_empty() {
-                attempt += 1;
-                if attempt > BATCH_ATTEMPTS {
-                    return Err(LedgerError(format!(
-                        "BatchGetItem on table {}: {} keys still unprocessed after {BATCH_ATTEMPTS} attempts",
-                        self.table,
-                        keys.len()
-                    )));
-                }
-                if attempt > 1 {
-                    tokio::time::sleep(retry_wait(attempt - 1)).await;
-                }
+                attempts.next(keys.len()).await?;
                 let request = KeysAndAttributes::builder()
                     .set_keys(Some(keys))
                     // Names, not words: DynamoDB reserves hundreds of attribute names.
@@ -630,6 +610,43 @@ impl DynamoLedger {
     }
 }
 
+/// The attempts at one batch call whose unprocessed part DynamoDB hands back (throttling):
+/// each retry waits a jittered while, and `BATCH_ATTEMPTS` attempts in all is the end.
+struct BatchAttempts<'a> {
+    /// The call and what it sends ("items", "keys"), for the error.
+    what: &'static str,
+    noun: &'static str,
+    table: &'a str,
+    made: u32,
+}
+
+impl<'a> BatchAttempts<'a> {
+    fn new(what: &'static str, noun: &'static str, table: &'a str) -> BatchAttempts<'a> {
+        BatchAttempts {
+            what,
+            noun,
+            table,
+            made: 0,
+        }
+    }
+
+    /// Clears the way for the next attempt with `left` still unprocessed: at once the first
+    /// time, after a wait on a retry, an error once every attempt is spent.
+    async fn next(&mut self, left: usize) -> Result<(), LedgerError> {
+        if self.made >= BATCH_ATTEMPTS {
+            return Err(LedgerError(format!(
+                "{} on table {}: {left} {} still unprocessed after {BATCH_ATTEMPTS} attempts",
+                self.what, self.table, self.noun
+            )));
+        }
+        if self.made > 0 {
+            tokio::time::sleep(retry_wait(self.made)).await;
+        }
+        self.made += 1;
+        Ok(())
+    }
+}
+
 fn retry_wait(attempt: u32) -> Duration {
     sfsync_backoff::full_jitter(Duration::from_millis(50), attempt, Duration::from_secs(2))
 }
@@ -655,6 +672,25 @@ mod tests {
         assert_eq!(
             RecordVersion::of(&json!({"SystemModstamp": "2026-01-02T03:04:05Z"})),
             None
+        );
+    }
+
+    /// The first attempt goes at once; once every attempt is spent, the error names the call,
+    /// the table and what is still unprocessed.
+    #[tokio::test]
+    async fn a_batch_gives_up_after_its_attempts_naming_what_is_left() {
+        let mut fresh = BatchAttempts::new("BatchWriteItem", "items", "state");
+        fresh.next(25).await.expect("the first attempt");
+        let mut spent = BatchAttempts {
+            made: BATCH_ATTEMPTS,
+            ..BatchAttempts::new("BatchGetItem", "keys", "state")
+        };
+        let error = spent.next(3).await.expect_err("no attempt left");
+        assert_eq!(
+            error.to_string(),
+            format!(
+                "stream ledger: BatchGetItem on table state: 3 keys still unprocessed after {BATCH_ATTEMPTS} attempts"
+            )
         );
     }
 

@@ -348,6 +348,31 @@ pub mod dynamo {
                 aws_sdk_dynamodb::error::DisplayErrorContext(&e)
             ))
         }
+
+        /// The item `sync#<sync>` / `sk` (the sync's checkpoint or lease), read consistently:
+        /// a write that just succeeded must be seen.
+        async fn sync_item(
+            &self,
+            sync: &str,
+            sk: &str,
+        ) -> Result<Option<HashMap<String, AttributeValue>>, StateError> {
+            let out = self
+                .client
+                .get_item()
+                .table_name(&self.table)
+                .key("pk", sync_pk(sync))
+                .key("sk", s(sk))
+                .consistent_read(true)
+                .send()
+                .await
+                .map_err(|e| self.err("GetItem", e))?;
+            Ok(out.item)
+        }
+    }
+
+    /// The partition of one sync's checkpoint and lease.
+    fn sync_pk(sync: &str) -> AttributeValue {
+        s(format!("sync#{sync}"))
     }
 
     fn s(v: impl Into<String>) -> AttributeValue {
@@ -376,17 +401,7 @@ pub mod dynamo {
 
     impl StateStore for DynamoStore {
         async fn checkpoint(&self, sync: &str) -> Result<Option<Checkpoint>, StateError> {
-            let out = self
-                .client
-                .get_item()
-                .table_name(&self.table)
-                .key("pk", s(format!("sync#{sync}")))
-                .key("sk", s("checkpoint"))
-                .consistent_read(true)
-                .send()
-                .await
-                .map_err(|e| self.err("GetItem", e))?;
-            let Some(item) = out.item else {
+            let Some(item) = self.sync_item(sync, "checkpoint").await? else {
                 return Ok(None);
             };
             let body = get_s(&item, "body")
@@ -407,7 +422,7 @@ pub mod dynamo {
                 .client
                 .put_item()
                 .table_name(&self.table)
-                .item("pk", s(format!("sync#{sync}")))
+                .item("pk", sync_pk(sync))
                 .item("sk", s("checkpoint"))
                 .item("version", n(next.version))
                 .item("body", s(body));
@@ -437,7 +452,7 @@ pub mod dynamo {
                 .client
                 .put_item()
                 .table_name(&self.table)
-                .item("pk", s(format!("sync#{sync}")))
+                .item("pk", sync_pk(sync))
                 .item("sk", s("lease"))
                 .item("owner", s(owner))
                 .item("until", n(until.timestamp()))
@@ -452,17 +467,9 @@ pub mod dynamo {
             match result {
                 Ok(_) => Ok(()),
                 Err(e) if is_conditional(&e) => {
-                    let held = self
-                        .client
-                        .get_item()
-                        .table_name(&self.table)
-                        .key("pk", s(format!("sync#{sync}")))
-                        .key("sk", s("lease"))
-                        .consistent_read(true)
-                        .send()
-                        .await
-                        .ok()
-                        .and_then(|o| o.item);
+                    // Who holds it, for the message; a failed read still reports the lease
+                    // as held (the conditional put said so).
+                    let held = self.sync_item(sync, "lease").await.ok().flatten();
                     let owner = held
                         .as_ref()
                         .and_then(|i| get_s(i, "owner"))
@@ -487,7 +494,7 @@ pub mod dynamo {
                 .client
                 .delete_item()
                 .table_name(&self.table)
-                .key("pk", s(format!("sync#{sync}")))
+                .key("pk", sync_pk(sync))
                 .key("sk", s("lease"))
                 .condition_expression("#owner = :me")
                 .expression_attribute_names("#owner", "owner")
