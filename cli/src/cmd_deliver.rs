@@ -133,35 +133,22 @@ pub async fn deliver_lines(
     let mut pending_error: Option<anyhow::Error> = None;
 
     loop {
-        let line = match lines.next_line().await {
-            Ok(Some(line)) => line,
-            Ok(None) => break,
-            Err(e) => {
-                pending_error = Some(anyhow::anyhow!(
-                    "stdin line {}: cannot read (is it UTF-8?): {e}",
-                    number + 1
-                ));
-                break;
-            }
-        };
-        number += 1;
-        if line.trim().is_empty() {
-            continue;
-        }
-        match serde_json::from_str::<Call>(&line) {
-            Ok(call) => {
+        // The end of the input, or a bad line: what was read before it is still delivered.
+        let mut input_ended = false;
+        match next_call(&mut lines, &mut number).await {
+            Ok(Some((call, bytes))) => {
                 summary.read += 1;
-                chunk_bytes += line.len();
+                chunk_bytes += bytes;
                 chunk.push(call);
             }
-            Err(e) => {
-                pending_error = Some(anyhow::anyhow!(
-                    "stdin line {number}: not a valid call: {e}"
-                ));
-                break;
+            Ok(None) => input_ended = true,
+            Err(error) => {
+                pending_error = Some(error);
+                input_ended = true;
             }
         }
-        if chunk.len() >= CHUNK_CALLS || chunk_bytes >= CHUNK_BYTES {
+        let chunk_full = chunk.len() >= CHUNK_CALLS || chunk_bytes >= CHUNK_BYTES;
+        if chunk_full || (input_ended && !chunk.is_empty()) {
             let calls = std::mem::take(&mut chunk);
             chunk_bytes = 0;
             let delivered = destination
@@ -177,19 +164,8 @@ pub async fn deliver_lines(
                 return Err(Failure { error, summary });
             }
         }
-    }
-    if !chunk.is_empty() {
-        let delivered = destination
-            .deliver(chunk, destination.default_budget())
-            .await;
-        if let Err(error) = record(
-            delivered,
-            &mut summary,
-            &mut dead_letter,
-            report,
-            &mut listed,
-        ) {
-            return Err(Failure { error, summary });
+        if input_ended {
+            break;
         }
     }
     if listed > MAX_LISTED {
@@ -202,6 +178,34 @@ pub async fn deliver_lines(
     match pending_error {
         Some(error) => Err(Failure { error, summary }),
         None => Ok(summary),
+    }
+}
+
+/// The next call on stdin and its length in bytes, skipping blank lines; `None` at the end.
+/// `number` counts the lines read, so an error names the line.
+async fn next_call(
+    lines: &mut tokio::io::Lines<impl AsyncBufRead + Unpin>,
+    number: &mut usize,
+) -> Result<Option<(Call, usize)>> {
+    loop {
+        let line = match lines.next_line().await {
+            Ok(Some(line)) => line,
+            Ok(None) => return Ok(None),
+            Err(e) => anyhow::bail!(
+                "stdin line {}: cannot read (is it UTF-8?): {e}",
+                *number + 1
+            ),
+        };
+        *number += 1;
+        if line.trim().is_empty() {
+            continue;
+        }
+        return match serde_json::from_str::<Call>(&line) {
+            Ok(call) => Ok(Some((call, line.len()))),
+            Err(e) => Err(anyhow::anyhow!(
+                "stdin line {number}: not a valid call: {e}"
+            )),
+        };
     }
 }
 
@@ -297,6 +301,30 @@ mod tests {
             std::fs::read_to_string(&out).expect("out").lines().count(),
             2
         );
+    }
+
+    /// A full chunk goes as soon as it is full; the rest goes at the end of the input, and
+    /// an input ending right after a full chunk sends nothing more.
+    #[tokio::test]
+    async fn full_chunks_and_the_last_partial_one_are_each_delivered_once() {
+        for calls in [CHUNK_CALLS, CHUNK_CALLS + 1] {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let out = dir.path().join("out.jsonl");
+            let d = file_destination(&out);
+            let input = format!("{CALL}\n").repeat(calls);
+            let mut report = Vec::new();
+            let summary = deliver_lines(&d, input.as_bytes(), None, &mut report)
+                .await
+                .expect("delivered");
+            assert_eq!(
+                (summary.read, summary.delivered),
+                (calls as u64, calls as u64)
+            );
+            assert_eq!(
+                std::fs::read_to_string(&out).expect("out").lines().count(),
+                calls
+            );
+        }
     }
 
     #[tokio::test]

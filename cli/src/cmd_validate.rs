@@ -8,14 +8,14 @@ use anyhow::Result;
 use crate::{common, output};
 
 #[derive(clap::Args)]
+// The shared --secrets help, plus what validate does without the file.
+#[command(mut_arg("secrets", |a| a.help(
+    "A JSON object of secrets for `${secret:NAME}` references; without it, secret \
+     references are checked for syntax only"
+)))]
 pub struct Args {
-    /// The sync config (TOML).
-    #[arg(long, short)]
-    config: PathBuf,
-    /// A JSON object of secrets for `${secret:NAME}` references; without it, secret
-    /// references are checked for syntax only.
-    #[arg(long)]
-    secrets: Option<PathBuf>,
+    #[command(flatten)]
+    files: common::ConfigFiles,
     /// Also sign in to Salesforce and check every object and field against describe.
     #[arg(long)]
     online: bool,
@@ -27,7 +27,7 @@ pub struct Args {
 }
 
 pub async fn run(args: Args) -> Result<ExitCode> {
-    let loaded = match common::load_config(&args.config) {
+    let loaded = match common::load_config(&args.files.config) {
         Ok(loaded) => loaded,
         Err(e) => {
             output::note(format_args!("{e:#}"));
@@ -35,10 +35,10 @@ pub async fn run(args: Args) -> Result<ExitCode> {
         }
     };
     // References: environment variables always, secrets when a secrets file is given.
-    let secrets = common::load_secrets(args.secrets.as_deref())?;
+    let secrets = common::load_secrets(args.files.secrets.as_deref())?;
     let resolver = CheckingResolver {
         secrets,
-        check_secrets: args.secrets.is_some(),
+        check_secrets: args.files.secrets.is_some(),
     };
     let resolved = match loaded.config.resolve_references(&loaded.text, &resolver) {
         Ok(resolved) => resolved,
@@ -48,7 +48,7 @@ pub async fn run(args: Args) -> Result<ExitCode> {
         }
     };
     if args.online {
-        if args.secrets.is_none() && has_secret_refs(&loaded.text) {
+        if args.files.secrets.is_none() && has_secret_refs(&loaded.text) {
             anyhow::bail!("--online needs --secrets to sign in to Salesforce");
         }
         let client = sfsync_salesforce::Client::with_refresh_token_store(
