@@ -6,7 +6,7 @@
 use std::time::Instant;
 
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
-use sfsync_pipeline::aws::{self, FunctionEnv, SetupError};
+use sfsync_pipeline::aws::{FunctionEnv, SetupError};
 use sfsync_pipeline::deliver::{DeliverPolicy, Deliverer};
 use sfsync_pipeline::deliver_sqs::{Received, SqsDelivery};
 use sfsync_pipeline::queue::SqsQueue;
@@ -26,9 +26,7 @@ impl DeliverState {
         sdk: &aws_config::SdkConfig,
         env: &FunctionEnv,
     ) -> Result<DeliverState, SetupError> {
-        let secrets =
-            aws::load_secret(&aws_sdk_secretsmanager::Client::new(sdk), &env.secret_id).await?;
-        let config = aws::function_config(&secrets)?;
+        let config = sfsync_pipeline::lambda::load_config(sdk, env).await?;
         let deliverer = Deliverer::from_config(&config, DeliverPolicy::lambda())?;
         let sqs = aws_sdk_sqs::Client::new(sdk);
         let queue = |url| SqsQueue::new(sqs.clone(), url).with_pipeline(&config.pipeline);

@@ -8,7 +8,7 @@ use std::time::Instant;
 use chrono::Utc;
 use serde::Deserialize;
 use sfsync_mapping::Config;
-use sfsync_pipeline::aws::{self, FunctionEnv, SetupError};
+use sfsync_pipeline::aws::{FunctionEnv, SetupError};
 use sfsync_pipeline::extract::{Clock, SystemClock};
 use sfsync_pipeline::extract_syncs::{extract_syncs, invocation_settings, select_syncs};
 use sfsync_pipeline::lambda;
@@ -37,11 +37,8 @@ impl ExtractState {
         sdk: &aws_config::SdkConfig,
         env: &FunctionEnv,
     ) -> Result<ExtractState, SetupError> {
-        let secrets_manager = aws_sdk_secretsmanager::Client::new(sdk);
-        let secrets = aws::load_secret(&secrets_manager, &env.secret_id).await?;
-        let config = aws::function_config(&secrets)?;
-        let client =
-            lambda::salesforce_client(secrets_manager, &env.secret_id, &config.salesforce)?;
+        let config = lambda::load_config(sdk, env).await?;
+        let client = lambda::salesforce_client(sdk, env, &config.salesforce)?;
         Ok(ExtractState {
             queue: SqsQueue::new(
                 aws_sdk_sqs::Client::new(sdk),

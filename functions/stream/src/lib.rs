@@ -103,14 +103,8 @@ impl StreamState {
         env: &FunctionEnv,
         stream_env: &StreamEnv,
     ) -> Result<StreamState, SetupError> {
-        let secrets_manager = aws_sdk_secretsmanager::Client::new(sdk);
-        let secrets = aws::load_secret(&secrets_manager, &env.secret_id).await?;
-        let config = aws::function_config(&secrets)?;
-        let client = sfsync_pipeline::lambda::salesforce_client(
-            secrets_manager,
-            &env.secret_id,
-            &config.salesforce,
-        )?;
+        let config = sfsync_pipeline::lambda::load_config(sdk, env).await?;
+        let client = sfsync_pipeline::lambda::salesforce_client(sdk, env, &config.salesforce)?;
         let sqs = aws_sdk_sqs::Client::new(sdk);
         let dynamo = aws_sdk_dynamodb::Client::new(sdk);
         Ok(StreamState {

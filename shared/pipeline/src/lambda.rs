@@ -30,20 +30,32 @@ pub async fn cold_start<S>(
     exit_on_setup_error(build(&sdk, &env).await)
 }
 
+/// The function's sync config: its secret (`SFSYNC_SECRET_ID`) read once, the TOML from
+/// `SFSYNC_CONFIG` or the secret's `sfsync_config` key, resolved against the secret
+/// ([`crate::aws::function_config`]).
+pub async fn load_config(
+    sdk: &aws_config::SdkConfig,
+    env: &FunctionEnv,
+) -> Result<sfsync_mapping::Config, SetupError> {
+    let secrets_manager = aws_sdk_secretsmanager::Client::new(sdk);
+    let secrets = crate::aws::load_secret(&secrets_manager, &env.secret_id).await?;
+    crate::aws::function_config(&secrets)
+}
+
 /// The Salesforce client of a function that talks to Salesforce (extract, stream): the
 /// config's connection settings, and rotated refresh tokens kept in the function's own
 /// secret, where every function and cold start finds the newest one
 /// ([`crate::token_store::SecretTokenStore`]; infra/template.yaml grants PutSecretValue on
 /// that secret only).
 pub fn salesforce_client(
-    secrets_manager: aws_sdk_secretsmanager::Client,
-    secret_id: &str,
+    sdk: &aws_config::SdkConfig,
+    env: &FunctionEnv,
     config: &sfsync_mapping::config::SalesforceConfig,
 ) -> Result<sfsync_salesforce::Client, SetupError> {
     let client_config = sfsync_salesforce::ClientConfig::from_config(config)?;
     let token_store = std::sync::Arc::new(crate::token_store::SecretTokenStore::new(
-        secrets_manager,
-        secret_id,
+        aws_sdk_secretsmanager::Client::new(sdk),
+        &env.secret_id,
     ));
     Ok(sfsync_salesforce::Client::with_refresh_token_store(
         client_config,
