@@ -14,6 +14,7 @@ use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
+pub mod aws_harness;
 pub mod expected;
 pub mod fixtures;
 pub mod local;

@@ -4,10 +4,10 @@
 
 use std::collections::HashSet;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
-use serde_json::{Value, json};
+use serde_json::Value;
 use sfsync_mapping::Config;
 use sfsync_mapping::secrets::SecretMap;
 use sfsync_pipeline::extract::{ExtractSettings, extract_sync};
@@ -22,44 +22,30 @@ use sfsync_simulator::{Credentials, Faults, Org, OrgSpec, Simulator, SimulatorHa
 
 use crate::Receiver;
 use crate::expected::ExpectedShape;
+use crate::fixtures::Fixture;
 
-/// The Segment write key of [`CONFIG`]: it must never appear in a log line.
-pub const SEGMENT_WRITE_KEY: &str = "seg-write-key-8c41d0e2";
-/// Customer.io Track credentials (for configs that add such a destination).
-pub const CIO_SITE_ID: &str = "cio-site-3f2a";
-pub const CIO_API_KEY: &str = "cio-api-key-77b9e1";
+pub use crate::fixtures::{CIO_API_KEY, CIO_SITE_ID, SEGMENT_WRITE_KEY};
 
-/// Two syncs (people and objects) to a Segment destination at the receiver.
-pub const CONFIG: &str = r#"
-[salesforce]
-login_url = "${secret:sf_url}"
-auth = "client_credentials"
-client_id = "${secret:sf_client_id}"
-client_secret = "${secret:sf_client_secret}"
-page_size = 200
-lookback_seconds = 300
+/// The local tests' config: the shared fixture's Contacts and Accounts to the Segment
+/// receiver, the Contacts selecting `Description` too (the bad-input and size tests put
+/// oversized text there) and without deletes.
+pub fn fixture() -> Fixture {
+    Fixture::syncs(&["contacts", "accounts"])
+        .fields(
+            "contacts",
+            &[
+                "Email",
+                "FirstName",
+                "LastName",
+                "Description",
+                "Account.Name",
+            ],
+        )
+        .without("contacts", "deletes")
+}
 
-[[syncs]]
-name = "contacts"
-object = "Contact"
-kind = "people"
-user_id = "Id"
-fields = ["Email", "FirstName", "LastName", "Description", "Account.Name"]
-
-[[syncs]]
-name = "accounts"
-object = "Account"
-kind = "objects"
-group_id = "Id"
-object_type_id = "1"
-fields = ["Name", "Industry"]
-
-[[destinations]]
-name = "seg"
-type = "segment"
-endpoint = "${secret:receiver_url}"
-write_key = "${secret:seg_key}"
-"#;
+/// [`fixture`] as text.
+pub static CONFIG: LazyLock<String> = LazyLock::new(|| fixture().text());
 
 /// An org of `contacts` contacts and 30 accounts (few of everything else), stamped in the
 /// last minutes so that incremental runs with look-back behave as they would in production.
@@ -84,27 +70,16 @@ pub struct Local {
 }
 
 impl Local {
-    /// `text` may use `${secret:sf_url}`, `sf_client_id`, `sf_client_secret`,
-    /// `receiver_url`, `seg_key`, `cio_site_id` and `cio_api_key`.
+    /// `text` may use the fixture's references ([`crate::fixtures::secrets`]: both
+    /// destinations at the receiver).
     pub async fn start(text: &str, org: Org, faults: Faults) -> Local {
-        let creds = Credentials::demo();
-        let sim = Simulator::start(org, creds.clone(), faults)
+        let sim = Simulator::start(org, Credentials::demo(), faults)
             .await
             .unwrap_or_else(|e| panic!("simulator: {e}"));
         let receiver = Receiver::start().await;
-        let secrets = SecretMap::from_json(
-            &json!({
-                "sf_url": sim.url(),
-                "sf_client_id": creds.client_id,
-                "sf_client_secret": creds.client_secret,
-                "receiver_url": receiver.url,
-                "seg_key": SEGMENT_WRITE_KEY,
-                "cio_site_id": CIO_SITE_ID,
-                "cio_api_key": CIO_API_KEY,
-            })
-            .to_string(),
-        )
-        .unwrap_or_else(|e| panic!("{e}"));
+        let secrets =
+            SecretMap::from_json(&crate::fixtures::secrets(&sim.url(), &receiver.url).to_string())
+                .unwrap_or_else(|e| panic!("{e}"));
         let config = Config::parse(text)
             .and_then(|c| c.resolve_references(text, &secrets))
             .unwrap_or_else(|e| panic!("{e}"));

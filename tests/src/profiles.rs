@@ -14,6 +14,8 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
 use serde_json::Value;
 pub use sfsync_test_vendors::{PROCESSING_LAG, People};
 
@@ -30,9 +32,9 @@ pub struct PeopleServer {
 }
 
 impl PeopleServer {
-    /// `authorization`: the exact header value a request must carry (`Basic base64(SITE_ID:API_KEY)`).
-    pub async fn start(authorization: String) -> PeopleServer {
-        let auth = authorization;
+    /// A server that accepts `Authorization: Basic base64(site_id:api_key)` only.
+    pub async fn start(site_id: &str, api_key: &str) -> PeopleServer {
+        let auth = format!("Basic {}", STANDARD.encode(format!("{site_id}:{api_key}")));
         let state = Arc::new(ServerState {
             auth,
             people: Mutex::new(People::default()),

@@ -7,7 +7,7 @@ use sfsync_simulator::Faults;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_rejected_key_stops_the_local_sync_and_the_next_run_delivers_everything() {
-    let w = Local::start(CONFIG, org(300), Faults::default()).await;
+    let w = Local::start(&CONFIG, org(300), Faults::default()).await;
     // The key is refused once; the run must stop at that first refusal.
     w.receiver
         .script(401, &[], r#"{"error":"Invalid write key"}"#);

@@ -6,14 +6,15 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 use sfsync_deliver::DeliverState;
+use sfsync_e2e::aws_harness::AwsStack;
+use sfsync_e2e::fixtures::{Fixture, secrets};
+use sfsync_e2e::local::org;
 use sfsync_e2e::*;
-use sfsync_extract::{ExtractInput, ExtractState};
-use sfsync_map::MapState;
+use sfsync_extract::ExtractInput;
 use sfsync_mapping::{Config, map_record};
-use sfsync_pipeline::aws::FunctionEnv;
 use sfsync_pipeline::state::StateStore;
 use sfsync_pipeline::state::dynamo::DynamoStore;
-use sfsync_simulator::{Credentials, Faults, Org, OrgSpec, Simulator, SimulatorHandle};
+use sfsync_simulator::{Credentials, Faults, Simulator, SimulatorHandle};
 
 /// The shared end-to-end config (`tests/fixtures/sfsync.toml`): Contacts (with deletes) and
 /// Accounts to the receiver.
@@ -21,11 +22,7 @@ static CONFIG: std::sync::LazyLock<String> =
     std::sync::LazyLock::new(|| sfsync_e2e::fixtures::config(&["contacts", "accounts"]));
 
 struct World {
-    sqs: aws_sdk_sqs::Client,
-    sdk: aws_config::SdkConfig,
-    env: FunctionEnv,
-    records_dlq: String,
-    delivery_dlq: String,
+    aws: AwsStack,
     store: DynamoStore,
     sim: SimulatorHandle,
     receiver: Receiver,
@@ -36,68 +33,19 @@ async fn world(contacts: usize, max_receive: u32) -> World {
     world_with(contacts, max_receive, &CONFIG, Faults::default()).await
 }
 
-/// A world whose functions run `config` (which may use `${secret:sf_refresh_token}` too)
-/// against a simulator with `faults`.
+/// A world whose functions run `config` (the fixture's references, see
+/// `sfsync_e2e::fixtures::secrets`) against a simulator with `faults`.
 async fn world_with(contacts: usize, max_receive: u32, config: &str, faults: Faults) -> World {
-    let sdk = aws().await;
-    let sqs = aws_sdk_sqs::Client::new(&sdk);
-    let dynamo = aws_sdk_dynamodb::Client::new(&sdk);
-    let secrets = aws_sdk_secretsmanager::Client::new(&sdk);
-    let name = unique("sfsync");
-    let (records_q, records_dlq) =
-        queue_with_dlq(&sqs, &format!("{name}-records"), max_receive, 30).await;
-    let (delivery_q, delivery_dlq) =
-        queue_with_dlq(&sqs, &format!("{name}-delivery"), max_receive, 30).await;
-    let table = format!("{name}-state");
-    state_table(&dynamo, &table).await;
-
-    let org = Org::generate(&OrgSpec {
-        contacts,
-        accounts: 30,
-        tie_block: 150,
-        anchor: chrono::Utc::now() - chrono::Duration::seconds(120),
-        ..OrgSpec::tiny()
-    });
-    let creds = Credentials::demo();
-    let sim = Simulator::start(org, creds.clone(), faults)
+    let sim = Simulator::start(org(contacts), Credentials::demo(), faults)
         .await
         .unwrap_or_else(|e| panic!("simulator: {e}"));
     let receiver = Receiver::start().await;
-    let secret = json!({
-        "sf_url": sim.url(),
-        "sf_client_id": creds.client_id,
-        "sf_client_secret": creds.client_secret,
-        "sf_refresh_token": creds.refresh_token,
-        "receiver_url": receiver.url,
-        "seg_key": "seg-write-key",
-        "sfsync_config": config,
-    });
-    secrets
-        .create_secret()
-        .name(&name)
-        .secret_string(secret.to_string())
-        .send()
-        .await
-        .unwrap_or_else(|e| {
-            panic!(
-                "secret: {}",
-                aws_sdk_secretsmanager::error::DisplayErrorContext(&e)
-            )
-        });
-    let env = FunctionEnv {
-        secret_id: name.clone(),
-        state_table: table.clone(),
-        records_queue_url: Some(records_q),
-        delivery_queue_url: Some(delivery_q),
-        dead_letter_queue_url: Some(delivery_dlq.clone()),
-    };
+    let mut secret = secrets(&sim.url(), &receiver.url);
+    secret["sfsync_config"] = json!(config);
+    let aws = AwsStack::create("sfsync", max_receive, &secret).await;
     World {
-        store: DynamoStore::new(dynamo, table),
-        sqs,
-        sdk,
-        env,
-        records_dlq,
-        delivery_dlq,
+        store: aws.store(),
+        aws,
         sim,
         receiver,
         config: Config::parse(config).unwrap_or_else(|e| panic!("{e}")),
@@ -105,20 +53,11 @@ async fn world_with(contacts: usize, max_receive: u32, config: &str, faults: Fau
 }
 
 impl World {
-    fn records_q(&self) -> String {
-        self.env.records_queue_url.clone().unwrap_or_default()
-    }
-    fn delivery_q(&self) -> String {
-        self.env.delivery_queue_url.clone().unwrap_or_default()
-    }
-
     async fn extract(
         &self,
         input: Value,
     ) -> Result<sfsync_extract::ExtractOutput, sfsync_extract::ExtractFailure> {
-        let state = ExtractState::new(&self.sdk, &self.env)
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
+        let state = self.aws.extract_state().await;
         let input: ExtractInput = serde_json::from_value(input).unwrap_or_else(|e| panic!("{e}"));
         sfsync_extract::handle(&state, input, "req-1", None).await
     }
@@ -126,41 +65,10 @@ impl World {
     /// Runs map then deliver over everything visible in the queues, as the event source
     /// mappings would; returns the failures each reported.
     async fn pump(&self, deliver: &DeliverState) -> (Vec<String>, Vec<String>) {
-        let map = MapState::new(&self.sdk, &self.env)
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
-        let (mut map_failures, mut deliver_failures) = (Vec::new(), Vec::new());
-        loop {
-            let event = receive_event(&self.sqs, &self.records_q(), 10).await;
-            if event.records.is_empty() {
-                break;
-            }
-            let response = sfsync_map::handle(&map, event.clone())
-                .await
-                .unwrap_or_else(|e| panic!("{e}"));
-            let failed = failed_ids(&response);
-            ack(&self.sqs, &self.records_q(), &event, &failed).await;
-            map_failures.extend(failed);
-        }
-        loop {
-            let event = receive_event(&self.sqs, &self.delivery_q(), 10).await;
-            if event.records.is_empty() {
-                break;
-            }
-            let response = sfsync_deliver::handle(deliver, event.clone(), None)
-                .await
-                .unwrap_or_else(|e| panic!("{e}"));
-            let failed = failed_ids(&response);
-            ack(&self.sqs, &self.delivery_q(), &event, &failed).await;
-            deliver_failures.extend(failed);
-        }
-        (map_failures, deliver_failures)
-    }
-
-    async fn deliver_state(&self) -> DeliverState {
-        DeliverState::new(&self.sdk, &self.env)
-            .await
-            .unwrap_or_else(|e| panic!("{e}"))
+        (
+            self.aws.map_all().await,
+            self.aws.deliver_all(deliver).await,
+        )
     }
 
     /// Every call the destination accepted (2xx answers only), by messageId.
@@ -211,7 +119,7 @@ async fn every_record_reaches_the_destination_full_then_incremental() {
         .map(|r| r.counts.extracted);
     assert!(contacts >= Some(700), "{contacts:?}");
 
-    let deliver = w.deliver_state().await;
+    let deliver = w.aws.deliver_state().await;
     let (mf, df) = w.pump(&deliver).await;
     assert!(mf.is_empty() && df.is_empty(), "failures: {mf:?} {df:?}");
     let delivered = ids(&w.delivered());
@@ -297,36 +205,28 @@ async fn retryable_delivery_failures_stay_on_the_queue_and_are_retried() {
     w.extract(json!({"syncs": ["accounts"]}))
         .await
         .unwrap_or_else(|e| panic!("{e}"));
-    let map = MapState::new(&w.sdk, &w.env)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    let records = receive_event(&w.sqs, &w.records_q(), 10).await;
-    sfsync_map::handle(&map, records.clone())
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    ack(&w.sqs, &w.records_q(), &records, &[]).await;
+    let map = w.aws.map_state().await;
+    let records = receive_event(&w.aws.sqs, &w.aws.records_q(), 10).await;
+    let failed = w.aws.map_event(&map, records).await;
+    assert!(failed.is_empty(), "map failures: {failed:?}");
 
-    let mut deliver = w.deliver_state().await;
+    let mut deliver = w.aws.deliver_state().await;
     deliver.deliverer.policy.max_budget = Duration::from_millis(300);
     // The destination is down, asking for longer than one invocation may wait.
     for _ in 0..5 {
         w.receiver
             .script(503, &[("retry-after", "2")], "unavailable");
     }
-    let event = receive_event(&w.sqs, &w.delivery_q(), 10).await;
+    let event = receive_event(&w.aws.sqs, &w.aws.delivery_q(), 10).await;
     assert!(!event.records.is_empty());
-    let response = sfsync_deliver::handle(&deliver, event.clone(), None)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    let failed = failed_ids(&response);
+    let failed = w.aws.deliver_event(&deliver, event.clone()).await;
     assert_eq!(
         failed.len(),
         event.records.len(),
         "nothing went through: every message is handed back"
     );
     assert!(failed.iter().all(|id| !id.is_empty()));
-    ack(&w.sqs, &w.delivery_q(), &event, &failed).await;
-    let (visible, invisible) = queue_depth(&w.sqs, &w.delivery_q()).await;
+    let (visible, invisible) = queue_depth(&w.aws.sqs, &w.aws.delivery_q()).await;
     assert_eq!(visible, 0, "hidden until Retry-After has passed");
     assert_eq!(
         invisible,
@@ -334,7 +234,7 @@ async fn retryable_delivery_failures_stay_on_the_queue_and_are_retried() {
         "failed messages stay on the queue"
     );
     assert_eq!(
-        queue_depth(&w.sqs, &w.delivery_dlq).await.0,
+        queue_depth(&w.aws.sqs, &w.aws.delivery_dlq).await.0,
         0,
         "not dead-lettered"
     );
@@ -343,9 +243,10 @@ async fn retryable_delivery_failures_stay_on_the_queue_and_are_retried() {
     // Time passes (the visibility timeout ends) and the destination is back.
     w.receiver.clear_script();
     for record in &event.records {
-        w.sqs
+        w.aws
+            .sqs
             .change_message_visibility()
-            .queue_url(w.delivery_q())
+            .queue_url(w.aws.delivery_q())
             .receipt_handle(record.receipt_handle.clone().unwrap_or_default())
             .visibility_timeout(0)
             .send()
@@ -354,7 +255,7 @@ async fn retryable_delivery_failures_stay_on_the_queue_and_are_retried() {
     }
     // This instance still honours the destination's Retry-After for its remaining second;
     // another instance (or this one after the wait) delivers.
-    let fresh = w.deliver_state().await;
+    let fresh = w.aws.deliver_state().await;
     let (_, failures) = w.pump(&fresh).await;
     assert!(failures.is_empty(), "{failures:?}");
     let want = w.expected_ids("accounts", "Account");
@@ -370,16 +271,17 @@ async fn permanent_failures_are_dead_lettered_with_the_reason() {
         .unwrap_or_else(|e| panic!("{e}"));
     // A refusal no call can cause (a 400 is bisected: it may be one call's fault).
     w.receiver.script(404, &[], r#"{"error":"no such source"}"#);
-    let deliver = w.deliver_state().await;
+    let deliver = w.aws.deliver_state().await;
     let (_, failures) = w.pump(&deliver).await;
     assert!(
         failures.is_empty(),
         "dead calls are acknowledged: {failures:?}"
     );
     let out = w
+        .aws
         .sqs
         .receive_message()
-        .queue_url(&w.delivery_dlq)
+        .queue_url(&w.aws.delivery_dlq)
         .max_number_of_messages(10)
         .send()
         .await
@@ -405,23 +307,23 @@ async fn a_poison_message_fails_alone_and_reaches_the_dlq_after_max_receive_coun
     w.extract(json!({"syncs": ["accounts"]}))
         .await
         .unwrap_or_else(|e| panic!("{e}"));
-    w.sqs
+    w.aws
+        .sqs
         .send_message()
-        .queue_url(w.records_q())
+        .queue_url(w.aws.records_q())
         .message_body("{this is not a records message")
         .send()
         .await
         .unwrap_or_else(|e| panic!("{}", aws_sdk_sqs::error::DisplayErrorContext(&e)));
-    let map = MapState::new(&w.sdk, &w.env)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let map = w.aws.map_state().await;
     let mut poison_failures = 0;
     let mut good = 0;
     for _ in 0..6 {
         let out = w
+            .aws
             .sqs
             .receive_message()
-            .queue_url(w.records_q())
+            .queue_url(w.aws.records_q())
             .max_number_of_messages(10)
             .visibility_timeout(0)
             .send()
@@ -443,24 +345,24 @@ async fn a_poison_message_fails_alone_and_reaches_the_dlq_after_max_receive_coun
         let failed = failed_ids(&response);
         poison_failures += failed.len();
         good += event.records.len() - failed.len();
-        ack(&w.sqs, &w.records_q(), &event, &failed).await;
+        ack(&w.aws.sqs, &w.aws.records_q(), &event, &failed).await;
     }
     assert!(good >= 1, "the good message in the batch was mapped");
     assert!(
         poison_failures >= 2,
         "the poison message failed on each receive"
     );
-    let (in_dlq, _) = queue_depth(&w.sqs, &w.records_dlq).await;
+    let (in_dlq, _) = queue_depth(&w.aws.sqs, &w.aws.records_dlq).await;
     assert_eq!(in_dlq, 1, "the poison message is in the records DLQ");
-    let (left, inflight) = queue_depth(&w.sqs, &w.records_q()).await;
+    let (left, inflight) = queue_depth(&w.aws.sqs, &w.aws.records_q()).await;
     assert_eq!(left + inflight, 0);
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_checkpoint_does_not_move_when_enqueueing_fails() {
     let mut w = world(50, 3).await;
-    let good_queue = w.env.records_queue_url.clone();
-    w.env.records_queue_url = Some(format!("{}/000000000000/no-such-queue", moto_url()));
+    let good_queue = w.aws.env.records_queue_url.clone();
+    w.aws.env.records_queue_url = Some(format!("{}/000000000000/no-such-queue", moto_url()));
     let result = w.extract(json!({"syncs": ["contacts"]})).await;
     assert!(result.is_err(), "the run must fail");
     let cp = w
@@ -474,7 +376,7 @@ async fn the_checkpoint_does_not_move_when_enqueueing_fails() {
     );
 
     // With the queue back, the next run sends everything.
-    w.env.records_queue_url = good_queue;
+    w.aws.env.records_queue_url = good_queue;
     let out = w
         .extract(json!({"syncs": ["contacts"]}))
         .await
@@ -483,7 +385,7 @@ async fn the_checkpoint_does_not_move_when_enqueueing_fails() {
         out.reports[0].status,
         sfsync_pipeline::report::RunStatus::Complete
     );
-    let deliver = w.deliver_state().await;
+    let deliver = w.aws.deliver_state().await;
     w.pump(&deliver).await;
     let want = w.expected_ids("contacts", "Contact");
     assert!(want.is_subset(&ids(&w.delivered())));
@@ -506,7 +408,7 @@ async fn overlapping_runs_are_blocked_by_the_lease() {
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(out.busy, vec!["contacts".to_string()]);
     assert!(out.reports.is_empty());
-    let (visible, invisible) = queue_depth(&w.sqs, &w.records_q()).await;
+    let (visible, invisible) = queue_depth(&w.aws.sqs, &w.aws.records_q()).await;
     assert_eq!(
         visible + invisible,
         0,
@@ -549,9 +451,7 @@ async fn extraction_stops_safely_before_the_deadline_and_the_next_invocation_con
     // The invocation's time is measured on a clock that every read advances by 1 ms, and it
     // has 4 ms beyond the handler's 30 s margin: the deadline falls after a few of the 8
     // pages of 200, whatever the machine's speed.
-    let mut state = ExtractState::new(&w.sdk, &w.env)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let mut state = w.aws.extract_state().await;
     let clock = std::sync::Arc::new(sfsync_pipeline::extract::ManualClock::ticking(
         Duration::from_millis(1),
     ));
@@ -583,7 +483,7 @@ async fn extraction_stops_safely_before_the_deadline_and_the_next_invocation_con
         let mut max = None::<sfsync_salesforce::Cursor>;
         let mut handles = Vec::new();
         loop {
-            let event = receive_event(&w.sqs, &w.records_q(), 10).await;
+            let event = receive_event(&w.aws.sqs, &w.aws.records_q(), 10).await;
             if event.records.is_empty() {
                 break;
             }
@@ -603,9 +503,10 @@ async fn extraction_stops_safely_before_the_deadline_and_the_next_invocation_con
         }
         // Put them back for the rest of the test.
         for handle in handles {
-            w.sqs
+            w.aws
+                .sqs
                 .change_message_visibility()
-                .queue_url(w.records_q())
+                .queue_url(w.aws.records_q())
                 .receipt_handle(handle)
                 .visibility_timeout(0)
                 .send()
@@ -637,7 +538,7 @@ async fn extraction_stops_safely_before_the_deadline_and_the_next_invocation_con
         "continued, not restarted: {}",
         out.reports[0]
     );
-    let deliver = w.deliver_state().await;
+    let deliver = w.aws.deliver_state().await;
     w.pump(&deliver).await;
     let want = w.expected_ids("contacts", "Contact");
     let got = ids(&w.delivered());
@@ -668,9 +569,7 @@ async fn an_interrupted_replay_is_continued_by_the_next_run() {
 
     // A replay (`full`) stopped by the deadline part-way (an injected clock that each read
     // advances by 1 ms; 4 ms beyond the margin: a few of the 6 pages)...
-    let mut state = ExtractState::new(&w.sdk, &w.env)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let mut state = w.aws.extract_state().await;
     let clock = std::sync::Arc::new(sfsync_pipeline::extract::ManualClock::ticking(
         Duration::from_millis(1),
     ));
@@ -750,9 +649,10 @@ async fn send_calls_messages(w: &World, attempts: &[u32], per_message: usize) ->
         }
         let bodies = packer.finish().unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(bodies.len(), 1);
-        w.sqs
+        w.aws
+            .sqs
             .send_message()
-            .queue_url(w.delivery_q())
+            .queue_url(w.aws.delivery_q())
             .message_body(bodies[0].body.clone())
             .send()
             .await
@@ -766,9 +666,9 @@ async fn send_calls_messages(w: &World, attempts: &[u32], per_message: usize) ->
 async fn the_messages_of_one_event_share_destination_batches() {
     let w = world(10, 5).await;
     let sent = send_calls_messages(&w, &[0, 0, 0, 0, 0, 0], 4).await;
-    let event = receive_event(&w.sqs, &w.delivery_q(), 10).await;
+    let event = receive_event(&w.aws.sqs, &w.aws.delivery_q(), 10).await;
     assert_eq!(event.records.len(), 6, "moto returns every visible message");
-    let deliver = w.deliver_state().await;
+    let deliver = w.aws.deliver_state().await;
     let response = sfsync_deliver::handle(&deliver, event.clone(), None)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
@@ -794,9 +694,9 @@ async fn messages_delivered_together_are_still_judged_one_by_one() {
     // The middle message has been handed back MAX_ATTEMPTS - 1 times already.
     let last = sfsync_pipeline::deliver::MAX_ATTEMPTS - 1;
     let sent = send_calls_messages(&w, &[0, last, 0], 4).await;
-    let event = receive_event(&w.sqs, &w.delivery_q(), 10).await;
+    let event = receive_event(&w.aws.sqs, &w.aws.delivery_q(), 10).await;
     assert_eq!(event.records.len(), 3);
-    let mut deliver = w.deliver_state().await;
+    let mut deliver = w.aws.deliver_state().await;
     deliver.deliverer.policy.max_budget = Duration::from_millis(300);
     for _ in 0..5 {
         w.receiver
@@ -824,8 +724,8 @@ async fn messages_delivered_together_are_still_judged_one_by_one() {
     assert_eq!(failed, fresh, "only the fresh messages are handed back");
     assert!(!failed.contains(&exhausted_id));
     ack(
-        &w.sqs,
-        &w.delivery_q(),
+        &w.aws.sqs,
+        &w.aws.delivery_q(),
         &event,
         &failed.iter().cloned().collect::<Vec<_>>(),
     )
@@ -833,9 +733,10 @@ async fn messages_delivered_together_are_still_judged_one_by_one() {
 
     // The exhausted message's calls, and only those, are dead-lettered with the reason.
     let out = w
+        .aws
         .sqs
         .receive_message()
-        .queue_url(&w.delivery_dlq)
+        .queue_url(&w.aws.delivery_dlq)
         .max_number_of_messages(10)
         .send()
         .await
@@ -860,7 +761,7 @@ async fn messages_delivered_together_are_still_judged_one_by_one() {
         .collect();
     assert_eq!(dead, want);
     assert_eq!(sent[1].iter().cloned().collect::<HashSet<_>>(), want);
-    let (visible, invisible) = queue_depth(&w.sqs, &w.delivery_q()).await;
+    let (visible, invisible) = queue_depth(&w.aws.sqs, &w.aws.delivery_q()).await;
     assert_eq!(
         (visible, invisible),
         (0, 2),
@@ -873,10 +774,10 @@ async fn messages_delivered_together_are_still_judged_one_by_one() {
 
 /// The secret's stored rotated refresh token, as a JSON document.
 async fn stored_refresh_token(w: &World) -> Option<Value> {
-    let secrets = aws_sdk_secretsmanager::Client::new(&w.sdk);
+    let secrets = aws_sdk_secretsmanager::Client::new(&w.aws.sdk);
     let out = secrets
         .get_secret_value()
-        .secret_id(&w.env.secret_id)
+        .secret_id(&w.aws.env.secret_id)
         .send()
         .await
         .unwrap_or_else(|e| panic!("{}", aws_sdk_secretsmanager::error::DisplayErrorContext(&e)));
@@ -889,10 +790,10 @@ async fn stored_refresh_token(w: &World) -> Option<Value> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_rotated_refresh_token_is_kept_in_the_secret_and_used_by_the_next_cold_start() {
-    let config = CONFIG.replace(
-        "auth = \"client_credentials\"",
-        "auth = \"refresh_token\"\nrefresh_token = \"${secret:sf_refresh_token}\"",
-    );
+    let config = Fixture::syncs(&["contacts", "accounts"])
+        .salesforce("auth", "refresh_token")
+        .salesforce("refresh_token", "${secret:sf_refresh_token}")
+        .text();
     let w = world_with(
         300,
         3,
@@ -969,8 +870,8 @@ async fn the_secret_never_goes_back_to_an_older_refresh_token() {
     use sfsync_salesforce::{RefreshTokenStore, RotatedRefreshToken};
     let w = world(5, 3).await;
     let store = sfsync_pipeline::token_store::SecretTokenStore::new(
-        aws_sdk_secretsmanager::Client::new(&w.sdk),
-        &w.env.secret_id,
+        aws_sdk_secretsmanager::Client::new(&w.aws.sdk),
+        &w.aws.env.secret_id,
     );
     let token = |generation: u64| RotatedRefreshToken {
         token: format!("5Aep861rotated{generation}"),
@@ -1005,10 +906,10 @@ async fn the_secret_never_goes_back_to_an_older_refresh_token() {
 
 /// The secret's key names (never its values).
 async fn secret_keys(w: &World) -> String {
-    let secrets = aws_sdk_secretsmanager::Client::new(&w.sdk);
+    let secrets = aws_sdk_secretsmanager::Client::new(&w.aws.sdk);
     let out = secrets
         .get_secret_value()
-        .secret_id(&w.env.secret_id)
+        .secret_id(&w.aws.env.secret_id)
         .send()
         .await
         .unwrap_or_else(|e| panic!("{}", aws_sdk_secretsmanager::error::DisplayErrorContext(&e)));
@@ -1112,23 +1013,19 @@ async fn a_rejected_key_holds_the_calls_on_the_queue_until_it_works() {
     w.extract(json!({"syncs": ["accounts"]}))
         .await
         .unwrap_or_else(|e| panic!("{e}"));
-    let map = MapState::new(&w.sdk, &w.env)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    let records = receive_event(&w.sqs, &w.records_q(), 10).await;
-    sfsync_map::handle(&map, records.clone())
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    ack(&w.sqs, &w.records_q(), &records, &[]).await;
+    let map = w.aws.map_state().await;
+    let records = receive_event(&w.aws.sqs, &w.aws.records_q(), 10).await;
+    let failed = w.aws.map_event(&map, records).await;
+    assert!(failed.is_empty(), "map failures: {failed:?}");
 
-    let mut deliver = w.deliver_state().await;
+    let mut deliver = w.aws.deliver_state().await;
     // The recheck delay is SQS's longest (15 min) in production; none here.
     deliver.deliverer.policy.pause_recheck = Duration::ZERO;
     for _ in 0..10 {
         w.receiver
             .script(401, &[], r#"{"error":"Invalid write key"}"#);
     }
-    let event = receive_event(&w.sqs, &w.delivery_q(), 10).await;
+    let event = receive_event(&w.aws.sqs, &w.aws.delivery_q(), 10).await;
     let sent: HashSet<String> = event
         .records
         .iter()
@@ -1140,23 +1037,19 @@ async fn a_rejected_key_holds_the_calls_on_the_queue_until_it_works() {
         })
         .collect();
     assert!(!sent.is_empty());
-    let response = sfsync_deliver::handle(&deliver, event.clone(), None)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    let failed = failed_ids(&response);
-    ack(&w.sqs, &w.delivery_q(), &event, &failed).await;
+    w.aws.deliver_event(&deliver, event).await;
     assert_eq!(
         w.receiver.received().len(),
         1,
         "one refusal pauses the rest"
     );
     assert_eq!(
-        queue_depth(&w.sqs, &w.delivery_dlq).await.0,
+        queue_depth(&w.aws.sqs, &w.aws.delivery_dlq).await.0,
         0,
         "nothing dead-lettered"
     );
     // The calls are back on the queue, with when the pause began and their attempts kept.
-    let held = receive_event(&w.sqs, &w.delivery_q(), 10).await;
+    let held = receive_event(&w.aws.sqs, &w.aws.delivery_q(), 10).await;
     let mut held_ids = HashSet::new();
     let mut since = None;
     for r in &held.records {
@@ -1173,12 +1066,8 @@ async fn a_rejected_key_holds_the_calls_on_the_queue_until_it_works() {
 
     // The key works again: the held calls are delivered.
     w.receiver.clear_script();
-    let response = sfsync_deliver::handle(&deliver, held.clone(), None)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    let failed = failed_ids(&response);
+    let failed = w.aws.deliver_event(&deliver, held.clone()).await;
     assert!(failed.is_empty(), "{failed:?}");
-    ack(&w.sqs, &w.delivery_q(), &held, &failed).await;
     assert!(sent.is_subset(&ids(&w.delivered())));
     assert!(since.is_some());
 
@@ -1203,21 +1092,19 @@ async fn a_rejected_key_holds_the_calls_on_the_queue_until_it_works() {
         calls: vec![call],
     })
     .unwrap_or_else(|e| panic!("{e}"));
-    w.sqs
+    w.aws
+        .sqs
         .send_message()
-        .queue_url(w.delivery_q())
+        .queue_url(w.aws.delivery_q())
         .message_body(body)
         .send()
         .await
         .unwrap_or_else(|e| panic!("{}", aws_sdk_sqs::error::DisplayErrorContext(&e)));
     w.receiver
         .script(401, &[], r#"{"error":"Invalid write key"}"#);
-    let event = receive_event(&w.sqs, &w.delivery_q(), 10).await;
-    let response = sfsync_deliver::handle(&deliver, event.clone(), None)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    ack(&w.sqs, &w.delivery_q(), &event, &failed_ids(&response)).await;
-    let dead = receive_event(&w.sqs, &w.delivery_dlq, 10).await;
+    let event = receive_event(&w.aws.sqs, &w.aws.delivery_q(), 10).await;
+    w.aws.deliver_event(&deliver, event).await;
+    let dead = receive_event(&w.aws.sqs, &w.aws.delivery_dlq, 10).await;
     assert_eq!(dead.records.len(), 1);
     let letter: Value = serde_json::from_str(&dead.records[0].body.clone().unwrap_or_default())
         .unwrap_or_else(|e| panic!("{e}"));
@@ -1233,7 +1120,9 @@ async fn a_rejected_key_holds_the_calls_on_the_queue_until_it_works() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_bulk_job_longer_than_one_invocation_is_resumed_by_the_next_and_delivered_once() {
-    let config = CONFIG.replacen("deletes = true", "deletes = true\napi = \"bulk\"", 1);
+    let config = Fixture::syncs(&["contacts", "accounts"])
+        .sync("contacts", "api", "bulk")
+        .text();
     let w = world_with(
         1200,
         3,
@@ -1247,9 +1136,7 @@ async fn a_bulk_job_longer_than_one_invocation_is_resumed_by_the_next_and_delive
     .await;
     let mut statuses = Vec::new();
     for attempt in 0..6 {
-        let mut state = ExtractState::new(&w.sdk, &w.env)
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
+        let mut state = w.aws.extract_state().await;
         // Every read of the clock costs 1 ms and the invocation has 4 ms: enough for about
         // four status polls, never for six.
         let clock = std::sync::Arc::new(sfsync_pipeline::extract::ManualClock::ticking(
@@ -1306,7 +1193,7 @@ async fn a_bulk_job_longer_than_one_invocation_is_resumed_by_the_next_and_delive
         .map(|(_, n)| *n)
         .sum();
     assert_eq!(deleted, 1);
-    let deliver = w.deliver_state().await;
+    let deliver = w.aws.deliver_state().await;
     w.pump(&deliver).await;
     let delivered: Vec<String> = w
         .delivered()

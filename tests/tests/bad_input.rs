@@ -172,7 +172,7 @@ fn malformed_bodies() -> Vec<(&'static str, Option<String>)> {
 #[tokio::test(flavor = "multi_thread")]
 async fn malformed_bodies_fail_alone_in_the_map_handler() {
     let aws = moto().await;
-    let local = Local::start(CONFIG, org(5), Faults::default()).await;
+    let local = Local::start(&CONFIG, org(5), Faults::default()).await;
     let state = aws.map_state(&local.config);
 
     let mut messages = malformed_bodies();
@@ -257,7 +257,7 @@ async fn malformed_bodies_fail_alone_in_the_map_handler() {
 #[tokio::test(flavor = "multi_thread")]
 async fn records_without_ids_or_dates_are_skipped_and_counted_never_fatal() {
     let aws = moto().await;
-    let local = Local::start(CONFIG, org(5), Faults::default()).await;
+    let local = Local::start(&CONFIG, org(5), Faults::default()).await;
     let state = aws.map_state(&local.config);
     let mut no_modstamp = contact(8);
     no_modstamp
@@ -311,7 +311,7 @@ async fn records_without_ids_or_dates_are_skipped_and_counted_never_fatal() {
 #[tokio::test(flavor = "multi_thread")]
 async fn malformed_bodies_fail_alone_in_the_deliver_handler() {
     let aws = moto().await;
-    let local = Local::start(CONFIG, org(5), Faults::default()).await;
+    let local = Local::start(&CONFIG, org(5), Faults::default()).await;
     let state = aws.deliver_state(&local.config);
     let call = |i: usize| {
         let sync = local
@@ -421,7 +421,7 @@ async fn malformed_bodies_fail_alone_in_the_deliver_handler() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_record_larger_than_any_queue_message_fails_the_run_naming_it_and_holds_the_checkpoint() {
     let aws = moto().await;
-    let local = Local::start(CONFIG, org(600), Faults::default()).await;
+    let local = Local::start(&CONFIG, org(600), Faults::default()).await;
     // A contact in the middle of the order, with 300 KB that gzip cannot shrink: no SQS
     // message can carry it, compressed or not.
     let (big_id, big_cursor) = {
@@ -536,7 +536,7 @@ async fn a_record_larger_than_any_queue_message_fails_the_run_naming_it_and_hold
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_megabyte_field_is_dead_lettered_with_its_reason_and_the_run_completes() {
-    let local = Local::start(CONFIG, org(300), Faults::default()).await;
+    let local = Local::start(&CONFIG, org(300), Faults::default()).await;
     let big_id = {
         let org = local.sim.org();
         let mut org = org.lock().unwrap_or_else(|e| panic!("{e}"));

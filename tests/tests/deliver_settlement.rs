@@ -133,7 +133,7 @@ fn message_ids(calls: &[Value]) -> Vec<String> {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_partly_delivered_message_sends_only_the_rest_again_with_the_next_attempt() {
     let aws = moto().await;
-    let local = Local::start(CONFIG, org(0), Faults::default()).await;
+    let local = Local::start(&CONFIG, org(0), Faults::default()).await;
     let mut policy = quick_lambda_policy();
     // The destination's first batch goes through; the second is refused until the budget
     // is spent.
@@ -205,7 +205,7 @@ async fn a_partly_delivered_message_sends_only_the_rest_again_with_the_next_atte
 
 #[tokio::test(flavor = "multi_thread")]
 async fn retried_calls_are_dead_lettered_after_the_maximum_attempts_reached_by_real_retries() {
-    let local = Local::start(CONFIG, org(0), Faults::default()).await;
+    let local = Local::start(&CONFIG, org(0), Faults::default()).await;
     // Always unavailable.
     for _ in 0..5000 {
         local.receiver.script(503, &[], "unavailable");
@@ -274,7 +274,7 @@ async fn retried_calls_are_dead_lettered_after_the_maximum_attempts_reached_by_r
 #[tokio::test(flavor = "multi_thread")]
 async fn the_invocations_deadline_bounds_the_delivery() {
     let aws = moto().await;
-    let local = Local::start(CONFIG, org(0), Faults::default()).await;
+    let local = Local::start(&CONFIG, org(0), Faults::default()).await;
     let clock = Arc::new(ManualClock::new());
     let policy = DeliverPolicy {
         clock: clock.clone(),
@@ -312,7 +312,7 @@ async fn the_invocations_deadline_bounds_the_delivery() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_dead_letter_file_is_redriven_and_keeps_only_what_is_still_dead() {
-    let local = Local::start(CONFIG, org(0), Faults::default()).await;
+    let local = Local::start(&CONFIG, org(0), Faults::default()).await;
     let path = local.dir.path().join("dead-letters.jsonl");
     let letter = |i: usize, destination: &str| DeadLetter {
         v: MESSAGE_VERSION,
@@ -360,7 +360,7 @@ async fn a_dead_letter_file_is_redriven_and_keeps_only_what_is_still_dead() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_dead_letter_on_the_queue_is_delivered_again_once_moved_back() {
     let aws = moto().await;
-    let local = Local::start(CONFIG, org(0), Faults::default()).await;
+    let local = Local::start(&CONFIG, org(0), Faults::default()).await;
     let state = deliver_state(&aws, &local.config, quick_lambda_policy());
     let calls: Vec<Call> = (0..2).map(|i| call(&local.config, i, 10)).collect();
     let sent: HashSet<String> = calls.iter().map(|c| c.message_id.clone()).collect();

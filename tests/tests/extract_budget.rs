@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use sfsync_e2e::local::{CONFIG, Local};
+use sfsync_e2e::local::{Local, fixture};
 use sfsync_pipeline::extract::extract_sync;
 use sfsync_pipeline::extract::{ExtractSettings, ManualClock};
 use sfsync_pipeline::message::RecordsMessage;
@@ -83,7 +83,7 @@ async fn a_mass_update_larger_than_one_run_completes_in_bounded_runs_without_los
         ..OrgSpec::tiny()
     });
     let local = Local::start(
-        &CONFIG.replace("page_size = 200", "page_size = 2000"),
+        &fixture().salesforce("page_size", 2000).text(),
         org,
         Faults::default(),
     )
@@ -155,7 +155,7 @@ async fn a_bulk_run_that_outlasts_its_deadline_resumes_the_same_job_until_done()
         anchor: chrono::Utc::now() - chrono::Duration::hours(1),
         ..OrgSpec::tiny()
     });
-    let config = CONFIG.replacen("kind = \"people\"", "kind = \"people\"\napi = \"bulk\"", 1);
+    let config = fixture().sync("contacts", "api", "bulk").text();
     let local = Local::start(
         &config,
         org,

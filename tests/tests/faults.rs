@@ -21,7 +21,8 @@ use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use chrono::Utc;
 use serde_json::{Value, json};
-use sfsync_e2e::local::{CONFIG, Local, org, repeats};
+use sfsync_e2e::fixtures::list;
+use sfsync_e2e::local::{CONFIG, Local, fixture, org, repeats};
 use sfsync_e2e::*;
 use sfsync_pipeline::extract::ExtractSettings;
 use sfsync_pipeline::local::{Progress, ProgressFn};
@@ -76,7 +77,7 @@ async fn token_expiry_mid_pagination_refreshes_once_per_expiry_and_loses_nothing
         expire_token_after_calls: Some(2),
         ..Faults::default()
     };
-    let w = Local::start(CONFIG, org(600), faults).await;
+    let w = Local::start(&CONFIG, org(600), faults).await;
     let outcome = w.run().await.unwrap_or_else(|e| panic!("{e}"));
     assert!(outcome.all_delivered(), "{:?}", outcome.reports);
     for r in &outcome.reports {
@@ -100,7 +101,7 @@ async fn salesforce_5xx_on_every_other_call_is_retried_without_loss_or_repeats()
         fail_every_nth: Some(2),
         ..Faults::default()
     };
-    let w = Local::start(CONFIG, org(600), faults).await;
+    let w = Local::start(&CONFIG, org(600), faults).await;
     let reports = w.run_with_backoff(FAST, quiet()).await;
     for r in &reports {
         assert_eq!(r.status, RunStatus::Complete, "{r}");
@@ -112,7 +113,7 @@ async fn salesforce_5xx_on_every_other_call_is_retried_without_loss_or_repeats()
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_5xx_burst_longer_than_the_retries_fails_the_run_at_a_safe_checkpoint() {
-    let w = Local::start(CONFIG, org(600), Faults::default()).await;
+    let w = Local::start(&CONFIG, org(600), Faults::default()).await;
     // Once the first page of contacts is handed on, Salesforce answers nothing but 503.
     let progress: ProgressFn = {
         let sim = w.sim.clone();
@@ -162,10 +163,7 @@ async fn a_5xx_burst_longer_than_the_retries_fails_the_run_at_a_safe_checkpoint(
 #[tokio::test(flavor = "multi_thread")]
 async fn query_timeout_splits_the_window_over_rest_or_moves_to_bulk_losing_nothing() {
     // A forced REST sync: the window is halved until each part answers in time.
-    let rest = CONFIG.replace(
-        "\"Description\", \"Account.Name\"]",
-        "\"Description\", \"Account.Name\"]\napi = \"rest\"",
-    );
+    let rest = fixture().sync("contacts", "api", "rest").text();
     // Salesforce answers QUERY_TIMEOUT after 2 minutes; here after 50 ms, well inside the
     // client's query timeout (180 s by default), as on a real org.
     let faults = Faults {
@@ -192,7 +190,7 @@ async fn query_timeout_splits_the_window_over_rest_or_moves_to_bulk_losing_nothi
     assert_all_delivered_once(&w).await;
 
     // api = auto: even the COUNT() times out, which is what Bulk API 2.0 is for.
-    let w = Local::start(CONFIG, org(600), faults).await;
+    let w = Local::start(&CONFIG, org(600), faults).await;
     let outcome = w.run().await.unwrap_or_else(|e| panic!("{e}"));
     assert!(outcome.all_delivered(), "{:?}", outcome.reports);
     assert_eq!(
@@ -209,7 +207,7 @@ async fn the_daily_limit_reached_mid_run_stops_cleanly_and_a_later_run_completes
         daily_limit: Some(6),
         ..Faults::default()
     };
-    let w = Local::start(CONFIG, org(600), faults).await;
+    let w = Local::start(&CONFIG, org(600), faults).await;
     let outcome = w.run().await.unwrap_or_else(|e| panic!("{e}"));
     let contacts = status_of(&outcome.reports, "contacts");
     assert_eq!(contacts.status, RunStatus::ApiLimit, "{contacts}");
@@ -263,7 +261,7 @@ async fn the_daily_limit_reached_mid_run_stops_cleanly_and_a_later_run_completes
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_429_storm_with_retry_after_is_waited_out_and_nothing_is_sent_twice() {
-    let w = Local::start(CONFIG, org(600), Faults::default()).await;
+    let w = Local::start(&CONFIG, org(600), Faults::default()).await;
     for _ in 0..2 {
         w.receiver
             .script(429, &[("retry-after", "1")], r#"{"error":"slow down"}"#);
@@ -291,10 +289,7 @@ async fn a_429_storm_with_retry_after_is_waited_out_and_nothing_is_sent_twice() 
 
 #[tokio::test(flavor = "multi_thread")]
 async fn destination_5xx_and_timeouts_are_retried_without_loss() {
-    let config = CONFIG.replace(
-        "write_key = \"${secret:seg_key}\"",
-        "write_key = \"${secret:seg_key}\"\ntimeout_seconds = 1",
-    );
+    let config = fixture().destination("timeout_seconds", 1).text();
     let w = Local::start(&config, org(600), Faults::default()).await;
     w.receiver.script(500, &[], "boom");
     w.receiver.script(502, &[], "<html>bad gateway</html>");
@@ -321,10 +316,11 @@ async fn destination_5xx_and_timeouts_are_retried_without_loss() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_207_partial_success_dead_letters_only_the_rejected_calls() {
-    let config = CONFIG.replace(
-        "[[destinations]]\nname = \"seg\"\ntype = \"segment\"\nendpoint = \"${secret:receiver_url}\"\nwrite_key = \"${secret:seg_key}\"",
-        "[[destinations]]\nname = \"cio\"\ntype = \"customerio_track\"\nendpoint = \"${secret:receiver_url}\"\nsite_id = \"${secret:cio_site_id}\"\napi_key = \"${secret:cio_api_key}\"\nsyncs = [\"contacts\"]",
-    );
+    // The fixture's Customer.io Track destination, at the receiver (`cio_url`).
+    let config = fixture()
+        .to("cio")
+        .destination("syncs", list(&["contacts"]))
+        .text();
     assert!(config.contains("customerio_track"));
     let w = Local::start(&config, org(600), Faults::default()).await;
     w.receiver.script(
@@ -663,7 +659,7 @@ async fn extract_through_a_flaky_sqs_enqueues_every_record_exactly_once() {
         })
     };
     let sqs = FakeSqs::start(policy).await;
-    let w = Local::start(CONFIG, org(600), Faults::default()).await;
+    let w = Local::start(&CONFIG, org(600), Faults::default()).await;
     // Bodies of 2 KiB: many per page, so batches of ten.
     let queue = SqsQueue::new(sqs.client(), sqs.queue_url())
         .with_retry(5, FAST)
@@ -889,7 +885,7 @@ async fn a_run_whose_checkpoint_another_writer_moved_stops_without_overwriting_i
         fired: AtomicBool::new(false),
         theirs: theirs.clone(),
     };
-    let w = Local::start(CONFIG, org(300), Faults::default()).await;
+    let w = Local::start(&CONFIG, org(300), Faults::default()).await;
     let queue = Kept::default();
     let report = w
         .extract_once(
@@ -957,7 +953,7 @@ impl Queue<RecordsMessage> for FailsAfter {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_page_fetched_ahead_never_moves_the_checkpoint_past_what_was_enqueued() {
     let (store, _) = moto_store().await;
-    let w = Local::start(CONFIG, org(700), Faults::default()).await;
+    let w = Local::start(&CONFIG, org(700), Faults::default()).await;
     // Two pages go through; the third send fails while the fourth page is being fetched.
     let queue = FailsAfter {
         kept: Kept::default(),

@@ -16,8 +16,9 @@ use sfsync_simulator::Faults;
 /// Contacts only, `deletes = true`, no look-back (so that only `latestDateCovered` can
 /// bring a run's getDeleted back before the end of the previous run).
 fn config() -> String {
-    let text = sfsync_e2e::fixtures::config(&["contacts"])
-        .replace("lookback_seconds = 300", "lookback_seconds = 0");
+    let text = sfsync_e2e::fixtures::Fixture::syncs(&["contacts"])
+        .salesforce("lookback_seconds", 0)
+        .text();
     assert!(text.contains("deletes = true") && text.contains("lookback_seconds = 0"));
     text
 }

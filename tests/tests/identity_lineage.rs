@@ -3,50 +3,22 @@
 //! Customer.io Track API v2 server that applies identify, merge and delete as Customer.io
 //! documents them), and a merge never overtakes the identify of the person it merges into.
 
-use base64::Engine as _;
 use chrono::Duration;
 use serde_json::{Map, Value, json};
+use sfsync_e2e::fixtures::Fixture;
 use sfsync_e2e::local::{CIO_API_KEY, CIO_SITE_ID, Local, org};
 use sfsync_e2e::profiles::PeopleServer;
 use sfsync_pipeline::report::RunStatus;
 use sfsync_simulator::Faults;
 
-/// The Lead sync is written FIRST: a run must still deliver the Contacts' identifies before
-/// the conversions' merges into them.
+/// The shared fixture's Leads and Contacts (the Lead sync written FIRST: a run must still
+/// deliver the Contacts' identifies before the conversions' merges into them) to its
+/// Customer.io Track destination, here the people server at `track_url`.
 fn config(track_url: &str) -> String {
-    format!(
-        r#"
-[salesforce]
-login_url = "${{secret:sf_url}}"
-auth = "client_credentials"
-client_id = "${{secret:sf_client_id}}"
-client_secret = "${{secret:sf_client_secret}}"
-page_size = 200
-lookback_seconds = 300
-
-[[syncs]]
-name = "leads"
-object = "Lead"
-kind = "people"
-user_id = "Id"
-fields = ["Email", "FirstName", "LastName", "Company"]
-
-[[syncs]]
-name = "contacts"
-object = "Contact"
-kind = "people"
-user_id = "Id"
-fields = ["Email", "FirstName", "LastName"]
-deletes = true
-
-[[destinations]]
-name = "cio"
-type = "customerio_track"
-endpoint = "{track_url}"
-site_id = "${{secret:cio_site_id}}"
-api_key = "${{secret:cio_api_key}}"
-"#
-    )
+    Fixture::syncs(&["leads", "contacts"])
+        .to("cio")
+        .destination("endpoint", track_url)
+        .text()
 }
 
 fn fields(v: Value) -> Map<String, Value> {
@@ -104,11 +76,7 @@ fn lineage_counts(reports: &[sfsync_pipeline::report::RunReport], sync: &str) ->
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_conversion_and_a_merge_between_two_runs_leave_one_person_per_human() {
-    let auth = format!(
-        "Basic {}",
-        base64::engine::general_purpose::STANDARD.encode(format!("{CIO_SITE_ID}:{CIO_API_KEY}"))
-    );
-    let server = PeopleServer::start(auth).await;
+    let server = PeopleServer::start(CIO_SITE_ID, CIO_API_KEY).await;
     let w = Local::start(&config(&server.url), org(20), Faults::default()).await;
 
     // Run 1: the generated org already holds converted Leads; they merge into Contacts the

@@ -9,131 +9,47 @@
 //! (SQS delivers at least once) changes nothing.
 
 use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
-use base64::Engine as _;
 use serde_json::{Map, Value, json};
-use sfsync_e2e::local::{CIO_API_KEY, CIO_SITE_ID, org};
+use sfsync_e2e::aws_harness::AwsStack;
+use sfsync_e2e::fixtures::{CIO_API_KEY, CIO_SITE_ID, Fixture, secrets};
+use sfsync_e2e::local::org;
 use sfsync_e2e::profiles::{People, PeopleServer};
-use sfsync_e2e::*;
-use sfsync_extract::{ExtractInput, ExtractState};
-use sfsync_map::MapState;
+use sfsync_e2e::receive_event;
+use sfsync_extract::ExtractInput;
 use sfsync_mapping::{Call, CallType};
-use sfsync_pipeline::aws::FunctionEnv;
 use sfsync_pipeline::deliver::decode_delivery;
 use sfsync_pipeline::report::RunStatus;
 use sfsync_simulator::{Credentials, Faults, Simulator, SimulatorHandle};
 
-const CONFIG: &str = r#"
-[salesforce]
-login_url = "${secret:sf_url}"
-auth = "client_credentials"
-client_id = "${secret:sf_client_id}"
-client_secret = "${secret:sf_client_secret}"
-page_size = 200
-lookback_seconds = 300
-
-[[syncs]]
-name = "leads"
-object = "Lead"
-kind = "people"
-user_id = "Id"
-fields = ["Email", "FirstName", "LastName", "Company"]
-
-[[syncs]]
-name = "contacts"
-object = "Contact"
-kind = "people"
-user_id = "Id"
-fields = ["Email", "FirstName", "LastName"]
-deletes = true
-
-[[destinations]]
-name = "cio"
-type = "customerio_track"
-endpoint = "${secret:cio_url}"
-site_id = "${secret:cio_site_id}"
-api_key = "${secret:cio_api_key}"
-"#;
-
 struct World {
-    sqs: aws_sdk_sqs::Client,
-    sdk: aws_config::SdkConfig,
-    env: FunctionEnv,
+    aws: AwsStack,
     sim: SimulatorHandle,
     cio: PeopleServer,
 }
 
+/// The shared fixture's Leads and Contacts to its Customer.io Track destination (the people
+/// server), each queue dead-lettering after 3 receives.
 async fn world() -> World {
-    let sdk = aws().await;
-    let sqs = aws_sdk_sqs::Client::new(&sdk);
-    let dynamo = aws_sdk_dynamodb::Client::new(&sdk);
-    let secrets = aws_sdk_secretsmanager::Client::new(&sdk);
-    let name = unique("sfsync-lineage");
-    let (records_q, _) = queue_with_dlq(&sqs, &format!("{name}-records"), 3, 30).await;
-    let (delivery_q, delivery_dlq) = queue_with_dlq(&sqs, &format!("{name}-delivery"), 3, 30).await;
-    let table = format!("{name}-state");
-    state_table(&dynamo, &table).await;
-
-    let creds = Credentials::demo();
-    let sim = Simulator::start(org(20), creds.clone(), Faults::default())
+    let sim = Simulator::start(org(20), Credentials::demo(), Faults::default())
         .await
         .unwrap_or_else(|e| panic!("simulator: {e}"));
-    let auth = format!(
-        "Basic {}",
-        base64::engine::general_purpose::STANDARD.encode(format!("{CIO_SITE_ID}:{CIO_API_KEY}"))
-    );
-    let cio = PeopleServer::start(auth).await;
-    let secret = json!({
-        "sf_url": sim.url(),
-        "sf_client_id": creds.client_id,
-        "sf_client_secret": creds.client_secret,
-        "cio_url": cio.url,
-        "cio_site_id": CIO_SITE_ID,
-        "cio_api_key": CIO_API_KEY,
-        "sfsync_config": CONFIG,
-    });
-    secrets
-        .create_secret()
-        .name(&name)
-        .secret_string(secret.to_string())
-        .send()
-        .await
-        .unwrap_or_else(|e| {
-            panic!(
-                "secret: {}",
-                aws_sdk_secretsmanager::error::DisplayErrorContext(&e)
-            )
-        });
-    let env = FunctionEnv {
-        secret_id: name,
-        state_table: table,
-        records_queue_url: Some(records_q),
-        delivery_queue_url: Some(delivery_q),
-        dead_letter_queue_url: Some(delivery_dlq),
-    };
+    let cio = PeopleServer::start(CIO_SITE_ID, CIO_API_KEY).await;
+    let config = Fixture::syncs(&["leads", "contacts"]).to("cio").text();
+    // The people server stands for every destination of the fixture; `cio` is the one used.
+    let mut secret = secrets(&sim.url(), &cio.url);
+    secret["sfsync_config"] = json!(config);
     World {
-        sqs,
-        sdk,
-        env,
+        aws: AwsStack::create("sfsync-lineage", 3, &secret).await,
         sim,
         cio,
     }
 }
 
 impl World {
-    fn records_q(&self) -> String {
-        self.env.records_queue_url.clone().unwrap_or_default()
-    }
-
-    fn delivery_q(&self) -> String {
-        self.env.delivery_queue_url.clone().unwrap_or_default()
-    }
-
     /// One scheduled run: extract every sync, then map everything it enqueued. Returns the
     /// calls messages waiting for delivery (received, not yet acknowledged).
     async fn extract_and_map(&self) -> Vec<SqsMessage> {
-        let state = ExtractState::new(&self.sdk, &self.env)
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
+        let state = self.aws.extract_state().await;
         let input: ExtractInput =
             serde_json::from_value(json!({})).unwrap_or_else(|e| panic!("{e}"));
         let out = sfsync_extract::handle(&state, input, "req-1", None)
@@ -142,46 +58,19 @@ impl World {
         for report in &out.reports {
             assert_eq!(report.status, RunStatus::Complete, "{report}");
         }
-        let map = MapState::new(&self.sdk, &self.env)
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
-        loop {
-            let event = receive_event(&self.sqs, &self.records_q(), 10).await;
-            if event.records.is_empty() {
-                break;
-            }
-            let response = sfsync_map::handle(&map, event.clone())
-                .await
-                .unwrap_or_else(|e| panic!("{e}"));
-            let failed = failed_ids(&response);
-            assert!(failed.is_empty(), "map failures: {failed:?}");
-            ack(&self.sqs, &self.records_q(), &event, &failed).await;
-        }
-        let mut waiting = Vec::new();
-        loop {
-            let event = receive_event(&self.sqs, &self.delivery_q(), 10).await;
-            if event.records.is_empty() {
-                break;
-            }
-            waiting.extend(event.records);
-        }
-        waiting
+        let failed = self.aws.map_all().await;
+        assert!(failed.is_empty(), "map failures: {failed:?}");
+        self.aws.receive_all(&self.aws.delivery_q()).await
     }
 
     /// One invocation of the deliver function with `messages` as its event; acknowledges
     /// what it settled, as the event source mapping does.
     async fn deliver(&self, messages: Vec<SqsMessage>) {
-        let state = sfsync_deliver::DeliverState::new(&self.sdk, &self.env)
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
+        let state = self.aws.deliver_state().await;
         let mut event = SqsEvent::default();
         event.records = messages;
-        let response = sfsync_deliver::handle(&state, event.clone(), None)
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
-        let failed = failed_ids(&response);
+        let failed = self.aws.deliver_event(&state, event).await;
         assert!(failed.is_empty(), "deliver failures: {failed:?}");
-        ack(&self.sqs, &self.delivery_q(), &event, &failed).await;
     }
 
     /// Delivers a run's calls messages in the worst order SQS may choose: every message
@@ -371,14 +260,15 @@ async fn a_merge_delivered_before_its_survivors_identify_still_leaves_one_person
 
     // SQS delivers at least once: the merge's message again changes nothing.
     let body = merge_message.body.clone().unwrap_or_default();
-    w.sqs
+    w.aws
+        .sqs
         .send_message()
-        .queue_url(w.delivery_q())
+        .queue_url(w.aws.delivery_q())
         .message_body(body)
         .send()
         .await
         .unwrap_or_else(|e| panic!("{}", aws_sdk_sqs::error::DisplayErrorContext(&e)));
-    let again = receive_event(&w.sqs, &w.delivery_q(), 10).await;
+    let again = receive_event(&w.aws.sqs, &w.aws.delivery_q(), 10).await;
     assert_eq!(again.records.len(), 1);
     w.deliver(again.records).await;
     let after = w.cio.people();

@@ -63,7 +63,7 @@ async fn no_secret_or_token_reaches_any_log_line_and_lines_carry_run_and_sync() 
         expire_token_after_calls: Some(3),
         ..Faults::default()
     };
-    let w = Local::start(CONFIG, org(300), faults).await;
+    let w = Local::start(&CONFIG, org(300), faults).await;
     let creds = Credentials::demo();
 
     // 1. A wrong client secret: the sync fails to sign in, and says so.

@@ -7,7 +7,7 @@
 use std::sync::Mutex;
 use std::time::Duration;
 
-use sfsync_e2e::local::{CONFIG, Local, org};
+use sfsync_e2e::local::{Local, fixture, org};
 use sfsync_pipeline::extract::ExtractSettings;
 use sfsync_pipeline::local::LOCAL_MAX_RECORDS_PER_SEND;
 use sfsync_pipeline::message::RecordsMessage;
@@ -58,10 +58,7 @@ async fn sends(w: &Local, max_records_per_send: Option<usize>) -> Vec<usize> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_bulk_page_goes_whole_by_default_and_in_rest_page_pieces_locally() {
-    let bulk = CONFIG.replace(
-        "\"Description\", \"Account.Name\"]",
-        "\"Description\", \"Account.Name\"]\napi = \"bulk\"",
-    );
+    let bulk = fixture().sync("contacts", "api", "bulk").text();
     let w = Local::start(&bulk, org(5000), Faults::default()).await;
     let whole = sends(&w, None).await;
     assert_eq!(whole.len(), 1, "{whole:?}");

@@ -6,14 +6,13 @@
 //! between two invocations is delivered; a second concurrent invocation finds the lease held
 //! and does nothing. Invocations stop on an injected signal, never on a timer.
 
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 use serde_json::{Map, Value, json};
-use sfsync_deliver::DeliverState;
+use sfsync_e2e::aws_harness::AwsStack;
+use sfsync_e2e::fixtures::{Fixture, secrets};
 use sfsync_e2e::*;
-use sfsync_map::MapState;
-use sfsync_pipeline::aws::FunctionEnv;
 use sfsync_pipeline::ledger::{HandedOnBy, RecordVersion};
 use sfsync_pipeline::message::{RecordsMessage, decode};
 use sfsync_pipeline::report::RunStatus;
@@ -29,35 +28,22 @@ use sfsync_stream_function::{
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-const CONFIG: &str = r#"
-[salesforce]
-login_url = "${secret:sf_url}"
-auth = "client_credentials"
-client_id = "${secret:sf_client_id}"
-client_secret = "${secret:sf_client_secret}"
+/// The shared fixture's Contacts, streamed (selecting `Title`, which the tests edit) and
+/// without deletes, to the Segment receiver.
+fn streamed_contacts() -> Fixture {
+    Fixture::syncs(&["contacts"])
+        .fields("contacts", &["Email", "Title", "LastName", "Account.Name"])
+        .without("contacts", "deletes")
+        .sync("contacts", "stream", true)
+}
 
-[[syncs]]
-name = "contacts"
-object = "Contact"
-kind = "people"
-user_id = "Id"
-fields = ["Email", "Title", "LastName", "Account.Name"]
-stream = true
-
-[[destinations]]
-name = "seg"
-type = "segment"
-endpoint = "${secret:receiver_url}"
-write_key = "${secret:seg_key}"
-"#;
+static CONFIG: LazyLock<String> = LazyLock::new(|| streamed_contacts().text());
 
 /// The longest any awaited condition may take before the test fails (a bound, not a wait).
 const PATIENCE: Duration = Duration::from_secs(30);
 
 struct World {
-    sdk: aws_config::SdkConfig,
-    sqs: aws_sdk_sqs::Client,
-    env: FunctionEnv,
+    aws: AwsStack,
     stream_env: StreamEnv,
     store: DynamoStore,
     replays: DynamoReplayStore,
@@ -68,20 +54,9 @@ struct World {
 }
 
 async fn world(config: &str, pubsub: PubSubOptions) -> World {
-    let sdk = aws().await;
-    let sqs = aws_sdk_sqs::Client::new(&sdk);
-    let dynamo = aws_sdk_dynamodb::Client::new(&sdk);
-    let name = unique("sfsync-stream");
-    let (records_q, _) = queue_with_dlq(&sqs, &format!("{name}-records"), 5, 30).await;
-    let (delivery_q, delivery_dlq) = queue_with_dlq(&sqs, &format!("{name}-delivery"), 5, 30).await;
-    let tick_q = plain_queue(&sqs, &format!("{name}-tick")).await;
-    let table = format!("{name}-state");
-    state_table(&dynamo, &table).await;
-
-    let creds = Credentials::demo();
     let sim = Simulator::start(
         Org::generate(&OrgSpec::tiny()),
-        creds.clone(),
+        Credentials::demo(),
         Faults::default(),
     )
     .await
@@ -91,43 +66,20 @@ async fn world(config: &str, pubsub: PubSubOptions) -> World {
         .await
         .unwrap_or_else(|e| panic!("pubsub: {e}"));
     let receiver = Receiver::start().await;
-    let secret = json!({
-        "sf_url": sim.url(),
-        "sf_client_id": creds.client_id,
-        "sf_client_secret": creds.client_secret,
-        "receiver_url": receiver.url,
-        "seg_key": "seg-write-key",
-        "sfsync_config": config,
-    });
-    aws_sdk_secretsmanager::Client::new(&sdk)
-        .create_secret()
-        .name(&name)
-        .secret_string(secret.to_string())
-        .send()
-        .await
-        .unwrap_or_else(|e| {
-            panic!(
-                "secret: {}",
-                aws_sdk_secretsmanager::error::DisplayErrorContext(&e)
-            )
-        });
+    let mut secret = secrets(&sim.url(), &receiver.url);
+    secret["sfsync_config"] = json!(config);
+    let aws = AwsStack::create("sfsync-stream", 5, &secret).await;
+    let tick_q = plain_queue(&aws.sqs, &format!("{}-tick", aws.env.secret_id)).await;
+    let (dynamo, table) = (aws.dynamo.clone(), aws.env.state_table.clone());
     World {
-        env: FunctionEnv {
-            secret_id: name,
-            state_table: table.clone(),
-            records_queue_url: Some(records_q),
-            delivery_queue_url: Some(delivery_q),
-            dead_letter_queue_url: Some(delivery_dlq),
-        },
         stream_env: StreamEnv {
             tick_queue_url: tick_q,
             pubsub_endpoint: pubsub.url(),
         },
-        store: DynamoStore::new(dynamo.clone(), &table),
+        store: aws.store(),
         replays: DynamoReplayStore::new(dynamo.clone(), &table),
         lease: SubscriberLease::new(dynamo, &table),
-        sqs,
-        sdk,
+        aws,
         sim,
         _pubsub: pubsub,
         receiver,
@@ -160,18 +112,12 @@ impl Running {
 }
 
 impl World {
-    fn records_q(&self) -> String {
-        self.env.records_queue_url.clone().unwrap_or_default()
-    }
-    fn delivery_q(&self) -> String {
-        self.env.delivery_queue_url.clone().unwrap_or_default()
-    }
     fn tick_q(&self) -> String {
         self.stream_env.tick_queue_url.clone()
     }
 
     async fn state(&self) -> Arc<StreamState> {
-        let mut state = StreamState::new(&self.sdk, &self.env, &self.stream_env)
+        let mut state = StreamState::new(&self.aws.sdk, &self.aws.env, &self.stream_env)
             .await
             .unwrap_or_else(|e| panic!("{e}"));
         state.reconnect_after = Duration::from_millis(10);
@@ -215,7 +161,7 @@ impl World {
     ) -> (Vec<aws_lambda_events::event::sqs::SqsEvent>, Value) {
         let mut events = Vec::new();
         let found = eventually(&format!("record {id} on the records queue"), async || {
-            let event = receive_event(&self.sqs, &self.records_q(), 10).await;
+            let event = receive_event(&self.aws.sqs, &self.aws.records_q(), 10).await;
             let mut found = None;
             for message in &event.records {
                 let body = message.body.as_deref().unwrap_or_default();
@@ -236,33 +182,14 @@ impl World {
     /// The map then the deliver handler over `events` and what map enqueued, as the event
     /// source mappings would run them.
     async fn map_and_deliver(&self, events: Vec<aws_lambda_events::event::sqs::SqsEvent>) {
-        let map = MapState::new(&self.sdk, &self.env)
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
+        let map = self.aws.map_state().await;
         for event in events {
-            let response = sfsync_map::handle(&map, event.clone())
-                .await
-                .unwrap_or_else(|e| panic!("{e}"));
-            assert!(failed_ids(&response).is_empty(), "map failed {response:?}");
-            ack(&self.sqs, &self.records_q(), &event, &[]).await;
+            let failed = self.aws.map_event(&map, event).await;
+            assert!(failed.is_empty(), "map failed {failed:?}");
         }
-        let deliver = DeliverState::new(&self.sdk, &self.env)
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
-        loop {
-            let event = receive_event(&self.sqs, &self.delivery_q(), 10).await;
-            if event.records.is_empty() {
-                break;
-            }
-            let response = sfsync_deliver::handle(&deliver, event.clone(), None)
-                .await
-                .unwrap_or_else(|e| panic!("{e}"));
-            assert!(
-                failed_ids(&response).is_empty(),
-                "deliver failed {response:?}"
-            );
-            ack(&self.sqs, &self.delivery_q(), &event, &[]).await;
-        }
+        let deliver = self.aws.deliver_state().await;
+        let failed = self.aws.deliver_all(&deliver).await;
+        assert!(failed.is_empty(), "deliver failed {failed:?}");
     }
 
     /// The calls the destination accepted for a user id.
@@ -294,7 +221,7 @@ impl World {
     }
 
     async fn tick_depth(&self) -> u64 {
-        let (visible, in_flight) = queue_depth(&self.sqs, &self.tick_q()).await;
+        let (visible, in_flight) = queue_depth(&self.aws.sqs, &self.tick_q()).await;
         visible + in_flight
     }
 }
@@ -335,7 +262,7 @@ async fn eventually<T>(what: &str, mut check: impl AsyncFnMut() -> Option<T>) ->
 #[tokio::test(flavor = "multi_thread")]
 async fn a_change_streams_to_the_destination_and_the_next_invocation_resumes_after_the_stored_replay_id()
  {
-    let w = world(CONFIG, quick_keepalives()).await;
+    let w = world(&CONFIG, quick_keepalives()).await;
     let state = w.state().await;
     let (first, second) = (w.contact_id(0), w.contact_id(1));
 
@@ -403,11 +330,11 @@ async fn a_change_streams_to_the_destination_and_the_next_invocation_resumes_aft
     w.set_title(&second, "Changed Between Invocations");
 
     // Invocation 2, invoked by the tick's SQS event: it resumes after the stored replay id.
-    let tick = receive_event(&w.sqs, &w.tick_q(), 10).await;
+    let tick = receive_event(&w.aws.sqs, &w.tick_q(), 10).await;
     assert_eq!(tick.records.len(), 1);
     let payload = serde_json::to_value(&tick).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(Trigger::of(payload).ok(), Some(Trigger::Tick));
-    ack(&w.sqs, &w.tick_q(), &tick, &[]).await;
+    ack(&w.aws.sqs, &w.tick_q(), &tick, &[]).await;
     let running = w.invoke(&state, "req-2");
     let (more, record) = w.records_until(&second).await;
     assert_eq!(record["Title"], "Changed Between Invocations");
@@ -446,7 +373,7 @@ async fn a_change_streams_to_the_destination_and_the_next_invocation_resumes_aft
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_second_invocation_finds_the_lease_held_and_neither_subscribes_nor_chains() {
-    let w = world(CONFIG, quick_keepalives()).await;
+    let w = world(&CONFIG, quick_keepalives()).await;
     let state = w.state().await;
     let running = w.invoke(&state, "req-a");
     w.replay_stored(None).await;
@@ -474,7 +401,7 @@ async fn a_second_invocation_finds_the_lease_held_and_neither_subscribes_nor_cha
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_lease_is_taken_over_only_once_its_holder_deadline_has_passed() {
-    let w = world(CONFIG, PubSubOptions::default()).await;
+    let w = world(&CONFIG, PubSubOptions::default()).await;
     let now = chrono::Utc::now();
     let until = now + chrono::Duration::minutes(15);
     w.lease
@@ -526,7 +453,7 @@ async fn a_lease_is_taken_over_only_once_its_holder_deadline_has_passed() {
 async fn a_sync_that_cannot_subscribe_fails_the_invocation_without_chaining() {
     // Change Data Capture enabled for Account only: the Contact channel does not exist.
     let w = world(
-        CONFIG,
+        &CONFIG,
         PubSubOptions {
             objects: Some(vec!["Account".into()]),
             ..quick_keepalives()
@@ -567,7 +494,7 @@ async fn a_sync_that_cannot_subscribe_fails_the_invocation_without_chaining() {
 #[tokio::test(flavor = "multi_thread")]
 async fn without_streaming_syncs_an_invocation_does_nothing_and_does_not_chain() {
     let w = world(
-        &CONFIG.replace("stream = true", ""),
+        &streamed_contacts().without("contacts", "stream").text(),
         PubSubOptions::default(),
     )
     .await;
