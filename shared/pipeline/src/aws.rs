@@ -73,9 +73,14 @@ pub async fn load_secret(
 /// The function's sync config, parsed, validated and resolved against the secret: a
 /// Lambda's cold start fails here, with every problem listed, rather than mid-run.
 pub fn function_config(secrets: &SecretMap) -> Result<Config, SetupError> {
-    let (text, source_name) = match std::env::var("SFSYNC_CONFIG") {
-        Ok(text) => (text, "SFSYNC_CONFIG".to_string()),
-        Err(_) => match secrets.0.get(CONFIG_SECRET_KEY) {
+    config_from(std::env::var("SFSYNC_CONFIG").ok(), secrets)
+}
+
+/// [`function_config`] with the value of `SFSYNC_CONFIG` given.
+fn config_from(env_config: Option<String>, secrets: &SecretMap) -> Result<Config, SetupError> {
+    let (text, source_name) = match env_config {
+        Some(text) => (text, "SFSYNC_CONFIG".to_string()),
+        None => match secrets.0.get(CONFIG_SECRET_KEY) {
             Some(text) => (text.clone(), format!("secret key {CONFIG_SECRET_KEY}")),
             None => return Err(SetupError::NoConfig),
         },
@@ -130,12 +135,18 @@ pub struct FunctionEnv {
 
 impl FunctionEnv {
     pub fn from_env() -> Result<FunctionEnv, SetupError> {
+        FunctionEnv::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// [`FunctionEnv::from_env`] with the variables read by `lookup`.
+    fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<FunctionEnv, SetupError> {
+        let need = |name: &'static str| lookup(name).ok_or(SetupError::MissingEnv(name));
         Ok(FunctionEnv {
-            secret_id: env("SFSYNC_SECRET_ID")?,
-            state_table: env("STATE_TABLE")?,
-            records_queue_url: std::env::var("RECORDS_QUEUE_URL").ok(),
-            delivery_queue_url: std::env::var("DELIVERY_QUEUE_URL").ok(),
-            dead_letter_queue_url: std::env::var("DEAD_LETTER_QUEUE_URL").ok(),
+            secret_id: need("SFSYNC_SECRET_ID")?,
+            state_table: need("STATE_TABLE")?,
+            records_queue_url: lookup("RECORDS_QUEUE_URL"),
+            delivery_queue_url: lookup("DELIVERY_QUEUE_URL"),
+            dead_letter_queue_url: lookup("DEAD_LETTER_QUEUE_URL"),
         })
     }
 
@@ -154,5 +165,76 @@ pub fn exit_on_setup_error<T>(result: Result<T, SetupError>) -> T {
             eprintln!("sfsync: cold start failed: {e}");
             std::process::exit(1);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The cold-start messages docs/troubleshooting.md and docs/development.md quote.
+    #[test]
+    fn a_missing_variable_is_named_as_the_docs_say() {
+        let err = FunctionEnv::from_lookup(|_| None).expect_err("nothing is set");
+        assert_eq!(
+            err.to_string(),
+            "environment variable SFSYNC_SECRET_ID is not set"
+        );
+        let err = FunctionEnv::from_lookup(|name| {
+            (name == "SFSYNC_SECRET_ID").then(|| "sfsync/prod".to_string())
+        })
+        .expect_err("no table");
+        assert_eq!(
+            err.to_string(),
+            "environment variable STATE_TABLE is not set"
+        );
+        let env = FunctionEnv::from_lookup(|name| match name {
+            "SFSYNC_SECRET_ID" => Some("sfsync/prod".into()),
+            "STATE_TABLE" => Some("sfsync-state".into()),
+            "DELIVERY_QUEUE_URL" => Some("https://sqs/delivery".into()),
+            _ => None,
+        })
+        .expect("the two required ones are set");
+        assert_eq!(
+            FunctionEnv::need(&env.delivery_queue_url, "DELIVERY_QUEUE_URL").ok(),
+            Some("https://sqs/delivery".to_string())
+        );
+        assert_eq!(
+            FunctionEnv::need(&env.records_queue_url, "RECORDS_QUEUE_URL")
+                .expect_err("unset")
+                .to_string(),
+            "environment variable RECORDS_QUEUE_URL is not set"
+        );
+    }
+
+    #[test]
+    fn no_sync_config_anywhere_is_the_troubleshooting_message() {
+        let secrets = SecretMap::from_json(r#"{"sf_client_secret": "s3cr3t"}"#).expect("json");
+        let err = config_from(None, &secrets).expect_err("no config");
+        assert_eq!(
+            err.to_string(),
+            "no sync config: set SFSYNC_CONFIG or put the TOML under the secret's key \"sfsync_config\""
+        );
+    }
+
+    #[test]
+    fn an_invalid_sync_config_names_where_it_came_from_and_never_the_secret() {
+        let secrets = SecretMap::from_json(
+            r#"{"sf_client_secret": "s3cr3t", "sfsync_config": "[salesforce\nlogin_url = 1"}"#,
+        )
+        .expect("json");
+        let err = config_from(None, &secrets).expect_err("not TOML");
+        let text = err.to_string();
+        assert!(
+            text.starts_with("invalid sync config (secret key sfsync_config): "),
+            "{text}"
+        );
+        let err = config_from(Some("syncs = 3".into()), &secrets).expect_err("not a config");
+        let text = format!("{err} {err:?}");
+        assert!(
+            text.starts_with("invalid sync config (SFSYNC_CONFIG): "),
+            "{text}"
+        );
+        assert!(!text.contains("s3cr3t"), "{text}");
     }
 }
