@@ -316,16 +316,7 @@ pub async fn handle<S: Future<Output = ()> + Send>(
     }
     // The syncs share one Salesforce client, so the calls are counted stage-wide.
     let calls = state.client.usage().calls.saturating_sub(calls_before);
-    if calls > 0 {
-        println!(
-            "{}",
-            sfsync_pipeline::metrics::emf_line(
-                &[("Stage", "stream")],
-                &[("SalesforceApiCalls", "Count", calls)],
-                Utc::now().timestamp_millis(),
-            )
-        );
-    }
+    sfsync_pipeline::metrics::emit_stage_salesforce_calls("stream", calls);
 
     // Give the lease back before chaining, so the tick's invocation finds it free.
     if let Err(e) = state.lease.release(owner).await {

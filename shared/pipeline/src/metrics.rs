@@ -73,6 +73,19 @@ pub fn counts_line(
     )
 }
 
+/// Salesforce API calls a whole stage made (dimension `Stage` only: its syncs share one
+/// client, so the calls cannot be told apart per sync); nothing when it made none.
+pub fn emit_stage_salesforce_calls(stage: &str, calls: u64) {
+    if calls > 0 {
+        let line = emf_line(
+            &[("Stage", stage)],
+            &[("SalesforceApiCalls", "Count", calls)],
+            chrono::Utc::now().timestamp_millis(),
+        );
+        println!("{line}");
+    }
+}
+
 /// The lines of one auth pause: `DestinationPaused` and `CallsPaused` for `destination`
 /// (dimension `Destination`: which one), and `DestinationPaused` stage-wide (dimension
 /// `Stage` = `deliver`), which the alarm in `infra/template.yaml` watches: an alarm names its
