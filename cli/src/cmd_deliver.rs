@@ -284,23 +284,26 @@ mod tests {
 
     const CALL: &str = r#"{"type":"identify","messageId":"00000000-0000-4000-8000-000000000001","timestamp":"2024-05-01T12:34:56.000Z","userId":"003A","traits":{"email":"a@example.com"},"context":{"sfsync":{"sync":"contacts","object":"Contact","kind":"people","recordId":"003A"}}}"#;
 
-    #[tokio::test]
-    async fn delivers_every_line_and_reports() {
+    /// Delivers `input` to a file destination without a dead-letter file: the outcome and
+    /// the lines the file received.
+    async fn deliver_to_file(input: &str) -> (Result<Summary, Failure>, usize) {
         let dir = tempfile::tempdir().expect("tempdir");
         let out = dir.path().join("out.jsonl");
         let d = file_destination(&out);
-        let input = format!("{CALL}\n\n{CALL}\n");
         let mut report = Vec::new();
-        let summary = deliver_lines(&d, input.as_bytes(), None, &mut report)
-            .await
-            .expect("delivered");
+        let outcome = deliver_lines(&d, input.as_bytes(), None, &mut report).await;
+        let written = std::fs::read_to_string(&out).map_or(0, |text| text.lines().count());
+        (outcome, written)
+    }
+
+    #[tokio::test]
+    async fn delivers_every_line_and_reports() {
+        let (summary, written) = deliver_to_file(&format!("{CALL}\n\n{CALL}\n")).await;
+        let summary = summary.expect("delivered");
         assert_eq!(summary.read, 2);
         assert_eq!(summary.delivered, 2);
         assert_eq!(summary.dead, 0);
-        assert_eq!(
-            std::fs::read_to_string(&out).expect("out").lines().count(),
-            2
-        );
+        assert_eq!(written, 2);
     }
 
     /// A full chunk goes as soon as it is full; the rest goes at the end of the input, and
@@ -308,41 +311,28 @@ mod tests {
     #[tokio::test]
     async fn full_chunks_and_the_last_partial_one_are_each_delivered_once() {
         for calls in [CHUNK_CALLS, CHUNK_CALLS + 1] {
-            let dir = tempfile::tempdir().expect("tempdir");
-            let out = dir.path().join("out.jsonl");
-            let d = file_destination(&out);
-            let input = format!("{CALL}\n").repeat(calls);
-            let mut report = Vec::new();
-            let summary = deliver_lines(&d, input.as_bytes(), None, &mut report)
-                .await
-                .expect("delivered");
+            let (summary, written) = deliver_to_file(&format!("{CALL}\n").repeat(calls)).await;
+            let summary = summary.expect("delivered");
             assert_eq!(
                 (summary.read, summary.delivered),
                 (calls as u64, calls as u64)
             );
-            assert_eq!(
-                std::fs::read_to_string(&out).expect("out").lines().count(),
-                calls
-            );
+            assert_eq!(written, calls);
         }
     }
 
     #[tokio::test]
     async fn an_invalid_line_is_named_after_the_valid_ones_are_delivered() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let out = dir.path().join("out.jsonl");
-        let d = file_destination(&out);
         let input = format!("{CALL}\n{{\"type\":\"identify\"}}\n{CALL}\n");
-        let mut report = Vec::new();
-        let failure = deliver_lines(&d, input.as_bytes(), None, &mut report)
-            .await
-            .expect_err("line 2 is not a call");
+        let (failure, written) = deliver_to_file(&input).await;
+        let failure = failure.expect_err("line 2 is not a call");
         assert!(
             failure.error.to_string().contains("stdin line 2"),
             "{}",
             failure.error
         );
         assert_eq!(failure.summary.delivered, 1);
+        assert_eq!(written, 1);
     }
 
     #[tokio::test]

@@ -12,7 +12,9 @@ use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 
 use super::{Cursor, MAX_CURSORS, Shared, json_text, not_found, sf_error};
+use crate::org::Org;
 use crate::plan::Plan;
+use crate::schema::ObjectDef;
 use crate::value::{format_rest_datetime, parse_datetime};
 
 fn release_label(version: &str) -> String {
@@ -395,20 +397,38 @@ fn window(
     })
 }
 
+/// What getDeleted and getUpdated share: the object (404 when unknown) and the window
+/// checked against the org's clock, `reach_days` and the replication lag (400 when bad);
+/// `answer` makes the response from the org, the object's index and definition and the
+/// window.
+fn replication_call(
+    shared: &Shared,
+    object: &str,
+    params: &HashMap<String, String>,
+    reach_days: i64,
+    answer: impl FnOnce(&Org, usize, &ObjectDef, Window) -> Response,
+) -> Response {
+    let lag = shared.rt().faults.replication_lag;
+    let org = shared.org();
+    let Some((obj, def)) = org.object(object) else {
+        return not_found();
+    };
+    match window(params, org.now(), reach_days, lag) {
+        Ok(w) => answer(&org, obj, def, w),
+        Err((code, message)) => sf_error(StatusCode::BAD_REQUEST, code, &message),
+    }
+}
+
 pub(crate) async fn deleted(
     State(shared): State<Arc<Shared>>,
     Path((_version, object)): Path<(String, String)>,
     Query(params): Query<HashMap<String, String>>,
 ) -> Response {
-    let lag = shared.rt().faults.replication_lag;
-    let org = shared.org();
-    let Some((obj, _)) = org.object(&object) else {
-        return not_found();
-    };
-    let w = match window(&params, org.now(), 15, lag) {
-        Ok(w) => w,
-        Err((code, message)) => return sf_error(StatusCode::BAD_REQUEST, code, &message),
-    };
+    replication_call(&shared, &object, &params, 15, deleted_records)
+}
+
+/// getDeleted's answer: the deletions of `obj` within `w`.
+fn deleted_records(org: &Org, obj: usize, _def: &ObjectDef, w: Window) -> Response {
     // earliestDateAvailable is "the timestamp of the last physically deleted object"
     // (GetDeletedResult, SOAP API guide): the 15-day reach, or later when the delete log was
     // purged (Salesforce purges it early when it grows large; `Org::purge_delete_log`).
@@ -458,15 +478,11 @@ pub(crate) async fn updated(
     Path((_version, object)): Path<(String, String)>,
     Query(params): Query<HashMap<String, String>>,
 ) -> Response {
-    let lag = shared.rt().faults.replication_lag;
-    let org = shared.org();
-    let Some((obj, def)) = org.object(&object) else {
-        return not_found();
-    };
-    let w = match window(&params, org.now(), 30, lag) {
-        Ok(w) => w,
-        Err((code, message)) => return sf_error(StatusCode::BAD_REQUEST, code, &message),
-    };
+    replication_call(&shared, &object, &params, 30, updated_ids)
+}
+
+/// getUpdated's answer: the ids of `obj`'s live rows changed within `w`.
+fn updated_ids(org: &Org, obj: usize, def: &ObjectDef, w: Window) -> Response {
     let ids: Vec<String> = org
         .tables
         .get(obj)
