@@ -1,8 +1,8 @@
 //! The deliver stage: calls messages → their destinations, and what becomes of each
 //! message, decided here once for every host ([`Deliverer::deliver`] returns a
-//! [`Settlement`] per message). The hosts only carry a settlement out on their queue:
-//! the deliver Lambda on SQS (functions/deliver), `sfsync sync` on its in-process queue
-//! (crate::local).
+//! [`Settlement`] per message), and carried out once for every host by crate::carrier: on
+//! SQS for the deliver Lambda (crate::deliver_sqs), on the in-process queue for `sfsync
+//! sync`, `stream` and `redrive` (crate::local).
 //!
 //! - delivered calls are done;
 //! - dead calls (permanent errors, oversize, a destination no longer configured, too many
