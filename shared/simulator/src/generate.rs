@@ -284,18 +284,22 @@ const SECOND: i64 = 1000;
 const HOUR: i64 = 3600 * SECOND;
 const DAY: i64 = 24 * HOUR;
 
-/// Builds one row column by column, by field name; unknown names are ignored so that
-/// org options (MiddleName/Suffix) need no special cases here.
+/// Builds one row column by column, by field name. The object's definition says which
+/// fields it has; a name it lacks is ignored, so that org options (MiddleName/Suffix) and
+/// the fields some objects lack (OwnerId) need no special cases here.
 struct RowBuilder<'a> {
     def: &'a ObjectDef,
-    cols: FastMap<&'static str, usize>,
+    /// Every stored field's column, by its exact name (a million rows look names up here,
+    /// so not through the case-insensitive `ObjectDef::column`).
+    cols: FastMap<&'a str, usize>,
 }
 
 impl<'a> RowBuilder<'a> {
-    fn new(def: &'a ObjectDef, names: &[&'static str]) -> RowBuilder<'a> {
-        let cols = names
+    fn new(def: &'a ObjectDef) -> RowBuilder<'a> {
+        let cols = def
+            .fields
             .iter()
-            .filter_map(|n| def.column(n).map(|c| (*n, c)))
+            .filter_map(|f| f.column().map(|c| (f.name.as_str(), c)))
             .collect();
         RowBuilder { def, cols }
     }
@@ -492,21 +496,6 @@ fn base_row(b: &RowBuilder, tl: &Timeline, i: usize, id: Arc<str>, owner: &Val) 
     vals
 }
 
-const COMMON: &[&str] = &[
-    "Id",
-    "CreatedDate",
-    "LastModifiedDate",
-    "SystemModstamp",
-    "CreatedById",
-    "LastModifiedById",
-    "OwnerId",
-    "IsDeleted",
-];
-
-fn with_common(extra: &[&'static str]) -> Vec<&'static str> {
-    COMMON.iter().chain(extra).copied().collect()
-}
-
 const STREET_NUMBERS: u64 = 999;
 
 struct Gen {
@@ -636,24 +625,6 @@ fn address_fields(prefix: &str) -> &'static [&'static str; 8] {
     }
 }
 
-const PERSON: &[&str] = &[
-    "FirstName",
-    "MiddleName",
-    "LastName",
-    "Suffix",
-    "Salutation",
-    "Email",
-    "Phone",
-    "MobilePhone",
-];
-
-fn person_fields(addr: &str, extra: &[&'static str]) -> Vec<&'static str> {
-    let mut v = with_common(PERSON);
-    v.extend(address_fields(addr));
-    v.extend_from_slice(extra);
-    v
-}
-
 impl Org {
     /// Generates an org from `spec`; the same spec always yields the same org.
     pub fn generate(spec: &OrgSpec) -> Org {
@@ -682,350 +653,229 @@ impl Org {
         let descriptions = Pool::new(DESCRIPTIONS);
 
         // Users first: everything else is owned by one of them.
-        let users = org.build_object(
-            spec,
-            "User",
-            spec.users,
-            &person_fields(
-                "",
-                &[
-                    "Username",
-                    "CompanyName",
-                    "Department",
-                    "Title",
-                    "Alias",
-                    "IsActive",
-                    "TimeZoneSidKey",
-                    "UserType",
-                    "ManagerId",
-                    "LastLoginDate",
-                ],
-            ),
-            |rng, b, vals, i, ids| {
-                g.person(rng, b, vals, i, "");
-                let username = if i == 0 {
-                    "integration@sfsync-demo.example".to_string()
-                } else {
-                    format!("user{i}@sfsync-demo.example")
-                };
-                b.set(vals, "Username", Val::str(&username));
-                if vals
-                    .get(b.def.column("Email").unwrap_or(usize::MAX))
-                    .is_none_or(Val::is_null)
-                {
-                    b.set(
-                        vals,
-                        "Email",
-                        Val::str(&format!("user{i}@sfsync-demo.example")),
-                    );
-                }
-                b.set(vals, "Alias", Val::str(&format!("u{i}")));
-                b.set(vals, "IsActive", Val::Bool(i == 0 || !rng.chance(10)));
-                b.set(vals, "TimeZoneSidKey", Val::str("America/Los_Angeles"));
-                b.set(vals, "UserType", Val::str("Standard"));
-                b.set(vals, "Title", titles.pick(rng));
-                b.set(vals, "Department", departments.pick(rng));
-                b.set(vals, "CompanyName", Val::str("sfsync Demo"));
-                if i > 0 {
-                    b.set(
-                        vals,
-                        "ManagerId",
-                        Val::Str(ids.first().cloned().unwrap_or_else(|| fallback.clone())),
-                    );
-                }
+        let users = org.build_object(spec, "User", spec.users, |rng, b, vals, i, ids| {
+            g.person(rng, b, vals, i, "");
+            let username = if i == 0 {
+                "integration@sfsync-demo.example".to_string()
+            } else {
+                format!("user{i}@sfsync-demo.example")
+            };
+            b.set(vals, "Username", Val::str(&username));
+            if vals
+                .get(b.def.column("Email").unwrap_or(usize::MAX))
+                .is_none_or(Val::is_null)
+            {
                 b.set(
                     vals,
-                    "LastLoginDate",
-                    Val::DateTime(g.anchor - rng.below((30 * DAY) as u64) as i64),
+                    "Email",
+                    Val::str(&format!("user{i}@sfsync-demo.example")),
                 );
-                // Users are their own creators: the integration user made them all.
-                let first = ids.first().cloned().unwrap_or_else(|| fallback.clone());
-                b.set(vals, "OwnerId", Val::Null);
-                b.set(vals, "CreatedById", Val::Str(first.clone()));
-                b.set(vals, "LastModifiedById", Val::Str(first));
-            },
-        );
+            }
+            b.set(vals, "Alias", Val::str(&format!("u{i}")));
+            b.set(vals, "IsActive", Val::Bool(i == 0 || !rng.chance(10)));
+            b.set(vals, "TimeZoneSidKey", Val::str("America/Los_Angeles"));
+            b.set(vals, "UserType", Val::str("Standard"));
+            b.set(vals, "Title", titles.pick(rng));
+            b.set(vals, "Department", departments.pick(rng));
+            b.set(vals, "CompanyName", Val::str("sfsync Demo"));
+            if i > 0 {
+                b.set(
+                    vals,
+                    "ManagerId",
+                    Val::Str(ids.first().cloned().unwrap_or_else(|| fallback.clone())),
+                );
+            }
+            b.set(
+                vals,
+                "LastLoginDate",
+                Val::DateTime(g.anchor - rng.below((30 * DAY) as u64) as i64),
+            );
+            // Users are their own creators: the integration user made them all.
+            let first = ids.first().cloned().unwrap_or_else(|| fallback.clone());
+            b.set(vals, "OwnerId", Val::Null);
+            b.set(vals, "CreatedById", Val::Str(first.clone()));
+            b.set(vals, "LastModifiedById", Val::Str(first));
+        });
         g.users = users;
         if let Some(first) = g.users.first() {
             org.default_owner = first.clone();
         }
 
-        let accounts = org.build_object(
-            spec,
-            "Account",
-            spec.accounts,
-            &{
-                let mut v = with_common(&[
-                    "Name",
-                    "Type",
-                    "ParentId",
-                    "Phone",
-                    "Website",
-                    "Industry",
-                    "AnnualRevenue",
-                    "NumberOfEmployees",
-                    "Description",
-                    "LastActivityDate",
-                ]);
-                v.extend(address_fields("Billing"));
-                v
-            },
-            |rng, b, vals, i, ids| {
-                let company = rng.pick(COMPANIES).copied().unwrap_or("Acme");
-                b.set(vals, "Name", Val::str(&format!("{company} {i}")));
-                b.set(
-                    vals,
-                    "Type",
-                    one_of(
-                        rng,
-                        &[
-                            "Prospect",
-                            "Customer - Direct",
-                            "Customer - Channel",
-                            "Partner",
-                        ],
-                    ),
-                );
-                if rng.chance(5) && !ids.is_empty() {
-                    b.set(vals, "ParentId", Val::opt_str(rng.pick(ids)));
-                }
-                if rng.chance(80) {
-                    g.address(rng, b, vals, "Billing");
-                }
-                b.set(
-                    vals,
-                    "Phone",
-                    Val::str(&format!("+44 20 7946 {:04}", rng.below(10_000))),
-                );
-                if rng.chance(80) {
-                    b.set(
-                        vals,
-                        "Website",
-                        Val::str(&format!(
-                            "https://www.{}{i}.example",
-                            company
-                                .to_ascii_lowercase()
-                                .replace(|c: char| !c.is_ascii_alphanumeric(), "")
-                        )),
-                    );
-                }
-                set_industry_and_size(
-                    rng,
-                    b,
-                    vals,
-                    &CompanySizes {
-                        known_pct: 70,
-                        revenue_steps: 500,
-                        revenue_step: 100_000,
-                        max_employees: 50_000,
-                    },
-                );
-                b.set_in_pct(rng, vals, 20, "Description", |rng| descriptions.pick(rng));
-                b.set(vals, "OwnerId", g.owner(rng, &fallback));
-            },
-        );
-
-        let contacts = org.build_object(
-            spec,
-            "Contact",
-            spec.contacts,
-            &person_fields(
-                "Mailing",
-                &[
-                    "AccountId",
-                    "Title",
-                    "Department",
-                    "LeadSource",
-                    "Birthdate",
-                    "Description",
-                    "HasOptedOutOfEmail",
-                    "DoNotCall",
-                    "LastActivityDate",
-                    "Tier__c",
-                    "Score__c",
-                ],
-            ),
-            |rng, b, vals, i, _| {
-                g.person(rng, b, vals, i, "Mailing");
-                // One contact in ten is private (no account): the parent comes back null.
-                if !rng.chance(10) {
-                    b.set(vals, "AccountId", Val::opt_str(rng.pick(&accounts)));
-                }
-                if !rng.chance(20) {
-                    b.set(vals, "Title", titles.pick(rng));
-                }
-                b.set_in_pct(rng, vals, 60, "Department", |rng| departments.pick(rng));
-                b.set_in_pct(rng, vals, 70, "LeadSource", |rng| lead_sources.pick(rng));
-                if rng.chance(30) {
-                    b.set(vals, "Birthdate", g.date_days(rng, 365 * 60, -(365 * 20)));
-                }
-                b.set_in_pct(rng, vals, 10, "Description", |rng| descriptions.pick(rng));
-                b.set(vals, "HasOptedOutOfEmail", Val::Bool(rng.chance(5)));
-                b.set(vals, "DoNotCall", Val::Bool(rng.chance(3)));
-                b.set_in_pct(rng, vals, 40, "LastActivityDate", |rng| {
-                    g.date_days(rng, 200, 0)
-                });
-                b.set_in_pct(rng, vals, 60, "Tier__c", |rng| {
-                    one_of(rng, &["Gold", "Silver", "Bronze"])
-                });
-                b.set_in_pct(rng, vals, 50, "Score__c", |rng| {
-                    Val::Num(rng.below(1000) as f64 / 10.0)
-                });
-                b.set(vals, "OwnerId", g.owner(rng, &fallback));
-            },
-        );
-
-        let leads = org.build_object(
-            spec,
-            "Lead",
-            spec.leads,
-            &person_fields(
-                "",
-                &[
-                    "Title",
-                    "Company",
-                    "Website",
-                    "Description",
-                    "LeadSource",
-                    "Status",
-                    "Industry",
-                    "AnnualRevenue",
-                    "NumberOfEmployees",
-                    "HasOptedOutOfEmail",
-                    "IsConverted",
-                    "ConvertedDate",
-                    "ConvertedAccountId",
-                    "ConvertedContactId",
-                    "IsUnreadByOwner",
-                    "LastActivityDate",
-                ],
-            ),
-            |rng, b, vals, i, _| {
-                g.person(rng, b, vals, i, "");
-                let company = rng.pick(COMPANIES).copied().unwrap_or("Acme");
-                b.set(
-                    vals,
-                    "Company",
-                    Val::str(&format!("{company} Prospect {i}")),
-                );
-                if !rng.chance(25) {
-                    b.set(vals, "Title", titles.pick(rng));
-                }
-                if rng.chance(50) {
-                    b.set(
-                        vals,
-                        "Website",
-                        Val::str(&format!("http://lead{i}.example")),
-                    );
-                }
-                b.set_in_pct(rng, vals, 10, "Description", |rng| descriptions.pick(rng));
-                b.set(vals, "LeadSource", lead_sources.pick(rng));
-                let converted = rng.chance(10) && !contacts.is_empty();
-                if converted {
-                    b.set(vals, "Status", Val::str("Closed - Converted"));
-                    b.set(vals, "IsConverted", Val::Bool(true));
-                    b.set(vals, "ConvertedDate", g.date_days(rng, 100, 0));
-                    b.set(
-                        vals,
-                        "ConvertedContactId",
-                        Val::opt_str(rng.pick(&contacts)),
-                    );
-                    b.set(
-                        vals,
-                        "ConvertedAccountId",
-                        Val::opt_str(rng.pick(&accounts)),
-                    );
-                } else {
-                    b.set(
-                        vals,
-                        "Status",
-                        Val::str(LEAD_STATUSES[[0, 1, 3][rng.below(3) as usize]]),
-                    );
-                    b.set(vals, "IsConverted", Val::Bool(false));
-                }
-                set_industry_and_size(
-                    rng,
-                    b,
-                    vals,
-                    &CompanySizes {
-                        known_pct: 40,
-                        revenue_steps: 100,
-                        revenue_step: 50_000,
-                        max_employees: 5000,
-                    },
-                );
-                b.set(vals, "HasOptedOutOfEmail", Val::Bool(rng.chance(5)));
-                b.set(vals, "IsUnreadByOwner", Val::Bool(rng.chance(30)));
-                b.set(vals, "OwnerId", g.owner(rng, &fallback));
-            },
-        );
-
-        let campaigns = org.build_object(
-            spec,
-            "Campaign",
-            spec.campaigns,
-            &with_common(&[
-                "Name",
+        let accounts = org.build_object(spec, "Account", spec.accounts, |rng, b, vals, i, ids| {
+            let company = rng.pick(COMPANIES).copied().unwrap_or("Acme");
+            b.set(vals, "Name", Val::str(&format!("{company} {i}")));
+            b.set(
+                vals,
                 "Type",
-                "Status",
-                "StartDate",
-                "EndDate",
-                "ExpectedRevenue",
-                "BudgetedCost",
-                "ActualCost",
-                "IsActive",
-                "Description",
-            ]),
-            |rng, b, vals, i, _| {
-                let kind =
-                    ["Conference", "Webinar", "Email", "Advertisement"][rng.below(4) as usize];
-                b.set(vals, "Name", Val::str(&format!("{kind} {}", 2023 + i % 3)));
-                b.set(vals, "Type", Val::str(kind));
+                one_of(
+                    rng,
+                    &[
+                        "Prospect",
+                        "Customer - Direct",
+                        "Customer - Channel",
+                        "Partner",
+                    ],
+                ),
+            );
+            if rng.chance(5) && !ids.is_empty() {
+                b.set(vals, "ParentId", Val::opt_str(rng.pick(ids)));
+            }
+            if rng.chance(80) {
+                g.address(rng, b, vals, "Billing");
+            }
+            b.set(
+                vals,
+                "Phone",
+                Val::str(&format!("+44 20 7946 {:04}", rng.below(10_000))),
+            );
+            if rng.chance(80) {
+                b.set(
+                    vals,
+                    "Website",
+                    Val::str(&format!(
+                        "https://www.{}{i}.example",
+                        company
+                            .to_ascii_lowercase()
+                            .replace(|c: char| !c.is_ascii_alphanumeric(), "")
+                    )),
+                );
+            }
+            set_industry_and_size(
+                rng,
+                b,
+                vals,
+                &CompanySizes {
+                    known_pct: 70,
+                    revenue_steps: 500,
+                    revenue_step: 100_000,
+                    max_employees: 50_000,
+                },
+            );
+            b.set_in_pct(rng, vals, 20, "Description", |rng| descriptions.pick(rng));
+            b.set(vals, "OwnerId", g.owner(rng, &fallback));
+        });
+
+        let contacts = org.build_object(spec, "Contact", spec.contacts, |rng, b, vals, i, _| {
+            g.person(rng, b, vals, i, "Mailing");
+            // One contact in ten is private (no account): the parent comes back null.
+            if !rng.chance(10) {
+                b.set(vals, "AccountId", Val::opt_str(rng.pick(&accounts)));
+            }
+            if !rng.chance(20) {
+                b.set(vals, "Title", titles.pick(rng));
+            }
+            b.set_in_pct(rng, vals, 60, "Department", |rng| departments.pick(rng));
+            b.set_in_pct(rng, vals, 70, "LeadSource", |rng| lead_sources.pick(rng));
+            if rng.chance(30) {
+                b.set(vals, "Birthdate", g.date_days(rng, 365 * 60, -(365 * 20)));
+            }
+            b.set_in_pct(rng, vals, 10, "Description", |rng| descriptions.pick(rng));
+            b.set(vals, "HasOptedOutOfEmail", Val::Bool(rng.chance(5)));
+            b.set(vals, "DoNotCall", Val::Bool(rng.chance(3)));
+            b.set_in_pct(rng, vals, 40, "LastActivityDate", |rng| {
+                g.date_days(rng, 200, 0)
+            });
+            b.set_in_pct(rng, vals, 60, "Tier__c", |rng| {
+                one_of(rng, &["Gold", "Silver", "Bronze"])
+            });
+            b.set_in_pct(rng, vals, 50, "Score__c", |rng| {
+                Val::Num(rng.below(1000) as f64 / 10.0)
+            });
+            b.set(vals, "OwnerId", g.owner(rng, &fallback));
+        });
+
+        let leads = org.build_object(spec, "Lead", spec.leads, |rng, b, vals, i, _| {
+            g.person(rng, b, vals, i, "");
+            let company = rng.pick(COMPANIES).copied().unwrap_or("Acme");
+            b.set(
+                vals,
+                "Company",
+                Val::str(&format!("{company} Prospect {i}")),
+            );
+            if !rng.chance(25) {
+                b.set(vals, "Title", titles.pick(rng));
+            }
+            if rng.chance(50) {
+                b.set(
+                    vals,
+                    "Website",
+                    Val::str(&format!("http://lead{i}.example")),
+                );
+            }
+            b.set_in_pct(rng, vals, 10, "Description", |rng| descriptions.pick(rng));
+            b.set(vals, "LeadSource", lead_sources.pick(rng));
+            let converted = rng.chance(10) && !contacts.is_empty();
+            if converted {
+                b.set(vals, "Status", Val::str("Closed - Converted"));
+                b.set(vals, "IsConverted", Val::Bool(true));
+                b.set(vals, "ConvertedDate", g.date_days(rng, 100, 0));
+                b.set(
+                    vals,
+                    "ConvertedContactId",
+                    Val::opt_str(rng.pick(&contacts)),
+                );
+                b.set(
+                    vals,
+                    "ConvertedAccountId",
+                    Val::opt_str(rng.pick(&accounts)),
+                );
+            } else {
                 b.set(
                     vals,
                     "Status",
-                    one_of(rng, &["Planned", "In Progress", "Completed", "Aborted"]),
+                    Val::str(LEAD_STATUSES[[0, 1, 3][rng.below(3) as usize]]),
                 );
-                b.set(vals, "StartDate", g.date_days(rng, 300, 30));
-                b.set(vals, "EndDate", g.date_days(rng, 100, 200));
-                b.set(
-                    vals,
-                    "BudgetedCost",
-                    Val::Num((rng.below(100) * 1000) as f64),
-                );
-                b.set_in_pct(rng, vals, 50, "ActualCost", |rng| {
-                    Val::Num((rng.below(100) * 1000) as f64)
-                });
-                b.set(
-                    vals,
-                    "ExpectedRevenue",
-                    Val::Num((rng.below(100) * 10_000) as f64),
-                );
-                b.set(vals, "IsActive", Val::Bool(rng.chance(60)));
-                b.set_in_pct(rng, vals, 30, "Description", |rng| descriptions.pick(rng));
-                b.set(vals, "OwnerId", g.owner(rng, &fallback));
-            },
-        );
+                b.set(vals, "IsConverted", Val::Bool(false));
+            }
+            set_industry_and_size(
+                rng,
+                b,
+                vals,
+                &CompanySizes {
+                    known_pct: 40,
+                    revenue_steps: 100,
+                    revenue_step: 50_000,
+                    max_employees: 5000,
+                },
+            );
+            b.set(vals, "HasOptedOutOfEmail", Val::Bool(rng.chance(5)));
+            b.set(vals, "IsUnreadByOwner", Val::Bool(rng.chance(30)));
+            b.set(vals, "OwnerId", g.owner(rng, &fallback));
+        });
+
+        let campaigns = org.build_object(spec, "Campaign", spec.campaigns, |rng, b, vals, i, _| {
+            let kind = ["Conference", "Webinar", "Email", "Advertisement"][rng.below(4) as usize];
+            b.set(vals, "Name", Val::str(&format!("{kind} {}", 2023 + i % 3)));
+            b.set(vals, "Type", Val::str(kind));
+            b.set(
+                vals,
+                "Status",
+                one_of(rng, &["Planned", "In Progress", "Completed", "Aborted"]),
+            );
+            b.set(vals, "StartDate", g.date_days(rng, 300, 30));
+            b.set(vals, "EndDate", g.date_days(rng, 100, 200));
+            b.set(
+                vals,
+                "BudgetedCost",
+                Val::Num((rng.below(100) * 1000) as f64),
+            );
+            b.set_in_pct(rng, vals, 50, "ActualCost", |rng| {
+                Val::Num((rng.below(100) * 1000) as f64)
+            });
+            b.set(
+                vals,
+                "ExpectedRevenue",
+                Val::Num((rng.below(100) * 10_000) as f64),
+            );
+            b.set(vals, "IsActive", Val::Bool(rng.chance(60)));
+            b.set_in_pct(rng, vals, 30, "Description", |rng| descriptions.pick(rng));
+            b.set(vals, "OwnerId", g.owner(rng, &fallback));
+        });
 
         let opportunities = org.build_object(
             spec,
             "Opportunity",
             spec.opportunities,
-            &with_common(&[
-                "AccountId",
-                "Name",
-                "Description",
-                "StageName",
-                "Amount",
-                "Probability",
-                "CloseDate",
-                "Type",
-                "LeadSource",
-                "IsClosed",
-                "IsWon",
-                "CampaignId",
-                "LastActivityDate",
-            ]),
             |rng, b, vals, i, _| {
                 let account = rng.pick(&accounts).cloned();
                 b.set(vals, "AccountId", Val::opt_str(account.as_ref()));
@@ -1073,58 +923,34 @@ impl Org {
         } else {
             spec.campaign_members
         };
-        org.build_object(
-            spec,
-            "CampaignMember",
-            cm_count,
-            &with_common(&[
-                "CampaignId",
-                "LeadId",
-                "ContactId",
+        org.build_object(spec, "CampaignMember", cm_count, |rng, b, vals, _, _| {
+            b.set(vals, "CampaignId", Val::opt_str(rng.pick(&campaigns)));
+            let person = if leads.is_empty() || (!contacts.is_empty() && rng.chance(70)) {
+                b.set(vals, "ContactId", Val::opt_str(rng.pick(&contacts)));
+                vals.get(b.def.column("ContactId").unwrap_or(usize::MAX))
+                    .cloned()
+            } else {
+                b.set(vals, "LeadId", Val::opt_str(rng.pick(&leads)));
+                vals.get(b.def.column("LeadId").unwrap_or(usize::MAX))
+                    .cloned()
+            };
+            b.set(vals, "LeadOrContactId", person.unwrap_or(Val::Null));
+            let responded = rng.chance(30);
+            b.set(
+                vals,
                 "Status",
-                "HasResponded",
-                "FirstRespondedDate",
-                "LeadOrContactId",
-            ]),
-            |rng, b, vals, _, _| {
-                b.set(vals, "CampaignId", Val::opt_str(rng.pick(&campaigns)));
-                let person = if leads.is_empty() || (!contacts.is_empty() && rng.chance(70)) {
-                    b.set(vals, "ContactId", Val::opt_str(rng.pick(&contacts)));
-                    vals.get(b.def.column("ContactId").unwrap_or(usize::MAX))
-                        .cloned()
-                } else {
-                    b.set(vals, "LeadId", Val::opt_str(rng.pick(&leads)));
-                    vals.get(b.def.column("LeadId").unwrap_or(usize::MAX))
-                        .cloned()
-                };
-                b.set(vals, "LeadOrContactId", person.unwrap_or(Val::Null));
-                let responded = rng.chance(30);
-                b.set(
-                    vals,
-                    "Status",
-                    Val::str(if responded { "Responded" } else { "Sent" }),
-                );
-                b.set(vals, "HasResponded", Val::Bool(responded));
-                if responded {
-                    b.set(vals, "FirstRespondedDate", g.date_days(rng, 100, 0));
-                }
-            },
-        );
+                Val::str(if responded { "Responded" } else { "Sent" }),
+            );
+            b.set(vals, "HasResponded", Val::Bool(responded));
+            if responded {
+                b.set(vals, "FirstRespondedDate", g.date_days(rng, 100, 0));
+            }
+        });
 
         let projects_ids = org.build_object(
             spec,
             "Project__c",
             spec.custom_objects,
-            &with_common(&[
-                "Name",
-                "LastActivityDate",
-                "Budget__c",
-                "Status__c",
-                "Account__c",
-                "Primary_Contact__c",
-                "Start_Date__c",
-                "Description__c",
-            ]),
             |rng, b, vals, i, _| {
                 b.set(vals, "Name", Val::str(&format!("PRJ-{:06}", i + 1)));
                 b.set_in_pct(rng, vals, 80, "Budget__c", |rng| {
@@ -1149,82 +975,61 @@ impl Org {
             },
         );
 
-        org.build_object(
-            spec,
-            "Task",
-            spec.tasks,
-            &with_common(&[
-                "WhoId",
-                "WhatId",
-                "Subject",
-                "ActivityDate",
-                "Status",
-                "Priority",
-                "IsHighPriority",
-                "Description",
-                "Type",
-                "AccountId",
-                "IsClosed",
-                "IsArchived",
-                "CallDurationInSeconds",
+        org.build_object(spec, "Task", spec.tasks, |rng, b, vals, _, _| {
+            // Who: a contact (60%), a lead (25%) or nobody.
+            let r = rng.below(100);
+            if r < 60 && !contacts.is_empty() {
+                b.set(vals, "WhoId", Val::opt_str(rng.pick(&contacts)));
+            } else if r < 85 && !leads.is_empty() {
+                b.set(vals, "WhoId", Val::opt_str(rng.pick(&leads)));
+            }
+            let w = rng.below(100);
+            if w < 30 && !accounts.is_empty() {
+                let a = Val::opt_str(rng.pick(&accounts));
+                b.set(vals, "WhatId", a.clone());
+                b.set(vals, "AccountId", a);
+            } else if w < 45 && !opportunities.is_empty() {
+                b.set(vals, "WhatId", Val::opt_str(rng.pick(&opportunities)));
+            } else if w < 50 && !projects_ids.is_empty() {
+                b.set(vals, "WhatId", Val::opt_str(rng.pick(&projects_ids)));
+            }
+            let subject = SUBJECTS[rng.below(SUBJECTS.len() as u64) as usize];
+            b.set(vals, "Subject", Val::str(subject));
+            b.set(vals, "ActivityDate", g.date_days(rng, 300, 30));
+            let status = [
+                "Not Started",
+                "In Progress",
+                "Completed",
+                "Completed",
+                "Deferred",
+            ][rng.below(5) as usize];
+            b.set(vals, "Status", Val::str(status));
+            let priority = ["High", "Normal", "Normal", "Low"][rng.below(4) as usize];
+            b.set(vals, "Priority", Val::str(priority));
+            b.set(vals, "IsHighPriority", Val::Bool(priority == "High"));
+            b.set(vals, "IsClosed", Val::Bool(status == "Completed"));
+            b.set(vals, "IsArchived", Val::Bool(false));
+            let kind = ["Call", "Email", "Meeting", "Other"][rng.below(4) as usize];
+            b.set(vals, "Type", Val::str(kind));
+            b.set(
+                vals,
                 "TaskSubtype",
-            ]),
-            |rng, b, vals, _, _| {
-                // Who: a contact (60%), a lead (25%) or nobody.
-                let r = rng.below(100);
-                if r < 60 && !contacts.is_empty() {
-                    b.set(vals, "WhoId", Val::opt_str(rng.pick(&contacts)));
-                } else if r < 85 && !leads.is_empty() {
-                    b.set(vals, "WhoId", Val::opt_str(rng.pick(&leads)));
-                }
-                let w = rng.below(100);
-                if w < 30 && !accounts.is_empty() {
-                    let a = Val::opt_str(rng.pick(&accounts));
-                    b.set(vals, "WhatId", a.clone());
-                    b.set(vals, "AccountId", a);
-                } else if w < 45 && !opportunities.is_empty() {
-                    b.set(vals, "WhatId", Val::opt_str(rng.pick(&opportunities)));
-                } else if w < 50 && !projects_ids.is_empty() {
-                    b.set(vals, "WhatId", Val::opt_str(rng.pick(&projects_ids)));
-                }
-                let subject = SUBJECTS[rng.below(SUBJECTS.len() as u64) as usize];
-                b.set(vals, "Subject", Val::str(subject));
-                b.set(vals, "ActivityDate", g.date_days(rng, 300, 30));
-                let status = [
-                    "Not Started",
-                    "In Progress",
-                    "Completed",
-                    "Completed",
-                    "Deferred",
-                ][rng.below(5) as usize];
-                b.set(vals, "Status", Val::str(status));
-                let priority = ["High", "Normal", "Normal", "Low"][rng.below(4) as usize];
-                b.set(vals, "Priority", Val::str(priority));
-                b.set(vals, "IsHighPriority", Val::Bool(priority == "High"));
-                b.set(vals, "IsClosed", Val::Bool(status == "Completed"));
-                b.set(vals, "IsArchived", Val::Bool(false));
-                let kind = ["Call", "Email", "Meeting", "Other"][rng.below(4) as usize];
-                b.set(vals, "Type", Val::str(kind));
+                Val::str(match kind {
+                    "Call" => "Call",
+                    "Email" => "Email",
+                    _ => "Task",
+                }),
+            );
+            if kind == "Call" {
                 b.set(
                     vals,
-                    "TaskSubtype",
-                    Val::str(match kind {
-                        "Call" => "Call",
-                        "Email" => "Email",
-                        _ => "Task",
-                    }),
+                    "CallDurationInSeconds",
+                    Val::Int(rng.below(3600) as i64),
                 );
-                if kind == "Call" {
-                    b.set(
-                        vals,
-                        "CallDurationInSeconds",
-                        Val::Int(rng.below(3600) as i64),
-                    );
-                }
-                b.set_in_pct(rng, vals, 15, "Description", |rng| descriptions.pick(rng));
-                b.set(vals, "OwnerId", g.owner(rng, &fallback));
-            },
-        );
+            }
+            b.set_in_pct(rng, vals, 15, "Description", |rng| descriptions.pick(rng));
+            b.set(vals, "OwnerId", g.owner(rng, &fallback));
+        });
 
         // Relationship objects need both ends.
         let contact_accounts: Vec<Val> = {
@@ -1253,15 +1058,6 @@ impl Org {
             spec,
             "AccountContactRelation",
             acr_count,
-            &with_common(&[
-                "AccountId",
-                "ContactId",
-                "Roles",
-                "IsDirect",
-                "IsActive",
-                "StartDate",
-                "EndDate",
-            ]),
             |rng, b, vals, i, _| {
                 let ci = i % contacts.len().max(1);
                 b.set(vals, "ContactId", Val::opt_str(contacts.get(ci)));
@@ -1309,7 +1105,6 @@ impl Org {
             spec,
             "OpportunityContactRole",
             ocr_count,
-            &with_common(&["OpportunityId", "ContactId", "Role", "IsPrimary"]),
             |rng, b, vals, i, _| {
                 b.set(
                     vals,
@@ -1334,7 +1129,6 @@ impl Org {
         spec: &OrgSpec,
         object: &str,
         n: usize,
-        names: &[&'static str],
         mut fill: F,
     ) -> Vec<Arc<str>>
     where
@@ -1354,7 +1148,7 @@ impl Org {
         if deletable {
             mark_deleted(&mut rng, &mut tl, spec.soft_deleted, anchor, spec.tie_block);
         }
-        let b = RowBuilder::new(def, names);
+        let b = RowBuilder::new(def);
         let mut buf = String::with_capacity(18);
         let ids: Vec<Arc<str>> = (0..n)
             .map(|i| {
