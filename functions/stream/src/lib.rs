@@ -150,11 +150,11 @@ impl Trigger {
         if payload.get("Records").is_some() {
             serde_json::from_value::<SqsEvent>(payload)
                 .map(|_| Trigger::Tick)
-                .map_err(|e| StreamFailure::Input(format!("not an SQS event: {e}")))
+                .map_err(StreamFailure::NotAnSqsEvent)
         } else {
             serde_json::from_value::<ScheduledInput>(payload)
                 .map(|_| Trigger::Schedule)
-                .map_err(|e| StreamFailure::Input(e.to_string()))
+                .map_err(StreamFailure::Input)
         }
     }
 
@@ -217,8 +217,12 @@ pub struct StreamOutput {
 
 #[derive(Debug, thiserror::Error)]
 pub enum StreamFailure {
+    #[error(
+        "the input is neither a tick (SQS event) nor the schedule's input: not an SQS event: {0}"
+    )]
+    NotAnSqsEvent(#[source] serde_json::Error),
     #[error("the input is neither a tick (SQS event) nor the schedule's input: {0}")]
-    Input(String),
+    Input(#[source] serde_json::Error),
     #[error(transparent)]
     Lease(#[from] LeaseError),
     /// Sync failures, or what went wrong handing over; each sync's run report has its own.
