@@ -4,12 +4,19 @@
 //! event source mappings run them (an event of up to 10 messages, what the handler
 //! settled deleted, its reported failures left on the queue).
 
+use std::sync::Arc;
+use std::time::Duration;
+
 use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
 use serde_json::Value;
 use sfsync_deliver::DeliverState;
+use sfsync_destinations::Destination;
 use sfsync_extract::ExtractState;
 use sfsync_map::MapState;
+use sfsync_mapping::Config;
 use sfsync_pipeline::aws::FunctionEnv;
+use sfsync_pipeline::deliver::{DeliverPolicy, Deliverer};
+use sfsync_pipeline::queue::SqsQueue;
 use sfsync_pipeline::state::dynamo::DynamoStore;
 
 use crate::{ack, aws, failed_ids, queue_with_dlq, receive_event, state_table, unique};
@@ -35,6 +42,25 @@ impl AwsStack {
     /// `max_receive` receives; `secret` is the function secret (it holds `sfsync_config`
     /// and the values of its references, see [`crate::fixtures::secrets`]).
     pub async fn create(prefix: &str, max_receive: u32, secret: &Value) -> AwsStack {
+        let stack = AwsStack::without_secret(prefix, max_receive).await;
+        aws_sdk_secretsmanager::Client::new(&stack.sdk)
+            .create_secret()
+            .name(&stack.env.secret_id)
+            .secret_string(secret.to_string())
+            .send()
+            .await
+            .unwrap_or_else(|e| {
+                panic!(
+                    "secret: {}",
+                    aws_sdk_secretsmanager::error::DisplayErrorContext(&e)
+                )
+            });
+        stack
+    }
+
+    /// The queues and the table only, for a test that builds a handler's state itself: the
+    /// secret `env.secret_id` names does not exist.
+    pub async fn without_secret(prefix: &str, max_receive: u32) -> AwsStack {
         let sdk = aws().await;
         let sqs = aws_sdk_sqs::Client::new(&sdk);
         let dynamo = aws_sdk_dynamodb::Client::new(&sdk);
@@ -55,18 +81,6 @@ impl AwsStack {
         .await;
         let table = format!("{name}-state");
         state_table(&dynamo, &table).await;
-        aws_sdk_secretsmanager::Client::new(&sdk)
-            .create_secret()
-            .name(&name)
-            .secret_string(secret.to_string())
-            .send()
-            .await
-            .unwrap_or_else(|e| {
-                panic!(
-                    "secret: {}",
-                    aws_sdk_secretsmanager::error::DisplayErrorContext(&e)
-                )
-            });
         AwsStack {
             env: FunctionEnv {
                 secret_id: name,
@@ -115,6 +129,26 @@ impl AwsStack {
         DeliverState::new(&self.sdk, &self.env)
             .await
             .unwrap_or_else(|e| panic!("deliver cold start: {e}"))
+    }
+
+    /// The map function's state for `config`, built directly (no secret read).
+    pub fn map_state_for(&self, config: &Config) -> MapState {
+        MapState {
+            config: Arc::new(config.clone()),
+            delivery_queue: SqsQueue::new(self.sqs.clone(), self.delivery_q()),
+            store: self.store(),
+        }
+    }
+
+    /// The deliver function's state for `config` with `policy`, built directly (no secret
+    /// read); its destinations retry after milliseconds ([`quick_destinations`]).
+    pub fn deliver_state_for(&self, config: &Config, policy: DeliverPolicy) -> DeliverState {
+        DeliverState {
+            deliverer: Deliverer::new(quick_destinations(config), policy),
+            delivery_queue: SqsQueue::new(self.sqs.clone(), self.delivery_q()),
+            dead_letter_queue: SqsQueue::new(self.sqs.clone(), &self.delivery_dlq),
+            store: self.store(),
+        }
     }
 
     /// One map invocation with `event` (taken from the records queue); deletes what it
@@ -166,6 +200,19 @@ impl AwsStack {
         }
     }
 
+    /// Every body on `queue_url`, read until it is empty, deleting as it goes.
+    pub async fn drain(&self, queue_url: &str) -> Vec<String> {
+        let mut bodies = Vec::new();
+        loop {
+            let event = receive_event(&self.sqs, queue_url, 10).await;
+            if event.records.is_empty() {
+                return bodies;
+            }
+            bodies.extend(event.records.iter().filter_map(|r| r.body.clone()));
+            ack(&self.sqs, queue_url, &event, &[]).await;
+        }
+    }
+
     /// Receives every message visible on `queue_url` without deleting any: they stay in
     /// flight until their visibility ends.
     pub async fn receive_all(&self, queue_url: &str) -> Vec<SqsMessage> {
@@ -178,4 +225,20 @@ impl AwsStack {
             messages.extend(event.records);
         }
     }
+}
+
+/// The config's destinations retrying after 2 to 16 ms instead of their defaults (every
+/// Retry-After a destination sends is still honoured in full): a test of retries then takes
+/// milliseconds.
+pub fn quick_destinations(config: &Config) -> Vec<Arc<Destination>> {
+    let http = sfsync_destinations::http_client().unwrap_or_else(|e| panic!("{e}"));
+    config
+        .destinations
+        .iter()
+        .map(|d| {
+            let mut built = Destination::new(d, http.clone()).unwrap_or_else(|e| panic!("{e}"));
+            built.set_backoff(Duration::from_millis(2), Duration::from_millis(16));
+            Arc::new(built)
+        })
+        .collect()
 }

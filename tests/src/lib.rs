@@ -87,6 +87,18 @@ p.kill()\n";
     .clone()
 }
 
+/// Serves `app` on a free port of 127.0.0.1 for the rest of the test; returns its URL.
+pub async fn serve(app: axum::Router) -> String {
+    let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0)))
+        .await
+        .unwrap_or_else(|e| panic!("bind: {e}"));
+    let addr = listener.local_addr().unwrap_or_else(|e| panic!("{e}"));
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    format!("http://{addr}")
+}
+
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
@@ -245,6 +257,16 @@ pub async fn state_table(dynamo: &aws_sdk_dynamodb::Client, name: &str) {
         });
 }
 
+/// Sends one message with `body` to the queue, as another producer (or a redrive) would.
+pub async fn send_body(sqs: &aws_sdk_sqs::Client, queue_url: &str, body: impl Into<String>) {
+    sqs.send_message()
+        .queue_url(queue_url)
+        .message_body(body)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("send: {}", aws_sdk_sqs::error::DisplayErrorContext(&e)));
+}
+
 /// Receives up to `max` messages (one ReceiveMessage of ≤ 10, no long polling) and returns
 /// them as the SQS event Lambda would deliver, built from the real receive result.
 pub async fn receive_event(sqs: &aws_sdk_sqs::Client, queue_url: &str, max: i32) -> SqsEvent {
@@ -347,6 +369,15 @@ pub async fn queue_depth(sqs: &aws_sdk_sqs::Client, queue_url: &str) -> (u64, u6
     )
 }
 
+/// The fields of a record as the simulator's `update` takes them: `v`'s members (none when
+/// `v` is not an object).
+pub fn record_fields(v: Value) -> serde_json::Map<String, Value> {
+    match v {
+        Value::Object(m) => m,
+        _ => serde_json::Map::new(),
+    }
+}
+
 /// One request a `Receiver` got.
 #[derive(Debug, Clone)]
 pub struct Received {
@@ -405,15 +436,8 @@ impl Receiver {
         let app = axum::Router::new()
             .fallback(record)
             .with_state(state.clone());
-        let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0)))
-            .await
-            .unwrap_or_else(|e| panic!("bind: {e}"));
-        let addr = listener.local_addr().unwrap_or_else(|e| panic!("{e}"));
-        tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
         Receiver {
-            url: format!("http://{addr}"),
+            url: serve(app).await,
             state,
         }
     }

@@ -6,7 +6,6 @@
 //!
 //! Basic `SITE_ID:API_KEY` (given to [`PeopleServer::start`]), else 401.
 
-use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -16,8 +15,28 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
-use serde_json::Value;
+use serde_json::{Value, json};
+use sfsync_simulator::SimulatorHandle;
 pub use sfsync_test_vendors::{PROCESSING_LAG, People};
+
+/// The ids of the humans the simulated org holds, sorted: its live Contacts and its live
+/// Leads not converted — a store of people must hold exactly one profile for each.
+pub fn humans(sim: &SimulatorHandle) -> Vec<String> {
+    let org = sim.org();
+    let org = org.lock().unwrap_or_else(|e| panic!("{e}"));
+    let mut ids: Vec<String> = org
+        .records("Contact")
+        .into_iter()
+        .chain(
+            org.records("Lead")
+                .into_iter()
+                .filter(|l| l["IsConverted"] != json!(true)),
+        )
+        .filter_map(|r| r["Id"].as_str().map(str::to_string))
+        .collect();
+    ids.sort();
+    ids
+}
 
 struct ServerState {
     auth: String,
@@ -42,15 +61,8 @@ impl PeopleServer {
         let app = axum::Router::new()
             .fallback(batch)
             .with_state(state.clone());
-        let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0)))
-            .await
-            .unwrap_or_else(|e| panic!("bind: {e}"));
-        let addr = listener.local_addr().unwrap_or_else(|e| panic!("{e}"));
-        tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
         PeopleServer {
-            url: format!("http://{addr}"),
+            url: crate::serve(app).await,
             state,
         }
     }

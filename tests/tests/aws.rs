@@ -307,14 +307,12 @@ async fn a_poison_message_fails_alone_and_reaches_the_dlq_after_max_receive_coun
     w.extract(json!({"syncs": ["accounts"]}))
         .await
         .unwrap_or_else(|e| panic!("{e}"));
-    w.aws
-        .sqs
-        .send_message()
-        .queue_url(w.aws.records_q())
-        .message_body("{this is not a records message")
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("{}", aws_sdk_sqs::error::DisplayErrorContext(&e)));
+    send_body(
+        &w.aws.sqs,
+        &w.aws.records_q(),
+        "{this is not a records message",
+    )
+    .await;
     let map = w.aws.map_state().await;
     let mut poison_failures = 0;
     let mut good = 0;
@@ -649,14 +647,7 @@ async fn send_calls_messages(w: &World, attempts: &[u32], per_message: usize) ->
         }
         let bodies = packer.finish().unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(bodies.len(), 1);
-        w.aws
-            .sqs
-            .send_message()
-            .queue_url(w.aws.delivery_q())
-            .message_body(bodies[0].body.clone())
-            .send()
-            .await
-            .unwrap_or_else(|e| panic!("{}", aws_sdk_sqs::error::DisplayErrorContext(&e)));
+        send_body(&w.aws.sqs, &w.aws.delivery_q(), bodies[0].body.clone()).await;
         sent.push(mine.iter().map(|c| c.message_id.clone()).collect());
     }
     sent
@@ -1092,14 +1083,7 @@ async fn a_rejected_key_holds_the_calls_on_the_queue_until_it_works() {
         calls: vec![call],
     })
     .unwrap_or_else(|e| panic!("{e}"));
-    w.aws
-        .sqs
-        .send_message()
-        .queue_url(w.aws.delivery_q())
-        .message_body(body)
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("{}", aws_sdk_sqs::error::DisplayErrorContext(&e)));
+    send_body(&w.aws.sqs, &w.aws.delivery_q(), body).await;
     w.receiver
         .script(401, &[], r#"{"error":"Invalid write key"}"#);
     let event = receive_event(&w.aws.sqs, &w.aws.delivery_q(), 10).await;

@@ -10,18 +10,16 @@ use std::time::Duration;
 use aws_lambda_events::event::sqs::SqsEvent;
 use serde_json::{Value, json};
 use sfsync_deliver::DeliverState;
-use sfsync_destinations::Destination;
+use sfsync_e2e::aws_harness::AwsStack;
 use sfsync_e2e::local::{CONFIG, Local, org, repeats};
 use sfsync_e2e::*;
 use sfsync_extract::{ExtractInput, ExtractState};
-use sfsync_map::MapState;
 use sfsync_mapping::Config;
-use sfsync_pipeline::deliver::{DeliverPolicy, Deliverer};
+use sfsync_pipeline::deliver::DeliverPolicy;
 use sfsync_pipeline::message::{CallsMessage, DeadLetter, Packer, RecordsMessage, decode};
 use sfsync_pipeline::queue::SqsQueue;
 use sfsync_pipeline::report::RunStatus;
 use sfsync_pipeline::state::StateStore;
-use sfsync_pipeline::state::dynamo::DynamoStore;
 use sfsync_salesforce::Cursor;
 use sfsync_simulator::Faults;
 
@@ -38,69 +36,16 @@ fn noise(n: usize) -> String {
         .collect()
 }
 
-/// Queues and a state table on moto for one test.
-struct Aws {
-    sqs: aws_sdk_sqs::Client,
-    records_q: String,
-    delivery_q: String,
-    dead_q: String,
-    store: DynamoStore,
+/// The queues and state table on moto for one test (the handlers' states are built here).
+async fn moto() -> AwsStack {
+    AwsStack::without_secret("sfsync-bad", 10).await
 }
 
-async fn moto() -> Aws {
-    let sdk = aws().await;
-    let sqs = aws_sdk_sqs::Client::new(&sdk);
-    let dynamo = aws_sdk_dynamodb::Client::new(&sdk);
-    let name = unique("sfsync-bad");
-    let table = format!("{name}-state");
-    state_table(&dynamo, &table).await;
-    Aws {
-        records_q: plain_queue(&sqs, &format!("{name}-records")).await,
-        delivery_q: plain_queue(&sqs, &format!("{name}-delivery")).await,
-        dead_q: plain_queue(&sqs, &format!("{name}-dead")).await,
-        store: DynamoStore::new(dynamo, table),
-        sqs,
-    }
-}
-
-impl Aws {
-    /// Every body on a queue (read until it is empty, deleting as it goes).
-    async fn drain(&self, queue: &str) -> Vec<String> {
-        let mut out = Vec::new();
-        loop {
-            let event = receive_event(&self.sqs, queue, 10).await;
-            if event.records.is_empty() {
-                return out;
-            }
-            out.extend(event.records.iter().filter_map(|r| r.body.clone()));
-            ack(&self.sqs, queue, &event, &[]).await;
-        }
-    }
-
-    fn map_state(&self, config: &Config) -> MapState {
-        MapState {
-            config: Arc::new(config.clone()),
-            delivery_queue: SqsQueue::new(self.sqs.clone(), &self.delivery_q),
-            store: self.store.clone(),
-        }
-    }
-
-    fn deliver_state(&self, config: &Config) -> DeliverState {
-        let http = sfsync_destinations::http_client().unwrap_or_else(|e| panic!("{e}"));
-        let destinations = config.destinations.iter().map(|d| {
-            let mut built = Destination::new(d, http.clone()).unwrap_or_else(|e| panic!("{e}"));
-            built.set_backoff(Duration::from_millis(2), Duration::from_millis(16));
-            Arc::new(built)
-        });
-        let mut policy = DeliverPolicy::lambda();
-        policy.max_budget = Duration::from_secs(10);
-        DeliverState {
-            deliverer: Deliverer::new(destinations, policy),
-            delivery_queue: SqsQueue::new(self.sqs.clone(), &self.delivery_q),
-            dead_letter_queue: SqsQueue::new(self.sqs.clone(), &self.dead_q),
-            store: self.store.clone(),
-        }
-    }
+/// The deliver function's state for `config`, with 10 s to deliver.
+fn deliver_state(aws: &AwsStack, config: &Config) -> DeliverState {
+    let mut policy = DeliverPolicy::lambda();
+    policy.max_budget = Duration::from_secs(10);
+    aws.deliver_state_for(config, policy)
 }
 
 /// An SQS event of these (messageId, body) pairs, as Lambda hands it over.
@@ -173,7 +118,7 @@ fn malformed_bodies() -> Vec<(&'static str, Option<String>)> {
 async fn malformed_bodies_fail_alone_in_the_map_handler() {
     let aws = moto().await;
     let local = Local::start(&CONFIG, org(5), Faults::default()).await;
-    let state = aws.map_state(&local.config);
+    let state = aws.map_state_for(&local.config);
 
     let mut messages = malformed_bodies();
     let specific: Vec<(&'static str, Option<String>)> = vec![
@@ -230,7 +175,7 @@ async fn malformed_bodies_fail_alone_in_the_map_handler() {
 
     // The good records were mapped and forwarded, each once.
     let mut users: Vec<String> = Vec::new();
-    for body in aws.drain(&aws.delivery_q).await {
+    for body in aws.drain(&aws.delivery_q()).await {
         let calls: CallsMessage = decode(&body).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(calls.destination, "seg");
         users.extend(calls.calls.iter().filter_map(|c| c.user_id.clone()));
@@ -258,7 +203,7 @@ async fn malformed_bodies_fail_alone_in_the_map_handler() {
 async fn records_without_ids_or_dates_are_skipped_and_counted_never_fatal() {
     let aws = moto().await;
     let local = Local::start(&CONFIG, org(5), Faults::default()).await;
-    let state = aws.map_state(&local.config);
+    let state = aws.map_state_for(&local.config);
     let mut no_modstamp = contact(8);
     no_modstamp
         .as_object_mut()
@@ -285,7 +230,7 @@ async fn records_without_ids_or_dates_are_skipped_and_counted_never_fatal() {
         .unwrap_or_else(|e| panic!("{e}"));
     assert!(failed_ids(&response).is_empty(), "skips are not failures");
     let calls: Vec<String> = aws
-        .drain(&aws.delivery_q)
+        .drain(&aws.delivery_q())
         .await
         .iter()
         .flat_map(|b| {
@@ -299,7 +244,7 @@ async fn records_without_ids_or_dates_are_skipped_and_counted_never_fatal() {
         calls,
         vec![format!("003{:015}", 1), format!("003{:015}", 2)]
     );
-    let runs = aws.store.runs(10).await.unwrap_or_else(|e| panic!("{e}"));
+    let runs = aws.store().runs(10).await.unwrap_or_else(|e| panic!("{e}"));
     let run = runs
         .iter()
         .find(|r| r.run_id == "20260101T000000Z-ids")
@@ -312,7 +257,7 @@ async fn records_without_ids_or_dates_are_skipped_and_counted_never_fatal() {
 async fn malformed_bodies_fail_alone_in_the_deliver_handler() {
     let aws = moto().await;
     let local = Local::start(&CONFIG, org(5), Faults::default()).await;
-    let state = aws.deliver_state(&local.config);
+    let state = deliver_state(&aws, &local.config);
     let call = |i: usize| {
         let sync = local
             .config
@@ -394,7 +339,7 @@ async fn malformed_bodies_fail_alone_in_the_deliver_handler() {
     let want: Vec<String> = (1..=3).map(|i| format!("003{i:015}")).collect();
     assert_eq!(delivered, want);
     let dead: Vec<DeadLetter> = aws
-        .drain(&aws.dead_q)
+        .drain(&aws.delivery_dlq)
         .await
         .iter()
         .map(|b| serde_json::from_str(b).unwrap_or_else(|e| panic!("{e}")))
@@ -451,8 +396,8 @@ async fn a_record_larger_than_any_queue_message_fails_the_run_naming_it_and_hold
     let state = ExtractState {
         config: Arc::new(local.config.clone()),
         client,
-        queue: SqsQueue::new(aws.sqs.clone(), &aws.records_q),
-        store: aws.store.clone(),
+        queue: SqsQueue::new(aws.sqs.clone(), aws.records_q()),
+        store: aws.store(),
         clock: Arc::new(sfsync_pipeline::extract::SystemClock),
     };
     let input = || ExtractInput {
@@ -469,7 +414,7 @@ async fn a_record_larger_than_any_queue_message_fails_the_run_naming_it_and_hold
         "the error must name the record: {error}"
     );
     let checkpoint = aws
-        .store
+        .store()
         .checkpoint("contacts")
         .await
         .unwrap_or_else(|e| panic!("{e}"))
@@ -480,7 +425,7 @@ async fn a_record_larger_than_any_queue_message_fails_the_run_naming_it_and_hold
     );
     // Everything up to the checkpoint is on the queue; the huge record is not.
     let mut enqueued: HashMap<String, Cursor> = HashMap::new();
-    for body in aws.drain(&aws.records_q).await {
+    for body in aws.drain(&aws.records_q()).await {
         let message: RecordsMessage = decode(&body).unwrap_or_else(|e| panic!("{e}"));
         for r in &message.records {
             let c = Cursor::of_record(r).unwrap_or_else(|e| panic!("{e}"));
@@ -502,7 +447,7 @@ async fn a_record_larger_than_any_queue_message_fails_the_run_naming_it_and_hold
             }
         }
     }
-    let runs = aws.store.runs(10).await.unwrap_or_else(|e| panic!("{e}"));
+    let runs = aws.store().runs(10).await.unwrap_or_else(|e| panic!("{e}"));
     assert!(runs.iter().any(|r| r.status == RunStatus::Failed
         && r.error.as_deref().is_some_and(|e| e.contains(&big_id))));
 
@@ -527,7 +472,7 @@ async fn a_record_larger_than_any_queue_message_fails_the_run_naming_it_and_hold
         out.reports[0]
     );
     let mut seen = false;
-    for body in aws.drain(&aws.records_q).await {
+    for body in aws.drain(&aws.records_q()).await {
         let message: RecordsMessage = decode(&body).unwrap_or_else(|e| panic!("{e}"));
         seen |= message.records.iter().any(|r| r["Id"] == json!(big_id));
     }

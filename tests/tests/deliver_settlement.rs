@@ -10,67 +10,23 @@ use std::time::Duration;
 
 use aws_lambda_events::event::sqs::SqsEvent;
 use serde_json::{Value, json};
-use sfsync_deliver::DeliverState;
-use sfsync_destinations::Destination;
+use sfsync_e2e::aws_harness::{AwsStack, quick_destinations};
 use sfsync_e2e::local::{CONFIG, Local, org};
 use sfsync_e2e::*;
 use sfsync_mapping::{Call, Config};
 use sfsync_pipeline::backoff::Backoff;
-use sfsync_pipeline::deliver::{DeliverPolicy, Deliverer, MAX_ATTEMPTS, decode_delivery};
+use sfsync_pipeline::deliver::{DeliverPolicy, MAX_ATTEMPTS, decode_delivery};
 use sfsync_pipeline::extract::ManualClock;
 use sfsync_pipeline::local::{InlineQueue, Progress};
 use sfsync_pipeline::message::{CallsMessage, DeadLetter, MESSAGE_VERSION, RecordsMessage};
 use sfsync_pipeline::queue::{Queue, SqsQueue};
-use sfsync_pipeline::state::dynamo::DynamoStore;
 use sfsync_simulator::Faults;
 
 const RUN_ID: &str = "20260101T000000Z-settle";
 
-/// Queues and a state table on moto for one test.
-struct Aws {
-    sqs: aws_sdk_sqs::Client,
-    delivery_q: String,
-    dead_q: String,
-    store: DynamoStore,
-}
-
-async fn moto() -> Aws {
-    let sdk = aws().await;
-    let sqs = aws_sdk_sqs::Client::new(&sdk);
-    let dynamo = aws_sdk_dynamodb::Client::new(&sdk);
-    let name = unique("sfsync-settle");
-    let table = format!("{name}-state");
-    state_table(&dynamo, &table).await;
-    Aws {
-        delivery_q: plain_queue(&sqs, &format!("{name}-delivery")).await,
-        dead_q: plain_queue(&sqs, &format!("{name}-dead")).await,
-        store: DynamoStore::new(dynamo, table),
-        sqs,
-    }
-}
-
-/// The config's destinations with millisecond backoffs (every Retry-After still honoured).
-fn destinations(config: &Config) -> Vec<Arc<Destination>> {
-    let http = sfsync_destinations::http_client().unwrap_or_else(|e| panic!("{e}"));
-    config
-        .destinations
-        .iter()
-        .map(|d| {
-            let mut built = Destination::new(d, http.clone()).unwrap_or_else(|e| panic!("{e}"));
-            built.set_backoff(Duration::from_millis(2), Duration::from_millis(16));
-            Arc::new(built)
-        })
-        .collect()
-}
-
-/// The deliver Lambda's state on moto, with `policy`.
-fn deliver_state(aws: &Aws, config: &Config, policy: DeliverPolicy) -> DeliverState {
-    DeliverState {
-        deliverer: Deliverer::new(destinations(config), policy),
-        delivery_queue: SqsQueue::new(aws.sqs.clone(), &aws.delivery_q),
-        dead_letter_queue: SqsQueue::new(aws.sqs.clone(), &aws.dead_q),
-        store: aws.store.clone(),
-    }
+/// The queues and state table on moto for one test (the deliver state is built here).
+async fn moto() -> AwsStack {
+    AwsStack::without_secret("sfsync-settle", 10).await
 }
 
 /// The Lambda policy, without its waits: a retried message is visible again at once.
@@ -115,12 +71,12 @@ fn calls_message(calls: Vec<Call>, attempt: u32) -> CallsMessage {
 }
 
 /// Puts a message on the queue as the map function would, and receives it as Lambda would.
-async fn enqueue_and_receive(aws: &Aws, message: &CallsMessage) -> SqsEvent {
-    SqsQueue::new(aws.sqs.clone(), &aws.delivery_q)
+async fn enqueue_and_receive(aws: &AwsStack, message: &CallsMessage) -> SqsEvent {
+    SqsQueue::new(aws.sqs.clone(), aws.delivery_q())
         .send(message.clone(), None)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
-    receive_event(&aws.sqs, &aws.delivery_q, 10).await
+    receive_event(&aws.sqs, &aws.delivery_q(), 10).await
 }
 
 fn message_ids(calls: &[Value]) -> Vec<String> {
@@ -138,7 +94,7 @@ async fn a_partly_delivered_message_sends_only_the_rest_again_with_the_next_atte
     // The destination's first batch goes through; the second is refused until the budget
     // is spent.
     policy.max_budget = Duration::from_millis(400);
-    let state = deliver_state(&aws, &local.config, policy);
+    let state = aws.deliver_state_for(&local.config, policy);
     // 40 calls of 20 KB: two Segment batches (500 KB each at most).
     let calls: Vec<Call> = (0..40).map(|i| call(&local.config, i, 20_000)).collect();
     let sent: HashSet<String> = calls.iter().map(|c| c.message_id.clone()).collect();
@@ -156,7 +112,7 @@ async fn a_partly_delivered_message_sends_only_the_rest_again_with_the_next_atte
         failed_ids(&response).is_empty(),
         "part went through: the message is acknowledged, not left"
     );
-    ack(&aws.sqs, &aws.delivery_q, &event, &[]).await;
+    ack(&aws.sqs, &aws.delivery_q(), &event, &[]).await;
     let first: Vec<String> = message_ids(&local.delivered());
     assert!(
         !first.is_empty() && first.len() < sent.len(),
@@ -165,7 +121,7 @@ async fn a_partly_delivered_message_sends_only_the_rest_again_with_the_next_atte
     );
 
     // The rest is back on the queue, once, with the next attempt count.
-    let again = receive_event(&aws.sqs, &aws.delivery_q, 10).await;
+    let again = receive_event(&aws.sqs, &aws.delivery_q(), 10).await;
     assert_eq!(again.records.len(), 1, "the rest fits one message");
     let message = decode_delivery(again.records[0].body.as_deref().unwrap_or_default())
         .unwrap_or_else(|e| panic!("{e}"));
@@ -181,7 +137,7 @@ async fn a_partly_delivered_message_sends_only_the_rest_again_with_the_next_atte
         sent,
         "a call was lost"
     );
-    assert_eq!(queue_depth(&aws.sqs, &aws.dead_q).await.0, 0);
+    assert_eq!(queue_depth(&aws.sqs, &aws.delivery_dlq).await.0, 0);
 
     // The destination is back: the rest is delivered, each call once.
     let response = sfsync_deliver::handle(&state, again.clone(), None)
@@ -192,7 +148,7 @@ async fn a_partly_delivered_message_sends_only_the_rest_again_with_the_next_atte
     assert_eq!(all.len(), sent.len(), "every call once");
     assert_eq!(all.into_iter().collect::<HashSet<_>>(), sent);
     // The counters of the run say what happened.
-    let runs = sfsync_pipeline::state::StateStore::runs(&aws.store, 10)
+    let runs = sfsync_pipeline::state::StateStore::runs(&aws.store(), 10)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     let run = runs
@@ -223,7 +179,7 @@ async fn retried_calls_are_dead_lettered_after_the_maximum_attempts_reached_by_r
     };
     let queue = InlineQueue::new(
         Arc::new(local.config.clone()),
-        destinations(&local.config),
+        quick_destinations(&local.config),
         local.store(),
         local.dead_letter_path(),
         progress,
@@ -281,7 +237,7 @@ async fn the_invocations_deadline_bounds_the_delivery() {
         ..quick_lambda_policy()
     };
     let margin = policy.margin;
-    let state = deliver_state(&aws, &local.config, policy);
+    let state = aws.deliver_state_for(&local.config, policy);
     let calls: Vec<Call> = (0..3).map(|i| call(&local.config, i, 10)).collect();
     let event = enqueue_and_receive(&aws, &calls_message(calls, 0)).await;
 
@@ -299,7 +255,11 @@ async fn the_invocations_deadline_bounds_the_delivery() {
         1,
         "nothing went through: the message stays on the queue"
     );
-    assert_eq!(queue_depth(&aws.sqs, &aws.dead_q).await.0, 0, "not dead");
+    assert_eq!(
+        queue_depth(&aws.sqs, &aws.delivery_dlq).await.0,
+        0,
+        "not dead"
+    );
 
     // The next invocation has time: everything goes.
     let deadline = clock.start() + margin + Duration::from_secs(60);
@@ -361,7 +321,7 @@ async fn a_dead_letter_file_is_redriven_and_keeps_only_what_is_still_dead() {
 async fn a_dead_letter_on_the_queue_is_delivered_again_once_moved_back() {
     let aws = moto().await;
     let local = Local::start(&CONFIG, org(0), Faults::default()).await;
-    let state = deliver_state(&aws, &local.config, quick_lambda_policy());
+    let state = aws.deliver_state_for(&local.config, quick_lambda_policy());
     let calls: Vec<Call> = (0..2).map(|i| call(&local.config, i, 10)).collect();
     let sent: HashSet<String> = calls.iter().map(|c| c.message_id.clone()).collect();
     let event = enqueue_and_receive(&aws, &calls_message(calls, 0)).await;
@@ -373,32 +333,26 @@ async fn a_dead_letter_on_the_queue_is_delivered_again_once_moved_back() {
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     assert!(failed_ids(&response).is_empty());
-    ack(&aws.sqs, &aws.delivery_q, &event, &[]).await;
+    ack(&aws.sqs, &aws.delivery_q(), &event, &[]).await;
     assert!(local.delivered().is_empty());
 
     // The redrive of docs/operate.md: the dead-letter queue's bodies moved, as they are, to
     // the delivery queue.
-    let dead = receive_event(&aws.sqs, &aws.dead_q, 10).await;
+    let dead = receive_event(&aws.sqs, &aws.delivery_dlq, 10).await;
     assert_eq!(dead.records.len(), 2, "one dead letter per call");
     for record in &dead.records {
         let body = record.body.clone().unwrap_or_default();
         let letter: DeadLetter = serde_json::from_str(&body).unwrap_or_else(|e| panic!("{e}"));
         assert!(letter.reason.contains("404"), "{}", letter.reason);
-        aws.sqs
-            .send_message()
-            .queue_url(&aws.delivery_q)
-            .message_body(body)
-            .send()
-            .await
-            .unwrap_or_else(|e| panic!("{}", aws_sdk_sqs::error::DisplayErrorContext(&e)));
+        send_body(&aws.sqs, &aws.delivery_q(), body).await;
     }
-    ack(&aws.sqs, &aws.dead_q, &dead, &[]).await;
-    let redriven = receive_event(&aws.sqs, &aws.delivery_q, 10).await;
+    ack(&aws.sqs, &aws.delivery_dlq, &dead, &[]).await;
+    let redriven = receive_event(&aws.sqs, &aws.delivery_q(), 10).await;
     let response = sfsync_deliver::handle(&state, redriven, None)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     assert!(failed_ids(&response).is_empty());
     let delivered: HashSet<String> = message_ids(&local.delivered()).into_iter().collect();
     assert_eq!(delivered, sent);
-    assert_eq!(queue_depth(&aws.sqs, &aws.dead_q).await, (0, 0));
+    assert_eq!(queue_depth(&aws.sqs, &aws.delivery_dlq).await, (0, 0));
 }

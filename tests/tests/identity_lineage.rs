@@ -4,10 +4,11 @@
 //! documents them), and a merge never overtakes the identify of the person it merges into.
 
 use chrono::Duration;
-use serde_json::{Map, Value, json};
+use serde_json::json;
 use sfsync_e2e::fixtures::Fixture;
 use sfsync_e2e::local::{CIO_API_KEY, CIO_SITE_ID, Local, org};
-use sfsync_e2e::profiles::PeopleServer;
+use sfsync_e2e::profiles::{PeopleServer, humans};
+use sfsync_e2e::record_fields;
 use sfsync_pipeline::report::RunStatus;
 use sfsync_simulator::Faults;
 
@@ -19,35 +20,6 @@ fn config(track_url: &str) -> String {
         .to("cio")
         .destination("endpoint", track_url)
         .text()
-}
-
-fn fields(v: Value) -> Map<String, Value> {
-    match v {
-        Value::Object(m) => m,
-        _ => Map::new(),
-    }
-}
-
-/// The ids of the humans the org holds: live Contacts and live Leads not converted.
-fn humans(w: &Local) -> Vec<String> {
-    let org = w.sim.org();
-    let org = org.lock().unwrap_or_else(|e| panic!("{e}"));
-    let mut ids: Vec<String> = org
-        .records("Contact")
-        .into_iter()
-        .chain(
-            org.records("Lead")
-                .into_iter()
-                .filter(|l| l["IsConverted"] != json!(true)),
-        )
-        .filter_map(|r| r["Id"].as_str().map(str::to_string))
-        .collect();
-    ids.sort();
-    ids
-}
-
-fn profile_ids(server: &PeopleServer) -> Vec<String> {
-    server.people().profiles.keys().cloned().collect()
 }
 
 async fn run(w: &Local) -> Vec<sfsync_pipeline::report::RunReport> {
@@ -95,7 +67,7 @@ async fn a_conversion_and_a_merge_between_two_runs_leave_one_person_per_human() 
     );
     let first = run(&w).await;
     assert_eq!(lineage_counts(&first, "leads"), (converted_at_start, 0));
-    assert_eq!(profile_ids(&server), humans(&w));
+    assert_eq!(server.people().ids(), humans(&w.sim));
     assert!(
         server.people().ignored.is_empty(),
         "{:?}",
@@ -116,7 +88,7 @@ async fn a_conversion_and_a_merge_between_two_runs_leave_one_person_per_human() 
         org.update(
             "Lead",
             &lead_id,
-            fields(json!({"Email": "converted.lead@example.com"})),
+            record_fields(json!({"Email": "converted.lead@example.com"})),
         );
         let converted = org
             .convert_lead(&lead_id, None, None)
@@ -139,8 +111,8 @@ async fn a_conversion_and_a_merge_between_two_runs_leave_one_person_per_human() 
             "converted.lead@example.com",
         )
     };
-    assert!(profile_ids(&server).contains(&lead));
-    assert!(profile_ids(&server).contains(&loser));
+    assert!(server.people().ids().contains(&lead));
+    assert!(server.people().ids().contains(&loser));
 
     let second = run(&w).await;
     assert_eq!(lineage_counts(&second, "leads").0, 1, "the new conversion");
@@ -155,8 +127,8 @@ async fn a_conversion_and_a_merge_between_two_runs_leave_one_person_per_human() 
         "merges ignored: {:?}",
         people.ignored
     );
-    let ids = profile_ids(&server);
-    assert_eq!(ids, humans(&w), "exactly one profile per human");
+    let ids = server.people().ids();
+    assert_eq!(ids, humans(&w.sim), "exactly one profile per human");
     assert!(
         !ids.contains(&lead),
         "the converted Lead lives on as its Contact"

@@ -9,12 +9,12 @@
 //! (SQS delivers at least once) changes nothing.
 
 use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 use sfsync_e2e::aws_harness::AwsStack;
 use sfsync_e2e::fixtures::{CIO_API_KEY, CIO_SITE_ID, Fixture, secrets};
 use sfsync_e2e::local::org;
-use sfsync_e2e::profiles::{People, PeopleServer};
-use sfsync_e2e::receive_event;
+use sfsync_e2e::profiles::{PeopleServer, humans};
+use sfsync_e2e::{receive_event, record_fields, send_body};
 use sfsync_extract::ExtractInput;
 use sfsync_mapping::{Call, CallType};
 use sfsync_pipeline::deliver::decode_delivery;
@@ -87,24 +87,6 @@ impl World {
             self.deliver(chunk.to_vec()).await;
         }
     }
-
-    /// The ids of the humans the org holds: live Contacts and live Leads not converted.
-    fn humans(&self) -> Vec<String> {
-        let org = self.sim.org();
-        let org = org.lock().unwrap_or_else(|e| panic!("{e}"));
-        let mut ids: Vec<String> = org
-            .records("Contact")
-            .into_iter()
-            .chain(
-                org.records("Lead")
-                    .into_iter()
-                    .filter(|l| l["IsConverted"] != json!(true)),
-            )
-            .filter_map(|r| r["Id"].as_str().map(str::to_string))
-            .collect();
-        ids.sort();
-        ids
-    }
 }
 
 /// The calls a calls message carries.
@@ -113,17 +95,6 @@ fn calls(message: &SqsMessage) -> Vec<Call> {
     decode_delivery(body)
         .unwrap_or_else(|e| panic!("not a calls message: {e}"))
         .calls
-}
-
-fn fields(v: Value) -> Map<String, Value> {
-    match v {
-        Value::Object(m) => m,
-        _ => Map::new(),
-    }
-}
-
-fn profile_ids(people: &People) -> Vec<String> {
-    people.profiles.keys().cloned().collect()
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -145,7 +116,7 @@ async fn a_merge_delivered_before_its_survivors_identify_still_leaves_one_person
     w.deliver_merges_first(waiting).await;
     let people = w.cio.people();
     assert!(people.ignored.is_empty(), "ignored: {:?}", people.ignored);
-    assert_eq!(profile_ids(&people), w.humans(), "one person per human");
+    assert_eq!(people.ids(), humans(&w.sim), "one person per human");
 
     // Between the runs: a Lead with a history in Customer.io is converted (the Contact then
     // gets an address of its own), and two Contacts are merged.
@@ -164,7 +135,7 @@ async fn a_merge_delivered_before_its_survivors_identify_still_leaves_one_person
         org.update(
             "Contact",
             &converted.contact_id,
-            fields(json!({"Email": "ada@customer.example"})),
+            record_fields(json!({"Email": "ada@customer.example"})),
         );
         let contacts: Vec<String> = org
             .records("Contact")
@@ -232,7 +203,7 @@ async fn a_merge_delivered_before_its_survivors_identify_still_leaves_one_person
         matches!((merged_at, identified_at), (Some(m), Some(i)) if m < i),
         "the merge reached Customer.io before the Contact's identify: {merged_at:?} {identified_at:?}"
     );
-    assert_eq!(profile_ids(&people), w.humans(), "one person per human");
+    assert_eq!(people.ids(), humans(&w.sim), "one person per human");
     assert!(
         !people.profiles.contains_key(&lead),
         "the Lead lives on as its Contact"
@@ -260,14 +231,7 @@ async fn a_merge_delivered_before_its_survivors_identify_still_leaves_one_person
 
     // SQS delivers at least once: the merge's message again changes nothing.
     let body = merge_message.body.clone().unwrap_or_default();
-    w.aws
-        .sqs
-        .send_message()
-        .queue_url(w.aws.delivery_q())
-        .message_body(body)
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("{}", aws_sdk_sqs::error::DisplayErrorContext(&e)));
+    send_body(&w.aws.sqs, &w.aws.delivery_q(), body).await;
     let again = receive_event(&w.aws.sqs, &w.aws.delivery_q(), 10).await;
     assert_eq!(again.records.len(), 1);
     w.deliver(again.records).await;

@@ -45,6 +45,11 @@ pub struct People {
 }
 
 impl People {
+    /// The ids of the people held, sorted.
+    pub fn ids(&self) -> Vec<String> {
+        self.profiles.keys().cloned().collect()
+    }
+
     /// Applies every operation of a v2 `batch` request body (`{"batch": [...]}`) that
     /// arrived at `now`.
     pub fn apply_batch(&mut self, body: &Value, now: Instant) {
@@ -167,7 +172,7 @@ mod tests {
         people.apply(event("s", "e1"), t0);
         people.apply(merge("p", "s"), t0 + PROCESSING_LAG);
         assert!(people.ignored.is_empty(), "{:?}", people.ignored);
-        assert_eq!(people.profiles.keys().collect::<Vec<_>>(), ["p"]);
+        assert_eq!(people.ids(), ["p"]);
         let p = &people.profiles["p"];
         assert_eq!(p["email"], "p@x", "the primary's own value stays");
         assert_eq!(
