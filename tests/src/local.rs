@@ -4,7 +4,7 @@
 
 use std::collections::HashSet;
 use std::path::PathBuf;
-use std::sync::{Arc, LazyLock};
+use std::sync::{Arc, LazyLock, Mutex};
 use std::time::Duration;
 
 use serde_json::Value;
@@ -13,7 +13,7 @@ use sfsync_mapping::secrets::SecretMap;
 use sfsync_pipeline::extract::{ExtractSettings, extract_sync};
 use sfsync_pipeline::local::{LocalError, LocalOutcome, LocalRun, ProgressFn, run_local};
 use sfsync_pipeline::message::{DeadLetter, RecordsMessage};
-use sfsync_pipeline::queue::Queue;
+use sfsync_pipeline::queue::{Queue, SendError};
 use sfsync_pipeline::report::{RunReport, new_run_id};
 use sfsync_pipeline::state::file::FileStore;
 use sfsync_pipeline::state::{Checkpoint, StateStore};
@@ -283,6 +283,31 @@ impl Local {
             );
         }
         covered
+    }
+}
+
+/// A records queue that keeps every message it is sent, for tests of the extract stage.
+#[derive(Default)]
+pub struct KeptRecords(Mutex<Vec<RecordsMessage>>);
+
+impl KeptRecords {
+    /// The messages sent so far, in order.
+    pub fn messages(&self) -> Vec<RecordsMessage> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+}
+
+impl Queue<RecordsMessage> for KeptRecords {
+    async fn send(
+        &self,
+        message: RecordsMessage,
+        _delay: Option<Duration>,
+    ) -> Result<usize, SendError<RecordsMessage>> {
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(message);
+        Ok(1)
     }
 }
 

@@ -62,6 +62,15 @@ impl World {
         sfsync_extract::handle(&state, input, "req-1", None).await
     }
 
+    /// Extracts the Accounts and maps them: their calls messages wait on the delivery queue.
+    async fn extract_and_map_accounts(&self) {
+        self.extract(json!({"syncs": ["accounts"]}))
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let failed = self.aws.map_all().await;
+        assert!(failed.is_empty(), "map failures: {failed:?}");
+    }
+
     /// Runs map then deliver over everything visible in the queues, as the event source
     /// mappings would; returns the failures each reported.
     async fn pump(&self, deliver: &DeliverState) -> (Vec<String>, Vec<String>) {
@@ -202,13 +211,7 @@ async fn every_record_reaches_the_destination_full_then_incremental() {
 #[tokio::test(flavor = "multi_thread")]
 async fn retryable_delivery_failures_stay_on_the_queue_and_are_retried() {
     let w = world(30, 5).await;
-    w.extract(json!({"syncs": ["accounts"]}))
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    let map = w.aws.map_state().await;
-    let records = receive_event(&w.aws.sqs, &w.aws.records_q(), 10).await;
-    let failed = w.aws.map_event(&map, records).await;
-    assert!(failed.is_empty(), "map failures: {failed:?}");
+    w.extract_and_map_accounts().await;
 
     let mut deliver = w.aws.deliver_state().await;
     deliver.deliverer.policy.max_budget = Duration::from_millis(300);
@@ -1001,13 +1004,7 @@ async fn the_sync_that_waited_goes_first_next_time() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_rejected_key_holds_the_calls_on_the_queue_until_it_works() {
     let w = world(30, 5).await;
-    w.extract(json!({"syncs": ["accounts"]}))
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    let map = w.aws.map_state().await;
-    let records = receive_event(&w.aws.sqs, &w.aws.records_q(), 10).await;
-    let failed = w.aws.map_event(&map, records).await;
-    assert!(failed.is_empty(), "map failures: {failed:?}");
+    w.extract_and_map_accounts().await;
 
     let mut deliver = w.aws.deliver_state().await;
     // The recheck delay is SQS's longest (15 min) in production; none here.

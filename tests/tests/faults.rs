@@ -22,7 +22,7 @@ use axum::response::{IntoResponse, Response};
 use chrono::Utc;
 use serde_json::{Value, json};
 use sfsync_e2e::fixtures::list;
-use sfsync_e2e::local::{CONFIG, Local, fixture, org, repeats};
+use sfsync_e2e::local::{CONFIG, KeptRecords, Local, fixture, org, repeats};
 use sfsync_e2e::*;
 use sfsync_pipeline::extract::ExtractSettings;
 use sfsync_pipeline::local::{Progress, ProgressFn};
@@ -858,24 +858,6 @@ impl StateStore for Raced {
     }
 }
 
-/// A queue that keeps what it is given.
-#[derive(Default)]
-struct Kept(Mutex<Vec<RecordsMessage>>);
-
-impl Queue<RecordsMessage> for Kept {
-    async fn send(
-        &self,
-        message: RecordsMessage,
-        _delay: Option<Duration>,
-    ) -> Result<usize, SendError<RecordsMessage>> {
-        self.0
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(message);
-        Ok(1)
-    }
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn a_run_whose_checkpoint_another_writer_moved_stops_without_overwriting_it() {
     let (store, _) = moto_store().await;
@@ -886,7 +868,7 @@ async fn a_run_whose_checkpoint_another_writer_moved_stops_without_overwriting_i
         theirs: theirs.clone(),
     };
     let w = Local::start(&CONFIG, org(300), Faults::default()).await;
-    let queue = Kept::default();
+    let queue = KeptRecords::default();
     let report = w
         .extract_once(
             "contacts",
@@ -924,12 +906,12 @@ async fn a_run_whose_checkpoint_another_writer_moved_stops_without_overwriting_i
         runs.iter()
             .any(|r| r.status == RunStatus::Failed && r.sync == "contacts")
     );
-    assert!(!queue.0.lock().unwrap_or_else(|e| e.into_inner()).is_empty());
+    assert!(!queue.messages().is_empty());
 }
 
 /// A queue that accepts `allowed` sends, keeping them, then fails every send.
 struct FailsAfter {
-    kept: Kept,
+    kept: KeptRecords,
     allowed: AtomicU64,
 }
 
@@ -956,7 +938,7 @@ async fn a_page_fetched_ahead_never_moves_the_checkpoint_past_what_was_enqueued(
     let w = Local::start(&CONFIG, org(700), Faults::default()).await;
     // Two pages go through; the third send fails while the fourth page is being fetched.
     let queue = FailsAfter {
-        kept: Kept::default(),
+        kept: KeptRecords::default(),
         allowed: AtomicU64::new(2),
     };
     let report = w
@@ -978,11 +960,9 @@ async fn a_page_fetched_ahead_never_moves_the_checkpoint_past_what_was_enqueued(
     );
     let enqueued: Vec<Value> = queue
         .kept
-        .0
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .iter()
-        .flat_map(|message| message.records.clone())
+        .messages()
+        .into_iter()
+        .flat_map(|message| message.records)
         .collect();
     assert_eq!(report.counts.extracted, enqueued.len() as u64);
     assert!(enqueued.len() >= 2, "{}", enqueued.len());

@@ -4,34 +4,11 @@
 //! Bulk results page (10,000 rows) does not hold five times the memory of a REST page
 //! (docs/benchmarks.md, "Memory stays flat").
 
-use std::sync::Mutex;
-use std::time::Duration;
-
-use sfsync_e2e::local::{Local, fixture, org};
+use sfsync_e2e::local::{KeptRecords, Local, fixture, org};
 use sfsync_pipeline::extract::ExtractSettings;
 use sfsync_pipeline::local::LOCAL_MAX_RECORDS_PER_SEND;
-use sfsync_pipeline::message::RecordsMessage;
-use sfsync_pipeline::queue::{Queue, SendError};
 use sfsync_pipeline::report::RunStatus;
 use sfsync_simulator::Faults;
-
-/// Records per send, in order.
-#[derive(Default)]
-struct Sends(Mutex<Vec<usize>>);
-
-impl Queue<RecordsMessage> for Sends {
-    async fn send(
-        &self,
-        message: RecordsMessage,
-        _delay: Option<Duration>,
-    ) -> Result<usize, SendError<RecordsMessage>> {
-        self.0
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(message.records.len());
-        Ok(1)
-    }
-}
 
 /// Extracts the contacts over Bulk API 2.0 (one results page: the org is smaller than a
 /// Bulk page) with these settings; returns the records of each send.
@@ -41,13 +18,13 @@ async fn sends(w: &Local, max_records_per_send: Option<usize>) -> Vec<usize> {
     if let Some(n) = max_records_per_send {
         settings.max_records_per_send = n;
     }
-    let queue = Sends::default();
+    let queue = KeptRecords::default();
     let report = w
         .extract_once("contacts", &queue, &w.store(), &settings)
         .await;
     assert_eq!(report.status, RunStatus::Complete, "{report}");
     assert_eq!(report.api.as_deref(), Some("bulk"), "{report}");
-    let sends = queue.0.into_inner().unwrap_or_else(|e| e.into_inner());
+    let sends: Vec<usize> = queue.messages().iter().map(|m| m.records.len()).collect();
     assert_eq!(
         sends.iter().sum::<usize>() as u64,
         report.counts.extracted,
