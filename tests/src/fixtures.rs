@@ -5,6 +5,7 @@
 //! so a change to the shared config is made once, in the file.
 
 use serde_json::json;
+use sfsync_mapping::secrets::SecretMap;
 use sfsync_simulator::Credentials;
 use toml_edit::{Array, DocumentMut, Item, Table, Value};
 
@@ -37,6 +38,16 @@ pub fn secrets(sim_url: &str, receiver_url: &str) -> serde_json::Value {
         "cio_site_id": CIO_SITE_ID,
         "cio_api_key": CIO_API_KEY,
     })
+}
+
+/// `text` (a fixture's) parsed and its references resolved from [`secrets`]`(sim_url,
+/// receiver_url)`: the config an in-process pipeline runs.
+pub fn resolve(text: &str, sim_url: &str, receiver_url: &str) -> sfsync_mapping::Config {
+    let secrets = SecretMap::from_json(&secrets(sim_url, receiver_url).to_string())
+        .unwrap_or_else(|e| panic!("{e}"));
+    sfsync_mapping::Config::parse(text)
+        .and_then(|c| c.resolve_references(text, &secrets))
+        .unwrap_or_else(|e| panic!("{e}\n{text}"))
 }
 
 /// [`SFSYNC_TOML`] with only the named syncs (in the file's order) and the destination
@@ -74,7 +85,7 @@ impl Fixture {
         Fixture { doc }.to("seg")
     }
 
-    /// Delivers to the fixture's destination `name` (`seg` or `cio`) instead.
+    /// Delivers to the fixture's destination `name` (`seg`, `cio` or `file`) instead.
     pub fn to(mut self, name: &str) -> Fixture {
         let fixture = SFSYNC_TOML
             .parse::<DocumentMut>()
@@ -182,7 +193,8 @@ mod tests {
         let all = parse(SFSYNC_TOML);
         let syncs: Vec<&str> = all.syncs.iter().map(|s| s.name.as_str()).collect();
         assert_eq!(syncs, ["leads", "contacts", "accounts", "relations"]);
-        assert_eq!(all.destinations.len(), 2);
+        let destinations: Vec<&str> = all.destinations.iter().map(|d| d.name.as_str()).collect();
+        assert_eq!(destinations, ["seg", "cio", "file"]);
     }
 
     #[test]

@@ -9,7 +9,6 @@ use std::time::Duration;
 
 use serde_json::Value;
 use sfsync_mapping::Config;
-use sfsync_mapping::secrets::SecretMap;
 use sfsync_pipeline::extract::{ExtractSettings, extract_sync};
 use sfsync_pipeline::local::{LocalError, LocalOutcome, LocalRun, ProgressFn, run_local};
 use sfsync_pipeline::message::{DeadLetter, RecordsMessage};
@@ -77,12 +76,7 @@ impl Local {
             .await
             .unwrap_or_else(|e| panic!("simulator: {e}"));
         let receiver = Receiver::start().await;
-        let secrets =
-            SecretMap::from_json(&crate::fixtures::secrets(&sim.url(), &receiver.url).to_string())
-                .unwrap_or_else(|e| panic!("{e}"));
-        let config = Config::parse(text)
-            .and_then(|c| c.resolve_references(text, &secrets))
-            .unwrap_or_else(|e| panic!("{e}"));
+        let config = crate::fixtures::resolve(text, &sim.url(), &receiver.url);
         Local {
             dir: tempfile::tempdir().unwrap_or_else(|e| panic!("{e}")),
             sim: Arc::new(sim),

@@ -4,39 +4,24 @@
 use std::sync::Arc;
 
 use serde_json::{Value, json};
+use sfsync_e2e::fixtures::Fixture;
 use sfsync_mapping::Config;
 use sfsync_pipeline::local::{Progress, ProgressFn};
 use sfsync_simulator::{Faults, Org, OrgSpec, PubSubOptions, Simulator};
 use sfsync_stream::{FileReplayStore, LocalStream, ReplayStore, StoredReplay, stream_local};
 use tokio::sync::{mpsc, oneshot};
 
+/// The shared test fixture's Contacts (`tests/fixtures/sfsync.toml`), streamed, to a file.
 fn config(url: &str, out: &std::path::Path) -> Config {
-    let c = sfsync_simulator::Credentials::demo();
-    let text = format!(
-        r#"[salesforce]
-login_url = "{url}"
-auth = "client_credentials"
-client_id = "{}"
-client_secret = "{}"
-
-[[syncs]]
-name = "contacts"
-object = "Contact"
-kind = "people"
-user_id = "Id"
-fields = ["Email", "Title"]
-stream = true
-
-[[destinations]]
-name = "out"
-type = "file"
-path = "{}"
-"#,
-        c.client_id,
-        c.client_secret,
-        out.display()
-    );
-    Config::parse(&text).expect("test config")
+    let text = Fixture::syncs(&["contacts"])
+        .fields("contacts", &["Email", "Title"])
+        .without("contacts", "deletes")
+        .sync("contacts", "stream", true)
+        .to("file")
+        .destination("path", out.display().to_string())
+        .text();
+    // No receiver: the calls go to the file.
+    sfsync_e2e::fixtures::resolve(&text, url, "http://127.0.0.1:9")
 }
 
 #[tokio::test]
