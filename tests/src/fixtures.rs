@@ -11,9 +11,10 @@ use toml_edit::{Array, DocumentMut, Item, Table, Value};
 
 /// The sync config of the end-to-end tests, every sync and destination in it: people
 /// (`leads`, `contacts` with deletes), objects (`accounts`) and relationships (`relations`)
-/// from a simulator org, to the Segment-shaped receiver `seg` or the Customer.io Track server
-/// `cio`. Its references are secrets: `sf_url`, `sf_client_id`, `sf_client_secret`,
-/// `receiver_url`, `seg_key`, `cio_url`, `cio_site_id` and `cio_api_key`.
+/// from a simulator org, to the Segment-shaped receiver `seg`, the Customer.io Track server
+/// `cio` or the JSON-lines `file`. Its references are secrets ([`secrets`]): `sf_url`,
+/// `sf_client_id`, `sf_client_secret`, `receiver_url`, `seg_key`, `cio_url`, `cio_site_id`
+/// and `cio_api_key`.
 pub const SFSYNC_TOML: &str = include_str!("../fixtures/sfsync.toml");
 
 /// The Segment write key of the fixture's `seg`: it must never appear in a log line.
@@ -57,9 +58,9 @@ pub fn config(syncs: &[&str]) -> String {
     Fixture::syncs(syncs).text()
 }
 
-/// [`SFSYNC_TOML`] as one test runs it. Each change names what it changes and panics when
-/// that is not in the config, so an adjustment can never silently miss (as a text
-/// replacement would).
+/// [`SFSYNC_TOML`] as one test runs it. Each change names the sync, destination or key it
+/// changes and panics when that is not in the config, so an adjustment can never silently
+/// miss (as a text replacement would).
 #[derive(Debug, Clone)]
 pub struct Fixture {
     doc: DocumentMut,
