@@ -17,6 +17,7 @@ use serde_json::{Value, json};
 pub mod aws_harness;
 pub mod expected;
 pub mod fixtures;
+pub mod lineage;
 pub mod local;
 pub mod profiles;
 

@@ -15,28 +15,8 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
-use serde_json::{Value, json};
-use sfsync_simulator::SimulatorHandle;
+use serde_json::Value;
 pub use sfsync_test_vendors::{PROCESSING_LAG, People};
-
-/// The ids of the humans the simulated org holds, sorted: its live Contacts and its live
-/// Leads not converted — a store of people must hold exactly one profile for each.
-pub fn humans(sim: &SimulatorHandle) -> Vec<String> {
-    let org = sim.org();
-    let org = org.lock().unwrap_or_else(|e| panic!("{e}"));
-    let mut ids: Vec<String> = org
-        .records("Contact")
-        .into_iter()
-        .chain(
-            org.records("Lead")
-                .into_iter()
-                .filter(|l| l["IsConverted"] != json!(true)),
-        )
-        .filter_map(|r| r["Id"].as_str().map(str::to_string))
-        .collect();
-    ids.sort();
-    ids
-}
 
 struct ServerState {
     auth: String,

@@ -6,8 +6,9 @@
 use chrono::Duration;
 use serde_json::json;
 use sfsync_e2e::fixtures::Fixture;
+use sfsync_e2e::lineage::{converted_leads, humans, merge_two_contacts, unconverted_lead};
 use sfsync_e2e::local::{CIO_API_KEY, CIO_SITE_ID, Local, org};
-use sfsync_e2e::profiles::{PeopleServer, humans};
+use sfsync_e2e::profiles::PeopleServer;
 use sfsync_e2e::record_fields;
 use sfsync_pipeline::report::RunStatus;
 use sfsync_simulator::Faults;
@@ -53,14 +54,7 @@ async fn a_conversion_and_a_merge_between_two_runs_leave_one_person_per_human() 
 
     // Run 1: the generated org already holds converted Leads; they merge into Contacts the
     // same run identifies.
-    let converted_at_start = {
-        let org = w.sim.org();
-        let org = org.lock().unwrap_or_else(|e| panic!("{e}"));
-        org.records("Lead")
-            .iter()
-            .filter(|l| l["IsConverted"] == json!(true))
-            .count() as u64
-    };
+    let converted_at_start = converted_leads(&w.sim) as u64;
     assert!(
         converted_at_start > 0,
         "the generated org has converted Leads"
@@ -79,12 +73,7 @@ async fn a_conversion_and_a_merge_between_two_runs_leave_one_person_per_human() 
         let org = w.sim.org();
         let mut org = org.lock().unwrap_or_else(|e| panic!("{e}"));
         org.advance_clock(Duration::minutes(2));
-        let lead = org
-            .records("Lead")
-            .into_iter()
-            .find(|l| l["IsConverted"] == json!(false))
-            .unwrap_or_else(|| panic!("no unconverted lead"));
-        let lead_id = lead["Id"].as_str().unwrap_or_default().to_string();
+        let lead_id = unconverted_lead(&org);
         org.update(
             "Lead",
             &lead_id,
@@ -93,16 +82,7 @@ async fn a_conversion_and_a_merge_between_two_runs_leave_one_person_per_human() 
         let converted = org
             .convert_lead(&lead_id, None, None)
             .unwrap_or_else(|e| panic!("{e}"));
-        let contacts: Vec<String> = org
-            .records("Contact")
-            .iter()
-            .filter_map(|c| c["Id"].as_str().map(str::to_string))
-            .filter(|id| *id != converted.contact_id)
-            .take(2)
-            .collect();
-        let [winner, loser] = [contacts[0].clone(), contacts[1].clone()];
-        org.merge("Contact", &winner, &[&loser])
-            .unwrap_or_else(|e| panic!("{e}"));
+        let (winner, loser) = merge_two_contacts(&mut org, &converted.contact_id);
         (
             lead_id,
             converted.contact_id,

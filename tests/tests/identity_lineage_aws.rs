@@ -12,8 +12,9 @@ use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
 use serde_json::{Value, json};
 use sfsync_e2e::aws_harness::AwsStack;
 use sfsync_e2e::fixtures::{CIO_API_KEY, CIO_SITE_ID, Fixture, secrets};
+use sfsync_e2e::lineage::{converted_leads, humans, merge_two_contacts, unconverted_lead};
 use sfsync_e2e::local::org;
-use sfsync_e2e::profiles::{PeopleServer, humans};
+use sfsync_e2e::profiles::PeopleServer;
 use sfsync_e2e::{receive_event, record_fields, send_body};
 use sfsync_extract::ExtractInput;
 use sfsync_mapping::{Call, CallType};
@@ -103,15 +104,7 @@ async fn a_merge_delivered_before_its_survivors_identify_still_leaves_one_person
 
     // Run 1. The generated org already holds converted Leads: their merges are delivered
     // before the identifies of the Contacts they merge into.
-    let converted_at_start = {
-        let org = w.sim.org();
-        let org = org.lock().unwrap_or_else(|e| panic!("{e}"));
-        org.records("Lead")
-            .iter()
-            .filter(|l| l["IsConverted"] == json!(true))
-            .count()
-    };
-    assert!(converted_at_start > 0, "the org has converted Leads");
+    assert!(converted_leads(&w.sim) > 0, "the org has converted Leads");
     let waiting = w.extract_and_map().await;
     w.deliver_merges_first(waiting).await;
     let people = w.cio.people();
@@ -123,12 +116,7 @@ async fn a_merge_delivered_before_its_survivors_identify_still_leaves_one_person
     let (lead, contact, winner, loser) = {
         let org = w.sim.org();
         let mut org = org.lock().unwrap_or_else(|e| panic!("{e}"));
-        let lead = org
-            .records("Lead")
-            .into_iter()
-            .find(|l| l["IsConverted"] == json!(false))
-            .unwrap_or_else(|| panic!("no unconverted lead"));
-        let lead_id = lead["Id"].as_str().unwrap_or_default().to_string();
+        let lead_id = unconverted_lead(&org);
         let converted = org
             .convert_lead(&lead_id, None, None)
             .unwrap_or_else(|e| panic!("{e}"));
@@ -137,21 +125,8 @@ async fn a_merge_delivered_before_its_survivors_identify_still_leaves_one_person
             &converted.contact_id,
             record_fields(json!({"Email": "ada@customer.example"})),
         );
-        let contacts: Vec<String> = org
-            .records("Contact")
-            .iter()
-            .filter_map(|c| c["Id"].as_str().map(str::to_string))
-            .filter(|id| *id != converted.contact_id)
-            .take(2)
-            .collect();
-        org.merge("Contact", &contacts[0], &[&contacts[1]])
-            .unwrap_or_else(|e| panic!("{e}"));
-        (
-            lead_id,
-            converted.contact_id,
-            contacts[0].clone(),
-            contacts[1].clone(),
-        )
+        let (winner, loser) = merge_two_contacts(&mut org, &converted.contact_id);
+        (lead_id, converted.contact_id, winner, loser)
     };
     // What Customer.io holds of the Lead besides sfsync's attributes: its activity.
     w.cio.apply(json!({
