@@ -33,8 +33,6 @@ async fn shared_behaviour_holds() {
 
 #[tokio::test]
 async fn objects_relationships_and_deletes_in_customerio_form() {
-    let server = serve(|_, _| reply(200, "{}")).await;
-    let d = destination(&cfg(&server.url));
     let calls = vec![
         identify(0),
         object(1),
@@ -43,9 +41,7 @@ async fn objects_relationships_and_deletes_in_customerio_form() {
         delete_object(4),
         delete_relationship(5),
     ];
-    let report = d.deliver(calls, Duration::from_secs(10)).await;
-    assert_eq!(report.delivered(), 6, "{report:?}");
-    let requests = server.requests();
+    let requests = deliver_all("{}", cfg, calls).await;
     assert_eq!(requests.len(), 1);
     let r = &requests[0];
     assert_eq!(r.path, "/v1/batch");

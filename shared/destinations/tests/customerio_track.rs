@@ -37,22 +37,9 @@ async fn shared_behaviour_holds() {
 
 #[tokio::test]
 async fn every_call_is_an_entity_operation() {
-    let server = serve(|_, _| reply(200, "{}")).await;
-    let d = destination(&cfg(&server.url));
-    let calls = vec![
-        identify(0),
-        track(1),
-        object(2),
-        relationship(3),
-        delete_person(4),
-        delete_object(5),
-        delete_relationship(6),
-        object_with_owner(7),
-    ];
+    let calls = every_kind();
     let event_id = event_ulid(&calls[1]).expect("ulid");
-    let report = d.deliver(calls, Duration::from_secs(10)).await;
-    assert_eq!(report.delivered(), 8, "{report:?}");
-    let requests = server.requests();
+    let requests = deliver_all("{}", cfg, calls).await;
     assert_eq!(requests.len(), 1);
     let r = &requests[0];
     assert_eq!(r.path, "/api/v2/batch");

@@ -2,8 +2,6 @@
 
 mod common;
 
-use std::time::Duration;
-
 use common::*;
 use sfsync_destinations::{BuildError, Destination};
 use sfsync_mapping::{DestinationConfig, DestinationKind};
@@ -31,18 +29,15 @@ async fn shared_behaviour_holds() {
 
 #[tokio::test]
 async fn posts_to_the_data_plane_batch_endpoint() {
-    let server = serve(|_, _| reply(200, "OK")).await;
-    // A data plane URL with a path prefix and a trailing slash.
-    let d = destination(&cfg(&format!("{}/dataplane/", server.url)));
     let calls = vec![
         object(0),
         delete_object(1),
         relationship(2),
         delete_relationship(3),
     ];
-    let report = d.deliver(calls, Duration::from_secs(10)).await;
-    assert_eq!(report.delivered(), 4, "{report:?}");
-    let r = &server.requests()[0];
+    // A data plane URL with a path prefix and a trailing slash.
+    let requests = deliver_all("OK", |url| cfg(&format!("{url}/dataplane/")), calls).await;
+    let r = &requests[0];
     assert_eq!(r.path, "/dataplane/v1/batch");
     assert_eq!(
         r.header("authorization").as_deref(),

@@ -38,21 +38,7 @@ async fn shared_behaviour_holds() {
 
 #[tokio::test]
 async fn every_call_has_its_segment_form() {
-    let server = serve(|_, _| reply(200, "{}")).await;
-    let d = destination(&cfg(&server.url));
-    let calls = vec![
-        identify(0),
-        track(1),
-        object(2),
-        relationship(3),
-        delete_person(4),
-        delete_object(5),
-        delete_relationship(6),
-        object_with_owner(7),
-    ];
-    let report = d.deliver(calls, Duration::from_secs(10)).await;
-    assert_eq!(report.delivered(), 8, "{report:?}");
-    let requests = server.requests();
+    let requests = deliver_all("{}", cfg, every_kind()).await;
     assert_eq!(requests.len(), 1);
     let r = &requests[0];
     assert_eq!(r.method, "POST");

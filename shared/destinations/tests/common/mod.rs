@@ -322,6 +322,38 @@ pub fn tracks(n: usize) -> Vec<Call> {
     (0..n).map(track).collect()
 }
 
+/// One call of every kind, numbered 0 to 7 in this order: identify, track, object,
+/// relationship, person delete, object delete, relationship delete, object with an owner.
+pub fn every_kind() -> Vec<Call> {
+    vec![
+        identify(0),
+        track(1),
+        object(2),
+        relationship(3),
+        delete_person(4),
+        delete_object(5),
+        delete_relationship(6),
+        object_with_owner(7),
+    ]
+}
+
+/// Delivers `calls` in one `deliver` through the destination `config(url)` describes, `url`
+/// being a server that answers every request 200 `answer`; asserts that every call was
+/// delivered and returns the requests the server got.
+pub async fn deliver_all(
+    answer: &'static str,
+    config: impl FnOnce(&str) -> DestinationConfig,
+    calls: Vec<Call>,
+) -> Vec<Recorded> {
+    let server = serve(move |_, _| reply(200, answer)).await;
+    let n = calls.len();
+    let report = destination(&config(&server.url))
+        .deliver(calls, Duration::from_secs(10))
+        .await;
+    assert_eq!(report.delivered(), n, "{report:?}");
+    server.requests()
+}
+
 // ---------------------------------------------------------------------------------------
 // Configs and destinations
 
