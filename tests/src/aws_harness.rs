@@ -213,6 +213,20 @@ impl AwsStack {
         }
     }
 
+    /// Every dead letter on the functions' dead-letter queue, as JSON (received, not
+    /// deleted); a body that is not JSON fails the test.
+    pub async fn dead_letters(&self) -> Vec<Value> {
+        self.receive_all(&self.delivery_dlq)
+            .await
+            .iter()
+            .map(|m| {
+                let body = m.body.as_deref().unwrap_or_default();
+                serde_json::from_str(body)
+                    .unwrap_or_else(|e| panic!("dead letter is not JSON: {e}: {body}"))
+            })
+            .collect()
+    }
+
     /// Receives every message visible on `queue_url` without deleting any: they stay in
     /// flight until their visibility ends.
     pub async fn receive_all(&self, queue_url: &str) -> Vec<SqsMessage> {

@@ -280,19 +280,9 @@ async fn permanent_failures_are_dead_lettered_with_the_reason() {
         failures.is_empty(),
         "dead calls are acknowledged: {failures:?}"
     );
-    let out = w
-        .aws
-        .sqs
-        .receive_message()
-        .queue_url(&w.aws.delivery_dlq)
-        .max_number_of_messages(10)
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("{}", aws_sdk_sqs::error::DisplayErrorContext(&e)));
-    assert!(!out.messages().is_empty(), "dead letters expected");
-    for m in out.messages() {
-        let letter: Value =
-            serde_json::from_str(m.body().unwrap_or("{}")).unwrap_or_else(|e| panic!("{e}"));
+    let letters = w.aws.dead_letters().await;
+    assert!(!letters.is_empty(), "dead letters expected");
+    for letter in letters {
         let reason = letter["reason"].as_str().unwrap_or_default();
         assert!(reason.contains("404"), "reason names the status: {reason}");
         assert!(
@@ -726,19 +716,8 @@ async fn messages_delivered_together_are_still_judged_one_by_one() {
     .await;
 
     // The exhausted message's calls, and only those, are dead-lettered with the reason.
-    let out = w
-        .aws
-        .sqs
-        .receive_message()
-        .queue_url(&w.aws.delivery_dlq)
-        .max_number_of_messages(10)
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("{}", aws_sdk_sqs::error::DisplayErrorContext(&e)));
     let mut dead = HashSet::new();
-    for m in out.messages() {
-        let letter: Value =
-            serde_json::from_str(m.body().unwrap_or("{}")).unwrap_or_else(|e| panic!("{e}"));
+    for letter in w.aws.dead_letters().await {
         let reason = letter["reason"].as_str().unwrap_or_default();
         assert!(reason.starts_with("gave up after 8 attempts"), "{reason}");
         dead.insert(
@@ -1085,10 +1064,9 @@ async fn a_rejected_key_holds_the_calls_on_the_queue_until_it_works() {
         .script(401, &[], r#"{"error":"Invalid write key"}"#);
     let event = receive_event(&w.aws.sqs, &w.aws.delivery_q(), 10).await;
     w.aws.deliver_event(&deliver, event).await;
-    let dead = receive_event(&w.aws.sqs, &w.aws.delivery_dlq, 10).await;
-    assert_eq!(dead.records.len(), 1);
-    let letter: Value = serde_json::from_str(&dead.records[0].body.clone().unwrap_or_default())
-        .unwrap_or_else(|e| panic!("{e}"));
+    let dead = w.aws.dead_letters().await;
+    assert_eq!(dead.len(), 1);
+    let letter = &dead[0];
     let reason = letter["reason"].as_str().unwrap_or_default();
     assert!(
         reason.contains("credentials rejected by seg") && reason.contains("longer than 24 h"),
