@@ -19,6 +19,11 @@ mod common;
 mod local_run;
 mod output;
 
+/// mimalloc instead of glibc's malloc: allocating and freeing the records' JSON trees was
+/// about a quarter of the CPU per record (issue 16, docs/benchmarks.md).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "sfsync",

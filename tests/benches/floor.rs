@@ -52,6 +52,11 @@ use sfsync_pipeline::message::{
 use sfsync_salesforce::{Client, ClientConfig, Window};
 use sfsync_simulator::{Faults, Org, OrgSpec, Simulator};
 
+/// The binaries' allocator (cli and functions): the floor and the stages are measured with
+/// what production runs with.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// gzip level of destination request bodies and, here, of SQS messages (the figures of
 /// issue 16 were taken at 1; the SQS default is now `[pipeline] compression_level`'s).
 const LEVEL: u32 = 1;

@@ -1,6 +1,11 @@
 use lambda_runtime::{Error, LambdaEvent, service_fn};
 use sfsync_stream_function::{Invocation, StreamEnv, StreamState, Trigger, handle};
 
+/// mimalloc instead of glibc's malloc: allocating and freeing the records' JSON trees was
+/// about a quarter of the CPU per record (issue 16, docs/benchmarks.md).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     let state = sfsync_pipeline::lambda::cold_start(async |sdk, env| {
