@@ -869,7 +869,7 @@ fn every_destination_type_names_a_missing_or_unknown_key_with_its_line() {
 /// `[pipeline]`: the SQS body compression level (issue 13/16). BASE has 12 lines; the
 /// section is at line 14, its first key at line 15.
 #[test]
-fn the_compression_level_is_checked_and_named_with_its_key_and_line() {
+fn the_pipeline_section_is_checked_and_named_with_its_key_and_line() {
     let with = |body: &str| format!("{BASE}\n[pipeline]\n{body}\n");
     // Out of range: named with its key, its line and the range.
     assert_problem(
@@ -891,6 +891,14 @@ fn the_compression_level_is_checked_and_named_with_its_key_and_line() {
         "pipeline.compression_level",
         "",
     );
+    // The documented range of the message size.
+    assert_problem(
+        &with("max_message_bytes = 1000"),
+        15,
+        "pipeline.max_message_bytes",
+        "1000 is outside 16384..=1048576",
+    );
+    assert!(problems(&with("max_message_bytes = 1048576")).is_empty());
     // The old flag off and a level on say two different things.
     assert_problem(
         &with("compress = false\ncompression_level = 6"),

@@ -541,3 +541,76 @@ pub async fn run_local(
     }
     Ok(outcome)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::message::MESSAGE_VERSION;
+    use crate::state::file::FileStore;
+
+    const CONFIG: &str = r#"
+[salesforce]
+login_url = "https://x.my.salesforce.com"
+auth = "client_credentials"
+client_id = "id"
+client_secret = "s"
+
+[[syncs]]
+name = "contacts"
+object = "Contact"
+kind = "people"
+user_id = "Id"
+fields = ["Email"]
+
+[[destinations]]
+name = "out"
+type = "file"
+path = "out.jsonl"
+"#;
+
+    fn records(sync: &str) -> RecordsMessage {
+        RecordsMessage {
+            v: MESSAGE_VERSION,
+            run_id: "r".into(),
+            sync: sync.into(),
+            records: vec![serde_json::json!({
+                "Id": "003000000000000001",
+                "SystemModstamp": "2024-05-01T00:00:00.000+0000",
+                "Email": "a@x.io"
+            })],
+        }
+    }
+
+    /// The local records queue runs the map stage's own code: its failures come back
+    /// through `send` with the messages the CLI printed before, never a panic or a loss.
+    #[tokio::test]
+    async fn the_map_stages_failures_come_back_from_send_with_their_messages() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = Arc::new(Config::parse(CONFIG).unwrap());
+        // No destination set up, though the config routes the sync to "out".
+        let queue = InlineQueue::new(
+            config,
+            Vec::new(),
+            FileStore::new(dir.path()).unwrap(),
+            dir.path().join("dead.jsonl"),
+            Arc::new(|_: Progress| {}),
+        );
+        let err = queue.send(records("contacts"), None).await.unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "the next stage failed: destination out is not set up"
+        );
+        let err = queue.send(records("nope"), None).await.unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "the next stage failed: message names sync \"nope\", which the config does not have"
+        );
+        let SendError::Queue(QueueError::Downstream(cause)) = &err else {
+            panic!("not the next stage's failure: {err}");
+        };
+        assert!(matches!(
+            cause.downcast_ref::<MapError>(),
+            Some(MapError::UnknownSync(_))
+        ));
+    }
+}

@@ -121,6 +121,17 @@ impl Config {
 impl Config {
     fn check_pipeline(&self, report: &mut dyn FnMut(String, String)) {
         let pipeline = &self.pipeline;
+        // SQS takes bodies up to 1 MiB (256 KiB on older queues); below 16 KiB a single
+        // record may not fit a message at all.
+        if !(16 * 1024..=1024 * 1024).contains(&pipeline.max_message_bytes) {
+            report(
+                "pipeline.max_message_bytes".into(),
+                format!(
+                    "{} is outside 16384..=1048576 (16 KiB to SQS's 1 MiB)",
+                    pipeline.max_message_bytes
+                ),
+            );
+        }
         let Some(level) = pipeline.compression_level else {
             return;
         };
