@@ -5,9 +5,27 @@ one `identify` per contact to a Segment-compatible endpoint, the way such script
 usually written: a client-credentials token, `query_all_iter`, a little flattening, and the
 library's own batching (gzip on, like sfsync; a queue large enough that nothing is dropped).
 
-    python handwritten_sync.py SALESFORCE_URL RECEIVER_URL
+With `--all` (the `python_all` benchmark, issue 16's mixed workload) it goes on with the
+other three syncs of bench.py's config, reading the same fields sfsync's syncs select and
+sending the calls sfsync sends for them:
 
-Prints one JSON line: records sent and seconds.
+- Contact → `identify` as above, but with the traits as sfsync writes them (the contacts-only
+  run keeps Salesforce's names, as it always has, so that its figures stay comparable):
+  Email, FirstName, LastName, Title and Phone under their Segment names, `name` composed
+  of the name parts, `created_at` in epoch seconds;
+- Account → `group` (groupId = Id, sfsync's anonymousId `sfsync-object-1-<Id>`, traits
+  with Name, Phone and Description renamed as sfsync's object traits are, plus
+  `object_type_id`);
+- AccountContactRelation → `group` with userId = ContactId and groupId = AccountId, the
+  relation's fields in `traits.relationshipAttributes`;
+- Task → `track` of "Task Logged" by userId = WhoId at CreatedDate, properties Subject,
+  Status, Priority, ActivityDate. A task without a WhoId (on an account only, or on
+  nobody) names no person: it is skipped, as sfsync skips it (missing_identifier).
+
+    python handwritten_sync.py [--all] SALESFORCE_URL RECEIVER_URL
+
+Prints one JSON line: calls sent (`records`), records read, records skipped, per object,
+and seconds.
 """
 
 import json
@@ -27,6 +45,19 @@ FIELDS = [
     "Email", "FirstName", "MiddleName", "LastName", "Suffix", "Title", "Phone",
     "CreatedDate", "MailingAddress", "Account.Name",
 ]
+# The fields of bench.py's accounts, account_contacts and tasks syncs.
+ACCOUNT_FIELDS = ["Name", "Industry", "Phone", "Website", "Description"]
+RELATION_FIELDS = ["IsDirect", "IsActive", "Roles", "StartDate"]
+TASK_FIELDS = ["Subject", "Status", "Priority", "ActivityDate"]
+# sfsync's object traits rename these (shared/mapping, OBJECT_RESERVED); the others keep
+# their Salesforce names.
+OBJECT_TRAIT_NAMES = {"Name": "name", "Phone": "phone", "Description": "description"}
+OBJECT_TYPE_ID = "1"
+# sfsync's people traits (shared/mapping, PEOPLE_RESERVED: those of FIELDS), and the name
+# parts it composes `name` of.
+PEOPLE_TRAIT_NAMES = {"Email": "email", "FirstName": "firstName", "LastName": "lastName",
+                      "Title": "title", "Phone": "phone"}
+NAME_PARTS = ["FirstName", "MiddleName", "LastName", "Suffix"]
 
 
 class LoopbackSession(requests.Session):
@@ -40,7 +71,9 @@ class LoopbackSession(requests.Session):
 
 
 def main():
-    sf_url, receiver_url = sys.argv[1], sys.argv[2]
+    args = sys.argv[1:]
+    everything = "--all" in args
+    sf_url, receiver_url = [a for a in args if a != "--all"]
     started = time.monotonic()
 
     token = requests.post(
@@ -68,9 +101,32 @@ def main():
     failures = []
     analytics.on_error = lambda error, batch: failures.append(str(error))
 
-    soql = f"SELECT Id, SystemModstamp, {', '.join(FIELDS)} FROM Contact ORDER BY SystemModstamp, Id"
+    # Per object: [records read, calls sent].
+    counts = {"Contact": send_contacts(sf, segment_traits=everything)}
+    if everything:
+        counts["Account"] = send_accounts(sf)
+        counts["AccountContactRelation"] = send_relations(sf)
+        counts["Task"] = send_tasks(sf)
+    analytics.shutdown()
+
+    print(json.dumps({
+        "records": sum(sent for _, sent in counts.values()),
+        "read": sum(read for read, _ in counts.values()),
+        "skipped": sum(read - sent for read, sent in counts.values()),
+        "per_object": {name: {"read": read, "sent": sent, "skipped": read - sent}
+                       for name, (read, sent) in counts.items()},
+        "seconds": round(time.monotonic() - started, 3),
+        "failures": len(failures),
+    }))
+
+
+def soql(obj, fields):
+    return f"SELECT Id, SystemModstamp, {', '.join(fields)} FROM {obj} ORDER BY SystemModstamp, Id"
+
+
+def send_contacts(sf, segment_traits=False):
     sent = 0
-    for record in sf.query_all_iter(soql):
+    for record in sf.query_all_iter(soql("Contact", FIELDS)):
         record.pop("attributes", None)
         user_id = record.pop("Id")
         account = record.pop("Account", None)
@@ -79,15 +135,70 @@ def main():
         if isinstance(address, dict):
             address.pop("attributes", None)
         timestamp = record.pop("SystemModstamp")
-        analytics.identify(user_id, traits=record, timestamp=parse_time(timestamp))
+        traits = record
+        if segment_traits:
+            traits = {PEOPLE_TRAIT_NAMES.get(k, k): v for k, v in record.items()}
+            name = " ".join(record[p].strip() for p in NAME_PARTS
+                            if record[p] and record[p].strip())
+            if name:
+                traits["name"] = name
+            created = record["CreatedDate"]
+            traits["created_at"] = int(parse_time(created).timestamp()) if created else None
+        analytics.identify(user_id, traits=traits, timestamp=parse_time(timestamp))
         sent += 1
-    analytics.shutdown()
+    return sent, sent
 
-    print(json.dumps({
-        "records": sent,
-        "seconds": round(time.monotonic() - started, 3),
-        "failures": len(failures),
-    }))
+
+def send_accounts(sf):
+    sent = 0
+    for record in sf.query_all_iter(soql("Account", ACCOUNT_FIELDS)):
+        group_id = record["Id"]
+        traits = {OBJECT_TRAIT_NAMES.get(f, f): record[f] for f in ACCOUNT_FIELDS}
+        traits["object_type_id"] = OBJECT_TYPE_ID
+        analytics.group(
+            anonymous_id=f"sfsync-object-{OBJECT_TYPE_ID}-{group_id}",
+            group_id=group_id,
+            traits=traits,
+            timestamp=parse_time(record["SystemModstamp"]),
+        )
+        sent += 1
+    return sent, sent
+
+
+def send_relations(sf):
+    read = sent = 0
+    for record in sf.query_all_iter(soql("AccountContactRelation",
+                                         ["ContactId", "AccountId"] + RELATION_FIELDS)):
+        read += 1
+        if not record["ContactId"] or not record["AccountId"]:
+            continue
+        analytics.group(
+            user_id=record["ContactId"],
+            group_id=record["AccountId"],
+            traits={
+                "object_type_id": OBJECT_TYPE_ID,
+                "relationshipAttributes": {f: record[f] for f in RELATION_FIELDS},
+            },
+            timestamp=parse_time(record["SystemModstamp"]),
+        )
+        sent += 1
+    return read, sent
+
+
+def send_tasks(sf):
+    read = sent = 0
+    for record in sf.query_all_iter(soql("Task", ["WhoId", "CreatedDate"] + TASK_FIELDS)):
+        read += 1
+        if not record["WhoId"]:
+            continue
+        analytics.track(
+            user_id=record["WhoId"],
+            event="Task Logged",
+            properties={f: record[f] for f in TASK_FIELDS},
+            timestamp=parse_time(record["CreatedDate"]),
+        )
+        sent += 1
+    return read, sent
 
 
 def parse_time(text):
