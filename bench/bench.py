@@ -1,11 +1,14 @@
 #!/usr/bin/env python3
 """sfsync benchmarks (issue 7): drives the bench-profile binaries and prints the figures.
 
-    python3 bench/bench.py [floor] [local] [memory] [python] [economy] [coldstart]
+    python3 bench/bench.py [floor] [local] [memory] [python] [python_all] [economy] [coldstart]
 
-With no argument, every benchmark runs. Binaries come from `target/release/` (where cargo
-puts the `bench` profile): build them first, as `bench/run-all.sh` does. Each benchmark
-writes its inputs and outputs under `bench/out/` and its figures to
+With no argument, every benchmark runs but `python_all` (the side by side on issue 16's
+mixed workload, about 280,000 calls: some 6 to 7 minutes more at 5 rounds); name it to run
+it. Binaries come from `target/release/` (where cargo puts the `bench` profile): build them
+first, as `bench/run-all.sh` does. SFSYNC_BENCH_BIN=<dir> takes them from another directory
+(e.g. target/debug, for a quick trial of the scripts: such figures measure nothing). Each
+benchmark writes its inputs and outputs under `bench/out/` and its figures to
 `bench/out/results.json`; a Markdown summary is printed at the end.
 
 The figures of each invocation are also written to `bench/results/<date>-<commit>.json`
@@ -34,7 +37,7 @@ ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "bench"
 OUT = BENCH / "out"
 RESULTS = BENCH / "results"
-BIN = ROOT / "target" / "release"
+BIN = Path(os.environ.get("SFSYNC_BENCH_BIN", ROOT / "target" / "release")).resolve()
 EXAMPLES = BIN / "examples"
 TIME = "/usr/bin/time"
 NICE = ["nice", "-n", "5"]
@@ -45,6 +48,10 @@ BIG_CONTACTS = int(os.environ.get("SFSYNC_BENCH_BIG_CONTACTS", 1_000_000))
 # Accounts and account-contact relationships scale with the contacts.
 ACCOUNTS_PER_CONTACT = 0.1
 RELATIONS_PER_CONTACT = 0.5
+# Tasks too, for the mixed workload (python_all): 1.4 per contact, of which the simulator
+# ties 85% to a person (60% contacts, 25% leads), so about 1.19 tracked calls per contact:
+# 100,000 contacts give about 280,000 calls in all, the workload of issue 16.
+TASKS_PER_CONTACT = 1.4
 
 SALESFORCE = """\
 [salesforce]
@@ -85,6 +92,17 @@ group_id = "AccountId"
 object_type_id = "1"
 fields = ["IsDirect", "IsActive", "Roles", "StartDate"]
 deletes = DELETES
+""",
+    # As examples/sfsync.toml has it (events have no deletes).
+    "tasks": """\
+[[syncs]]
+name = "tasks"
+object = "Task"
+kind = "events"
+user_id = "WhoId"
+event = "Task Logged"
+timestamp_field = "CreatedDate"
+fields = ["Subject", "Status", "Priority", "ActivityDate"]
 """,
 }
 
@@ -138,15 +156,19 @@ def get_json(url):
 class Simulator:
     """The standalone `sfsync-simulator`, a separate process so its memory is its own."""
 
-    def __init__(self, contacts, directory):
+    def __init__(self, contacts, directory, tasks=None):
         self.contacts = contacts
         self.accounts = int(contacts * ACCOUNTS_PER_CONTACT)
         self.relations = int(contacts * RELATIONS_PER_CONTACT)
+        self.tasks = tasks
         self.args = [
             str(BIN / "sfsync-simulator"), "--preset", "demo",
             "--contacts", str(contacts), "--accounts", str(self.accounts),
             "--account-contact-relations", str(self.relations),
         ]
+        # Without --tasks, the demo preset's few (300), which no sync but python_all's reads.
+        if tasks is not None:
+            self.args += ["--tasks", str(tasks)]
         self.log_path = directory / "simulator.log"
 
     def command(self):
@@ -162,7 +184,8 @@ class Simulator:
         if not self.url.startswith("http"):
             raise RuntimeError(f"simulator did not start; see {self.log_path}")
         log(f"  simulator at {self.url} ({self.contacts:,} contacts, "
-            f"{self.accounts:,} accounts, {self.relations:,} relations; "
+            f"{self.accounts:,} accounts, {self.relations:,} relations"
+            + (f", {self.tasks:,} tasks" if self.tasks is not None else "") + "; "
             f"ready in {time.monotonic() - started:.1f} s)")
         return self
 
@@ -232,8 +255,14 @@ def run_reports(state):
     total = {"extracted": 0, "delivered": 0, "destination_requests": 0, "dead": 0,
              "skipped": 0, "salesforce_api_calls": 0}
     apis = {}
+    per_sync = {}
     for r in reports:
         c = r["counts"]
+        per_sync[r["sync"]] = {
+            "extracted": c.get("extracted", 0), "delivered": c.get("delivered", 0),
+            "skipped": c.get("skipped", 0) + c.get("skipped_deliberate", 0),
+            "skip_reasons": c.get("skip_reasons", {}),
+        }
         for k in ["extracted", "delivered", "destination_requests", "dead"]:
             total[k] += c.get(k, 0)
         total["skipped"] += c.get("skipped", 0) + c.get("skipped_deliberate", 0)
@@ -242,6 +271,7 @@ def run_reports(state):
         if r.get("status") != "complete":
             raise RuntimeError(f"sync {r['sync']} ended {r.get('status')}: {r.get('error')}")
     total["api"] = apis
+    total["per_sync"] = per_sync
     return total
 
 
@@ -280,6 +310,7 @@ def sfsync_sync(directory, sim, destination, syncs, api=None, receiver=None, del
         "salesforce_api_calls": totals["salesforce_api_calls"],
         "extract_api": totals["api"],
         "destination_requests": totals["destination_requests"],
+        "per_sync": totals["per_sync"],
     }
     if destination == "file":
         with open(output, "rb") as f:
@@ -353,11 +384,12 @@ def bench_memory(results):
 ROUNDS = int(os.environ.get("SFSYNC_BENCH_ROUNDS", 5))
 
 
-def run_python(directory, sim, receiver):
+def run_python(directory, sim, receiver, options=()):
     """One run of the hand-written script; the receiver's count of its calls must match."""
     python = BENCH / ".venv-python" / "bin" / "python"
     receiver.reset()
-    command = [str(python), str(BENCH / "python" / "handwritten_sync.py"), sim.url, receiver.url]
+    command = [str(python), str(BENCH / "python" / "handwritten_sync.py"), *options,
+               sim.url, receiver.url]
     seconds, rss, stdout = timed(command, directory, "python")
     own = json.loads(stdout.strip().splitlines()[-1])
     calls = receiver.stats()
@@ -366,6 +398,9 @@ def run_python(directory, sim, receiver):
                            f"{own['failures']} failures")
     return {
         "records": own["records"],
+        "read": own.get("read", own["records"]),
+        "skipped": own.get("skipped", 0),
+        "per_object": own.get("per_object"),
         "delivered_at_receiver": calls["calls"],
         "seconds": round(seconds, 2),
         "records_per_s": round(own["records"] / seconds),
@@ -419,20 +454,106 @@ def bench_python(results, rounds=ROUNDS):
                 f"{p['delivered_at_receiver']:,} received); load {p['load']}")
         simulator = sim.stop()
     out = {"rounds": runs, "simulator": simulator, "simulator_command": sim.command()}
-    for who, list_ in runs.items():
-        middle = sorted(list_, key=lambda f: f["records_per_s"])[len(list_) // 2]
-        out[who] = middle
-        out[f"{who}_median_cpu_us_per_record"] = round(
-            statistics.median(f["cpu_us_per_record"] for f in list_), 2)
-        out[f"{who}_median_seconds"] = statistics.median(f["seconds"] for f in list_)
-        out[f"{who}_median_peak_rss_mib"] = statistics.median(f["peak_rss_mib"] for f in list_)
-    out["ratio"] = round(out["sfsync"]["records_per_s"] / out["python"]["records_per_s"], 1)
-    out["cpu_ratio"] = round(out["python_median_cpu_us_per_record"]
-                             / out["sfsync_median_cpu_us_per_record"], 1)
+    medians(out, runs, "records_per_s", "cpu_us_per_record")
     log(f"  ratio sfsync/python: {out['ratio']}× records/s (medians), "
         f"{out['cpu_ratio']}× less CPU time per record "
         f"({out['sfsync_median_cpu_us_per_record']} µs against {out['python_median_cpu_us_per_record']} µs)")
     results["python"] = out
+
+
+def medians(out, runs, rate, cpu):
+    """Each side's median run (by `rate`), its median CPU (`cpu`), seconds and peak RSS,
+    and the two ratios sfsync/python (rate) and python/sfsync (CPU)."""
+    for who, list_ in runs.items():
+        middle = sorted(list_, key=lambda f: f[rate])[len(list_) // 2]
+        out[who] = middle
+        out[f"{who}_median_{cpu}"] = round(statistics.median(f[cpu] for f in list_), 2)
+        out[f"{who}_median_seconds"] = statistics.median(f["seconds"] for f in list_)
+        out[f"{who}_median_peak_rss_mib"] = statistics.median(f["peak_rss_mib"] for f in list_)
+    out["ratio"] = round(out["sfsync"][rate] / out["python"][rate], 1)
+    out["cpu_ratio"] = round(out[f"python_median_{cpu}"] / out[f"sfsync_median_{cpu}"], 1)
+
+
+MIXED_SYNCS = ALL_SYNCS + ["tasks"]
+# sfsync sync's names for the objects the script reads.
+MIXED_OBJECTS = {"contacts": "Contact", "accounts": "Account",
+                 "account_contacts": "AccountContactRelation", "tasks": "Task"}
+
+
+def run_sfsync_all(directory, sim, receiver):
+    """One `sfsync sync` of the four syncs; every record extracted is delivered and counted
+    at the receiver, except the tasks that name no person (skipped as missing_identifier)."""
+    f = sfsync_sync(directory / "sfsync", sim, "segment", MIXED_SYNCS,
+                    api="rest", receiver=receiver, deletes=False)
+    got = f["receiver"]["calls"]
+    reasons = {}
+    for name, c in f["per_sync"].items():
+        for reason, n in c["skip_reasons"].items():
+            reasons[f"{name}/{reason}"] = n
+    if (got != f["delivered"] or f["delivered"] != f["records"] - f["skipped"] or f["dead"]
+            or set(reasons) - {"tasks/missing_identifier"}):
+        raise RuntimeError(f"sfsync: {f['records']} extracted, {f['skipped']} skipped "
+                           f"({reasons}), {f['delivered']} delivered, {got} received, "
+                           f"{f['dead']} dead")
+    f["delivered_at_receiver"] = got
+    f["gzip_requests"] = f["receiver"]["gzip_requests"]
+    f["load"] = round(os.getloadavg()[0], 1)
+    return f
+
+
+def per_call(f):
+    """CPU and rate per call delivered (counted at the receiver): the two sides both leave
+    out the tasks without a person, so calls, not records read, are the common unit."""
+    calls = f["delivered_at_receiver"]
+    f["calls_per_s"] = round(calls / f["seconds"])
+    f["cpu_us_per_call"] = round(f["cpu_seconds"] / calls * 1e6, 2)
+    return f
+
+
+def bench_python_all(results, rounds=ROUNDS):
+    """5b. As `python`, on issue 16's mixed workload: contacts (identify), accounts (group),
+    account-contact relations (group with userId and groupId) and tasks (track tied to a
+    person) into the one receiver, one `sfsync sync` of the four syncs against the script
+    with `--all`. Both sides must read the same records per object, skip the same tasks and
+    deliver the same number of calls, each counted at the receiver."""
+    tasks = int(CONTACTS * TASKS_PER_CONTACT)
+    log(f"== side by side with Python, mixed workload: {CONTACTS:,} contacts + accounts + "
+        f"relations + {tasks:,} tasks, {rounds} rounds each")
+    python = BENCH / ".venv-python" / "bin" / "python"
+    if not python.exists():
+        raise RuntimeError("bench/.venv-python is missing: run bench/run-all.sh")
+    directory = org_dir("python_all")
+    runs = {"sfsync": [], "python": []}
+    with Receiver() as receiver, Simulator(CONTACTS, directory, tasks=tasks) as sim:
+        for n in range(rounds):
+            order = ["sfsync", "python"] if n % 2 == 0 else ["python", "sfsync"]
+            for who in order:
+                if who == "sfsync":
+                    runs["sfsync"].append(per_call(run_sfsync_all(directory, sim, receiver)))
+                else:
+                    runs["python"].append(per_call(
+                        run_python(directory, sim, receiver, options=["--all"])))
+            s, p = runs["sfsync"][-1], runs["python"][-1]
+            for name, obj in MIXED_OBJECTS.items():
+                mine, theirs = s["per_sync"][name], p["per_object"][obj]
+                if (mine["extracted"], mine["delivered"]) != (theirs["read"], theirs["sent"]):
+                    raise RuntimeError(f"{obj}: sfsync extracted {mine['extracted']} and "
+                                       f"delivered {mine['delivered']}, python read "
+                                       f"{theirs['read']} and sent {theirs['sent']}")
+            log(f"  round {n + 1}: sfsync {s['records']:,} records, {s['delivered_at_receiver']:,} "
+                f"calls received, {s['seconds']} s ({s['cpu_seconds']} s CPU); python "
+                f"{p['read']:,} records, {p['delivered_at_receiver']:,} calls received, "
+                f"{p['seconds']} s ({p['cpu_seconds']} s CPU); load {p['load']}")
+        simulator = sim.stop()
+    out = {"rounds": runs, "simulator": simulator, "simulator_command": sim.command(),
+           "workload": {name: {"records": runs["sfsync"][0]["per_sync"][name]["extracted"],
+                               "calls": runs["sfsync"][0]["per_sync"][name]["delivered"]}
+                        for name in MIXED_SYNCS}}
+    medians(out, runs, "calls_per_s", "cpu_us_per_call")
+    log(f"  ratio sfsync/python: {out['ratio']}× calls/s (medians), "
+        f"{out['cpu_ratio']}× less CPU time per call "
+        f"({out['sfsync_median_cpu_us_per_call']} µs against {out['python_median_cpu_us_per_call']} µs)")
+    results["python_all"] = out
 
 
 # The floor benchmark's package set is run-all.sh's, so that cargo resolves features the
@@ -672,6 +793,19 @@ def summary(results, chosen):
             lines.append(f"| {who} | {f['records']:,} | {f['delivered_at_receiver']:,} | {p[who + '_median_seconds']} | "
                          f"{f['records_per_s']:,} | {p[who + '_median_cpu_us_per_record']} | {p[who + '_median_peak_rss_mib']} |")
         lines += [f"| **ratio** | | | | **{p['ratio']}×** | **{p['cpu_ratio']}×** | |", ""]
+    if "python_all" in results:
+        p = results["python_all"]
+        lines += ["| side by side, mixed workload (→ receiver, medians) | records | calls received | s | calls/s | µs CPU per call | peak RSS MiB |",
+                  "|---|---|---|---|---|---|---|"]
+        for who in ["sfsync", "python"]:
+            f = p[who]
+            read = f["records"] if who == "sfsync" else f["read"]
+            lines.append(f"| {who} | {read:,} | {f['delivered_at_receiver']:,} | {p[who + '_median_seconds']} | "
+                         f"{f['calls_per_s']:,} | {p[who + '_median_cpu_us_per_call']} | {p[who + '_median_peak_rss_mib']} |")
+        lines += [f"| **ratio** | | | | **{p['ratio']}×** | **{p['cpu_ratio']}×** | |", ""]
+        lines.append("Workload: " + ", ".join(f"{name} {w['records']:,} records → {w['calls']:,} calls"
+                                                 for name, w in p["workload"].items()))
+        lines.append("")
     if "economy" in results:
         runs = results["economy"]["runs"]
         on, off = runs.get("Shipped", {}), runs.get("Uncompressed", {})
@@ -733,7 +867,8 @@ def main():
     this_run = {"measured": measured_commit(), "started": started.isoformat(timespec="seconds"),
                 "machine": results["machine"], "benchmarks": {}}
     benches = {"floor": bench_floor, "local": bench_local, "memory": bench_memory,
-               "python": bench_python, "economy": bench_economy, "coldstart": bench_coldstart}
+               "python": bench_python, "python_all": bench_python_all,
+               "economy": bench_economy, "coldstart": bench_coldstart}
     for name in chosen:
         if name not in benches:
             sys.exit(f"unknown benchmark {name!r}; choose from {', '.join(benches)}")
