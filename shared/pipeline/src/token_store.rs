@@ -8,6 +8,66 @@ use std::sync::Arc;
 use serde_json::{Map, Value};
 use sfsync_salesforce::{RefreshTokenStore, RotatedRefreshToken, StoreFuture, supersedes};
 
+/// Why a rotated refresh token could not be read or stored. No variant holds a token or any
+/// other content of the secret or the file: where the parse error of the content could quote
+/// it (serde_json names an unexpected string by its value), only where it was is kept.
+#[derive(Debug, thiserror::Error)]
+pub enum TokenStoreError {
+    /// Secrets Manager's `GetSecretValue` failed.
+    #[error(
+        "cannot read secret {secret_id}: {}",
+        aws_sdk_secretsmanager::error::DisplayErrorContext(source.as_ref())
+    )]
+    SecretRead {
+        secret_id: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// The secret is not a JSON object, so it has no keys to keep the token beside.
+    #[error("secret {secret_id} is not a JSON object; cannot keep a rotated refresh token in it")]
+    SecretNotObject { secret_id: String },
+    /// The key is a string, but not a stored-token document.
+    #[error(
+        "secret {secret_id} key {REFRESH_TOKEN_SECRET_KEY} is not a stored refresh token (expected {{\"token\",\"generation\",\"origin\"}})"
+    )]
+    SecretKeyNotToken { secret_id: String },
+    /// The key holds a JSON value other than a string.
+    #[error("secret {secret_id} key {REFRESH_TOKEN_SECRET_KEY} must be a string")]
+    SecretKeyNotString { secret_id: String },
+    /// Secrets Manager's `PutSecretValue` failed.
+    #[error(
+        "cannot store the rotated refresh token (generation {generation}) in secret {secret_id}: {}",
+        aws_sdk_secretsmanager::error::DisplayErrorContext(source.as_ref())
+    )]
+    SecretWrite {
+        generation: u64,
+        secret_id: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// The token record could not be serialised (a serialisation error names no value).
+    #[error("cannot encode the refresh token record: {0}")]
+    Encode(#[source] serde_json::Error),
+    /// The file exists but is not a stored-token document.
+    #[error(
+        "{} is not a stored refresh token (expected {{\"token\",\"generation\",\"origin\"}})",
+        path.display()
+    )]
+    FileNotToken { path: PathBuf },
+    #[error("cannot read {}: {source}", path.display())]
+    FileRead {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot write {}: {source}", path.display())]
+    FileWrite {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
 /// The key of the function's secret that holds the newest rotated refresh token (a JSON
 /// document `{"token","generation","origin"}` as a string, like every value of the secret).
 pub const REFRESH_TOKEN_SECRET_KEY: &str = "sfsync_refresh_token";
@@ -38,49 +98,49 @@ impl SecretTokenStore {
     }
 
     /// The secret's keys and the stored token.
-    async fn read(&self) -> Result<(Map<String, Value>, Option<RotatedRefreshToken>), String> {
+    async fn read(
+        &self,
+    ) -> Result<(Map<String, Value>, Option<RotatedRefreshToken>), TokenStoreError> {
         let out = self
             .client
             .get_secret_value()
             .secret_id(&self.secret_id)
             .send()
             .await
-            .map_err(|e| {
-                format!(
-                    "cannot read secret {}: {}",
-                    self.secret_id,
-                    aws_sdk_secretsmanager::error::DisplayErrorContext(&e)
-                )
+            .map_err(|e| TokenStoreError::SecretRead {
+                secret_id: self.secret_id.clone(),
+                source: e.into(),
             })?;
         let text = out.secret_string().unwrap_or("{}");
-        let keys: Map<String, Value> = serde_json::from_str(text).map_err(|_| {
-            format!(
-                "secret {} is not a JSON object; cannot keep a rotated refresh token in it",
-                self.secret_id
-            )
-        })?;
-        let stored = match keys.get(REFRESH_TOKEN_SECRET_KEY) {
-            None | Some(Value::Null) => None,
-            Some(Value::String(doc)) => Some(serde_json::from_str(doc).map_err(|_| {
-                format!(
-                    "secret {} key {REFRESH_TOKEN_SECRET_KEY} is not a stored refresh token (expected {{\"token\",\"generation\",\"origin\"}})",
-                    self.secret_id
-                )
-            })?),
-            Some(_) => {
-                return Err(format!(
-                    "secret {} key {REFRESH_TOKEN_SECRET_KEY} must be a string",
-                    self.secret_id
-                ));
-            }
-        };
+        // The parse errors are dropped: they could quote the secret.
+        let keys: Map<String, Value> =
+            serde_json::from_str(text).map_err(|_| TokenStoreError::SecretNotObject {
+                secret_id: self.secret_id.clone(),
+            })?;
+        let stored =
+            match keys.get(REFRESH_TOKEN_SECRET_KEY) {
+                None | Some(Value::Null) => None,
+                Some(Value::String(doc)) => Some(serde_json::from_str(doc).map_err(|_| {
+                    TokenStoreError::SecretKeyNotToken {
+                        secret_id: self.secret_id.clone(),
+                    }
+                })?),
+                Some(_) => {
+                    return Err(TokenStoreError::SecretKeyNotString {
+                        secret_id: self.secret_id.clone(),
+                    });
+                }
+            };
         Ok((keys, stored))
     }
 }
 
 impl RefreshTokenStore for SecretTokenStore {
     fn load(&self) -> StoreFuture<'_, Option<RotatedRefreshToken>> {
-        Box::pin(async move { self.read().await.map(|(_, stored)| stored) })
+        Box::pin(async move {
+            let (_, stored) = self.read().await?;
+            Ok(stored)
+        })
     }
 
     fn save<'a>(&'a self, token: &'a RotatedRefreshToken) -> StoreFuture<'a, ()> {
@@ -93,8 +153,7 @@ impl RefreshTokenStore for SecretTokenStore {
                 );
                 return Ok(());
             }
-            let doc = serde_json::to_string(token)
-                .map_err(|e| format!("cannot encode the refresh token record: {e}"))?;
+            let doc = serde_json::to_string(token).map_err(TokenStoreError::Encode)?;
             keys.insert(REFRESH_TOKEN_SECRET_KEY.to_string(), Value::String(doc));
             let text = Value::Object(keys).to_string();
             // 32..64 characters; the same for the same chain and generation.
@@ -106,13 +165,10 @@ impl RefreshTokenStore for SecretTokenStore {
                 .client_request_token(request_token)
                 .send()
                 .await
-                .map_err(|e| {
-                    format!(
-                        "cannot store the rotated refresh token (generation {}) in secret {}: {}",
-                        token.generation,
-                        self.secret_id,
-                        aws_sdk_secretsmanager::error::DisplayErrorContext(&e)
-                    )
+                .map_err(|e| TokenStoreError::SecretWrite {
+                    generation: token.generation,
+                    secret_id: self.secret_id.clone(),
+                    source: e.into(),
                 })?;
             tracing::info!(
                 generation = token.generation,
@@ -144,23 +200,29 @@ impl FileTokenStore {
         &self.path
     }
 
-    fn read(&self) -> Result<Option<RotatedRefreshToken>, String> {
+    fn read(&self) -> Result<Option<RotatedRefreshToken>, TokenStoreError> {
         match std::fs::read(&self.path) {
+            // The parse error is dropped: it could quote the token.
             Ok(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|_| {
-                format!(
-                    "{} is not a stored refresh token (expected {{\"token\",\"generation\",\"origin\"}})",
-                    self.path.display()
-                )
+                TokenStoreError::FileNotToken {
+                    path: self.path.clone(),
+                }
             }),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(format!("cannot read {}: {e}", self.path.display())),
+            Err(source) => Err(TokenStoreError::FileRead {
+                path: self.path.clone(),
+                source,
+            }),
         }
     }
 
-    fn write(&self, token: &RotatedRefreshToken) -> Result<(), String> {
+    fn write(&self, token: &RotatedRefreshToken) -> Result<(), TokenStoreError> {
         use std::io::Write;
         use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
-        let io = |e: std::io::Error| format!("cannot write {}: {e}", self.path.display());
+        let io = |source: std::io::Error| TokenStoreError::FileWrite {
+            path: self.path.clone(),
+            source,
+        };
         if let Some(dir) = self.path.parent() {
             std::fs::DirBuilder::new()
                 .recursive(true)
@@ -168,7 +230,7 @@ impl FileTokenStore {
                 .create(dir)
                 .map_err(io)?;
         }
-        let bytes = serde_json::to_vec(token).map_err(|e| e.to_string())?;
+        let bytes = serde_json::to_vec(token).map_err(TokenStoreError::Encode)?;
         let tmp = self
             .path
             .with_extension(format!("tmp{}", std::process::id()));
@@ -189,7 +251,7 @@ impl FileTokenStore {
 
 impl RefreshTokenStore for FileTokenStore {
     fn load(&self) -> StoreFuture<'_, Option<RotatedRefreshToken>> {
-        Box::pin(async move { self.read() })
+        Box::pin(async move { Ok(self.read()?) })
     }
 
     fn save<'a>(&'a self, token: &'a RotatedRefreshToken) -> StoreFuture<'a, ()> {
@@ -198,7 +260,7 @@ impl RefreshTokenStore for FileTokenStore {
             if !supersedes(token, self.read()?.as_ref()) {
                 return Ok(());
             }
-            self.write(token)
+            Ok(self.write(token)?)
         })
     }
 }
@@ -254,7 +316,16 @@ mod tests {
         std::fs::create_dir_all(store.path().parent().unwrap()).unwrap();
         std::fs::write(store.path(), "5Aep861.not-json").unwrap();
         let err = store.load().await.unwrap_err();
-        assert!(err.contains("refresh_token.json"), "{err}");
-        assert!(!err.contains("5Aep861"), "{err}");
+        assert!(
+            matches!(
+                err.downcast_ref::<TokenStoreError>(),
+                Some(TokenStoreError::FileNotToken { .. })
+            ),
+            "{err:?}"
+        );
+        let text = err.to_string();
+        assert!(text.contains("refresh_token.json"), "{text}");
+        assert!(!text.contains("5Aep861"), "{text}");
+        assert!(!format!("{err:?}").contains("5Aep861"), "{err:?}");
     }
 }

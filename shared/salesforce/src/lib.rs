@@ -51,5 +51,7 @@ pub use extract::{Extraction, Page, Window};
 pub use limits::{ApiUsage, LimitInfo};
 pub use online::{ConfigFieldProblem, check_online, check_online_with};
 pub use plan::{OPTIONAL_FIELDS, PlannedField, RelationshipHop, SyncPlan, suggestions};
-pub use rotation::{RefreshTokenStore, RotatedRefreshToken, StoreFuture, origin_of, supersedes};
+pub use rotation::{
+    RefreshTokenStore, RotatedRefreshToken, StoreError, StoreFuture, origin_of, supersedes,
+};
 pub use session_headers::SessionHeaders;

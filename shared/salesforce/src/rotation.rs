@@ -47,8 +47,12 @@ pub fn origin_of(configured_refresh_token: &str) -> String {
     digest.iter().take(8).map(|b| format!("{b:02x}")).collect()
 }
 
+/// A store's error, boxed so that each store keeps its own typed error (and its cause)
+/// behind the trait object. Its `Display` must never contain a token.
+pub type StoreError = Box<dyn std::error::Error + Send + Sync>;
+
 /// A boxed future, so that the store can be a trait object inside the client.
-pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, String>> + Send + 'a>>;
+pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'a>>;
 
 /// Where rotated refresh tokens live: a Secrets Manager secret in AWS, a file readable only
 /// by its owner locally. Error messages must never contain a token.

@@ -196,7 +196,7 @@ impl sfsync_salesforce::RefreshTokenStore for SharedStore {
     ) -> sfsync_salesforce::StoreFuture<'a, ()> {
         Box::pin(async move {
             if self.refuse {
-                return Err("the store is read-only".to_string());
+                return Err("the store is read-only".into());
             }
             let mut stored = self.token.lock().unwrap();
             if sfsync_salesforce::supersedes(token, stored.as_ref()) {
