@@ -5,6 +5,7 @@
 //! owner until it expires or is released, and run counters add up atomically.
 
 use std::future::Future;
+use std::path::PathBuf;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -51,8 +52,74 @@ pub enum StateError {
         "the checkpoint of sync {sync} was changed by someone else (expected version {expected})"
     )]
     Conflict { sync: String, expected: u64 },
-    #[error("state store: {0}")]
-    Store(String),
+    /// A file of the local state could not be created, read, written, listed or removed.
+    #[error("state store: cannot {action} {}: {source}", path.display())]
+    Io {
+        /// "create", "read", "write", "list" or "remove".
+        action: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// A file of the local state is not the JSON it should be.
+    #[error("state store: {} is corrupt: {source}", path.display())]
+    CorruptFile {
+        path: PathBuf,
+        #[source]
+        source: serde_json::Error,
+    },
+    /// A DynamoDB call failed. The message keeps the SDK's whole context (service code and
+    /// message, request id) for the logs and the run report.
+    #[error(
+        "state store: {operation} on table {table}: {}",
+        aws_sdk_dynamodb::error::DisplayErrorContext(source.as_ref())
+    )]
+    Dynamo {
+        /// The call and what it was for: "PutItem checkpoint", "Query runs", …
+        operation: &'static str,
+        table: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// The checkpoint item of a sync has no `body`.
+    #[error("state store: checkpoint of {sync} has no body")]
+    CheckpointWithoutBody { sync: String },
+    /// The checkpoint item's `body` is not a checkpoint.
+    #[error("state store: checkpoint of {sync} is corrupt: {source}")]
+    CorruptCheckpoint {
+        sync: String,
+        #[source]
+        source: serde_json::Error,
+    },
+    /// A run report item's `body` is not a run report (`key` is its sort key).
+    #[error("state store: run {key} is corrupt: {source}")]
+    CorruptRun {
+        key: String,
+        #[source]
+        source: serde_json::Error,
+    },
+    /// A checkpoint, lease or run report could not be serialised.
+    #[error("state store: cannot encode the {what}: {source}")]
+    Encode {
+        what: &'static str,
+        #[source]
+        source: serde_json::Error,
+    },
+}
+
+impl StateError {
+    fn io(action: &'static str, path: &std::path::Path) -> impl FnOnce(std::io::Error) -> Self {
+        let path = path.to_path_buf();
+        move |source| StateError::Io {
+            action,
+            path,
+            source,
+        }
+    }
+
+    fn encode(what: &'static str) -> impl FnOnce(serde_json::Error) -> Self {
+        move |source| StateError::Encode { what, source }
+    }
 }
 
 pub trait StateStore: Send + Sync {
@@ -125,9 +192,8 @@ pub mod file {
         pub fn new(dir: impl Into<PathBuf>) -> Result<FileStore, StateError> {
             let dir = dir.into();
             for sub in ["checkpoints", "leases", "runs"] {
-                std::fs::create_dir_all(dir.join(sub)).map_err(|e| {
-                    StateError::Store(format!("cannot create {}: {e}", dir.join(sub).display()))
-                })?;
+                std::fs::create_dir_all(dir.join(sub))
+                    .map_err(StateError::io("create", &dir.join(sub)))?;
             }
             Ok(FileStore {
                 dir,
@@ -150,24 +216,26 @@ pub mod file {
 
         fn read<T: for<'de> Deserialize<'de>>(&self, path: &Path) -> Result<Option<T>, StateError> {
             match std::fs::read(path) {
-                Ok(bytes) => serde_json::from_slice(&bytes)
-                    .map(Some)
-                    .map_err(|e| StateError::Store(format!("{} is corrupt: {e}", path.display()))),
+                Ok(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|source| {
+                    StateError::CorruptFile {
+                        path: path.to_path_buf(),
+                        source,
+                    }
+                }),
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-                Err(e) => Err(StateError::Store(format!(
-                    "cannot read {}: {e}",
-                    path.display()
-                ))),
+                Err(e) => Err(StateError::io("read", path)(e)),
             }
         }
 
-        fn write<T: Serialize>(&self, path: &Path, value: &T) -> Result<(), StateError> {
+        fn write<T: Serialize>(
+            &self,
+            path: &Path,
+            what: &'static str,
+            value: &T,
+        ) -> Result<(), StateError> {
             let tmp = path.with_extension(format!("tmp{}", std::process::id()));
-            let bytes =
-                serde_json::to_vec_pretty(value).map_err(|e| StateError::Store(e.to_string()))?;
-            let io = |e: std::io::Error| {
-                StateError::Store(format!("cannot write {}: {e}", path.display()))
-            };
+            let bytes = serde_json::to_vec_pretty(value).map_err(StateError::encode(what))?;
+            let io = |e: std::io::Error| StateError::io("write", path)(e);
             {
                 use std::io::Write;
                 let mut f = std::fs::File::create(&tmp).map_err(io)?;
@@ -214,7 +282,7 @@ pub mod file {
                     expected,
                 });
             }
-            self.write(&path, next)
+            self.write(&path, "checkpoint", next)
         }
 
         async fn acquire_lease(
@@ -238,6 +306,7 @@ pub mod file {
             }
             self.write(
                 &path,
+                "lease",
                 &LeaseFile {
                     owner: owner.to_string(),
                     until,
@@ -251,9 +320,7 @@ pub mod file {
             if let Some(held) = self.read::<LeaseFile>(&path)?
                 && held.owner == owner
             {
-                std::fs::remove_file(&path).map_err(|e| {
-                    StateError::Store(format!("cannot remove {}: {e}", path.display()))
-                })?;
+                std::fs::remove_file(&path).map_err(StateError::io("remove", &path))?;
             }
             Ok(())
         }
@@ -265,7 +332,7 @@ pub mod file {
             if let Some(existing) = self.read::<RunReport>(&path)? {
                 next.counts.keep_downstream(&existing.counts);
             }
-            self.write(&path, &next)
+            self.write(&path, "run report", &next)
         }
 
         async fn add_counts(
@@ -280,13 +347,13 @@ pub mod file {
                 .read::<RunReport>(&path)?
                 .unwrap_or_else(|| RunReport::placeholder(run_id, sync));
             report.counts.add(counts);
-            self.write(&path, &report)
+            self.write(&path, "run report", &report)
         }
 
         async fn runs(&self, limit: usize) -> Result<Vec<RunReport>, StateError> {
             let dir = self.dir.join("runs");
             let mut names: Vec<PathBuf> = std::fs::read_dir(&dir)
-                .map_err(|e| StateError::Store(format!("cannot list {}: {e}", dir.display())))?
+                .map_err(StateError::io("list", &dir))?
                 .filter_map(|e| e.ok().map(|e| e.path()))
                 .filter(|p| p.extension().is_some_and(|x| x == "json"))
                 .collect();
@@ -337,16 +404,16 @@ pub mod dynamo {
             crate::ledger::StreamLedger::dynamo(self.client.clone(), self.table.clone())
         }
 
-        fn err<E: std::error::Error + 'static>(
+        fn err<E: std::error::Error + Send + Sync + 'static>(
             &self,
-            what: &str,
+            operation: &'static str,
             e: aws_sdk_dynamodb::error::SdkError<E>,
         ) -> StateError {
-            StateError::Store(format!(
-                "{what} on table {}: {}",
-                self.table,
-                aws_sdk_dynamodb::error::DisplayErrorContext(&e)
-            ))
+            StateError::Dynamo {
+                operation,
+                table: self.table.clone(),
+                source: e.into(),
+            }
         }
 
         /// The item `sync#<sync>` / `sk` (the sync's checkpoint or lease), read consistently:
@@ -404,11 +471,15 @@ pub mod dynamo {
             let Some(item) = self.sync_item(sync, "checkpoint").await? else {
                 return Ok(None);
             };
-            let body = get_s(&item, "body")
-                .ok_or_else(|| StateError::Store(format!("checkpoint of {sync} has no body")))?;
+            let body = get_s(&item, "body").ok_or_else(|| StateError::CheckpointWithoutBody {
+                sync: sync.to_string(),
+            })?;
             serde_json::from_str(&body)
                 .map(Some)
-                .map_err(|e| StateError::Store(format!("checkpoint of {sync} is corrupt: {e}")))
+                .map_err(|source| StateError::CorruptCheckpoint {
+                    sync: sync.to_string(),
+                    source,
+                })
         }
 
         async fn put_checkpoint(
@@ -417,7 +488,7 @@ pub mod dynamo {
             expected: u64,
             next: &Checkpoint,
         ) -> Result<(), StateError> {
-            let body = serde_json::to_string(next).map_err(|e| StateError::Store(e.to_string()))?;
+            let body = serde_json::to_string(next).map_err(StateError::encode("checkpoint"))?;
             let mut req = self
                 .client
                 .put_item()
@@ -512,8 +583,7 @@ pub mod dynamo {
         async fn put_run(&self, report: &RunReport) -> Result<(), StateError> {
             // The extract side only; counters that map and deliver add live in their own
             // attributes and are left alone.
-            let body =
-                serde_json::to_string(report).map_err(|e| StateError::Store(e.to_string()))?;
+            let body = serde_json::to_string(report).map_err(StateError::encode("run report"))?;
             self.client
                 .update_item()
                 .table_name(&self.table)
@@ -577,8 +647,12 @@ pub mod dynamo {
             for item in out.items() {
                 let sk = get_s(item, "sk").unwrap_or_default();
                 let mut report: RunReport = match get_s(item, "body") {
-                    Some(body) => serde_json::from_str(&body)
-                        .map_err(|e| StateError::Store(format!("run {sk} is corrupt: {e}")))?,
+                    Some(body) => {
+                        serde_json::from_str(&body).map_err(|source| StateError::CorruptRun {
+                            key: sk.clone(),
+                            source,
+                        })?
+                    }
                     None => {
                         let (run_id, sync) = sk.split_once('#').unwrap_or((sk.as_str(), ""));
                         RunReport::placeholder(run_id, sync)
@@ -635,6 +709,23 @@ mod tests {
             .unwrap()
             .collect();
         assert_eq!(names.len(), 1);
+    }
+
+    /// A corrupt file is named in the message and its parse error kept as the cause.
+    #[tokio::test]
+    async fn a_corrupt_checkpoint_file_keeps_its_parse_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = FileStore::new(dir.path()).unwrap();
+        let path = dir.path().join("checkpoints").join("s.json");
+        std::fs::write(&path, "{not json").unwrap();
+        let err = store.checkpoint("s").await.unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with(&format!("state store: {} is corrupt: ", path.display())),
+            "{err}"
+        );
+        let source = std::error::Error::source(&err).expect("the parse error");
+        assert!(source.is::<serde_json::Error>(), "{source:?}");
     }
 
     #[tokio::test]
