@@ -99,8 +99,71 @@ impl HandedOnBy {
 }
 
 #[derive(Debug, thiserror::Error)]
-#[error("stream ledger: {0}")]
-pub struct LedgerError(pub String);
+pub enum LedgerError {
+    /// A file of the local ledger could not be created, read or written.
+    #[error("stream ledger: {}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The local `<sync>.since` file is not an RFC 3339 time.
+    #[error("stream ledger: {} is corrupt: {source}", path.display())]
+    CorruptSinceFile {
+        path: PathBuf,
+        #[source]
+        source: chrono::ParseError,
+    },
+    /// A line of a local `<sync>.<by>.jsonl` file is not an entry (`line` counts from 1).
+    #[error("stream ledger: {} line {line}: {source}", path.display())]
+    CorruptLine {
+        path: PathBuf,
+        line: usize,
+        #[source]
+        source: serde_json::Error,
+    },
+    /// An entry could not be serialised.
+    #[error("stream ledger: cannot encode an entry: {0}")]
+    Encode(#[source] serde_json::Error),
+    /// A DynamoDB call failed. The message keeps the SDK's whole context (service code and
+    /// message, request id) for the logs.
+    #[error(
+        "stream ledger: {operation} on table {table}: {}",
+        aws_sdk_dynamodb::error::DisplayErrorContext(source.as_ref())
+    )]
+    Dynamo {
+        /// The call and what it was for: "GetItem stream-since", "BatchWriteItem", …
+        operation: &'static str,
+        table: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// A DynamoDB request could not be built (a required member missing).
+    #[error("stream ledger: {0}")]
+    Build(#[source] aws_sdk_dynamodb::error::BuildError),
+    /// The `stream-since` item of a sync has no `at`.
+    #[error("stream ledger: stream-since item of {sync} has no at")]
+    SinceWithoutAt { sync: String },
+    /// The `stream-since` item's `at` is not an RFC 3339 time.
+    #[error("stream ledger: stream-since item of {sync} is corrupt: {source}")]
+    CorruptSinceItem {
+        sync: String,
+        #[source]
+        source: chrono::ParseError,
+    },
+    /// DynamoDB kept handing back part of a batch (throttling) until every attempt was spent.
+    #[error(
+        "stream ledger: {operation} on table {table}: {left} {noun} still unprocessed after {attempts} attempts"
+    )]
+    Unprocessed {
+        operation: &'static str,
+        table: String,
+        left: usize,
+        /// What the call sends: "items" or "keys".
+        noun: &'static str,
+        attempts: u32,
+    },
+}
 
 /// The ledger of every sync, in the state directory or the state table.
 #[derive(Debug, Clone)]
@@ -295,8 +358,11 @@ impl FileLedger {
     }
 
     fn io(&self, path: &Path) -> impl Fn(std::io::Error) -> LedgerError + '_ {
-        let path = path.display().to_string();
-        move |e| LedgerError(format!("{path}: {e}"))
+        let path = path.to_path_buf();
+        move |source| LedgerError::Io {
+            path: path.clone(),
+            source,
+        }
     }
 
     fn started(&self, sync: &str, at: DateTime<Utc>) -> Result<(), LedgerError> {
@@ -322,7 +388,10 @@ impl FileLedger {
         match std::fs::read_to_string(&path) {
             Ok(text) => DateTime::parse_from_rfc3339(text.trim())
                 .map(|t| Some(t.with_timezone(&Utc)))
-                .map_err(|e| LedgerError(format!("{} is corrupt: {e}", path.display()))),
+                .map_err(|source| LedgerError::CorruptSinceFile {
+                    path: path.clone(),
+                    source,
+                }),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(self.io(&path)(e)),
         }
@@ -349,7 +418,7 @@ impl FileLedger {
                 ms: v.ms,
                 at: now,
             })
-            .map_err(|e| LedgerError(e.to_string()))?;
+            .map_err(LedgerError::Encode)?;
             text.push_str(&line);
             text.push('\n');
         }
@@ -399,8 +468,12 @@ impl FileLedger {
                 Err(e) => return Err(self.io(&path)(e)),
             };
             for (n, line) in text.lines().enumerate() {
-                let entry: FileEntry = serde_json::from_str(line)
-                    .map_err(|e| LedgerError(format!("{} line {}: {e}", path.display(), n + 1)))?;
+                let entry: FileEntry =
+                    serde_json::from_str(line).map_err(|source| LedgerError::CorruptLine {
+                        path: path.clone(),
+                        line: n + 1,
+                        source,
+                    })?;
                 let version = RecordVersion {
                     id: entry.id,
                     ms: entry.ms,
@@ -429,16 +502,16 @@ pub struct DynamoLedger {
 const BATCH_ATTEMPTS: u32 = 8;
 
 impl DynamoLedger {
-    fn err<E: std::error::Error + 'static>(
+    fn err<E: std::error::Error + Send + Sync + 'static>(
         &self,
-        what: &str,
+        operation: &'static str,
         e: aws_sdk_dynamodb::error::SdkError<E>,
     ) -> LedgerError {
-        LedgerError(format!(
-            "{what} on table {}: {}",
-            self.table,
-            aws_sdk_dynamodb::error::DisplayErrorContext(&e)
-        ))
+        LedgerError::Dynamo {
+            operation,
+            table: self.table.clone(),
+            source: e.into(),
+        }
     }
 
     fn key(
@@ -493,13 +566,17 @@ impl DynamoLedger {
         let Some(item) = out.item else {
             return Ok(None);
         };
-        let at = item
-            .get("at")
-            .and_then(|v| v.as_s().ok())
-            .ok_or_else(|| LedgerError(format!("stream-since item of {sync} has no at")))?;
+        let at = item.get("at").and_then(|v| v.as_s().ok()).ok_or_else(|| {
+            LedgerError::SinceWithoutAt {
+                sync: sync.to_string(),
+            }
+        })?;
         DateTime::parse_from_rfc3339(at)
             .map(|t| Some(t.with_timezone(&Utc)))
-            .map_err(|e| LedgerError(format!("stream-since item of {sync} is corrupt: {e}")))
+            .map_err(|source| LedgerError::CorruptSinceItem {
+                sync: sync.to_string(),
+                source,
+            })
     }
 
     async fn record(
@@ -522,7 +599,7 @@ impl DynamoLedger {
                     .set_item(Some(item))
                     .build()
                     .map(|put| WriteRequest::builder().put_request(put).build())
-                    .map_err(|e| LedgerError(e.to_string()))
+                    .map_err(LedgerError::Build)
             })
             .collect::<Result<_, _>>()?;
         for chunk in requests.chunks(BATCH_WRITE_ITEMS) {
@@ -572,7 +649,7 @@ impl DynamoLedger {
                     .expression_attribute_names("#sk", "sk")
                     .expression_attribute_names("#via", "via")
                     .build()
-                    .map_err(|e| LedgerError(e.to_string()))?;
+                    .map_err(LedgerError::Build)?;
                 let out = self
                     .client
                     .batch_get_item()
@@ -634,10 +711,13 @@ impl<'a> BatchAttempts<'a> {
     /// time, after a wait on a retry, an error once every attempt is spent.
     async fn next(&mut self, left: usize) -> Result<(), LedgerError> {
         if self.made >= BATCH_ATTEMPTS {
-            return Err(LedgerError(format!(
-                "{} on table {}: {left} {} still unprocessed after {BATCH_ATTEMPTS} attempts",
-                self.what, self.table, self.noun
-            )));
+            return Err(LedgerError::Unprocessed {
+                operation: self.what,
+                table: self.table.to_string(),
+                left,
+                noun: self.noun,
+                attempts: BATCH_ATTEMPTS,
+            });
         }
         if self.made > 0 {
             tokio::time::sleep(retry_wait(self.made)).await;
