@@ -111,10 +111,18 @@ pub enum MessageError {
     Json(#[from] serde_json::Error),
     #[error("message version {0} is not supported (this build reads version {MESSAGE_VERSION})")]
     Version(u32),
-    #[error("message encoding {0:?} is not supported")]
-    Encoding(String),
+    /// The envelope names an encoding this build does not read.
+    #[error("message encoding {encoding:?} is not supported")]
+    UnknownEncoding { encoding: String },
+    /// The envelope's payload is not base64.
     #[error("message payload cannot be decoded: {0}")]
-    Payload(String),
+    Base64(#[source] base64::DecodeError),
+    /// The envelope's payload is not gzip (or is cut short).
+    #[error("message payload cannot be decoded: {0}")]
+    Inflate(#[source] std::io::Error),
+    /// Compressing a body failed.
+    #[error("message payload cannot be compressed: {0}")]
+    Compress(#[source] std::io::Error),
     #[error("an item of {size} bytes cannot fit in a message of at most {max} bytes")]
     ItemTooLarge { size: usize, max: usize },
 }
@@ -137,16 +145,18 @@ pub fn decode<T: for<'de> Deserialize<'de>>(body: &str) -> Result<T, MessageErro
             let envelope: Envelope = serde_json::from_str(body)?;
             let compressed = base64::engine::general_purpose::STANDARD
                 .decode(envelope.payload)
-                .map_err(|e| MessageError::Payload(e.to_string()))?;
+                .map_err(MessageError::Base64)?;
             let mut json = Vec::new();
             flate2::read::GzDecoder::new(&compressed[..])
                 .take(64 << 20) // a body inflating past 64 MiB is not one of ours
                 .read_to_end(&mut json)
-                .map_err(|e| MessageError::Payload(e.to_string()))?;
+                .map_err(MessageError::Inflate)?;
             let inner: T = serde_json::from_slice(&json)?;
             Ok(inner)
         }
-        Some(other) => Err(MessageError::Encoding(other.to_string())),
+        Some(other) => Err(MessageError::UnknownEncoding {
+            encoding: other.to_string(),
+        }),
     }
 }
 
@@ -422,7 +432,7 @@ fn encode_gzip(raw: &str, level: u32) -> Result<String, MessageError> {
     encoder
         .write_all(raw.as_bytes())
         .and_then(|_| encoder.finish())
-        .map_err(|e| MessageError::Payload(e.to_string()))
+        .map_err(MessageError::Compress)
         .map(|compressed| {
             let payload = base64::engine::general_purpose::STANDARD.encode(compressed);
             format!(
@@ -623,11 +633,18 @@ mod tests {
         ));
         assert!(matches!(
             decode::<RecordsMessage>(r#"{"v":1,"encoding":"zstd","payload":""}"#),
-            Err(MessageError::Encoding(_))
+            Err(MessageError::UnknownEncoding { encoding }) if encoding == "zstd"
         ));
         assert!(matches!(
             decode::<RecordsMessage>(r#"{"v":1,"encoding":"gzip+base64","payload":"!!!"}"#),
-            Err(MessageError::Payload(_))
+            Err(MessageError::Base64(_))
+        ));
+        // Valid base64 of bytes that are not gzip.
+        assert!(matches!(
+            decode::<RecordsMessage>(
+                r#"{"v":1,"encoding":"gzip+base64","payload":"bm90IGd6aXA="}"#
+            ),
+            Err(MessageError::Inflate(_))
         ));
         assert!(matches!(
             decode::<RecordsMessage>(r#"{"v":1,"run_id":"r","sync":"s"}"#),
