@@ -65,8 +65,8 @@ pub enum LocalDeliverError {
     /// written.
     #[error(transparent)]
     Carry(#[from] CarryError),
-    #[error("destination {0} is not set up")]
-    NotSetUp(String),
+    #[error("destination {destination} is not set up")]
+    NotSetUp { destination: String },
 }
 
 impl LocalDelivery {
@@ -231,7 +231,9 @@ impl Queue<CallsMessage> for HandOff<'_> {
             .destination(&message.destination)
             .is_none()
         {
-            let error = LocalDeliverError::NotSetUp(message.destination);
+            let error = LocalDeliverError::NotSetUp {
+                destination: message.destination,
+            };
             return Err(QueueError::downstream(error).into());
         }
         self.queue.send(message, delay).await
@@ -392,18 +394,23 @@ pub enum LocalError {
     UnknownSync { name: String, known: String },
     #[error("salesforce: {0}")]
     Salesforce(#[from] sfsync_salesforce::Error),
-    #[error("destination {name}: {message}")]
-    Destination { name: String, message: String },
+    #[error("destination {name}: {source}")]
+    Destination {
+        name: String,
+        #[source]
+        source: sfsync_destinations::BuildError,
+    },
     #[error(transparent)]
     State(#[from] crate::state::StateError),
     #[error("http client: {0}")]
-    Http(String),
+    Http(#[source] reqwest::Error),
     /// A destination refused our credentials (401/403): the run stopped, nothing was
     /// dead-lettered for it.
+    /// `reason` is the "credentials rejected by <destination>: …" the delivery noted.
     #[error(
-        "{0}. The sync stopped: nothing was dead-lettered, and the undelivered records stay before the checkpoint for the next run (fix the key, then run again)"
+        "{reason}. The sync stopped: nothing was dead-lettered, and the undelivered records stay before the checkpoint for the next run (fix the key, then run again)"
     )]
-    CredentialsRejected(String),
+    CredentialsRejected { reason: String },
 }
 
 /// The Salesforce client settings of a local run. Bulk results pages (10,000 rows) are
@@ -462,14 +469,14 @@ pub async fn run_local(
     )?;
     // No redirects (a redirected POST would become a GET); each request's timeout is the
     // destination engine's.
-    let http = sfsync_destinations::http_client().map_err(|e| LocalError::Http(e.to_string()))?;
+    let http = sfsync_destinations::http_client().map_err(LocalError::Http)?;
     let names = sfsync_destinations::object_names(&config);
     let mut destinations = Vec::new();
     for d in &config.destinations {
         let mut built = Destination::with_object_names(d, http.clone(), &names).map_err(|e| {
             LocalError::Destination {
                 name: d.name.clone(),
-                message: e.to_string(),
+                source: e,
             }
         })?;
         if let Some(base) = options.retry_base {
@@ -527,7 +534,7 @@ pub async fn run_local(
             Err(ExtractError::State(e)) => return Err(e.into()),
         }
         if let Some(reason) = queue.paused() {
-            return Err(LocalError::CredentialsRejected(reason));
+            return Err(LocalError::CredentialsRejected { reason });
         }
         // The stored report carries what every stage added.
         if let Some(report) = store
