@@ -18,8 +18,30 @@ pub const CONFIG_SECRET_KEY: &str = "sfsync_config";
 pub enum SetupError {
     #[error("environment variable {0} is not set")]
     MissingEnv(&'static str),
-    #[error("cannot read secret {secret_id}: {message}")]
-    Secret { secret_id: String, message: String },
+    /// Secrets Manager's `GetSecretValue` failed. The message keeps the SDK's whole context
+    /// (service code and message, request id): it names the secret, never its value.
+    #[error(
+        "cannot read secret {secret_id}: {}",
+        aws_sdk_secretsmanager::error::DisplayErrorContext(source.as_ref())
+    )]
+    SecretRead {
+        secret_id: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// The secret is binary: only a `SecretString` is read.
+    #[error(
+        "cannot read secret {secret_id}: the secret has no SecretString (binary secrets are not supported)"
+    )]
+    SecretNotString { secret_id: String },
+    /// The `SecretString` is not a JSON object of strings. `source` names the key or the
+    /// line and column, never a value.
+    #[error("cannot read secret {secret_id}: {source}")]
+    SecretFormat {
+        secret_id: String,
+        #[source]
+        source: sfsync_mapping::secrets::ReferenceError,
+    },
     #[error(
         "no sync config: set SFSYNC_CONFIG or put the TOML under the secret's key \"{CONFIG_SECRET_KEY}\""
     )]
@@ -56,17 +78,18 @@ pub async fn load_secret(
         .secret_id(secret_id)
         .send()
         .await
-        .map_err(|e| SetupError::Secret {
+        .map_err(|e| SetupError::SecretRead {
             secret_id: secret_id.to_string(),
-            message: aws_sdk_secretsmanager::error::DisplayErrorContext(&e).to_string(),
+            source: e.into(),
         })?;
-    let text = out.secret_string().ok_or_else(|| SetupError::Secret {
+    let text = out
+        .secret_string()
+        .ok_or_else(|| SetupError::SecretNotString {
+            secret_id: secret_id.to_string(),
+        })?;
+    SecretMap::from_json(text).map_err(|source| SetupError::SecretFormat {
         secret_id: secret_id.to_string(),
-        message: "the secret has no SecretString (binary secrets are not supported)".into(),
-    })?;
-    SecretMap::from_json(text).map_err(|e| SetupError::Secret {
-        secret_id: secret_id.to_string(),
-        message: e.to_string(),
+        source,
     })
 }
 
@@ -171,6 +194,24 @@ pub fn exit_on_setup_error<T>(result: Result<T, SetupError>) -> T {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A secret that is not a JSON object of strings is named with the key at fault and the
+    /// parse error kept as the cause; no value of the secret appears.
+    #[test]
+    fn a_malformed_secret_names_the_key_but_no_value() {
+        let text = r#"{"api_key": "sk_live_hidden", "retries": 3}"#;
+        let source = SecretMap::from_json(text).expect_err("3 is not a string");
+        let err = SetupError::SecretFormat {
+            secret_id: "sfsync".into(),
+            source,
+        };
+        assert_eq!(
+            err.to_string(),
+            "cannot read secret sfsync: secrets file: the value of \"retries\" must be a string"
+        );
+        assert!(std::error::Error::source(&err).is_some());
+        assert!(!format!("{err:?}").contains("sk_live_hidden"));
+    }
 
     /// The cold-start messages docs/troubleshooting.md and docs/development.md quote.
     #[test]
