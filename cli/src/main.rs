@@ -80,7 +80,7 @@ fn main() -> ExitCode {
         // the reader's choice, not an error to report.
         Err(e) if output::is_reader_gone(&e) => ExitCode::SUCCESS,
         Err(e) => {
-            output::note(format_args!("sfsync: {e:#}"));
+            output::note(format_args!("sfsync: {}", output::error_text(&e)));
             ExitCode::from(2)
         }
     }

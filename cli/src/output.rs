@@ -49,6 +49,24 @@ pub fn gone_is_ok(result: io::Result<()>) -> anyhow::Result<bool> {
     }
 }
 
+/// `error` and its causes joined by ": ", as `{:#}` prints them, but leaving out a cause
+/// whose text is already in the message: the pipeline's typed errors name their cause in
+/// their own message (the logs and run reports read it there) and also return it from
+/// `source()`, and would otherwise be printed with the cause twice.
+pub fn error_text(error: &anyhow::Error) -> String {
+    let mut text = String::new();
+    for cause in error.chain() {
+        let part = cause.to_string();
+        if text.is_empty() {
+            text = part;
+        } else if !text.contains(&part) {
+            text.push_str(": ");
+            text.push_str(&part);
+        }
+    }
+    text
+}
+
 /// True when `error` comes from writing to stdout after its reader went away: the last
 /// line of defence in `main`, which then ends quietly instead of printing an error.
 pub fn is_reader_gone(error: &anyhow::Error) -> bool {
@@ -62,6 +80,23 @@ pub fn is_reader_gone(error: &anyhow::Error) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A cause the message already names is not repeated; one it does not name is added.
+    #[test]
+    fn a_cause_is_printed_once() {
+        let err = anyhow::Error::new(sfsync_pipeline::state::StateError::Io {
+            action: "read",
+            path: "/state/checkpoints/s.json".into(),
+            source: io::Error::new(io::ErrorKind::PermissionDenied, "denied"),
+        })
+        .context("sync s");
+        assert_eq!(
+            error_text(&err),
+            "sync s: state store: cannot read /state/checkpoints/s.json: denied"
+        );
+        let plain = anyhow::Error::new(io::Error::other("disk full")).context("cannot write x");
+        assert_eq!(error_text(&plain), "cannot write x: disk full");
+    }
 
     #[test]
     fn a_broken_pipe_is_the_reader_going_away_and_other_errors_stay_errors() {
