@@ -617,7 +617,7 @@ path = "out.jsonl"
         };
         assert!(matches!(
             cause.downcast_ref::<MapError>(),
-            Some(MapError::UnknownSync(_))
+            Some(MapError::UnknownSync { .. })
         ));
     }
 }

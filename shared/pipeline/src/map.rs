@@ -28,8 +28,8 @@ pub enum MapError {
     /// The body is not a records message this build reads.
     #[error(transparent)]
     Message(#[from] MessageError),
-    #[error("message names sync {0:?}, which the config does not have")]
-    UnknownSync(String),
+    #[error("message names sync {sync:?}, which the config does not have")]
+    UnknownSync { sync: String },
     /// The delivery queue did not take the calls of destination `destination`.
     #[error(transparent)]
     Queue(#[from] QueueError),
@@ -63,7 +63,9 @@ pub struct MappedCalls {
 pub fn map_calls(config: &Config, message: &mut RecordsMessage) -> Result<MappedCalls, MapError> {
     let sync = config
         .sync(&message.sync)
-        .ok_or_else(|| MapError::UnknownSync(message.sync.clone()))?;
+        .ok_or_else(|| MapError::UnknownSync {
+            sync: message.sync.clone(),
+        })?;
     let mut out = MappedCalls::default();
     out.calls.reserve(message.records.len());
     for record in std::mem::take(&mut message.records) {
@@ -464,7 +466,7 @@ syncs = ["accounts"]
         m.sync = "nope".into();
         let queue = Packing::new(64 * 1024, gzip());
         let err = map_and_send(&config, m, &queue).await.unwrap_err();
-        assert!(matches!(err, MapError::UnknownSync(_)), "{err}");
+        assert!(matches!(err, MapError::UnknownSync { .. }), "{err}");
         assert_eq!(
             err.to_string(),
             "message names sync \"nope\", which the config does not have"
