@@ -728,6 +728,28 @@ mod tests {
         assert!(source.is::<serde_json::Error>(), "{source:?}");
     }
 
+    /// A DynamoDB failure reads as it did when it was a string (the SDK's whole context) and
+    /// keeps the SDK error as its source.
+    #[test]
+    fn a_dynamodb_error_keeps_the_sdk_context_and_the_sdk_error() {
+        use aws_sdk_dynamodb::error::{DisplayErrorContext, SdkError};
+        use aws_sdk_dynamodb::operation::get_item::GetItemError;
+        let sdk: SdkError<GetItemError> = SdkError::timeout_error("no answer in 3.1 s");
+        let expected = format!(
+            "state store: GetItem on table state: {}",
+            DisplayErrorContext(&sdk)
+        );
+        let err = StateError::Dynamo {
+            operation: "GetItem",
+            table: "state".into(),
+            source: sdk.into(),
+        };
+        assert_eq!(err.to_string(), expected);
+        assert!(expected.contains("no answer in 3.1 s"), "{expected}");
+        let source = std::error::Error::source(&err).expect("the SDK error");
+        assert!(source.is::<SdkError<GetItemError>>(), "{source:?}");
+    }
+
     #[tokio::test]
     async fn a_lease_blocks_other_owners_until_released_or_expired() {
         let dir = tempfile::tempdir().unwrap();
