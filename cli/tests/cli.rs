@@ -1015,35 +1015,18 @@ async fn stream_delivers_a_committed_change_and_resumes_after_its_replay_id() {
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     let receiver = Receiver::start().await;
+    // The shared fixture's contacts sync, streamed, with the two fields the test edits.
     let config = dir.path().join("sfsync.toml");
+    let toml = sfsync_e2e::fixtures::Fixture::syncs(&["contacts"])
+        .fields("contacts", &["Email", "Title"])
+        .sync("contacts", "stream", true)
+        .without("contacts", "deletes")
+        .text();
+    std::fs::write(&config, toml).unwrap_or_else(|e| panic!("{e}"));
+    let secrets = dir.path().join("secrets.json");
     std::fs::write(
-        &config,
-        format!(
-            r#"[salesforce]
-login_url = "{}"
-auth = "client_credentials"
-client_id = "{}"
-client_secret = "{}"
-
-[[syncs]]
-name = "contacts"
-object = "Contact"
-kind = "people"
-user_id = "Id"
-fields = ["Email", "Title"]
-stream = true
-
-[[destinations]]
-name = "seg"
-type = "segment"
-endpoint = "{}"
-write_key = "k"
-"#,
-            sim.url(),
-            creds.client_id,
-            creds.client_secret,
-            receiver.url
-        ),
+        &secrets,
+        sfsync_e2e::fixtures::secrets(&sim.url(), &receiver.url).to_string(),
     )
     .unwrap_or_else(|e| panic!("{e}"));
     let state = dir.path().join("state");
@@ -1071,6 +1054,8 @@ write_key = "k"
         cmd.arg("stream")
             .arg("--config")
             .arg(&config)
+            .arg("--secrets")
+            .arg(&secrets)
             .arg("--state")
             .arg(&state)
             .args(["--max-events", "1", "--seconds", "60", "--quiet"])
