@@ -29,8 +29,18 @@ pub struct Holder {
 pub enum LeaseError {
     #[error("another invocation ({}) streams until {}", .0.owner, .0.until)]
     Held(Holder),
-    #[error("stream lease on table {table}: {message}")]
-    Store { table: String, message: String },
+    /// A DynamoDB call failed; the message keeps the SDK's whole context (service code and
+    /// message, request id) for the logs.
+    #[error(
+        "stream lease on table {table}: {operation}: {}",
+        aws_sdk_dynamodb::error::DisplayErrorContext(source.as_ref())
+    )]
+    Store {
+        operation: &'static str,
+        table: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -47,16 +57,18 @@ impl SubscriberLease {
         }
     }
 
-    fn store_error<E>(&self, what: &str, e: aws_sdk_dynamodb::error::SdkError<E>) -> LeaseError
+    fn store_error<E>(
+        &self,
+        operation: &'static str,
+        e: aws_sdk_dynamodb::error::SdkError<E>,
+    ) -> LeaseError
     where
-        E: std::error::Error + 'static,
+        E: std::error::Error + Send + Sync + 'static,
     {
         LeaseError::Store {
+            operation,
             table: self.table.clone(),
-            message: format!(
-                "{what}: {}",
-                aws_sdk_dynamodb::error::DisplayErrorContext(&e)
-            ),
+            source: Box::new(e),
         }
     }
 

@@ -45,13 +45,46 @@ impl StoredReplay {
     pub fn bytes(&self) -> Result<Vec<u8>, ReplayStoreError> {
         STANDARD
             .decode(&self.replay_id)
-            .map_err(|e| ReplayStoreError(format!("stored replay id is not base64: {e}")))
+            .map_err(ReplayStoreError::NotBase64)
     }
 }
 
+/// Why a replay id could not be read or kept. Each variant keeps its cause as `source()`
+/// and names it in its message too (the logs and run reports show the message alone).
 #[derive(Debug, thiserror::Error)]
-#[error("replay store: {0}")]
-pub struct ReplayStoreError(pub String);
+pub enum ReplayStoreError {
+    #[error("replay store: stored replay id is not base64: {0}")]
+    NotBase64(#[source] base64::DecodeError),
+    #[error("replay store: {}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// A stored replay (file or item) that is not the JSON this crate writes.
+    #[error("replay store: {what} is corrupt: {source}")]
+    Corrupt {
+        what: String,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("replay store: replay item of {sync} has no body")]
+    NoBody { sync: String },
+    #[error("replay store: cannot encode the replay: {0}")]
+    Encode(#[source] serde_json::Error),
+    /// A DynamoDB call failed; the message keeps the SDK's whole context (service code and
+    /// message, request id) for the logs.
+    #[error(
+        "replay store: {operation} on table {table}: {}",
+        aws_sdk_dynamodb::error::DisplayErrorContext(source.as_ref())
+    )]
+    Dynamo {
+        operation: &'static str,
+        table: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+}
 
 pub trait ReplayStore: Send + Sync {
     fn get(
@@ -88,21 +121,28 @@ impl ReplayStore for FileReplayStore {
     async fn get(&self, sync: &str) -> Result<Option<StoredReplay>, ReplayStoreError> {
         let path = self.path(sync);
         match tokio::fs::read_to_string(&path).await {
-            Ok(text) => serde_json::from_str(&text)
-                .map(Some)
-                .map_err(|e| ReplayStoreError(format!("{} is corrupt: {e}", path.display()))),
+            Ok(text) => {
+                serde_json::from_str(&text)
+                    .map(Some)
+                    .map_err(|source| ReplayStoreError::Corrupt {
+                        what: path.display().to_string(),
+                        source,
+                    })
+            }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(ReplayStoreError(format!("{}: {e}", path.display()))),
+            Err(source) => Err(ReplayStoreError::Io { path, source }),
         }
     }
 
     async fn put(&self, sync: &str, replay: &StoredReplay) -> Result<(), ReplayStoreError> {
-        let err = |e: std::io::Error| ReplayStoreError(format!("{}: {e}", self.dir.display()));
+        let err = |source: std::io::Error| ReplayStoreError::Io {
+            path: self.dir.clone(),
+            source,
+        };
         tokio::fs::create_dir_all(&self.dir).await.map_err(err)?;
         let path = self.path(sync);
         let tmp = path.with_extension("json.tmp");
-        let body =
-            serde_json::to_vec_pretty(replay).map_err(|e| ReplayStoreError(e.to_string()))?;
+        let body = serde_json::to_vec_pretty(replay).map_err(ReplayStoreError::Encode)?;
         tokio::fs::write(&tmp, body).await.map_err(err)?;
         tokio::fs::rename(&tmp, &path).await.map_err(err)
     }
@@ -124,16 +164,16 @@ impl DynamoReplayStore {
         }
     }
 
-    fn err<E: std::error::Error + 'static>(
+    fn err<E: std::error::Error + Send + Sync + 'static>(
         &self,
-        what: &str,
+        operation: &'static str,
         e: aws_sdk_dynamodb::error::SdkError<E>,
     ) -> ReplayStoreError {
-        ReplayStoreError(format!(
-            "{what} on table {}: {}",
-            self.table,
-            aws_sdk_dynamodb::error::DisplayErrorContext(&e)
-        ))
+        ReplayStoreError::Dynamo {
+            operation,
+            table: self.table.clone(),
+            source: Box::new(e),
+        }
     }
 }
 
@@ -156,15 +196,18 @@ impl ReplayStore for DynamoReplayStore {
         let body = item
             .get("body")
             .and_then(|v| v.as_s().ok())
-            .ok_or_else(|| ReplayStoreError(format!("replay item of {sync} has no body")))?;
+            .ok_or_else(|| ReplayStoreError::NoBody { sync: sync.into() })?;
         serde_json::from_str(body)
             .map(Some)
-            .map_err(|e| ReplayStoreError(format!("replay item of {sync} is corrupt: {e}")))
+            .map_err(|source| ReplayStoreError::Corrupt {
+                what: format!("replay item of {sync}"),
+                source,
+            })
     }
 
     async fn put(&self, sync: &str, replay: &StoredReplay) -> Result<(), ReplayStoreError> {
         use aws_sdk_dynamodb::types::AttributeValue;
-        let body = serde_json::to_string(replay).map_err(|e| ReplayStoreError(e.to_string()))?;
+        let body = serde_json::to_string(replay).map_err(ReplayStoreError::Encode)?;
         self.client
             .put_item()
             .table_name(&self.table)
@@ -207,5 +250,18 @@ mod tests {
         std::fs::write(dir.path().join("stream/contacts.json"), "{").expect("write");
         let err = store.get("contacts").await.expect_err("corrupt");
         assert!(err.to_string().contains("contacts.json"), "{err}");
+        // The parser's error is kept as the cause, not only as text.
+        let source = std::error::Error::source(&err).expect("a source");
+        assert!(source.is::<serde_json::Error>(), "{source:?}");
+    }
+
+    #[test]
+    fn a_replay_id_that_is_not_base64_keeps_the_decoder_error() {
+        let mut replay = StoredReplay::new(&[1], "/data/ContactChangeEvent", Utc::now(), None);
+        replay.replay_id = "!!".into();
+        let err = replay.bytes().expect_err("not base64");
+        assert!(err.to_string().contains("not base64"), "{err}");
+        let source = std::error::Error::source(&err).expect("a source");
+        assert!(source.is::<base64::DecodeError>(), "{source:?}");
     }
 }
