@@ -77,32 +77,13 @@ struct Workload {
     calls_messages: Vec<String>,
 }
 
-fn config_text(sim_url: &str, receiver_url: &str) -> String {
-    format!(
-        r#"[salesforce]
-login_url = "{sim_url}"
-auth = "client_credentials"
-client_id = "{client_id}"
-client_secret = "{client_secret}"
-page_size = 2000
-
-[[syncs]]
-name = "contacts"
-object = "Contact"
-kind = "people"
-user_id = "Id"
-fields = ["Email", "FirstName", "MiddleName", "LastName", "Suffix", "Title", "Phone", "CreatedDate", "MailingAddress", "Account.Name"]
-deletes = false
-api = "rest"
-
-[[destinations]]
-name = "segment"
-type = "segment"
-endpoint = "{receiver_url}"
-write_key = "bench-write-key"
-"#,
-        client_id = sfsync_simulator::Credentials::demo().client_id,
-        client_secret = sfsync_simulator::Credentials::demo().client_secret,
+/// The side-by-side workload's contacts sync (`bench/contacts-sync.toml`, which the SQS
+/// compression example reads too), against the simulator and the capturing receiver.
+fn bench_config(sim_url: &str, receiver_url: &str) -> Config {
+    sfsync_e2e::fixtures::resolve(
+        include_str!("../../bench/contacts-sync.toml"),
+        sim_url,
+        receiver_url,
     )
 }
 
@@ -172,7 +153,7 @@ async fn gather() -> Workload {
     let receiver_url = format!("http://{}", listener.local_addr().expect("address"));
     tokio::spawn(async move { axum::serve(listener, app).await });
 
-    let config = Config::parse(&config_text(&sim.url(), &receiver_url)).expect("config");
+    let config = bench_config(&sim.url(), &receiver_url);
     let sync = config.syncs[0].clone();
     let client = Client::new(ClientConfig::from_config(&config.salesforce).expect("client config"))
         .expect("client");

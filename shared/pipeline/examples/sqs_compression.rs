@@ -23,6 +23,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 use sfsync_mapping::Config;
+use sfsync_mapping::secrets::SecretMap;
 use sfsync_pipeline::map::map_calls;
 use sfsync_pipeline::message::{
     CallsMessage, Compression, DEFAULT_MAX_BODY_BYTES, MESSAGE_VERSION, PackedBody, RecordsMessage,
@@ -40,32 +41,22 @@ const GB_S_PER_CPU_S: f64 = 1.73;
 const SQS_PER_REQUEST: f64 = 0.40 / 1e6;
 const LAMBDA_PER_GB_S: f64 = 0.000_013_333_4;
 
-fn config_text(sim_url: &str) -> String {
-    format!(
-        r#"[salesforce]
-login_url = "{sim_url}"
-auth = "client_credentials"
-client_id = "{id}"
-client_secret = "{secret}"
-page_size = 2000
-
-[[syncs]]
-name = "contacts"
-object = "Contact"
-kind = "people"
-user_id = "Id"
-fields = ["Email", "FirstName", "MiddleName", "LastName", "Suffix", "Title", "Phone", "CreatedDate", "MailingAddress", "Account.Name"]
-deletes = false
-api = "rest"
-
-[[destinations]]
-name = "segment"
-type = "segment"
-write_key = "bench-write-key"
-"#,
-        id = Credentials::demo().client_id,
-        secret = Credentials::demo().client_secret,
-    )
+/// The side-by-side workload's contacts sync (`bench/contacts-sync.toml`, which the floor
+/// benchmark reads too) against the simulator at `sim_url`. Nothing is sent, so the
+/// destination's endpoint is a port nothing listens on.
+fn bench_config(sim_url: &str) -> Result<Config, Box<dyn std::error::Error>> {
+    let text = include_str!("../../../bench/contacts-sync.toml");
+    let creds = Credentials::demo();
+    let secrets = SecretMap::from_json(
+        &serde_json::json!({
+            "sf_url": sim_url,
+            "sf_client_id": creds.client_id,
+            "sf_client_secret": creds.client_secret,
+            "receiver_url": "http://127.0.0.1:9",
+        })
+        .to_string(),
+    )?;
+    Ok(Config::parse(text)?.resolve_references(text, &secrets)?)
 }
 
 async fn contacts(pages: usize) -> Result<(Config, Vec<Value>), Box<dyn std::error::Error>> {
@@ -77,7 +68,7 @@ async fn contacts(pages: usize) -> Result<(Config, Vec<Value>), Box<dyn std::err
     };
     let sim =
         Simulator::start(Org::generate(&spec), Credentials::demo(), Faults::default()).await?;
-    let config = Config::parse(&config_text(&sim.url()))?;
+    let config = bench_config(&sim.url())?;
     let sync = config.syncs[0].clone();
     let client = Client::new(ClientConfig::from_config(&config.salesforce)?)?;
     let plan = client.plan(&sync).await?;
