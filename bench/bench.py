@@ -247,6 +247,15 @@ def timed(command, directory, name):
     cpu = sum(float(re.search(rf"{kind} time \(seconds\): ([\d.]+)", report).group(1))
               for kind in ["User", "System"])
     timed.cpu_seconds = cpu
+    # The parts, for telling the kernel's share (page faults, sockets) from the program's.
+    timed.parts = {
+        "user": float(re.search(r"User time \(seconds\): ([\d.]+)", report).group(1)),
+        "sys": float(re.search(r"System time \(seconds\): ([\d.]+)", report).group(1)),
+        "minor_faults": int(re.search(r"Minor \(reclaiming a frame\) page faults: (\d+)",
+                                      report).group(1)),
+        "voluntary_switches": int(re.search(r"Voluntary context switches: (\d+)",
+                                            report).group(1)),
+    }
     return seconds, rss, result.stdout
 
 
@@ -848,7 +857,9 @@ def measured_commit():
                 "uncommitted_changes": [],
                 "sfsync_binary_built": datetime.fromtimestamp(
                     (BIN / "sfsync").stat().st_mtime, timezone.utc).isoformat(timespec="seconds")}
-    changed = [line[3:] for line in git("status", "--porcelain", "--untracked-files=no").splitlines()]
+    # `git` strips the output, and with it the first line's leading status column.
+    changed = [line[2:].strip()
+               for line in git("status", "--porcelain", "--untracked-files=no").splitlines()]
     return {"commit": git("rev-parse", "HEAD"), "subject": git("log", "-1", "--format=%s"),
             "uncommitted_changes": changed,
             "sfsync_binary_built": datetime.fromtimestamp(

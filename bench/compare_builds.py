@@ -45,7 +45,11 @@ def main():
                      "--secrets", str(run / "secrets.json"), "--state", str(run / "state"),
                      "--quiet"], run, "sfsync")
                 stats = receiver.stats()
+                parts = bench.timed.parts
                 print(f"{binary}: wall {seconds:.2f} s, CPU {bench.timed.cpu_seconds:.2f} s, "
+                      f"(user {parts['user']:.2f}, sys {parts['sys']:.2f}, "
+                      f"{parts['minor_faults']} minor faults, "
+                      f"{parts['voluntary_switches']} voluntary switches), "
                       f"peak RSS {rss / 1024:.1f} MiB, {stats['calls']} calls in "
                       f"{stats['requests']} requests", flush=True)
 

@@ -16,7 +16,7 @@
 //!   (Amazon SQS pricing). Bodies are grouped into SendMessageBatch requests as `SqsQueue`
 //!   groups them (≤ 10 entries, ≤ 256 KiB), each billed ⌈bytes / 64 KiB⌉; receiving bills the
 //!   same bytes again, so both are counted; deletes are one request per batch either way;
-//! - CPU: the thread's CPU time (`/proc/thread-self/schedstat`) to pack (compress) and to
+//! - CPU: the thread's CPU time (`clock_gettime(CLOCK_THREAD_CPUTIME_ID)`) to pack (compress) and to
 //!   decode the bodies, best of 5.
 
 use std::time::Duration;
@@ -94,13 +94,10 @@ async fn contacts(pages: usize) -> Result<(Config, Vec<Value>), Box<dyn std::err
 }
 
 fn thread_cpu() -> Duration {
-    let text = std::fs::read_to_string("/proc/thread-self/schedstat").unwrap_or_default();
-    let ns = text
-        .split_whitespace()
-        .next()
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(0);
-    Duration::from_nanos(ns)
+    // clock_gettime(CLOCK_THREAD_CPUTIME_ID): exact, where /proc/thread-self/schedstat
+    // moves only at scheduler ticks.
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::ThreadCPUTime);
+    Duration::new(t.tv_sec as u64, t.tv_nsec as u32)
 }
 
 /// The least CPU of five runs of `work`, and its result.
