@@ -599,6 +599,67 @@ def bench_floor(results):
     results["floor"] = out
 
 
+def floor_once(directory, name):
+    """One short run of the floor benchmark's floor and in-process rows only (criterion,
+    1 s warm-up, 4 s of measurement each): µs of CPU per contact for each."""
+    filter_ = "^per_contact/(floor/total|stage/sfsync_in_process)$"
+    command = NICE + FLOOR_COMMAND + ["--warm-up-time", "1", "--measurement-time", "4", filter_]
+    proc = subprocess.run(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          text=True)
+    (directory / f"{name}.stdout").write_text(proc.stdout)
+    (directory / f"{name}.stderr").write_text(proc.stderr)
+    if proc.returncode != 0:
+        raise RuntimeError(f"the floor benchmark failed; see {directory}/{name}.stderr")
+    contacts = int(re.search(r"^(\d+) contacts:", proc.stdout, re.M).group(1))
+    figures = {}
+    for estimates in (ROOT / "target" / "criterion" / "per_contact").glob("*/new/estimates.json"):
+        function = json.loads((estimates.parent / "benchmark.json").read_text())["function_id"]
+        if function in ("floor/total", "stage/sfsync_in_process"):
+            median_ns = json.loads(estimates.read_text())["median"]["point_estimate"]
+            figures[function] = round(median_ns / contacts / 1e3, 3)
+    return figures
+
+
+def bench_ratio(results, rounds=ROUNDS):
+    """sfsync end to end as a multiple of the floor, robust to the machine's speed: this
+    machine's speed drifts by tens of per cent over minutes (the same binary took 1.38 s and
+    2.07 s of CPU ten minutes apart), so a floor measured in one run and `sfsync sync`
+    measured in another give a ratio that moves with the drift. Here each round measures
+    the floor (and the in-process stages) and then, right after, one `sfsync sync` of the
+    side-by-side workload, and the ratio is taken within the round; the median of the
+    rounds' ratios is the figure."""
+    log(f"== ratio to the floor: floor, then sfsync end to end, {rounds} rounds")
+    directory = org_dir("ratio")
+    rounds_out = []
+    with Receiver() as receiver, Simulator(CONTACTS, directory) as sim:
+        for n in range(rounds):
+            floor = floor_once(directory, f"floor-{n}")
+            run = run_sfsync_side_by_side(directory, sim, receiver)
+            one = {"floor_us": floor["floor/total"],
+                   "in_process_us": floor["stage/sfsync_in_process"],
+                   "end_to_end_us": run["cpu_us_per_record"],
+                   "calls_at_receiver": run["delivered_at_receiver"],
+                   "requests": run["destination_requests"],
+                   "load": run["load"]}
+            one["in_process_ratio"] = round(one["in_process_us"] / one["floor_us"], 2)
+            one["end_to_end_ratio"] = round(one["end_to_end_us"] / one["floor_us"], 2)
+            rounds_out.append(one)
+            log(f"  round {n + 1}: floor {one['floor_us']} µs, in process "
+                f"{one['in_process_us']} µs ({one['in_process_ratio']}×), end to end "
+                f"{one['end_to_end_us']} µs ({one['end_to_end_ratio']}×), "
+                f"{one['calls_at_receiver']:,} calls received; load {one['load']}")
+    out = {"rounds": rounds_out, "floor_command": " ".join(FLOOR_COMMAND)
+           + " --warm-up-time 1 --measurement-time 4 '^per_contact/(floor/total|stage/sfsync_in_process)$'"}
+    for key in ["floor_us", "in_process_us", "end_to_end_us", "in_process_ratio",
+                "end_to_end_ratio"]:
+        out[f"median_{key}"] = round(statistics.median(r[key] for r in rounds_out), 3)
+        out[f"range_{key}"] = [min(r[key] for r in rounds_out), max(r[key] for r in rounds_out)]
+    log(f"  medians: in process {out['median_in_process_ratio']}× the floor, end to end "
+        f"{out['median_end_to_end_ratio']}× (ranges {out['range_in_process_ratio']}, "
+        f"{out['range_end_to_end_ratio']})")
+    results["ratio"] = out
+
+
 class Moto:
     def __enter__(self):
         moto = ROOT / ".venv" / "bin" / "moto_server"
@@ -776,6 +837,15 @@ def summary(results, chosen):
             e2e = results["python"]["sfsync_median_cpu_us_per_record"]
             lines += [f"sfsync end to end: {e2e} µs CPU per contact = "
                       f"**{e2e / f['floor/total']:.2f} × the floor** ({f['floor/total']} µs)", ""]
+    if "ratio" in results:
+        r = results["ratio"]
+        lines += ["| round | floor µs | in process µs (× floor) | end to end µs (× floor) | calls received |",
+                  "|---|---|---|---|---|"]
+        lines += [f"| {n + 1} | {x['floor_us']} | {x['in_process_us']} ({x['in_process_ratio']}) | "
+                  f"{x['end_to_end_us']} ({x['end_to_end_ratio']}) | {x['calls_at_receiver']:,} |"
+                  for n, x in enumerate(r["rounds"])]
+        lines += ["", f"medians: in process **{r['median_in_process_ratio']} ×** the floor, "
+                      f"end to end **{r['median_end_to_end_ratio']} ×**", ""]
     if "local" in results:
         lines += ["| local end to end | records | s | records/s | peak RSS MiB | SF API calls | dest. requests (min) |",
                   "|---|---|---|---|---|---|---|"]
@@ -877,7 +947,8 @@ def main():
     results["machine"] = f"{os.cpu_count()} cores, load {os.getloadavg()[0]:.1f} at start"
     this_run = {"measured": measured_commit(), "started": started.isoformat(timespec="seconds"),
                 "machine": results["machine"], "benchmarks": {}}
-    benches = {"floor": bench_floor, "local": bench_local, "memory": bench_memory,
+    benches = {"floor": bench_floor, "ratio": bench_ratio, "local": bench_local,
+               "memory": bench_memory,
                "python": bench_python, "python_all": bench_python_all,
                "economy": bench_economy, "coldstart": bench_coldstart}
     for name in chosen:

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds what the benchmarks need and runs them all, printing the figures (issue 7).
 #   bench/run-all.sh                 # everything but python_all (about 15 minutes once built)
-#   bench/run-all.sh local python    # only some: floor local memory python python_all economy coldstart
+#   bench/run-all.sh local python    # only some: floor ratio local memory python python_all economy coldstart
 #   bench/run-all.sh python_all      # the side by side on issue 16's mixed workload (contacts,
 #                                    # accounts, relations, tasks: ~280,000 calls; ~7 minutes)
 # Figures go to stdout (Markdown), bench/out/results.json and, with the commit measured,
