@@ -572,6 +572,21 @@ FLOOR_COMMAND = ["cargo", "bench", "-p", "sfsync", "-p", "sfsync-simulator", "-p
                  "--", "--noplot"]
 
 
+PAIRED = re.compile(r"^paired: (\d+) pairs, in process / floor median ([\d.]+) \(quartiles "
+                    r"([\d.]+) to ([\d.]+)\); floor ([\d.]+) us, in process ([\d.]+) us", re.M)
+
+
+def paired(stdout):
+    """The floor benchmark's paired measurement (in process against the floor, pair by
+    pair): its median ratio, quartiles and each side's median µs per contact."""
+    m = PAIRED.search(stdout)
+    if not m:
+        raise RuntimeError("the floor benchmark printed no paired measurement")
+    return {"pairs": int(m.group(1)), "in_process_ratio": float(m.group(2)),
+            "quartiles": [float(m.group(3)), float(m.group(4))],
+            "floor_us": float(m.group(5)), "in_process_us": float(m.group(6))}
+
+
 def bench_floor(results):
     """0. The floor per record and sfsync's stages on the same records, in CPU time of the
     benchmark thread (criterion, tests/benches/floor.rs)."""
@@ -585,6 +600,7 @@ def bench_floor(results):
         raise RuntimeError(f"the floor benchmark failed; see {directory}/floor.stderr")
     contacts = int(re.search(r"^(\d+) contacts:", proc.stdout, re.M).group(1))
     out = {"command": " ".join(FLOOR_COMMAND), "contacts": contacts, "cpu_us_per_contact": {},
+           "paired": paired(proc.stdout),
            "gzip_levels": [line.strip() for line in proc.stdout.splitlines()
                            if line.strip().startswith("level ")]}
     base = ROOT / "target" / "criterion" / "per_contact"
@@ -596,6 +612,9 @@ def bench_floor(results):
         out["cpu_us_per_contact"][name] = round(median_ns / contacts / 1e3, 3)
     for name, us in out["cpu_us_per_contact"].items():
         log(f"  {name:<36} {us:7.3f} µs CPU per contact")
+    p = out["paired"]
+    log(f"  paired ({p['pairs']} pairs): in process {p['in_process_ratio']}× the floor "
+        f"(quartiles {p['quartiles'][0]}–{p['quartiles'][1]})")
     results["floor"] = out
 
 
@@ -617,6 +636,7 @@ def floor_once(directory, name):
         if function in ("floor/total", "stage/sfsync_in_process"):
             median_ns = json.loads(estimates.read_text())["median"]["point_estimate"]
             figures[function] = round(median_ns / contacts / 1e3, 3)
+    figures["paired"] = paired(proc.stdout)
     return figures
 
 
@@ -637,23 +657,31 @@ def bench_ratio(results, rounds=ROUNDS):
             run = run_sfsync_side_by_side(directory, sim, receiver)
             one = {"floor_us": floor["floor/total"],
                    "in_process_us": floor["stage/sfsync_in_process"],
+                   "paired_in_process_ratio": floor["paired"]["in_process_ratio"],
+                   "paired_floor_us": floor["paired"]["floor_us"],
                    "end_to_end_us": run["cpu_us_per_record"],
                    "calls_at_receiver": run["delivered_at_receiver"],
                    "requests": run["destination_requests"],
                    "load": run["load"]}
             one["in_process_ratio"] = round(one["in_process_us"] / one["floor_us"], 2)
             one["end_to_end_ratio"] = round(one["end_to_end_us"] / one["floor_us"], 2)
+            # Against the paired floor too, measured seconds before the sfsync run.
+            one["end_to_end_ratio_paired_floor"] = round(
+                one["end_to_end_us"] / one["paired_floor_us"], 2)
             rounds_out.append(one)
             log(f"  round {n + 1}: floor {one['floor_us']} µs, in process "
                 f"{one['in_process_us']} µs ({one['in_process_ratio']}×), end to end "
-                f"{one['end_to_end_us']} µs ({one['end_to_end_ratio']}×), "
+                f"{one['end_to_end_us']} µs ({one['end_to_end_ratio']}×); paired in process "
+                f"{one['paired_in_process_ratio']}×; "
                 f"{one['calls_at_receiver']:,} calls received; load {one['load']}")
     out = {"rounds": rounds_out, "floor_command": " ".join(FLOOR_COMMAND)
            + " --warm-up-time 1 --measurement-time 4 '^per_contact/(floor/total|stage/sfsync_in_process)$'"}
     for key in ["floor_us", "in_process_us", "end_to_end_us", "in_process_ratio",
-                "end_to_end_ratio"]:
+                "end_to_end_ratio", "paired_in_process_ratio", "end_to_end_ratio_paired_floor"]:
         out[f"median_{key}"] = round(statistics.median(r[key] for r in rounds_out), 3)
         out[f"range_{key}"] = [min(r[key] for r in rounds_out), max(r[key] for r in rounds_out)]
+    log(f"  paired in process (median of the rounds' medians): "
+        f"{out['median_paired_in_process_ratio']}× (range {out['range_paired_in_process_ratio']})")
     log(f"  medians: in process {out['median_in_process_ratio']}× the floor, end to end "
         f"{out['median_end_to_end_ratio']}× (ranges {out['range_in_process_ratio']}, "
         f"{out['range_end_to_end_ratio']})")
@@ -832,6 +860,10 @@ def summary(results, chosen):
         f = results["floor"]["cpu_us_per_contact"]
         lines += ["| floor benchmark (CPU per contact) | µs |", "|---|---|"]
         lines += [f"| {name} | {us} |" for name, us in f.items()]
+        p = results["floor"].get("paired")
+        if p:
+            lines += [f"| paired: in process ÷ floor ({p['pairs']} pairs, median; quartiles) | "
+                      f"{p['in_process_ratio']} ({p['quartiles'][0]}–{p['quartiles'][1]}) |"]
         lines.append("")
         if "python" in results and "floor/total" in f:
             e2e = results["python"]["sfsync_median_cpu_us_per_record"]
@@ -845,7 +877,8 @@ def summary(results, chosen):
                   f"{x['end_to_end_us']} ({x['end_to_end_ratio']}) | {x['calls_at_receiver']:,} |"
                   for n, x in enumerate(r["rounds"])]
         lines += ["", f"medians: in process **{r['median_in_process_ratio']} ×** the floor, "
-                      f"end to end **{r['median_end_to_end_ratio']} ×**", ""]
+                      f"end to end **{r['median_end_to_end_ratio']} ×**; paired in process "
+                      f"**{r['median_paired_in_process_ratio']} ×**", ""]
     if "local" in results:
         lines += ["| local end to end | records | s | records/s | peak RSS MiB | SF API calls | dest. requests (min) |",
                   "|---|---|---|---|---|---|---|"]

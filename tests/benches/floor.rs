@@ -382,6 +382,76 @@ fn gzip_bodies(bodies: &[Vec<u8>], level: u32) -> usize {
     bodies.iter().map(|b| gzip(b, level).len()).sum()
 }
 
+/// The floor: parse the pages, serialize the calls, gzip the bodies.
+fn floor_total(w: &Workload) -> usize {
+    black_box(parse_pages(black_box(&w.pages)));
+    black_box(serialize_calls(black_box(&w.body_values)));
+    black_box(gzip_bodies(black_box(&w.bodies), LEVEL))
+}
+
+/// sfsync's own work on the same records in one thread: parse the pages, map, encode and
+/// pack the calls, gzip the bodies.
+fn sfsync_in_process(w: &Workload) -> usize {
+    let mut m = RecordsMessage {
+        v: MESSAGE_VERSION,
+        run_id: "bench".into(),
+        sync: "contacts".into(),
+        records: parse_pages(&w.pages),
+    };
+    let calls = map_calls(&w.config, &mut m).expect("map").calls;
+    black_box(w.destination.plan(&calls));
+    black_box(gzip_bodies(&w.bodies, LEVEL))
+}
+
+/// Pairs measured: enough for steady quartiles, about ten seconds in all.
+const PAIRS: usize = 31;
+
+/// sfsync in process as a multiple of the floor, measured in pairs: the floor, then
+/// sfsync (or the other way round, alternately), each pair a fraction of a second apart.
+/// This machine's speed drifts by tens of per cent within seconds, and criterion measures
+/// one function for seconds before the next, so a ratio of two criterion rows moves with
+/// the drift (1.31 to 1.96 in one run); within a pair it mostly cancels. Prints the median
+/// of the pairs' ratios with its quartiles, and each side's median per contact.
+fn paired_ratio(w: &Workload) {
+    let n = w.records.len() as f64;
+    let timed = |work: &dyn Fn(&Workload) -> usize| {
+        let start = thread_cpu_ns();
+        black_box(work(w));
+        (thread_cpu_ns() - start) as f64
+    };
+    // Warm-up: the allocator's pages and the caches, as criterion's warm-up does.
+    for _ in 0..2 {
+        timed(&floor_total);
+        timed(&sfsync_in_process);
+    }
+    let (mut ratios, mut floors, mut sfsyncs) = (Vec::new(), Vec::new(), Vec::new());
+    for pair in 0..PAIRS {
+        let (f, s) = if pair % 2 == 0 {
+            let f = timed(&floor_total);
+            (f, timed(&sfsync_in_process))
+        } else {
+            let s = timed(&sfsync_in_process);
+            (timed(&floor_total), s)
+        };
+        ratios.push(s / f);
+        floors.push(f / n / 1e3);
+        sfsyncs.push(s / n / 1e3);
+    }
+    for v in [&mut ratios, &mut floors, &mut sfsyncs] {
+        v.sort_by(f64::total_cmp);
+    }
+    let median = |v: &[f64]| v[v.len() / 2];
+    println!(
+        "paired: {PAIRS} pairs, in process / floor median {:.3} (quartiles {:.3} to {:.3}); \
+         floor {:.3} us, in process {:.3} us per contact (medians)",
+        median(&ratios),
+        ratios[PAIRS / 4],
+        ratios[3 * PAIRS / 4],
+        median(&floors),
+        median(&sfsyncs),
+    );
+}
+
 fn floor(c: &mut Criterion<ThreadCpu>) {
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     let w = runtime.block_on(gather());
@@ -425,6 +495,8 @@ fn floor(c: &mut Criterion<ThreadCpu>) {
         }
     }
 
+    paired_ratio(&w);
+
     let mut group = c.benchmark_group("per_contact");
     group.throughput(Throughput::Elements(n as u64));
     group.sample_size(10);
@@ -450,13 +522,7 @@ fn floor(c: &mut Criterion<ThreadCpu>) {
     group.bench_function("floor/gzip", |b| {
         b.iter(|| black_box(gzip_bodies(black_box(&w.bodies), LEVEL)))
     });
-    group.bench_function("floor/total", |b| {
-        b.iter(|| {
-            black_box(parse_pages(black_box(&w.pages)));
-            black_box(serialize_calls(black_box(&w.body_values)));
-            black_box(gzip_bodies(black_box(&w.bodies), LEVEL))
-        })
-    });
+    group.bench_function("floor/total", |b| b.iter(|| floor_total(&w)));
 
     let message = || RecordsMessage {
         v: MESSAGE_VERSION,
@@ -476,17 +542,7 @@ fn floor(c: &mut Criterion<ThreadCpu>) {
         b.iter(|| black_box(w.destination.plan(black_box(&calls))))
     });
     group.bench_function("stage/sfsync_in_process", |b| {
-        b.iter(|| {
-            let mut m = RecordsMessage {
-                v: MESSAGE_VERSION,
-                run_id: "bench".into(),
-                sync: "contacts".into(),
-                records: parse_pages(&w.pages),
-            };
-            let calls = map_calls(&w.config, &mut m).expect("map").calls;
-            black_box(w.destination.plan(&calls));
-            black_box(gzip_bodies(&w.bodies, LEVEL))
-        })
+        b.iter(|| sfsync_in_process(&w))
     });
 
     group.bench_function("lambda/map_function", |b| {
