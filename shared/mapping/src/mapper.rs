@@ -156,7 +156,7 @@ pub fn message_id(sync: &str, record_id: &str, modstamp_millis: i64, call: CallT
     name.push(0x1f);
     name.extend_from_slice(call.as_str().as_bytes());
     name.push(0x1f);
-    Uuid::new_v5(&MESSAGE_ID_NAMESPACE, &name).to_string()
+    hyphenated(Uuid::new_v5(&MESSAGE_ID_NAMESPACE, &name))
 }
 
 /// The deterministic message id of a `merge` of `previous_id` into `surviving_id`: the same
@@ -173,7 +173,15 @@ pub fn merge_message_id(sync: &str, previous_id: &str, surviving_id: &str) -> St
         name.extend_from_slice(part);
         name.push(0x1f);
     }
-    Uuid::new_v5(&MESSAGE_ID_NAMESPACE, &name).to_string()
+    hyphenated(Uuid::new_v5(&MESSAGE_ID_NAMESPACE, &name))
+}
+
+/// The usual 36-character lowercase form of `id`, written straight into its `String` (the
+/// `Display` route through the formatter costs more, on every call).
+fn hyphenated(id: Uuid) -> String {
+    id.hyphenated()
+        .encode_lower(&mut Uuid::encode_buffer())
+        .to_owned()
 }
 
 /// The `anonymousId` of a call about an object with no related user:

@@ -4,7 +4,7 @@
 //! Bulk API CSV and SOQL literals use `2024-05-01T12:34:56.000Z`; date fields are
 //! `YYYY-MM-DD`. Everything downstream gets RFC 3339 UTC with milliseconds.
 
-use chrono::{DateTime, NaiveDate, NaiveTime, SecondsFormat, Utc};
+use chrono::{DateTime, Datelike, NaiveDate, NaiveTime, SecondsFormat, Timelike, Utc};
 
 /// Parses any datetime form Salesforce emits (and plain RFC 3339).
 pub fn parse_salesforce_datetime(value: &str) -> Result<DateTime<Utc>, chrono::ParseError> {
@@ -63,8 +63,40 @@ pub fn parse_date_or_datetime(value: &str) -> Result<DateTime<Utc>, chrono::Pars
 }
 
 /// RFC 3339 in UTC with milliseconds: `2024-05-01T12:34:56.000Z`.
+///
+/// Written digit by digit: every call's timestamp goes through here, and chrono's
+/// formatter (the fallback, for years outside 0–9999 and leap seconds) costs several times
+/// more. `writes_what_chrono_writes` pins the two to the same text.
 pub fn format_rfc3339(t: DateTime<Utc>) -> String {
-    t.to_rfc3339_opts(SecondsFormat::Millis, true)
+    let year = t.year();
+    let nanos = t.nanosecond();
+    if !(0..=9999).contains(&year) || nanos >= 1_000_000_000 {
+        return t.to_rfc3339_opts(SecondsFormat::Millis, true);
+    }
+    let mut out = String::with_capacity(24);
+    push_digits(&mut out, year as u32, 4);
+    let rest = [
+        ('-', t.month(), 2),
+        ('-', t.day(), 2),
+        ('T', t.hour(), 2),
+        (':', t.minute(), 2),
+        (':', t.second(), 2),
+        ('.', nanos / 1_000_000, 3),
+    ];
+    for (separator, value, width) in rest {
+        out.push(separator);
+        push_digits(&mut out, value, width);
+    }
+    out.push('Z');
+    out
+}
+
+/// `value` in `width` decimal digits, zero-padded (`value` < 10^`width`).
+fn push_digits(out: &mut String, value: u32, width: u32) {
+    for place in (0..width).rev() {
+        let digit = (value / 10u32.pow(place)) % 10;
+        out.push(char::from(b'0' + digit as u8));
+    }
 }
 
 #[cfg(test)]
@@ -142,5 +174,41 @@ mod tests {
         assert!(parse_salesforce_datetime("yesterday").is_err());
         assert!(parse_salesforce_datetime("2024-13-01T00:00:00Z").is_err());
         assert!(parse_date_or_datetime("2024-02-30").is_err());
+    }
+
+    proptest::proptest! {
+        /// From year 0 to 9999 and beyond either end (chrono's own text there), to the
+        /// millisecond.
+        #[test]
+        fn writes_what_chrono_writes(
+            millis in -70_000_000_000_000i64..260_000_000_000_000i64,
+            nanos in 0u32..1_000_000,
+        ) {
+            let t = DateTime::from_timestamp_millis(millis).expect("in chrono's range");
+            let t = t.with_nanosecond(t.nanosecond() + nanos).expect("within the second");
+            proptest::prop_assert_eq!(
+                format_rfc3339(t),
+                t.to_rfc3339_opts(SecondsFormat::Millis, true)
+            );
+        }
+    }
+
+    #[test]
+    fn a_leap_second_and_far_years_are_written_as_chrono_writes_them() {
+        let leap = NaiveDate::from_ymd_opt(2016, 12, 31)
+            .and_then(|d| d.and_hms_milli_opt(23, 59, 59, 1_500))
+            .expect("a leap second")
+            .and_utc();
+        assert_eq!(format_rfc3339(leap), "2016-12-31T23:59:60.500Z");
+        let far = NaiveDate::from_ymd_opt(12_345, 1, 2)
+            .expect("a far date")
+            .and_time(NaiveTime::MIN)
+            .and_utc();
+        assert_eq!(
+            format_rfc3339(far),
+            far.to_rfc3339_opts(SecondsFormat::Millis, true)
+        );
+        let first = DateTime::from_timestamp_millis(0).expect("the epoch");
+        assert_eq!(format_rfc3339(first), "1970-01-01T00:00:00.000Z");
     }
 }

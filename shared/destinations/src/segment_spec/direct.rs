@@ -107,8 +107,12 @@ pub(crate) fn encode(call: &Call) -> Option<Vec<u8>> {
         call_type,
         user_id,
     };
+    // Room for a typical call at once (a contact's identify is about 700 bytes), where
+    // `to_vec` starts at 128 bytes and copies the message on every doubling.
+    let mut out = Vec::with_capacity(1024);
     // Serializing borrowed strings and `Value`s cannot fail.
-    serde_json::to_vec(&message).ok()
+    serde_json::to_writer(&mut out, &message).ok()?;
+    Some(out)
 }
 
 #[cfg(test)]
