@@ -483,7 +483,8 @@ fn composed_name(sync: &SyncConfig, record: &Map<String, Value>) -> Option<Strin
 /// whatever the SOQL said); the trait keeps the record's own spelling unless `reserved`
 /// renames it. Validation rejects a field listed twice in any casing, so a key is taken
 /// by at most one field. A parent path (`Account.Name`) is read before the record is
-/// consumed and keeps its dotted name.
+/// consumed and keeps its dotted name. A field the record does not have (`MiddleName` in an
+/// org without it) is left out rather than sent as a null, which would clear it downstream.
 fn selected_pairs(
     sync: &SyncConfig,
     record: &mut Map<String, Value>,
