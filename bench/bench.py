@@ -587,30 +587,38 @@ def paired(stdout):
             "floor_us": float(m.group(5)), "in_process_us": float(m.group(6))}
 
 
-def bench_floor(results):
-    """0. The floor per record and sfsync's stages on the same records, in CPU time of the
-    benchmark thread (criterion, tests/benches/floor.rs)."""
-    log("== floor: parse + serialize + gzip per contact, and sfsync's stages")
-    directory = org_dir("floor")
-    proc = subprocess.run(NICE + FLOOR_COMMAND, cwd=ROOT, stdout=subprocess.PIPE,
-                          stderr=subprocess.PIPE, text=True)
-    (directory / "floor.stdout").write_text(proc.stdout)
-    (directory / "floor.stderr").write_text(proc.stderr)
+def run_floor(directory, name, *criterion_args):
+    """Runs the floor benchmark (FLOOR_COMMAND, then `criterion_args`: a filter, say), keeps
+    its output as `directory/name.stdout|stderr`, and returns (its stdout, the contacts it
+    measured, µs of CPU per contact for each benchmark it ran)."""
+    proc = subprocess.run(NICE + FLOOR_COMMAND + list(criterion_args), cwd=ROOT,
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    (directory / f"{name}.stdout").write_text(proc.stdout)
+    (directory / f"{name}.stderr").write_text(proc.stderr)
     if proc.returncode != 0:
-        raise RuntimeError(f"the floor benchmark failed; see {directory}/floor.stderr")
+        raise RuntimeError(f"the floor benchmark failed; see {directory}/{name}.stderr")
     contacts = int(re.search(r"^(\d+) contacts:", proc.stdout, re.M).group(1))
-    out = {"command": " ".join(FLOOR_COMMAND), "contacts": contacts, "cpu_us_per_contact": {},
-           "paired": paired(proc.stdout),
-           "gzip_levels": [line.strip() for line in proc.stdout.splitlines()
-                           if line.strip().startswith("level ")]}
+    per_contact = {}
     base = ROOT / "target" / "criterion" / "per_contact"
     for estimates in sorted(base.glob("*/new/estimates.json")):
         # Criterion names the directory after the id with "/" made "_": the id is in
         # benchmark.json.
-        name = json.loads((estimates.parent / "benchmark.json").read_text())["function_id"]
+        function = json.loads((estimates.parent / "benchmark.json").read_text())["function_id"]
         median_ns = json.loads(estimates.read_text())["median"]["point_estimate"]
-        out["cpu_us_per_contact"][name] = round(median_ns / contacts / 1e3, 3)
-    for name, us in out["cpu_us_per_contact"].items():
+        per_contact[function] = round(median_ns / contacts / 1e3, 3)
+    return proc.stdout, contacts, per_contact
+
+
+def bench_floor(results):
+    """0. The floor per record and sfsync's stages on the same records, in CPU time of the
+    benchmark thread (criterion, tests/benches/floor.rs)."""
+    log("== floor: parse + serialize + gzip per contact, and sfsync's stages")
+    stdout, contacts, per_contact = run_floor(org_dir("floor"), "floor")
+    out = {"command": " ".join(FLOOR_COMMAND), "contacts": contacts,
+           "cpu_us_per_contact": per_contact, "paired": paired(stdout),
+           "gzip_levels": [line.strip() for line in stdout.splitlines()
+                           if line.strip().startswith("level ")]}
+    for name, us in per_contact.items():
         log(f"  {name:<36} {us:7.3f} µs CPU per contact")
     p = out["paired"]
     log(f"  paired ({p['pairs']} pairs): in process {p['in_process_ratio']}× the floor "
@@ -618,25 +626,16 @@ def bench_floor(results):
     results["floor"] = out
 
 
+# The two rows the ratio benchmark needs (the group's own settings: 1 s warm-up, 4 s each).
+RATIO_FILTER = "^per_contact/(floor/total|stage/sfsync_in_process)$"
+
+
 def floor_once(directory, name):
-    """One short run of the floor benchmark's floor and in-process rows only (criterion,
-    1 s warm-up, 4 s of measurement each): µs of CPU per contact for each."""
-    filter_ = "^per_contact/(floor/total|stage/sfsync_in_process)$"
-    command = NICE + FLOOR_COMMAND + ["--warm-up-time", "1", "--measurement-time", "4", filter_]
-    proc = subprocess.run(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                          text=True)
-    (directory / f"{name}.stdout").write_text(proc.stdout)
-    (directory / f"{name}.stderr").write_text(proc.stderr)
-    if proc.returncode != 0:
-        raise RuntimeError(f"the floor benchmark failed; see {directory}/{name}.stderr")
-    contacts = int(re.search(r"^(\d+) contacts:", proc.stdout, re.M).group(1))
-    figures = {}
-    for estimates in (ROOT / "target" / "criterion" / "per_contact").glob("*/new/estimates.json"):
-        function = json.loads((estimates.parent / "benchmark.json").read_text())["function_id"]
-        if function in ("floor/total", "stage/sfsync_in_process"):
-            median_ns = json.loads(estimates.read_text())["median"]["point_estimate"]
-            figures[function] = round(median_ns / contacts / 1e3, 3)
-    figures["paired"] = paired(proc.stdout)
+    """One short run of the floor benchmark, its floor and in-process rows only: µs of CPU
+    per contact for each, and the paired measurement."""
+    stdout, _, per_contact = run_floor(directory, name, RATIO_FILTER)
+    figures = {k: per_contact[k] for k in ("floor/total", "stage/sfsync_in_process")}
+    figures["paired"] = paired(stdout)
     return figures
 
 
@@ -674,8 +673,7 @@ def bench_ratio(results, rounds=ROUNDS):
                 f"{one['end_to_end_us']} µs ({one['end_to_end_ratio']}×); paired in process "
                 f"{one['paired_in_process_ratio']}×; "
                 f"{one['calls_at_receiver']:,} calls received; load {one['load']}")
-    out = {"rounds": rounds_out, "floor_command": " ".join(FLOOR_COMMAND)
-           + " --warm-up-time 1 --measurement-time 4 '^per_contact/(floor/total|stage/sfsync_in_process)$'"}
+    out = {"rounds": rounds_out, "floor_command": " ".join(FLOOR_COMMAND) + f" '{RATIO_FILTER}'"}
     for key in ["floor_us", "in_process_us", "end_to_end_us", "in_process_ratio",
                 "end_to_end_ratio", "paired_in_process_ratio", "end_to_end_ratio_paired_floor"]:
         out[f"median_{key}"] = round(statistics.median(r[key] for r in rounds_out), 3)
