@@ -309,9 +309,9 @@ async fn malformed_bodies_fail_alone_in_the_deliver_handler() {
         Some(calls_message("removed", vec![call(4)])),
     ));
     let mut huge = call(5);
-    if let Some(traits) = huge.traits.as_mut() {
-        traits.insert("Description".into(), json!(noise(100_000)));
-    }
+    let mut traits = huge.traits_map();
+    traits.insert("Description".into(), json!(noise(100_000)));
+    huge.traits = Some(traits.into());
     messages.push((
         "too-large-for-segment",
         Some(calls_message("seg", vec![huge])),
@@ -506,8 +506,7 @@ async fn a_megabyte_field_is_dead_lettered_with_its_reason_and_the_run_completes
         .traits
         .as_ref()
         .and_then(|t| t.get("description"))
-        .and_then(Value::as_str)
-        .map(str::len);
+        .and_then(|d| d.as_str().map(str::len));
     assert_eq!(description, Some(1 << 20));
     // Everything else arrived once, and the checkpoint covers the dead-lettered record.
     let ids = local.delivered_ids();

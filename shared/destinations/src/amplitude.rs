@@ -156,7 +156,7 @@ impl Amplitude {
         let id = wire::object_type(call)?;
         Ok(self
             .object_names
-            .get(id)
+            .get(&id)
             .cloned()
             .unwrap_or_else(|| format!("object_type_{id}")))
     }
@@ -201,7 +201,7 @@ impl Amplitude {
                         name,
                         Some(wire::user_id(call)?),
                         None,
-                        call.properties.clone().unwrap_or_default(),
+                        call.properties_map(),
                     )?,
                 )
             }
@@ -209,7 +209,7 @@ impl Amplitude {
                 IDENTIFY,
                 json!({
                     "user_id": wire::user_id(call)?,
-                    "user_properties": { "$set": call.traits.clone().unwrap_or_default() },
+                    "user_properties": { "$set": call.traits_map() },
                 }),
             ),
             CallType::Group if call.is_relationship() => {

@@ -160,7 +160,7 @@ pub(crate) fn render(call: &Call) -> Result<Value, String> {
             "type": "person",
             "identifiers": person(wire::user_id(call)?),
             "action": "identify",
-            "attributes": call.traits.clone().unwrap_or_default(),
+            "attributes": call.traits_map(),
             "timestamp": seconds,
         }),
         CallType::Track => {
@@ -175,7 +175,7 @@ pub(crate) fn render(call: &Call) -> Result<Value, String> {
                 "action": "event",
                 "name": name,
                 "id": wire::event_ulid(call)?,
-                "attributes": call.properties.clone().unwrap_or_default(),
+                "attributes": call.properties_map(),
                 "timestamp": seconds,
             })
         }

@@ -207,7 +207,7 @@ impl Mixpanel {
                     .as_deref()
                     .filter(|e| !e.is_empty())
                     .ok_or_else(|| "track call has no event name".to_string())?;
-                let mut properties = call.properties.clone().unwrap_or_default();
+                let mut properties = call.properties_map();
                 properties.insert("time".into(), json!(wire::timestamp_millis(call)?));
                 properties.insert("distinct_id".into(), json!(distinct_id(call)?));
                 properties.insert(
@@ -221,7 +221,7 @@ impl Mixpanel {
                 json!({
                     "$token": token,
                     "$distinct_id": distinct_id(call)?,
-                    "$set": profile_properties(call.traits.clone().unwrap_or_default()),
+                    "$set": profile_properties(call.traits_map()),
                 }),
             ),
             CallType::Group if call.is_relationship() => (

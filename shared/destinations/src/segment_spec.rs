@@ -128,7 +128,7 @@ pub(crate) fn render(call: &Call) -> Result<Value, String> {
             );
             m.insert(
                 "traits".into(),
-                Value::Object(call.traits.clone().unwrap_or_default()),
+                Value::Object(call.traits_map()),
             );
         }
         CallType::Track => {
@@ -146,7 +146,7 @@ pub(crate) fn render(call: &Call) -> Result<Value, String> {
             );
             m.insert(
                 "properties".into(),
-                Value::Object(call.properties.clone().unwrap_or_default()),
+                Value::Object(call.properties_map()),
             );
         }
         CallType::Group => {
@@ -160,7 +160,7 @@ pub(crate) fn render(call: &Call) -> Result<Value, String> {
             );
             m.insert(
                 "traits".into(),
-                Value::Object(call.traits.clone().unwrap_or_default()),
+                Value::Object(call.traits_map()),
             );
         }
         CallType::Merge if call.entity == Some(Entity::Object) => {

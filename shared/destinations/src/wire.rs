@@ -261,7 +261,7 @@ fn hex(bytes: &[u8]) -> String {
 
 /// A call's traits without our `object_type_id` and `relationshipAttributes` bookkeeping.
 pub(crate) fn object_traits(call: &Call) -> Map<String, Value> {
-    let mut traits = call.traits.clone().unwrap_or_default();
+    let mut traits = call.traits_map();
     traits.remove("object_type_id");
     traits.remove("relationshipAttributes");
     traits
@@ -282,7 +282,7 @@ pub(crate) fn group_id(call: &Call) -> Result<&str, String> {
     }
 }
 
-pub(crate) fn object_type(call: &Call) -> Result<&str, String> {
+pub(crate) fn object_type(call: &Call) -> Result<String, String> {
     match call.object_type() {
         Some(t) if !t.is_empty() => Ok(t),
         _ => Err(format!("{} call has no object_type_id", kind_name(call))),
@@ -337,7 +337,7 @@ pub(crate) fn object_merge_as_delete(call: &Call) -> Result<Call, String> {
         Some(p) if !p.is_empty() => p.to_string(),
         _ => return Err(format!("{} call has no previousId", kind_name(call))),
     };
-    let object_type = object_type(call)?.to_string();
+    let object_type = object_type(call)?;
     let mut delete = call.clone();
     delete.call_type = sfsync_mapping::CallType::Delete;
     delete.entity = Some(sfsync_mapping::Entity::Object);
@@ -368,7 +368,7 @@ pub(crate) fn delete_event(call: &Call) -> Result<DeleteEvent<'_>, String> {
         );
         p.insert(
             "objectTypeId".into(),
-            Value::String(object_type(call)?.to_string()),
+            Value::String(object_type(call)?),
         );
         Ok(p)
     };

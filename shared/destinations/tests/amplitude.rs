@@ -244,12 +244,12 @@ async fn limits_and_regions() {
 /// An object with `n` group properties.
 fn object_with_properties(i: usize, n: usize) -> sfsync_mapping::Call {
     let mut c = object(i);
-    let traits = c.traits.get_or_insert_with(Default::default);
-    traits.clear();
+    let mut traits = serde_json::Map::new();
     traits.insert("object_type_id".into(), json!("1"));
     for p in 0..n {
         traits.insert(format!("Field{p}__c"), json!(p));
     }
+    c.traits = Some(traits.into());
     c
 }
 

@@ -181,7 +181,9 @@ async fn objects_need_an_object_type() {
     let server = serve(|_, _| reply(200, "{}")).await;
     let d = destination(&cfg(&server.url));
     let mut c = object(0);
-    c.traits.as_mut().expect("traits").remove("object_type_id");
+    let mut traits = c.traits_map();
+    traits.remove("object_type_id").expect("an object type");
+    c.traits = Some(traits.into());
     let report = d.deliver(vec![c], Duration::from_secs(5)).await;
     assert!(
         matches!(&outcomes(&report)[0], Outcome::Dead { reason } if reason.contains("object_type_id"))

@@ -93,15 +93,15 @@ async fn customerio_track_merges_two_people_into_one() {
     loser.traits = Some(
         json!({"email": "ada@example.com", "Title": "CTO"})
             .as_object()
-            .cloned()
-            .unwrap_or_default(),
+            .map(sfsync_mapping::JsonObject::from_map)
+            .expect("an object"),
     );
     let mut winner = identify(1);
     winner.traits = Some(
         json!({"email": "ada@example.com", "Title": null})
             .as_object()
-            .cloned()
-            .unwrap_or_default(),
+            .map(sfsync_mapping::JsonObject::from_map)
+            .expect("an object"),
     );
     let report = d
         .deliver(vec![winner, loser], Duration::from_secs(10))
@@ -127,8 +127,8 @@ async fn customerio_track_merges_two_people_into_one() {
     assert!(people.ignored.is_empty(), "{:?}", people.ignored);
 }
 
-fn traits(v: Value) -> Option<serde_json::Map<String, Value>> {
-    v.as_object().cloned()
+fn traits(v: Value) -> Option<sfsync_mapping::JsonObject> {
+    v.as_object().map(sfsync_mapping::JsonObject::from_map)
 }
 
 /// In AWS a merge can reach Customer.io before the identify of its survivor (another SQS

@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::config::SyncKind;
+use crate::object::JsonObject;
 
 /// The Segment call type, plus `delete` and `merge`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -96,10 +97,11 @@ pub struct Call {
     pub group_id: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub event: Option<String>,
+    /// The selected fields' text, as the mapping wrote it ([`JsonObject`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub traits: Option<Map<String, Value>>,
+    pub traits: Option<JsonObject>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub properties: Option<Map<String, Value>>,
+    pub properties: Option<JsonObject>,
     /// `delete` calls: what is deleted; `merge` calls: what is merged.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub entity: Option<Entity>,
@@ -124,21 +126,35 @@ impl Call {
     }
 
     /// The object type of an object or relationship call, wherever the call carries it.
-    pub fn object_type(&self) -> Option<&str> {
-        self.object_type_id.as_deref().or_else(|| {
-            self.traits
-                .as_ref()
-                .and_then(|t| t.get("object_type_id"))
-                .and_then(Value::as_str)
-        })
+    pub fn object_type(&self) -> Option<String> {
+        if let Some(id) = &self.object_type_id {
+            return Some(id.clone());
+        }
+        match self.traits.as_ref()?.get("object_type_id")? {
+            Value::String(id) => Some(id),
+            _ => None,
+        }
     }
 
     /// The relationship's own attributes (relationship calls only).
-    pub fn relationship_attributes(&self) -> Option<&Map<String, Value>> {
-        self.traits
+    pub fn relationship_attributes(&self) -> Option<Map<String, Value>> {
+        match self.traits.as_ref()?.get("relationshipAttributes")? {
+            Value::Object(map) => Some(map),
+            _ => None,
+        }
+    }
+
+    /// The traits as a map (empty when the call has none).
+    pub fn traits_map(&self) -> Map<String, Value> {
+        self.traits.as_ref().map(JsonObject::to_map).unwrap_or_default()
+    }
+
+    /// The properties as a map (empty when the call has none).
+    pub fn properties_map(&self) -> Map<String, Value> {
+        self.properties
             .as_ref()
-            .and_then(|t| t.get("relationshipAttributes"))
-            .and_then(Value::as_object)
+            .map(JsonObject::to_map)
+            .unwrap_or_default()
     }
 
     /// Milliseconds since the epoch of `timestamp`, for APIs that want numbers.

@@ -7,6 +7,8 @@
 pub mod call;
 pub mod config;
 pub mod mapper;
+pub mod object;
+pub mod record;
 pub mod secrets;
 pub mod suggest;
 pub mod time;
@@ -17,4 +19,8 @@ pub use config::{
     Config, ConfigError, ConfigProblem, DestinationConfig, DestinationKind, DestinationSettings,
     MixpanelIdMerge, SyncConfig, SyncKind,
 };
-pub use mapper::{Skip, SkipReason, anonymous_object_id, map_record, merge_message_id, message_id};
+pub use mapper::{
+    Skip, SkipReason, anonymous_object_id, map_raw, map_record, merge_message_id, message_id,
+};
+pub use object::{JsonObject, ObjectBuilder};
+pub use record::Record;

@@ -9,6 +9,8 @@
 
 use serde_json::{Map, Value};
 
+use crate::record::{Fields, Kind, kind};
+
 /// The field that served as a record's version.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum VersionField {
@@ -40,6 +42,17 @@ pub fn version_field(record: &Map<String, Value>) -> Option<VersionField> {
     [VersionField::SystemModstamp, VersionField::LastModifiedDate]
         .into_iter()
         .find(|field| record.get(field.name()).is_some_and(|v| !v.is_null()))
+}
+
+/// [`version_field`] of a record read as text.
+pub fn version_field_of(record: &Fields<'_>) -> Option<VersionField> {
+    [VersionField::SystemModstamp, VersionField::LastModifiedDate]
+        .into_iter()
+        .find(|field| {
+            record
+                .get_exact(field.name())
+                .is_some_and(|v| kind(v) != Kind::Null)
+        })
 }
 
 #[cfg(test)]

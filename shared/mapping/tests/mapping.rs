@@ -78,7 +78,7 @@ fn record(extra: Value) -> Value {
 }
 
 fn traits(sync: &SyncConfig, extra: Value) -> serde_json::Map<String, Value> {
-    map_record(sync, record(extra)).unwrap().traits.unwrap()
+    map_record(sync, record(extra)).unwrap().traits.unwrap().to_map()
 }
 
 fn skip_reason(sync: &SyncConfig, rec: Value) -> SkipReason {
@@ -348,7 +348,7 @@ fn events_become_track_calls_tied_to_a_person() {
         call.timestamp, "2024-05-01T08:00:00.000Z",
         "timestamp from CreatedDate"
     );
-    let props = call.properties.unwrap();
+    let props = call.properties.unwrap().to_map();
     assert_eq!(props["Subject"], json!("Call"));
     assert_eq!(props["Status"], json!("Completed"));
     assert!(call.traits.is_none());
@@ -378,11 +378,11 @@ fn objects_become_group_calls_with_object_type_id() {
     assert_eq!(call.call_type, CallType::Group);
     assert_eq!(call.group_id.as_deref(), Some("001000000000001AAA"));
     assert_eq!(call.user_id.as_deref(), Some("005000000000001AAA"));
-    let t = call.traits.as_ref().unwrap();
+    let t = call.traits_map();
     assert_eq!(t["object_type_id"], json!("1"));
     assert_eq!(t["name"], json!("Acme"));
     assert_eq!(t["Industry"], json!("Energy"));
-    assert_eq!(call.object_type(), Some("1"));
+    assert_eq!(call.object_type().as_deref(), Some("1"));
     assert!(!call.is_relationship());
 
     // The related record is optional.
@@ -402,7 +402,7 @@ fn custom_objects_map_like_standard_ones() {
         "SystemModstamp": "2024-05-01T00:00:00.000+0000", "Name": "Apollo", "Budget__c": 1000000.0,
         "Account__r": {"attributes": {"type": "Account"}, "Name": "Acme"}});
     let call = map_record(&s, rec).unwrap();
-    let t = call.traits.unwrap();
+    let t = call.traits.unwrap().to_map();
     assert_eq!(t["name"], json!("Apollo"));
     assert_eq!(t["Budget__c"], json!(1000000.0));
     assert_eq!(t["Account__r.Name"], json!("Acme"));
@@ -420,7 +420,7 @@ fn relationships_carry_both_ids_and_their_own_attributes() {
     assert_eq!(call.user_id.as_deref(), Some("003000000000001AAA"));
     assert_eq!(call.group_id.as_deref(), Some("001000000000001AAA"));
     assert!(call.is_relationship());
-    let t = call.traits.as_ref().unwrap();
+    let t = call.traits_map();
     assert_eq!(t["object_type_id"], json!("2"));
     assert_eq!(
         t["relationshipAttributes"],

@@ -13,8 +13,7 @@
 //! and their error messages.
 
 use serde::Serialize;
-use serde_json::{Map, Value};
-use sfsync_mapping::{Call, CallType, SyncKind};
+use sfsync_mapping::{Call, CallType, JsonObject, SyncKind};
 
 /// A Segment-spec message of an identify, track or group call, keys in sorted order.
 #[derive(Serialize)]
@@ -29,10 +28,10 @@ struct Message<'a> {
     #[serde(rename = "messageId")]
     message_id: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
-    properties: Option<&'a Map<String, Value>>,
+    properties: Option<&'a JsonObject>,
     timestamp: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
-    traits: Option<&'a Map<String, Value>>,
+    traits: Option<&'a JsonObject>,
     #[serde(rename = "type")]
     call_type: &'static str,
     #[serde(rename = "userId", skip_serializing_if = "Option::is_none")]
@@ -54,7 +53,7 @@ struct Source<'a> {
     sync: &'a str,
 }
 
-static EMPTY: std::sync::LazyLock<Map<String, Value>> = std::sync::LazyLock::new(Map::new);
+static EMPTY: std::sync::LazyLock<JsonObject> = std::sync::LazyLock::new(JsonObject::empty);
 
 fn non_empty(s: Option<&str>) -> Option<&str> {
     s.filter(|s| !s.is_empty())
@@ -117,7 +116,7 @@ pub(crate) fn encode(call: &Call) -> Option<Vec<u8>> {
 
 #[cfg(test)]
 mod tests {
-    use serde_json::json;
+    use serde_json::{Value, json};
 
     use super::*;
 

@@ -312,9 +312,9 @@ pub fn merge_object(i: usize) -> Call {
 /// A track call whose `blob` property makes its JSON at least `bytes` long.
 pub fn big_track(i: usize, bytes: usize) -> Call {
     let mut c = track(i);
-    c.properties
-        .get_or_insert_with(Default::default)
-        .insert("blob".into(), Value::String("x".repeat(bytes)));
+    let mut properties = c.properties_map();
+    properties.insert("blob".into(), Value::String("x".repeat(bytes)));
+    c.properties = Some(properties.into());
     c
 }
 

@@ -1,0 +1,401 @@
+//! A Salesforce record as the JSON text it came in, and a flat view of its fields.
+//!
+//! Why text and not a `serde_json::Value`: building a tree of `String` keys and `Value`s
+//! for every record, then moving its fields into another tree (the call's traits) and
+//! writing that out again, was most of sfsync's CPU per record (issue 16: parsing 26 %,
+//! mapping 34 % of a sync's samples). A record is read once here, without a tree: its
+//! top-level fields are (name, JSON text) pairs borrowed from the record's own text, and
+//! the mapping copies the selected fields' text into the call
+//! ([`crate::call::JsonObject`]). Only what must be interpreted (ids, dates, booleans) is
+//! decoded, and only a string with an escape in it is decoded into a new `String`.
+//!
+//! A record's text may come from Salesforce (REST pages, kept as they were sent), or be
+//! written by sfsync itself from a `Value` (Bulk CSV rows, getDeleted, Change Data Capture
+//! events): [`Record::from_value`].
+
+use std::borrow::Cow;
+use std::fmt;
+
+use serde::de::{self, Deserializer, MapAccess, Visitor};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use serde_json::value::RawValue;
+
+/// One record's JSON text (normally an object; the mapping skips anything else as
+/// `not_an_object`). Serializes as that text, unchanged.
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Record(Box<RawValue>);
+
+impl Record {
+    /// The record written from a `Value` (compact, keys in `Value`'s sorted order).
+    pub fn from_value(value: &Value) -> Record {
+        // Writing a `Value` cannot fail: its keys are strings and its numbers finite.
+        match serde_json::value::to_raw_value(value) {
+            Ok(raw) => Record(raw),
+            Err(_) => Record(RawValue::NULL.to_owned()),
+        }
+    }
+
+    /// Wraps JSON text already checked by the parser (a REST page's record).
+    pub fn from_raw(raw: Box<RawValue>) -> Record {
+        Record(raw)
+    }
+
+    /// The record's JSON text.
+    pub fn json(&self) -> &str {
+        self.0.get()
+    }
+
+    /// The record as a `Value` (for the few paths that edit or inspect a whole record).
+    pub fn to_value(&self) -> Value {
+        // The text was checked as JSON when the record was made.
+        serde_json::from_str(self.0.get()).unwrap_or(Value::Null)
+    }
+
+    /// The record's top-level fields, or `None` when the record is not a JSON object.
+    pub fn fields(&self) -> Option<Fields<'_>> {
+        Fields::of(&self.0)
+    }
+
+    /// A top-level string field (exact name), e.g. `Id` or `SystemModstamp`.
+    pub fn string_field(&self, name: &str) -> Option<String> {
+        let fields = self.fields()?;
+        fields.get_exact(name).and_then(as_str).map(Cow::into_owned)
+    }
+}
+
+impl From<Value> for Record {
+    fn from(value: Value) -> Record {
+        Record::from_value(&value)
+    }
+}
+
+impl From<&Value> for Record {
+    fn from(value: &Value) -> Record {
+        Record::from_value(value)
+    }
+}
+
+/// Two records are equal when they hold the same JSON (whatever the key order or spacing).
+impl PartialEq for Record {
+    fn eq(&self, other: &Record) -> bool {
+        self.json() == other.json() || self.to_value() == other.to_value()
+    }
+}
+
+impl fmt::Debug for Record {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.json())
+    }
+}
+
+/// A record's top-level fields in the order of its text, each name with its value's JSON
+/// text. A name that appears twice keeps its last value, as a parser building a map would.
+#[derive(Debug, Clone)]
+pub struct Fields<'a> {
+    entries: Vec<(Cow<'a, str>, &'a RawValue)>,
+}
+
+impl<'a> Fields<'a> {
+    /// The fields of `raw`, or `None` when it is not a JSON object.
+    pub fn of(raw: &'a RawValue) -> Option<Fields<'a>> {
+        if !raw.get().starts_with('{') {
+            return None;
+        }
+        serde_json::from_str::<Fields<'a>>(raw.get()).ok()
+    }
+
+    /// The value of exactly `name` (its last occurrence).
+    pub fn get_exact(&self, name: &str) -> Option<&'a RawValue> {
+        self.entries
+            .iter()
+            .rev()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| *v)
+    }
+
+    /// The value of `name`: its exact spelling, else the key that matches it ignoring ASCII
+    /// case (Salesforce answers in canonical casing whatever the query said); of several
+    /// such keys the least in byte order, as a sorted map would find first.
+    pub fn get(&self, name: &str) -> Option<&'a RawValue> {
+        self.get_exact(name)
+            .or_else(|| self.recased_key(name).and_then(|k| self.get_exact(k)))
+    }
+
+    /// The record key that matches `name` ignoring ASCII case when `name` itself is not a
+    /// key (the least in byte order of several).
+    pub fn recased_key(&self, name: &str) -> Option<&str> {
+        if self.get_exact(name).is_some() {
+            return None;
+        }
+        self.entries
+            .iter()
+            .map(|(k, _)| k.as_ref())
+            .filter(|k| k.eq_ignore_ascii_case(name))
+            .min()
+    }
+
+    /// A field or a parent path (`Account.Name`). A null parent gives null for the path; an
+    /// absent field, or a parent that is not an object, gives `None`.
+    pub fn lookup(&self, path: &str) -> Option<&'a RawValue> {
+        let Some((parent, rest)) = path.split_once('.') else {
+            return self.get(path);
+        };
+        let value = self.get(parent)?;
+        match kind(value) {
+            Kind::Null => Some(RawValue::NULL),
+            Kind::Object => Fields::of(value)?.lookup(rest),
+            _ => None,
+        }
+    }
+
+    /// Every (name, value) in the order of the text, repeated names included.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &'a RawValue)> {
+        self.entries.iter().map(|(k, v)| (k.as_ref(), *v))
+    }
+
+    /// True when `name` appears again later in the text (so this occurrence is not the one
+    /// a map would keep).
+    pub fn is_overridden(&self, index: usize) -> bool {
+        let name = &self.entries[index].0;
+        self.entries[index + 1..].iter().any(|(k, _)| k == name)
+    }
+}
+
+impl<'de> Deserialize<'de> for Fields<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct FieldsVisitor;
+        impl<'de> Visitor<'de> for FieldsVisitor {
+            type Value = Fields<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Fields<'de>, A::Error> {
+                let mut entries = Vec::with_capacity(map.size_hint().unwrap_or(16));
+                while let Some(Key(name)) = map.next_key::<Key<'de>>()? {
+                    let value: &'de RawValue = map.next_value()?;
+                    entries.push((name, value));
+                }
+                Ok(Fields { entries })
+            }
+        }
+        deserializer.deserialize_map(FieldsVisitor)
+    }
+}
+
+/// A field name, borrowed from the text unless it had an escape in it.
+struct Key<'a>(Cow<'a, str>);
+
+impl<'de> Deserialize<'de> for Key<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct KeyVisitor;
+        impl<'de> Visitor<'de> for KeyVisitor {
+            type Value = Key<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a field name")
+            }
+            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Key<'de>, E> {
+                Ok(Key(Cow::Borrowed(v)))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Key<'de>, E> {
+                Ok(Key(Cow::Owned(v.to_owned())))
+            }
+            fn visit_string<E: de::Error>(self, v: String) -> Result<Key<'de>, E> {
+                Ok(Key(Cow::Owned(v)))
+            }
+        }
+        deserializer.deserialize_str(KeyVisitor)
+    }
+}
+
+/// What a JSON value's text holds, told by its first character.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Null,
+    Bool,
+    Number,
+    String,
+    Array,
+    Object,
+}
+
+impl Kind {
+    /// "a string", "an object", … for skip reasons.
+    pub fn described(self) -> &'static str {
+        match self {
+            Kind::Null => "null",
+            Kind::Bool => "a boolean",
+            Kind::Number => "a number",
+            Kind::String => "a string",
+            Kind::Array => "an array",
+            Kind::Object => "an object",
+        }
+    }
+}
+
+/// The kind of a value's text (checked JSON, so its first character decides).
+pub fn kind(raw: &RawValue) -> Kind {
+    match raw.get().as_bytes().first() {
+        Some(b'"') => Kind::String,
+        Some(b'{') => Kind::Object,
+        Some(b'[') => Kind::Array,
+        Some(b't' | b'f') => Kind::Bool,
+        Some(b'n') | None => Kind::Null,
+        Some(_) => Kind::Number,
+    }
+}
+
+/// The string a value holds: borrowed from the text when it has no escape, decoded
+/// otherwise; `None` for any other kind.
+pub fn as_str(raw: &RawValue) -> Option<Cow<'_, str>> {
+    let text = raw.get();
+    if kind(raw) != Kind::String {
+        return None;
+    }
+    let inner = &text[1..text.len() - 1];
+    if !inner.contains('\\') {
+        return Some(Cow::Borrowed(inner));
+    }
+    serde_json::from_str::<String>(text).ok().map(Cow::Owned)
+}
+
+/// True for the JSON literal `true`.
+pub fn is_true(raw: &RawValue) -> bool {
+    raw.get() == "true"
+}
+
+/// Writes `raw` into `out` exactly as serde_json writes the same value from a `Value`
+/// (keys sorted, compact, its escaping and number formatting), so that a call is the same
+/// on the wire whether its traits came from a `Value` or from Salesforce's text. A string
+/// without a backslash is already in that form (JSON forbids raw control characters and
+/// quotes in strings, and serde_json escapes nothing else); `true`, `false` and `null`
+/// too. Strings with escapes (Salesforce may write `\/` or `\u00e9`), numbers (`1.50`,
+/// `1e3`) and objects or arrays (key order, spacing) are decoded and written again.
+/// `without_attributes` drops an object's `attributes` key (Salesforce's type and URL of a
+/// nested record or compound field).
+pub fn write_canonical(out: &mut Vec<u8>, raw: &RawValue, without_attributes: bool) {
+    let text = raw.get();
+    let plain = match kind(raw) {
+        Kind::Null | Kind::Bool => true,
+        Kind::String => !text.contains('\\'),
+        Kind::Number | Kind::Array | Kind::Object => false,
+    };
+    if plain {
+        out.extend_from_slice(text.as_bytes());
+        return;
+    }
+    let mut value: Value = serde_json::from_str(text).unwrap_or(Value::Null);
+    if without_attributes && let Value::Object(map) = &mut value {
+        map.remove("attributes");
+    }
+    write_value(out, &value);
+}
+
+/// Writes a `Value` as serde_json does (into a `Vec`, which never refuses a write).
+pub fn write_value(out: &mut Vec<u8>, value: &Value) {
+    let _ = serde_json::to_writer(&mut *out, value);
+}
+
+/// Writes `s` as a JSON string, as serde_json does.
+pub fn write_str(out: &mut Vec<u8>, s: &str) {
+    let plain = s.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\');
+    if plain {
+        out.push(b'"');
+        out.extend_from_slice(s.as_bytes());
+        out.push(b'"');
+    } else {
+        let _ = serde_json::to_writer(&mut *out, s);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn raw(text: &str) -> Box<RawValue> {
+        RawValue::from_string(text.to_string()).expect("valid JSON in the test")
+    }
+
+    #[test]
+    fn fields_keep_the_last_of_a_repeated_name_and_find_other_casings() {
+        let text = raw(r#"{"b":1,"Email":"x","email":"y","b":2,"EMAIL":"z"}"#);
+        let fields = Fields::of(&text).expect("an object");
+        assert_eq!(fields.get("b").map(RawValue::get), Some("2"));
+        assert_eq!(fields.get("Email").map(RawValue::get), Some("\"x\""));
+        // "eMail" is no key: of the three casings the least in byte order ("EMAIL").
+        assert_eq!(fields.get("eMail").map(RawValue::get), Some("\"z\""));
+        assert_eq!(fields.recased_key("eMail"), Some("EMAIL"));
+        assert_eq!(fields.recased_key("Email"), None);
+    }
+
+    #[test]
+    fn a_path_through_a_null_parent_is_null_and_through_a_string_is_absent() {
+        let text = raw(r#"{"Account":null,"Owner":{"Name":"A\u00e9"},"Title":"t"}"#);
+        let fields = Fields::of(&text).expect("an object");
+        assert_eq!(fields.lookup("Account.Name").map(RawValue::get), Some("null"));
+        let owner = fields.lookup("owner.name").expect("recased parent and field");
+        assert_eq!(as_str(owner).as_deref(), Some("Aé"));
+        assert!(fields.lookup("Title.Name").is_none());
+        assert!(fields.lookup("Missing").is_none());
+    }
+
+    #[test]
+    fn not_an_object_has_no_fields() {
+        for text in ["[1]", "\"x\"", "null", "1"] {
+            assert!(Fields::of(&raw(text)).is_none(), "{text}");
+        }
+    }
+
+    #[test]
+    fn canonical_text_is_what_serde_json_writes_from_a_value() {
+        let cases = [
+            r#""plain é 🚀""#,
+            r#""a\/b \u00e9 \"q\" \n""#,
+            "1.50",
+            "1e3",
+            "-0",
+            "12345678901234567890",
+            "true",
+            "null",
+            r#"{ "b" : [1, "\u0001"], "a" : {"z":1,"y":2} }"#,
+        ];
+        for text in cases {
+            let value: Value = serde_json::from_str(text).expect("valid");
+            let mut out = Vec::new();
+            write_canonical(&mut out, &raw(text), false);
+            assert_eq!(
+                String::from_utf8(out).expect("utf-8"),
+                serde_json::to_string(&value).expect("writes"),
+                "{text}"
+            );
+        }
+    }
+
+    #[test]
+    fn canonical_text_of_a_compound_field_leaves_out_its_attributes() {
+        let text = raw(r#"{"attributes":{"type":"Address"},"City":"Paris"}"#);
+        let mut out = Vec::new();
+        write_canonical(&mut out, &text, true);
+        assert_eq!(out, br#"{"City":"Paris"}"#);
+    }
+
+    #[test]
+    fn a_record_from_a_value_equals_the_same_json_in_another_order() {
+        let a = Record::from_value(&json!({"Id": "1", "Name": "n"}));
+        let b = Record::from_raw(raw(r#"{ "Name": "n", "Id": "1" }"#));
+        assert_eq!(a, b);
+        assert_eq!(b.string_field("Id").as_deref(), Some("1"));
+        assert_ne!(a, Record::from_value(&json!({"Id": "2"})));
+    }
+
+    #[test]
+    fn write_str_escapes_as_serde_json_does() {
+        for s in ["plain", "q\"uote", "back\\slash", "ctl\u{1}", "tab\t", "é🚀\u{7f}"] {
+            let mut out = Vec::new();
+            write_str(&mut out, s);
+            assert_eq!(out, serde_json::to_vec(s).expect("writes"), "{s:?}");
+        }
+    }
+}
