@@ -135,10 +135,10 @@ async fn extract_to(args: &Args, out: &mut impl Write) -> anyhow::Result<ExitCod
         pages += 1;
         total += page.records.len() as u64;
         for record in &page.records {
-            if record.get("IsDeleted") == Some(&serde_json::Value::Bool(true))
-                && let Some(id) = record.get("Id").and_then(serde_json::Value::as_str)
+            if record.bool_field("IsDeleted") == Some(true)
+                && let Some(id) = record.string_field("Id")
             {
-                deleted_seen.insert(id.to_string());
+                deleted_seen.insert(id);
             }
             if !write_line(out, record)? {
                 return Ok(ExitCode::SUCCESS);
@@ -173,7 +173,7 @@ async fn extract_to(args: &Args, out: &mut impl Write) -> anyhow::Result<ExitCod
                     .collect();
                 let n = deleted.len() as u64;
                 for record in &deleted {
-                    if !write_line(out, record)? {
+                    if !write_line(out, &sfsync_mapping::Record::from_value(record))? {
                         return Ok(ExitCode::SUCCESS);
                     }
                 }
@@ -208,9 +208,11 @@ async fn extract_to(args: &Args, out: &mut impl Write) -> anyhow::Result<ExitCod
 
 /// Writes one JSON line; `Ok(false)` when the reader went away (`| head`): extraction
 /// stops there (it keeps no state, so nothing is left half done).
-fn write_line(out: &mut impl Write, record: &serde_json::Value) -> anyhow::Result<bool> {
-    let result = serde_json::to_writer(&mut *out, record)
-        .map_err(io::Error::from)
+/// One record as a line: its text as Salesforce sent it (a record's text never holds a line
+/// break: see `Record`).
+fn write_line(out: &mut impl Write, record: &sfsync_mapping::Record) -> anyhow::Result<bool> {
+    let result = out
+        .write_all(record.json().as_bytes())
         .and_then(|()| out.write_all(b"\n"));
     output::gone_is_ok(result)
 }

@@ -263,7 +263,7 @@ impl Local {
         let shape = ExpectedShape::of(sync).in_org(&org, self.selected_fields(sync));
         let mut covered = 0;
         for record in org.records(shape.shape.object) {
-            let cursor = Cursor::of_record(&record).unwrap_or_else(|e| panic!("{e}"));
+            let cursor = Cursor::of_value(&record).unwrap_or_else(|e| panic!("{e}"));
             if cursor > checkpoint.cursor {
                 continue;
             }

@@ -46,11 +46,7 @@ impl Queue<RecordsMessage> for CountingQueue {
     ) -> Result<usize, SendError<RecordsMessage>> {
         let mut sent = self.sent.lock().unwrap_or_else(|e| e.into_inner());
         for record in &message.records {
-            let id = record
-                .get("Id")
-                .and_then(|v| v.as_str())
-                .unwrap_or_default()
-                .to_string();
+            let id = record.string_field("Id").unwrap_or_default();
             *sent.entry(id).or_default() += 1;
         }
         self.clock

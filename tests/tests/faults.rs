@@ -240,7 +240,7 @@ async fn the_daily_limit_reached_mid_run_stops_cleanly_and_a_later_run_completes
         let org = org.lock().unwrap_or_else(|e| panic!("{e}"));
         org.records("Contact")
             .iter()
-            .filter_map(|r| Cursor::of_record(r).ok())
+            .filter_map(|r| Cursor::of_value(r).ok())
             .filter(|c| {
                 *c <= checkpoint.cursor && c.modstamp >= checkpoint.cursor.modstamp - lookback
             })
@@ -685,7 +685,7 @@ async fn extract_through_a_flaky_sqs_enqueues_every_record_exactly_once() {
             message
                 .records
                 .iter()
-                .filter_map(|r| r["Id"].as_str().map(str::to_string)),
+                .filter_map(|r| r.string_field("Id")),
         );
     }
     let want: HashSet<String> = {
@@ -964,12 +964,13 @@ async fn a_page_fetched_ahead_never_moves_the_checkpoint_past_what_was_enqueued(
         .messages()
         .into_iter()
         .flat_map(|message| message.records)
+        .map(|r| r.to_value())
         .collect();
     assert_eq!(report.counts.extracted, enqueued.len() as u64);
     assert!(enqueued.len() >= 2, "{}", enqueued.len());
     let last_enqueued = enqueued
         .iter()
-        .map(|r| Cursor::of_record(r).unwrap_or_else(|e| panic!("{e}")))
+        .map(|r| Cursor::of_value(r).unwrap_or_else(|e| panic!("{e}")))
         .max()
         .unwrap_or_else(|| panic!("nothing enqueued"));
     let stored = store

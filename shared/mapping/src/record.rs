@@ -22,10 +22,20 @@ use serde_json::Value;
 use serde_json::value::RawValue;
 
 /// One record's JSON text (normally an object; the mapping skips anything else as
-/// `not_an_object`). Serializes as that text, unchanged.
-#[derive(Clone, Serialize, Deserialize)]
+/// `not_an_object`), on one line. Serializes as that text, unchanged.
+#[derive(Clone, Serialize)]
 #[serde(transparent)]
 pub struct Record(Box<RawValue>);
+
+/// Read as the JSON text it is (with serde_json, which keeps a value's text; records only
+/// ever come from JSON text: pages, message bodies, JSON lines). Text with a line break in
+/// it (a pretty-printed page) is written again on one line, so that a record is always one
+/// line of JSON lines output and of a message body.
+impl<'de> Deserialize<'de> for Record {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        Box::<RawValue>::deserialize(deserializer).map(Record::from_raw)
+    }
+}
 
 impl Record {
     /// The record written from a `Value` (compact, keys in `Value`'s sorted order).
@@ -37,8 +47,13 @@ impl Record {
         }
     }
 
-    /// Wraps JSON text already checked by the parser (a REST page's record).
+    /// Wraps JSON text already checked by the parser (a REST page's record), written
+    /// again on one line if it spans several.
     pub fn from_raw(raw: Box<RawValue>) -> Record {
+        if raw.get().contains(['\n', '\r']) {
+            let value: Value = serde_json::from_str(raw.get()).unwrap_or(Value::Null);
+            return Record::from_value(&value);
+        }
         Record(raw)
     }
 
@@ -56,6 +71,15 @@ impl Record {
     /// The record's top-level fields, or `None` when the record is not a JSON object.
     pub fn fields(&self) -> Option<Fields<'_>> {
         Fields::of(&self.0)
+    }
+
+    /// A top-level boolean field (exact name), e.g. `IsDeleted`.
+    pub fn bool_field(&self, name: &str) -> Option<bool> {
+        match self.fields()?.get_exact(name)?.get() {
+            "true" => Some(true),
+            "false" => Some(false),
+            _ => None,
+        }
     }
 
     /// A top-level string field (exact name), e.g. `Id` or `SystemModstamp`.
@@ -388,6 +412,19 @@ mod tests {
         assert_eq!(a, b);
         assert_eq!(b.string_field("Id").as_deref(), Some("1"));
         assert_ne!(a, Record::from_value(&json!({"Id": "2"})));
+    }
+
+    #[test]
+    fn a_record_spread_over_lines_is_kept_on_one() {
+        let page = "{\"records\": [\n  {\n    \"Id\": \"1\",\n    \"Note\": \"a\\nb\"\n  }\n]}";
+        #[derive(Deserialize)]
+        struct Page {
+            records: Vec<Record>,
+        }
+        let page: Page = serde_json::from_str(page).expect("valid");
+        assert_eq!(page.records[0].json(), r#"{"Id":"1","Note":"a\nb"}"#);
+        let compact = Record::from_raw(raw(r#"{"Id" : "1"}"#));
+        assert_eq!(compact.json(), r#"{"Id" : "1"}"#, "kept as sent");
     }
 
     #[test]

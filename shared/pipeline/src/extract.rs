@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use sfsync_mapping::SyncConfig;
+use sfsync_mapping::{Record, SyncConfig};
 use sfsync_salesforce::{BulkJobState, Client, Cursor, Window};
 use tracing::Instrument;
 
@@ -362,7 +362,7 @@ async fn run<Q: Queue<RecordsMessage>, S: StateStore>(
         let deleted = page
             .records
             .iter()
-            .filter(|r| r.get("IsDeleted").and_then(|v| v.as_bool()) == Some(true))
+            .filter(|r| r.bool_field("IsDeleted") == Some(true))
             .count() as u64;
         let last = page.last;
         let bulk_position = page.bulk;
@@ -453,7 +453,8 @@ async fn run<Q: Queue<RecordsMessage>, S: StateStore>(
             let n = deletes.records.len() as u64;
             report.counts.deleted_found += n;
             report.counts.extracted += n;
-            enqueue(queue, report, &sync.name, deletes.records).await?;
+            let records = deletes.records.iter().map(Record::from_value).collect();
+            enqueue(queue, report, &sync.name, records).await?;
             deletes_from = Some(deletes.next_start);
             gap = deletes.gap;
         } else {
@@ -501,7 +502,7 @@ async fn enqueue_pieces<Q: Queue<RecordsMessage>>(
     report: &mut RunReport,
     sync: &str,
     settings: &ExtractSettings,
-    mut records: Vec<serde_json::Value>,
+    mut records: Vec<Record>,
 ) -> Result<(), RunError> {
     let size = settings.max_records_per_send.max(1);
     while !records.is_empty() {
@@ -520,7 +521,7 @@ async fn enqueue<Q: Queue<RecordsMessage>>(
     queue: &Q,
     report: &mut RunReport,
     sync: &str,
-    records: Vec<serde_json::Value>,
+    records: Vec<Record>,
 ) -> Result<(), RunError> {
     if records.is_empty() {
         return Ok(());
@@ -546,10 +547,8 @@ async fn enqueue<Q: Queue<RecordsMessage>>(
             let id = items
                 .first()
                 .and_then(|&i| message.records.get(i))
-                .and_then(|record| record.get("Id"))
-                .and_then(|v| v.as_str())
-                .unwrap_or("(no Id)")
-                .to_string();
+                .and_then(|record| record.string_field("Id"))
+                .unwrap_or_else(|| "(no Id)".to_string());
             Err(RunError::RecordTooLarge { id, source })
         }
         Err(SendError::Queue(e)) => Err(e.into()),

@@ -25,7 +25,8 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
+use sfsync_mapping::Record;
+use sfsync_mapping::record::as_str;
 
 use crate::report::RunCounts;
 
@@ -54,19 +55,19 @@ pub struct RecordVersion {
 impl RecordVersion {
     /// The version of a record as extracted (`None` when it has no Id or no readable
     /// version: the mapping skips such a record, with its reason).
-    pub fn of(record: &Value) -> Option<RecordVersion> {
-        let map = record.as_object()?;
-        let id = map.get("Id")?.as_str().filter(|id| !id.is_empty())?;
-        let field = sfsync_mapping::version::version_field(map)?;
-        let stamp = map.get(field.name())?.as_str()?;
-        let at = sfsync_mapping::time::parse_salesforce_datetime(stamp).ok()?;
+    pub fn of(record: &Record) -> Option<RecordVersion> {
+        let fields = record.fields()?;
+        let id = fields.get_exact("Id").and_then(as_str).filter(|id| !id.is_empty())?;
+        let field = sfsync_mapping::version::version_field_of(&fields)?;
+        let stamp = fields.get_exact(field.name()).and_then(as_str)?;
+        let at = sfsync_mapping::time::parse_salesforce_datetime(&stamp).ok()?;
         Some(RecordVersion {
-            id: id.to_string(),
+            id: id.into_owned(),
             ms: at.timestamp_millis(),
         })
     }
 
-    pub fn of_records(records: &[Value]) -> Vec<RecordVersion> {
+    pub fn of_records(records: &[Record]) -> Vec<RecordVersion> {
         records.iter().filter_map(RecordVersion::of).collect()
     }
 }
@@ -734,7 +735,7 @@ fn retry_wait(attempt: u32) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use serde_json::{Value, json};
 
     fn v(id: &str, ms: i64) -> RecordVersion {
         RecordVersion { id: id.into(), ms }
@@ -742,15 +743,15 @@ mod tests {
 
     #[test]
     fn a_version_is_the_same_instant_whichever_api_wrote_it() {
-        let rest = json!({"Id": "003A", "SystemModstamp": "2026-01-02T03:04:05.678+0000"});
-        let bulk = json!({"Id": "003A", "SystemModstamp": "2026-01-02T03:04:05.678Z"});
+        let rest = Record::from(json!({"Id": "003A", "SystemModstamp": "2026-01-02T03:04:05.678+0000"}));
+        let bulk = Record::from(json!({"Id": "003A", "SystemModstamp": "2026-01-02T03:04:05.678Z"}));
         assert_eq!(RecordVersion::of(&rest), RecordVersion::of(&bulk));
         assert!(RecordVersion::of(&rest).is_some());
-        let exported = json!({"Id": "003A", "LastModifiedDate": "2026-01-02T03:04:05.678Z"});
+        let exported = Record::from(json!({"Id": "003A", "LastModifiedDate": "2026-01-02T03:04:05.678Z"}));
         assert_eq!(RecordVersion::of(&exported), RecordVersion::of(&bulk));
-        assert_eq!(RecordVersion::of(&json!({"Id": "003A"})), None);
+        assert_eq!(RecordVersion::of(&json!({"Id": "003A"}).into()), None);
         assert_eq!(
-            RecordVersion::of(&json!({"SystemModstamp": "2026-01-02T03:04:05Z"})),
+            RecordVersion::of(&json!({"SystemModstamp": "2026-01-02T03:04:05Z"}).into()),
             None
         );
     }

@@ -580,11 +580,14 @@ path = "out.jsonl"
             v: MESSAGE_VERSION,
             run_id: "r".into(),
             sync: sync.into(),
-            records: vec![serde_json::json!({
-                "Id": "003000000000000001",
-                "SystemModstamp": "2024-05-01T00:00:00.000+0000",
-                "Email": "a@x.io"
-            })],
+            records: vec![
+                serde_json::json!({
+                    "Id": "003000000000000001",
+                    "SystemModstamp": "2024-05-01T00:00:00.000+0000",
+                    "Email": "a@x.io"
+                })
+                .into(),
+            ],
         }
     }
 

@@ -12,7 +12,7 @@
 
 use std::collections::{BTreeMap, HashSet};
 
-use sfsync_mapping::{Call, Config, map_record};
+use sfsync_mapping::{Call, Config, map_raw};
 
 use crate::message::{CallsMessage, MESSAGE_VERSION, MessageError, RecordsMessage, decode};
 use crate::queue::{Queue, QueueError, SendError};
@@ -69,7 +69,7 @@ pub fn map_calls(config: &Config, message: &mut RecordsMessage) -> Result<Mapped
     let mut out = MappedCalls::default();
     out.calls.reserve(message.records.len());
     for record in std::mem::take(&mut message.records) {
-        match map_record(sync, record) {
+        match map_raw(sync, &record) {
             Ok(call) => {
                 match call.merge_cause {
                     Some(sfsync_mapping::MergeCause::Conversion) => out.counts.conversions += 1,
@@ -376,7 +376,7 @@ syncs = ["accounts"]
             v: MESSAGE_VERSION,
             run_id: "r".into(),
             sync: "contacts".into(),
-            records,
+            records: records.into_iter().map(sfsync_mapping::Record::from).collect(),
         }
     }
 

@@ -14,8 +14,7 @@ use std::io::{Read, Write};
 
 use base64::Engine;
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
-use sfsync_mapping::Call;
+use sfsync_mapping::{Call, Record};
 
 /// The version every body carries; a reader rejects versions it does not know.
 pub const MESSAGE_VERSION: u32 = 1;
@@ -30,7 +29,8 @@ pub struct RecordsMessage {
     pub v: u32,
     pub run_id: String,
     pub sync: String,
-    pub records: Vec<Value>,
+    /// Each record as its JSON text (written into the message as it is).
+    pub records: Vec<Record>,
 }
 
 /// Calls for one destination, for the deliver stage.
@@ -72,11 +72,11 @@ pub trait Packable {
 }
 
 impl Packable for RecordsMessage {
-    type Item = Value;
+    type Item = Record;
     fn prefix(&self) -> String {
         Packer::records_prefix(&self.run_id, &self.sync)
     }
-    fn items(&self) -> &[Value] {
+    fn items(&self) -> &[Record] {
         &self.records
     }
 }
@@ -482,15 +482,15 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn records(n: usize, pad: usize) -> Vec<Value> {
+    fn records(n: usize, pad: usize) -> Vec<Record> {
         (0..n)
             .map(|i| json!({"Id": format!("003{i:015}"), "Name": "José, \"the\" [x]", "Pad": "x".repeat(pad), "N": i}))
-            .collect()
+            .map(Record::from).collect()
     }
 
     /// Records whose padding is pseudo-random hex: they compress about 2 ×, like real ones,
     /// not 20 × like a repeated character.
-    fn varied_records(n: usize, pad: usize) -> Vec<Value> {
+    fn varied_records(n: usize, pad: usize) -> Vec<Record> {
         let mut state = 0x9E37_79B9_7F4A_7C15u64;
         (0..n)
             .map(|i| {
@@ -504,12 +504,12 @@ mod tests {
                     .collect();
                 json!({"Id": format!("003{i:015}"), "Name": "José, \"the\" [x]", "Pad": pad, "N": i})
             })
-            .collect()
+            .map(Record::from).collect()
     }
 
     /// Records shaped like Salesforce contacts: words from small vocabularies, as names,
     /// titles and cities are, so that gzip's levels differ as they do on real records.
-    fn contact_like_records(n: usize) -> Vec<Value> {
+    fn contact_like_records(n: usize) -> Vec<Record> {
         const FIRST: [&str; 8] = [
             "Ada", "Grace", "Alan", "Edsger", "Barbara", "Donald", "Ken", "Frances",
         ];
@@ -540,10 +540,10 @@ mod tests {
                     "MailingAddress": {"city": CITY[next(5)], "postalCode": format!("{:05}", next(100_000)), "street": format!("{} Main St", next(999))},
                 })
             })
-            .collect()
+            .map(Record::from).collect()
     }
 
-    fn pack(records: &[Value], max: usize, compress: bool) -> Vec<PackedBody> {
+    fn pack(records: &[Record], max: usize, compress: bool) -> Vec<PackedBody> {
         let mut p = Packer::new(Packer::records_prefix("run-1", "contacts"), max, compress);
         for r in records {
             p.push(r).unwrap();

@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
+use sfsync_mapping::Record;
 use tracing::{debug, info, warn};
 
 use crate::client::{Client, query_string};
@@ -25,7 +26,8 @@ use crate::soql;
 
 /// Records of a Bulk job, handed to the extraction that turns them into its `Page`.
 pub(crate) struct BulkPage {
-    pub(crate) records: Vec<Value>,
+    /// Written as JSON text from the CSV rows' `Value`s, like a REST page's records.
+    pub(crate) records: Vec<Record>,
     /// The job's maximum cursor, on its last page only (the checkpoint may move there).
     pub(crate) last: Option<Cursor>,
     /// Where the job's reading stands after this page; `None` on its last page.
@@ -289,7 +291,7 @@ impl BulkState {
                 };
                 let records = reader.take(converter, config.bulk_rows_per_page.max(1) as usize)?;
                 for record in &records {
-                    let cursor = Cursor::of_record(record)?;
+                    let cursor = Cursor::of_value(record)?;
                     if self.max.as_ref().is_none_or(|m| cursor > *m) {
                         self.max = Some(cursor);
                     }
@@ -305,7 +307,7 @@ impl BulkState {
                         continue;
                     }
                     return Ok(BulkStep::Page(BulkPage {
-                        records,
+                        records: records.iter().map(Record::from_value).collect(),
                         last: None,
                         position: self.position(),
                     }));
@@ -320,7 +322,7 @@ impl BulkState {
                     return Ok(BulkStep::Done);
                 }
                 return Ok(BulkStep::Page(BulkPage {
-                    records,
+                    records: records.iter().map(Record::from_value).collect(),
                     last: self.max.clone(),
                     position: None,
                 }));

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
-use serde_json::Value;
+use sfsync_mapping::Record;
 use sfsync_mapping::config::ExtractApi;
 use tracing::{debug, info, warn};
 
@@ -35,8 +35,8 @@ pub struct Window {
 /// One page of records.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Page {
-    /// REST record shape, whichever API served them.
-    pub records: Vec<Value>,
+    /// REST record shape, whichever API served them, each as its JSON text.
+    pub records: Vec<Record>,
     /// Everything up to this cursor has now been returned: the checkpoint may move here
     /// once these records are durably handed on. `None` when it cannot move yet (Bulk pages
     /// before the last).
@@ -148,8 +148,10 @@ pub(crate) struct QueryPage {
     pub(crate) done: bool,
     #[serde(rename = "nextRecordsUrl", default)]
     pub(crate) next_records_url: Option<String>,
+    /// Each record kept as the text Salesforce sent: nothing is built from it here (see
+    /// `sfsync_mapping::record`).
     #[serde(default)]
-    pub(crate) records: Vec<Value>,
+    pub(crate) records: Vec<Record>,
 }
 
 fn yes() -> bool {

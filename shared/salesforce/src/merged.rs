@@ -9,7 +9,6 @@
 
 use std::collections::HashMap;
 
-use serde_json::Value;
 
 use crate::client::Client;
 use crate::error::Error;
@@ -53,10 +52,11 @@ impl Client {
             let mut page = self.query_page(&soql, true).await?;
             loop {
                 for record in &page.records {
-                    if let (Some(Value::String(id)), Some(Value::String(master))) =
-                        (record.get("Id"), record.get("MasterRecordId"))
-                    {
-                        out.insert(id.clone(), master.clone());
+                    if let (Some(id), Some(master)) = (
+                        record.string_field("Id"),
+                        record.string_field("MasterRecordId"),
+                    ) {
+                        out.insert(id, master);
                     }
                 }
                 match page.next_records_url.take() {

@@ -5,8 +5,8 @@ use std::future::Future;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use serde_json::{Value, json};
-use sfsync_mapping::SyncConfig;
+use serde_json::json;
+use sfsync_mapping::{Record, SyncConfig};
 use sfsync_mapping::config::ExtractApi;
 use sfsync_pipeline::ledger::{HandedOnBy, RecordVersion, StreamLedger};
 use sfsync_pipeline::message::{MESSAGE_VERSION, RecordsMessage};
@@ -434,25 +434,25 @@ impl<Q: Queue<RecordsMessage>, R: ReplayStore> Stage<'_, Q, R> {
             while let Some(page) = extraction.next_page().await? {
                 self.report.reread_pages += 1;
                 for record in &page.records {
-                    if let Some(id) = record.get("Id").and_then(Value::as_str) {
+                    if let Some(id) = record.string_field("Id") {
                         found.insert(id.to_ascii_lowercase());
                     }
                 }
                 self.enqueue(page.records).await?;
             }
         }
-        let purged: Vec<Value> = work
+        let purged: Vec<Record> = work
             .deleted
             .iter()
             .filter(|(id, _)| !found.contains(&id.to_ascii_lowercase()))
             .map(|(id, at)| {
                 let at = DateTime::<Utc>::from_timestamp_millis(*at).unwrap_or_default();
-                json!({
+                Record::from_value(&json!({
                     "attributes": {"type": self.plan.object},
                     "Id": id,
                     "IsDeleted": true,
                     "SystemModstamp": sfsync_salesforce::soql::rest_datetime(at),
-                })
+                }))
             })
             .collect();
         let named = work.reread.len() as u64;
@@ -543,7 +543,7 @@ impl<Q: Queue<RecordsMessage>, R: ReplayStore> Stage<'_, Q, R> {
         }
     }
 
-    async fn enqueue(&mut self, records: Vec<Value>) -> Result<(), StreamError> {
+    async fn enqueue(&mut self, records: Vec<Record>) -> Result<(), StreamError> {
         if records.is_empty() {
             return Ok(());
         }
@@ -555,7 +555,7 @@ impl<Q: Queue<RecordsMessage>, R: ReplayStore> Stage<'_, Q, R> {
         let n = records.len() as u64;
         let deleted = records
             .iter()
-            .filter(|r| r.get("IsDeleted").and_then(Value::as_bool) == Some(true))
+            .filter(|r| r.bool_field("IsDeleted") == Some(true))
             .count() as u64;
         let message = RecordsMessage {
             v: MESSAGE_VERSION,

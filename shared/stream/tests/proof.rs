@@ -82,7 +82,7 @@ fn ids_in(rx: &mut mpsc::UnboundedReceiver<RecordsMessage>) -> Vec<String> {
             message
                 .records
                 .iter()
-                .filter_map(|r| r["Id"].as_str().map(str::to_string)),
+                .filter_map(|r| r.string_field("Id")),
         );
     }
     out
@@ -205,7 +205,7 @@ async fn polling_reports_exactly_what_the_stream_missed<S: StateStore, R: Replay
             message
                 .records
                 .iter()
-                .filter_map(|r| r["Id"].as_str().map(str::to_string)),
+                .filter_map(|r| r.string_field("Id")),
         );
     }
     let _ = stop.send(());

@@ -55,7 +55,7 @@ async fn rest_and_bulk(
     assert!(earlier.iter().all(Option::is_none), "{lasts:?}");
     let max = bulk_records
         .iter()
-        .map(|r| sfsync_salesforce::Cursor::of_record(r).unwrap())
+        .map(|r| sfsync_salesforce::Cursor::of_value(r).unwrap())
         .max();
     assert_eq!(final_last, &max);
     (by_id(rest_records), by_id(bulk_records))
@@ -346,7 +346,7 @@ async fn a_bulk_page_can_be_handed_on_in_slices_without_extra_calls() {
         while let Some(page) = extraction.next_page().await.unwrap() {
             sizes.push(page.records.len());
             lasts.push(page.last);
-            records.extend(page.records);
+            records.extend(page.records.iter().map(sfsync_mapping::Record::to_value));
         }
         assert_eq!(extraction.api_used(), ExtractApi::Bulk);
         outcomes.push((sizes, lasts, records, client.usage().calls - calls_before));
@@ -423,7 +423,7 @@ async fn a_bulk_job_left_by_one_process_is_resumed_by_the_next_at_the_same_row()
     let mut position = None;
     for _ in 0..2 {
         let page = second.next_page().await.unwrap().expect("a page");
-        records.extend(page.records);
+        records.extend(page.records.iter().map(sfsync_mapping::Record::to_value));
         position = page.bulk;
     }
     let position = position.expect("more to read");
@@ -438,7 +438,7 @@ async fn a_bulk_job_left_by_one_process_is_resumed_by_the_next_at_the_same_row()
     assert_eq!(sim.stats().bulk_jobs, 1, "one job for the window");
     let max = records
         .iter()
-        .map(|r| sfsync_salesforce::Cursor::of_record(r).unwrap())
+        .map(|r| sfsync_salesforce::Cursor::of_value(r).unwrap())
         .max();
     assert_eq!(lasts.last().cloned().flatten(), max);
     // Read to the end: the job is deleted.

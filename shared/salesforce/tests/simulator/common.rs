@@ -104,7 +104,7 @@ pub async fn drain(
     let mut records = Vec::new();
     let mut lasts = Vec::new();
     while let Some(page) = extraction.next_page().await? {
-        records.extend(page.records);
+        records.extend(page.records.iter().map(sfsync_mapping::Record::to_value));
         lasts.push(page.last);
     }
     Ok((records, lasts))
@@ -152,7 +152,7 @@ pub fn fields(value: Value) -> Map<String, Value> {
 pub fn assert_keyset_order(records: &[Value]) {
     let cursors: Vec<Cursor> = records
         .iter()
-        .map(|r| match Cursor::of_record(r) {
+        .map(|r| match Cursor::of_value(r) {
             Ok(c) => c,
             Err(e) => panic!("{e}"),
         })

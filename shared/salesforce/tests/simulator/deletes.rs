@@ -43,7 +43,7 @@ async fn soft_deletes_come_from_query_all_within_the_window() {
     // Pre-existing Recycle Bin rows outside the window stay out.
     assert!(
         all.iter()
-            .all(|r| Cursor::of_record(r).unwrap().modstamp >= start)
+            .all(|r| Cursor::of_value(r).unwrap().modstamp >= start)
     );
     sim.shutdown().await;
 }
@@ -72,7 +72,7 @@ async fn hard_deletes_come_from_get_deleted() {
     assert_eq!(record["IsDeleted"], json!(true));
     let stamp = record["SystemModstamp"].as_str().unwrap();
     assert!(stamp.ends_with("+0000"), "{stamp}");
-    let when = Cursor::of_record(record).unwrap().modstamp;
+    let when = Cursor::of_value(record).unwrap().modstamp;
     assert!(when >= start && when <= end);
     // Invisible to queryAll.
     let plan = client.plan(&contacts_sync(&[])).await.unwrap();

@@ -76,7 +76,7 @@ async fn run(case: Case) -> Result<(), TestCaseError> {
         prop_assert!(!page.records.is_empty(), "an empty page");
         prop_assert!(page.records.len() <= case.page_size as usize);
         for record in &page.records {
-            *seen.entry(id_of(record)).or_default() += 1;
+            *seen.entry(id_of(&record.to_value())).or_default() += 1;
             order.push(Cursor::of_record(record).map_err(|e| TestCaseError::fail(e.to_string()))?);
         }
         let last = page.last.clone();

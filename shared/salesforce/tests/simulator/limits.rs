@@ -33,7 +33,7 @@ async fn run_until_error(
     loop {
         match e.next_page().await {
             Ok(Some(page)) => {
-                records.extend(page.records);
+                records.extend(page.records.iter().map(sfsync_mapping::Record::to_value));
                 if page.last.is_some() {
                     checkpoint = page.last;
                 }
