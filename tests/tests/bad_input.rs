@@ -373,7 +373,7 @@ async fn a_record_larger_than_any_queue_message_fails_the_run_naming_it_and_hold
         let org = local.sim.org();
         let mut org = org.lock().unwrap_or_else(|e| panic!("{e}"));
         let middle = org.records("Contact")[300].clone();
-        let at = Cursor::of_record(&middle)
+        let at = Cursor::of_value(&middle)
             .unwrap_or_else(|e| panic!("{e}"))
             .modstamp;
         let fields = json!({"LastName": "Huge", "Description": noise(300 * 1024)});
@@ -387,7 +387,7 @@ async fn a_record_larger_than_any_queue_message_fails_the_run_naming_it_and_hold
             .unwrap_or_else(|| panic!("no {id}"));
         (
             id,
-            Cursor::of_record(&record).unwrap_or_else(|e| panic!("{e}")),
+            Cursor::of_value(&record).unwrap_or_else(|e| panic!("{e}")),
         )
     };
     let client = sfsync_salesforce::ClientConfig::from_config(&local.config.salesforce)
@@ -437,7 +437,7 @@ async fn a_record_larger_than_any_queue_message_fails_the_run_naming_it_and_hold
         let org = local.sim.org();
         let org = org.lock().unwrap_or_else(|e| panic!("{e}"));
         for r in org.records("Contact") {
-            let c = Cursor::of_record(&r).unwrap_or_else(|e| panic!("{e}"));
+            let c = Cursor::of_value(&r).unwrap_or_else(|e| panic!("{e}"));
             if c <= checkpoint.cursor {
                 assert!(
                     enqueued.contains_key(&c.id),
@@ -474,7 +474,7 @@ async fn a_record_larger_than_any_queue_message_fails_the_run_naming_it_and_hold
     let mut seen = false;
     for body in aws.drain(&aws.records_q()).await {
         let message: RecordsMessage = decode(&body).unwrap_or_else(|e| panic!("{e}"));
-        seen |= message.records.iter().any(|r| r["Id"] == json!(big_id));
+        seen |= message.records.iter().any(|r| r.string_field("Id").as_deref() == Some(big_id.as_str()));
     }
     assert!(seen, "the trimmed record was extracted");
 }

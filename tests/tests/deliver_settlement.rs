@@ -189,7 +189,7 @@ async fn retried_calls_are_dead_lettered_after_the_maximum_attempts_reached_by_r
         retry_wait: Backoff::fixed(Duration::from_millis(1)),
         ..DeliverPolicy::local(Duration::ZERO)
     });
-    let records = (0..3).map(|i| contact(i, 10)).collect();
+    let records = (0..3).map(|i| contact(i, 10).into()).collect();
     let sent = queue
         .send(
             RecordsMessage {

@@ -21,7 +21,6 @@
 
 use std::time::Duration;
 
-use serde_json::Value;
 use sfsync_mapping::Config;
 use sfsync_mapping::secrets::SecretMap;
 use sfsync_pipeline::map::map_calls;
@@ -59,7 +58,7 @@ fn bench_config(sim_url: &str) -> Result<Config, Box<dyn std::error::Error>> {
     Ok(Config::parse(text)?.resolve_references(text, &secrets)?)
 }
 
-async fn contacts(pages: usize) -> Result<(Config, Vec<Value>), Box<dyn std::error::Error>> {
+async fn contacts(pages: usize) -> Result<(Config, Vec<sfsync_mapping::Record>), Box<dyn std::error::Error>> {
     let spec = OrgSpec {
         contacts: 100_000,
         accounts: 10_000,

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde_json::{Map, Value, json};
 use sfsync_mapping::config::{ExtractApi, SyncConfig, SyncKind};
-use sfsync_mapping::map_record;
+use sfsync_mapping::{Record, map_record};
 use sfsync_pipeline::message::RecordsMessage;
 use sfsync_pipeline::queue::{Queue, QueueError, SendError};
 use sfsync_salesforce::{Client, ClientConfig, Credentials, Window};
@@ -171,7 +171,7 @@ impl Running {
                 .await
                 .unwrap_or_else(|_| panic!("record {id} within 30 s"))
                 .expect("stream running");
-            self.seen.extend(message.records);
+            self.seen.extend(message.records.iter().map(Record::to_value));
         }
     }
 
@@ -194,7 +194,7 @@ async fn polled(client: &Client, sync: &SyncConfig, id: &str) -> Option<Value> {
         },
     );
     while let Some(page) = ex.next_page().await.expect("page") {
-        if let Some(r) = page.records.into_iter().find(|r| r["Id"] == id) {
+        if let Some(r) = page.records.iter().map(Record::to_value).find(|r| r["Id"] == id) {
             return Some(r);
         }
     }
