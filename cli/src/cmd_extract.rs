@@ -135,7 +135,7 @@ async fn extract_to(args: &Args, out: &mut impl Write) -> anyhow::Result<ExitCod
         pages += 1;
         total += page.records.len() as u64;
         for record in &page.records {
-            if record.bool_field("IsDeleted") == Some(true)
+            if record.is_deleted()
                 && let Some(id) = record.string_field("Id")
             {
                 deleted_seen.insert(id);

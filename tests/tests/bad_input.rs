@@ -474,7 +474,10 @@ async fn a_record_larger_than_any_queue_message_fails_the_run_naming_it_and_hold
     let mut seen = false;
     for body in aws.drain(&aws.records_q()).await {
         let message: RecordsMessage = decode(&body).unwrap_or_else(|e| panic!("{e}"));
-        seen |= message.records.iter().any(|r| r.string_field("Id").as_deref() == Some(big_id.as_str()));
+        seen |= message
+            .records
+            .iter()
+            .any(|r| r.string_field("Id").as_deref() == Some(big_id.as_str()));
     }
     assert!(seen, "the trimmed record was extracted");
 }

@@ -681,12 +681,7 @@ async fn extract_through_a_flaky_sqs_enqueues_every_record_exactly_once() {
     for body in &accepted {
         let message: RecordsMessage = decode(body).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(message.sync, "contacts");
-        ids.extend(
-            message
-                .records
-                .iter()
-                .filter_map(|r| r.string_field("Id")),
-        );
+        ids.extend(message.records.iter().filter_map(|r| r.string_field("Id")));
     }
     let want: HashSet<String> = {
         let org = w.sim.org();

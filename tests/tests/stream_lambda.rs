@@ -289,8 +289,8 @@ async fn a_change_streams_to_the_destination_and_the_next_invocation_resumes_aft
     let output = running.stop().await.unwrap_or_else(|e| panic!("{e}"));
 
     // The version handed on is noted in the ledger polling compares with.
-    let version = RecordVersion::of(&record.clone().into())
-        .unwrap_or_else(|| panic!("a version: {record}"));
+    let version =
+        RecordVersion::of(&record.clone().into()).unwrap_or_else(|| panic!("a version: {record}"));
     let noted = w
         .store
         .stream_ledger()

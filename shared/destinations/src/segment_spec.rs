@@ -126,10 +126,7 @@ pub(crate) fn render(call: &Call) -> Result<Value, String> {
                 call.user_id.as_deref(),
                 call.anonymous_id.as_deref(),
             );
-            m.insert(
-                "traits".into(),
-                Value::Object(call.traits_map()),
-            );
+            m.insert("traits".into(), Value::Object(call.traits_map()));
         }
         CallType::Track => {
             m.insert("type".into(), Value::String("track".into()));
@@ -144,10 +141,7 @@ pub(crate) fn render(call: &Call) -> Result<Value, String> {
                 call.user_id.as_deref(),
                 call.anonymous_id.as_deref(),
             );
-            m.insert(
-                "properties".into(),
-                Value::Object(call.properties_map()),
-            );
+            m.insert("properties".into(), Value::Object(call.properties_map()));
         }
         CallType::Group => {
             m.insert("type".into(), Value::String("group".into()));
@@ -158,10 +152,7 @@ pub(crate) fn render(call: &Call) -> Result<Value, String> {
                 call.user_id.as_deref(),
                 call.anonymous_id.as_deref(),
             );
-            m.insert(
-                "traits".into(),
-                Value::Object(call.traits_map()),
-            );
+            m.insert("traits".into(), Value::Object(call.traits_map()));
         }
         CallType::Merge if call.entity == Some(Entity::Object) => {
             return render(&wire::object_merge_as_delete(call)?);

@@ -366,10 +366,7 @@ pub(crate) fn delete_event(call: &Call) -> Result<DeleteEvent<'_>, String> {
             "objectId".into(),
             Value::String(group_id(call)?.to_string()),
         );
-        p.insert(
-            "objectTypeId".into(),
-            Value::String(object_type(call)?),
-        );
+        p.insert("objectTypeId".into(), Value::String(object_type(call)?));
         Ok(p)
     };
     match call.entity {

@@ -146,7 +146,10 @@ impl Call {
 
     /// The traits as a map (empty when the call has none).
     pub fn traits_map(&self) -> Map<String, Value> {
-        self.traits.as_ref().map(JsonObject::to_map).unwrap_or_default()
+        self.traits
+            .as_ref()
+            .map(JsonObject::to_map)
+            .unwrap_or_default()
     }
 
     /// The properties as a map (empty when the call has none).

@@ -515,15 +515,19 @@ fn selected_fields<'a>(
             recased.push(key);
         }
     }
-    for (key, value) in record.iter() {
-        let selected =
-            sync.fields.iter().any(|f| *f == key && !f.contains('.')) || recased.contains(&key);
+    for (key, value) in record.iter_named() {
+        let key_text: &str = &key;
+        let selected = sync
+            .fields
+            .iter()
+            .any(|f| f == key_text && !f.contains('.'))
+            || recased.contains(&key_text);
         if !selected {
             continue;
         }
-        let name = match reserved.iter().find(|(sf, _)| *sf == key) {
+        let name = match reserved.iter().find(|(sf, _)| *sf == key_text) {
             Some((_, trait_name)) => std::borrow::Cow::Borrowed(*trait_name),
-            None => std::borrow::Cow::Owned(key.to_string()),
+            None => key,
         };
         members.raw(name, value, true);
     }
@@ -534,10 +538,7 @@ fn has_field(sync: &SyncConfig, name: &str) -> bool {
     sync.fields.iter().any(|f| f.eq_ignore_ascii_case(name))
 }
 
-fn datetime(
-    record: &Fields<'_>,
-    field: &str,
-) -> Result<chrono::DateTime<chrono::Utc>, SkipReason> {
+fn datetime(record: &Fields<'_>, field: &str) -> Result<chrono::DateTime<chrono::Utc>, SkipReason> {
     match record.lookup(field) {
         Some(raw) if kind(raw) == Kind::String => {
             let s = as_str(raw).unwrap_or_default();
@@ -775,7 +776,13 @@ mod tests {
                 let members: Vec<String> = map
                     .iter()
                     .rev()
-                    .map(|(k, v)| format!("{} : {}", written_otherwise(&json!(k)), written_otherwise(v)))
+                    .map(|(k, v)| {
+                        format!(
+                            "{} : {}",
+                            written_otherwise(&json!(k)),
+                            written_otherwise(v)
+                        )
+                    })
                     .collect();
                 format!("{{ {} }}", members.join(" , "))
             }

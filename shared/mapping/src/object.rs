@@ -15,7 +15,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
-use crate::record::{write_canonical, write_str, write_value};
+use crate::record::Canonical;
 
 /// A JSON object's text, in serde_json's form.
 #[derive(Clone)]
@@ -33,21 +33,19 @@ impl Eq for JsonObject {}
 impl JsonObject {
     /// The object of `map`.
     pub fn from_map(map: &Map<String, Value>) -> JsonObject {
-        let mut out = Vec::with_capacity(64);
-        // Writing a map of `Value`s into a `Vec` cannot fail.
-        let _ = serde_json::to_writer(&mut out, map);
-        JsonObject::from_written(out)
+        JsonObject::written(map)
     }
 
     /// `{}`.
     pub fn empty() -> JsonObject {
-        JsonObject::from_written(b"{}".to_vec())
+        JsonObject::written(&Map::new())
     }
 
-    /// Text this module wrote: valid UTF-8 JSON in serde_json's form.
-    fn from_written(bytes: Vec<u8>) -> JsonObject {
-        let text = String::from_utf8(bytes).unwrap_or_else(|_| "{}".to_string());
-        JsonObject(RawValue::from_string(text).unwrap_or_else(|_| empty_raw()))
+    /// What serde_json writes for `object` (a map, or an [`ObjectBuilder`]): its own text,
+    /// taken as it is (`to_raw_value` does not parse what it just wrote).
+    fn written(object: &impl Serialize) -> JsonObject {
+        // Writing maps of strings and `Value`s, and record values, cannot fail.
+        JsonObject(serde_json::value::to_raw_value(object).unwrap_or_else(|_| empty_raw()))
     }
 
     /// The object's JSON text.
@@ -129,7 +127,12 @@ impl<'a> ObjectBuilder<'a> {
 
     /// A record value, as its text (`without_attributes`: a nested record or compound field
     /// loses Salesforce's `attributes`).
-    pub fn raw(&mut self, name: impl Into<Cow<'a, str>>, value: &'a RawValue, without_attributes: bool) {
+    pub fn raw(
+        &mut self,
+        name: impl Into<Cow<'a, str>>,
+        value: &'a RawValue,
+        without_attributes: bool,
+    ) {
         self.members
             .push((name.into(), Member::Raw(value, without_attributes)));
     }
@@ -143,31 +146,37 @@ impl<'a> ObjectBuilder<'a> {
     }
 
     pub fn build(mut self) -> JsonObject {
-        // Stable: of equal names the later stays later, and is the one kept below.
-        self.members.sort_by(|(a, _), (b, _)| a.as_bytes().cmp(b.as_bytes()));
-        let mut out = Vec::with_capacity(32 * self.members.len() + 2);
-        out.push(b'{');
-        let mut first = true;
-        for (i, (name, member)) in self.members.iter().enumerate() {
-            if self.members.get(i + 1).is_some_and(|(next, _)| next == name) {
-                continue;
+        // Stable: of equal names the later stays later, and is the one kept.
+        self.members
+            .sort_by(|(a, _), (b, _)| a.as_bytes().cmp(b.as_bytes()));
+        JsonObject::written(&self)
+    }
+}
+
+/// The members, in order, the last of a repeated name kept (the builder sorted them).
+impl Serialize for ObjectBuilder<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let members = &self.members;
+        let kept = members
+            .iter()
+            .enumerate()
+            .filter(|(i, (name, _))| members.get(i + 1).is_none_or(|(next, _)| next != name))
+            .map(|(_, (name, member))| (name.as_ref(), member));
+        serializer.collect_map(kept)
+    }
+}
+
+impl Serialize for Member<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Member::Raw(raw, without_attributes) => Canonical {
+                raw,
+                without_attributes: *without_attributes,
             }
-            if !first {
-                out.push(b',');
-            }
-            first = false;
-            write_str(&mut out, name);
-            out.push(b':');
-            match member {
-                Member::Raw(raw, without_attributes) => {
-                    write_canonical(&mut out, raw, *without_attributes)
-                }
-                Member::Value(value) => write_value(&mut out, value),
-                Member::Object(object) => out.extend_from_slice(object.json().as_bytes()),
-            }
+            .serialize(serializer),
+            Member::Value(value) => value.serialize(serializer),
+            Member::Object(object) => object.serialize(serializer),
         }
-        out.push(b'}');
-        JsonObject::from_written(out)
     }
 }
 
@@ -178,8 +187,9 @@ mod tests {
 
     #[test]
     fn built_objects_are_what_serde_json_writes_for_the_same_map() {
-        let city = RawValue::from_string(r#"{"attributes":{"type":"Address"},"City":"P\u00e9"}"#.into())
-            .expect("valid");
+        let city =
+            RawValue::from_string(r#"{"attributes":{"type":"Address"},"City":"P\u00e9"}"#.into())
+                .expect("valid");
         let name = RawValue::from_string(r#""Zo\u00eb""#.into()).expect("valid");
         let mut builder = ObjectBuilder::default();
         builder.raw("name", &name, false);
@@ -194,13 +204,17 @@ mod tests {
             "MailingAddress": {"City": "Pé"},
             "nested": {},
         });
-        assert_eq!(built.json(), serde_json::to_string(&expected).expect("writes"));
+        assert_eq!(
+            built.json(),
+            serde_json::to_string(&expected).expect("writes")
+        );
         assert_eq!(Value::Object(built.to_map()), expected);
     }
 
     #[test]
     fn an_object_read_from_elsewhere_is_held_in_serde_jsons_form() {
-        let read: JsonObject = serde_json::from_str(r#"{ "b" : "\/x", "a" : 1.50 }"#).expect("an object");
+        let read: JsonObject =
+            serde_json::from_str(r#"{ "b" : "\/x", "a" : 1.50 }"#).expect("an object");
         assert_eq!(read.json(), r#"{"a":1.5,"b":"/x"}"#);
         assert_eq!(serde_json::to_string(&read).expect("writes"), read.json());
         let from_value: JsonObject = serde_json::from_value(json!({"k": [1]})).expect("an object");

@@ -50,7 +50,7 @@ impl Record {
     /// Wraps JSON text already checked by the parser (a REST page's record), written
     /// again on one line if it spans several.
     pub fn from_raw(raw: Box<RawValue>) -> Record {
-        if raw.get().contains(['\n', '\r']) {
+        if memchr::memchr2(b'\n', b'\r', raw.get().as_bytes()).is_some() {
             let value: Value = serde_json::from_str(raw.get()).unwrap_or(Value::Null);
             return Record::from_value(&value);
         }
@@ -71,6 +71,13 @@ impl Record {
     /// The record's top-level fields, or `None` when the record is not a JSON object.
     pub fn fields(&self) -> Option<Fields<'_>> {
         Fields::of(&self.0)
+    }
+
+    /// True when the record's `IsDeleted` is `true`. Most records lack the field or say
+    /// `false`: a record whose text does not even hold the name is not parsed.
+    pub fn is_deleted(&self) -> bool {
+        memchr::memmem::find(self.json().as_bytes(), b"IsDeleted").is_some()
+            && self.bool_field("IsDeleted") == Some(true)
     }
 
     /// A top-level boolean field (exact name), e.g. `IsDeleted`.
@@ -179,11 +186,10 @@ impl<'a> Fields<'a> {
         self.entries.iter().map(|(k, v)| (k.as_ref(), *v))
     }
 
-    /// True when `name` appears again later in the text (so this occurrence is not the one
-    /// a map would keep).
-    pub fn is_overridden(&self, index: usize) -> bool {
-        let name = &self.entries[index].0;
-        self.entries[index + 1..].iter().any(|(k, _)| k == name)
+    /// [`Fields::iter`] with names that outlive the `Fields` (borrowed from the record's
+    /// text, unless a name had an escape in it).
+    pub fn iter_named(&self) -> impl Iterator<Item = (Cow<'a, str>, &'a RawValue)> + '_ {
+        self.entries.iter().map(|(k, v)| (k.clone(), *v))
     }
 }
 
@@ -289,47 +295,86 @@ pub fn is_true(raw: &RawValue) -> bool {
     raw.get() == "true"
 }
 
-/// Writes `raw` into `out` exactly as serde_json writes the same value from a `Value`
-/// (keys sorted, compact, its escaping and number formatting), so that a call is the same
-/// on the wire whether its traits came from a `Value` or from Salesforce's text. A string
-/// without a backslash is already in that form (JSON forbids raw control characters and
-/// quotes in strings, and serde_json escapes nothing else); `true`, `false` and `null`
-/// too. Strings with escapes (Salesforce may write `\/` or `\u00e9`), numbers (`1.50`,
-/// `1e3`) and objects or arrays (key order, spacing) are decoded and written again.
-/// `without_attributes` drops an object's `attributes` key (Salesforce's type and URL of a
-/// nested record or compound field).
-pub fn write_canonical(out: &mut Vec<u8>, raw: &RawValue, without_attributes: bool) {
-    let text = raw.get();
-    let plain = match kind(raw) {
-        Kind::Null | Kind::Bool => true,
-        Kind::String => !text.contains('\\'),
-        Kind::Number | Kind::Array | Kind::Object => false,
-    };
-    if plain {
-        out.extend_from_slice(text.as_bytes());
-        return;
-    }
-    let mut value: Value = serde_json::from_str(text).unwrap_or(Value::Null);
-    if without_attributes && let Value::Object(map) = &mut value {
-        map.remove("attributes");
-    }
-    write_value(out, &value);
+/// A record value that serializes exactly as serde_json writes the same value from a
+/// `Value` (keys sorted, compact, its escaping and number formatting), so that a call is
+/// the same on the wire whether its traits came from a `Value` or from Salesforce's text.
+///
+/// A string without a backslash is already in that form (JSON forbids raw control
+/// characters and quotes in strings, and serde_json escapes nothing else), and so are
+/// `true`, `false` and `null`: their text is written as it is (serde_json writes a
+/// `RawValue` verbatim). A string with escapes (Salesforce may write `\/` or `\u00e9`) is
+/// decoded and written again; a number is read as serde_json reads it (`1.50` → `1.5`); an
+/// object is written with its keys sorted (the last of a repeated key kept, as a parser
+/// building a map keeps it) and its values in this form, without building a `Value` tree.
+/// `without_attributes` leaves out an object's `attributes` key (Salesforce's type and URL
+/// of a nested record or compound field), at its top level only.
+pub struct Canonical<'a> {
+    pub raw: &'a RawValue,
+    pub without_attributes: bool,
 }
 
-/// Writes a `Value` as serde_json does (into a `Vec`, which never refuses a write).
-pub fn write_value(out: &mut Vec<u8>, value: &Value) {
-    let _ = serde_json::to_writer(&mut *out, value);
+impl Serialize for Canonical<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let text = self.raw.get();
+        match kind(self.raw) {
+            Kind::Null | Kind::Bool => self.raw.serialize(serializer),
+            Kind::String if !text.contains('\\') => self.raw.serialize(serializer),
+            Kind::String => match serde_json::from_str::<String>(text) {
+                Ok(decoded) => serializer.serialize_str(&decoded),
+                Err(_) => self.raw.serialize(serializer),
+            },
+            Kind::Number => match serde_json::from_str::<serde_json::Number>(text) {
+                Ok(number) => number.serialize(serializer),
+                Err(_) => self.raw.serialize(serializer),
+            },
+            Kind::Object => match Fields::of(self.raw) {
+                Some(fields) => SortedFields {
+                    fields: &fields,
+                    without_attributes: self.without_attributes,
+                }
+                .serialize(serializer),
+                None => self.raw.serialize(serializer),
+            },
+            Kind::Array => match serde_json::from_str::<Vec<&RawValue>>(text) {
+                Ok(items) => serializer.collect_seq(items.into_iter().map(|raw| Canonical {
+                    raw,
+                    without_attributes: false,
+                })),
+                Err(_) => self.raw.serialize(serializer),
+            },
+        }
+    }
 }
 
-/// Writes `s` as a JSON string, as serde_json does.
-pub fn write_str(out: &mut Vec<u8>, s: &str) {
-    let plain = s.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\');
-    if plain {
-        out.push(b'"');
-        out.extend_from_slice(s.as_bytes());
-        out.push(b'"');
-    } else {
-        let _ = serde_json::to_writer(&mut *out, s);
+/// An object's fields, keys sorted, the last of a repeated key kept.
+struct SortedFields<'f, 'a> {
+    fields: &'f Fields<'a>,
+    without_attributes: bool,
+}
+
+impl Serialize for SortedFields<'_, '_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut entries: Vec<(&str, &RawValue)> = self
+            .fields
+            .iter()
+            .filter(|(name, _)| !(self.without_attributes && *name == "attributes"))
+            .collect();
+        // Stable: of a repeated key the later stays later, and is the one kept.
+        entries.sort_by(|(a, _), (b, _)| a.as_bytes().cmp(b.as_bytes()));
+        let kept = entries
+            .iter()
+            .enumerate()
+            .filter(|(i, (name, _))| entries.get(i + 1).is_none_or(|(next, _)| next != name))
+            .map(|(_, (name, raw))| {
+                (
+                    *name,
+                    Canonical {
+                        raw,
+                        without_attributes: false,
+                    },
+                )
+            });
+        serializer.collect_map(kept)
     }
 }
 
@@ -358,8 +403,13 @@ mod tests {
     fn a_path_through_a_null_parent_is_null_and_through_a_string_is_absent() {
         let text = raw(r#"{"Account":null,"Owner":{"Name":"A\u00e9"},"Title":"t"}"#);
         let fields = Fields::of(&text).expect("an object");
-        assert_eq!(fields.lookup("Account.Name").map(RawValue::get), Some("null"));
-        let owner = fields.lookup("owner.name").expect("recased parent and field");
+        assert_eq!(
+            fields.lookup("Account.Name").map(RawValue::get),
+            Some("null")
+        );
+        let owner = fields
+            .lookup("owner.name")
+            .expect("recased parent and field");
         assert_eq!(as_str(owner).as_deref(), Some("Aé"));
         assert!(fields.lookup("Title.Name").is_none());
         assert!(fields.lookup("Missing").is_none());
@@ -383,14 +433,17 @@ mod tests {
             "12345678901234567890",
             "true",
             "null",
-            r#"{ "b" : [1, "\u0001"], "a" : {"z":1,"y":2} }"#,
+            r#"{ "b" : [1, "\u0001", {"d":1,"c":"\/"}], "a" : {"z":1,"y":2,"z":3} }"#,
         ];
         for text in cases {
             let value: Value = serde_json::from_str(text).expect("valid");
-            let mut out = Vec::new();
-            write_canonical(&mut out, &raw(text), false);
+            let raw = raw(text);
+            let canonical = Canonical {
+                raw: &raw,
+                without_attributes: false,
+            };
             assert_eq!(
-                String::from_utf8(out).expect("utf-8"),
+                serde_json::to_string(&canonical).expect("writes"),
                 serde_json::to_string(&value).expect("writes"),
                 "{text}"
             );
@@ -399,10 +452,14 @@ mod tests {
 
     #[test]
     fn canonical_text_of_a_compound_field_leaves_out_its_attributes() {
-        let text = raw(r#"{"attributes":{"type":"Address"},"City":"Paris"}"#);
-        let mut out = Vec::new();
-        write_canonical(&mut out, &text, true);
-        assert_eq!(out, br#"{"City":"Paris"}"#);
+        let text =
+            raw(r#"{"attributes":{"type":"Address"},"City":"Paris","Geo":{"attributes":1}}"#);
+        let canonical = Canonical {
+            raw: &text,
+            without_attributes: true,
+        };
+        let written = serde_json::to_string(&canonical).expect("writes");
+        assert_eq!(written, r#"{"City":"Paris","Geo":{"attributes":1}}"#);
     }
 
     #[test]
@@ -411,6 +468,11 @@ mod tests {
         let b = Record::from_raw(raw(r#"{ "Name": "n", "Id": "1" }"#));
         assert_eq!(a, b);
         assert_eq!(b.string_field("Id").as_deref(), Some("1"));
+        assert!(!b.is_deleted());
+        assert!(Record::from_value(&json!({"Id": "1", "IsDeleted": true})).is_deleted());
+        assert!(!Record::from_value(&json!({"Id": "1", "IsDeleted": false})).is_deleted());
+        let nested = Record::from_value(&json!({"Id": "1", "Account": {"IsDeleted": true}}));
+        assert!(!nested.is_deleted(), "only the record's own field counts");
         assert_ne!(a, Record::from_value(&json!({"Id": "2"})));
     }
 
@@ -425,14 +487,5 @@ mod tests {
         assert_eq!(page.records[0].json(), r#"{"Id":"1","Note":"a\nb"}"#);
         let compact = Record::from_raw(raw(r#"{"Id" : "1"}"#));
         assert_eq!(compact.json(), r#"{"Id" : "1"}"#, "kept as sent");
-    }
-
-    #[test]
-    fn write_str_escapes_as_serde_json_does() {
-        for s in ["plain", "q\"uote", "back\\slash", "ctl\u{1}", "tab\t", "é🚀\u{7f}"] {
-            let mut out = Vec::new();
-            write_str(&mut out, s);
-            assert_eq!(out, serde_json::to_vec(s).expect("writes"), "{s:?}");
-        }
     }
 }

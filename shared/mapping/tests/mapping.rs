@@ -78,7 +78,11 @@ fn record(extra: Value) -> Value {
 }
 
 fn traits(sync: &SyncConfig, extra: Value) -> serde_json::Map<String, Value> {
-    map_record(sync, record(extra)).unwrap().traits.unwrap().to_map()
+    map_record(sync, record(extra))
+        .unwrap()
+        .traits
+        .unwrap()
+        .to_map()
 }
 
 fn skip_reason(sync: &SyncConfig, rec: Value) -> SkipReason {

@@ -294,7 +294,8 @@ fn check(sync: &SyncConfig, input: &Value) -> Result<(), TestCaseError> {
             );
             prop_assert_eq!((&back.event, &back.context), (&call.event, &call.context));
             let keys = |m: &Option<sfsync_mapping::JsonObject>| {
-                m.as_ref().map(|m| m.to_map().keys().cloned().collect::<Vec<_>>())
+                m.as_ref()
+                    .map(|m| m.to_map().keys().cloned().collect::<Vec<_>>())
             };
             prop_assert_eq!(keys(&back.traits), keys(&call.traits));
             prop_assert_eq!(keys(&back.properties), keys(&call.properties));

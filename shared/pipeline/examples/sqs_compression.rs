@@ -58,7 +58,9 @@ fn bench_config(sim_url: &str) -> Result<Config, Box<dyn std::error::Error>> {
     Ok(Config::parse(text)?.resolve_references(text, &secrets)?)
 }
 
-async fn contacts(pages: usize) -> Result<(Config, Vec<sfsync_mapping::Record>), Box<dyn std::error::Error>> {
+async fn contacts(
+    pages: usize,
+) -> Result<(Config, Vec<sfsync_mapping::Record>), Box<dyn std::error::Error>> {
     let spec = OrgSpec {
         contacts: 100_000,
         accounts: 10_000,

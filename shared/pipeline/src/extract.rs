@@ -359,11 +359,13 @@ async fn run<Q: Queue<RecordsMessage>, S: StateStore>(
         };
         report.api = Some(format!("{:?}", extraction.api_used()).to_lowercase());
         let n = page.records.len() as u64;
-        let deleted = page
-            .records
-            .iter()
-            .filter(|r| r.bool_field("IsDeleted") == Some(true))
-            .count() as u64;
+        // Only a sync with deletes reads deleted records (queryAll): without, Salesforce's
+        // `query` leaves them out, and the records are not even looked at here.
+        let deleted = if sync.deletes {
+            page.records.iter().filter(|r| r.is_deleted()).count() as u64
+        } else {
+            0
+        };
         let last = page.last;
         let bulk_position = page.bulk;
         // Fetching ahead holds two pages at once. A page larger than one send is not worth

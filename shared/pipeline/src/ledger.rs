@@ -57,7 +57,10 @@ impl RecordVersion {
     /// version: the mapping skips such a record, with its reason).
     pub fn of(record: &Record) -> Option<RecordVersion> {
         let fields = record.fields()?;
-        let id = fields.get_exact("Id").and_then(as_str).filter(|id| !id.is_empty())?;
+        let id = fields
+            .get_exact("Id")
+            .and_then(as_str)
+            .filter(|id| !id.is_empty())?;
         let field = sfsync_mapping::version::version_field_of(&fields)?;
         let stamp = fields.get_exact(field.name()).and_then(as_str)?;
         let at = sfsync_mapping::time::parse_salesforce_datetime(&stamp).ok()?;
@@ -743,11 +746,14 @@ mod tests {
 
     #[test]
     fn a_version_is_the_same_instant_whichever_api_wrote_it() {
-        let rest = Record::from(json!({"Id": "003A", "SystemModstamp": "2026-01-02T03:04:05.678+0000"}));
-        let bulk = Record::from(json!({"Id": "003A", "SystemModstamp": "2026-01-02T03:04:05.678Z"}));
+        let rest =
+            Record::from(json!({"Id": "003A", "SystemModstamp": "2026-01-02T03:04:05.678+0000"}));
+        let bulk =
+            Record::from(json!({"Id": "003A", "SystemModstamp": "2026-01-02T03:04:05.678Z"}));
         assert_eq!(RecordVersion::of(&rest), RecordVersion::of(&bulk));
         assert!(RecordVersion::of(&rest).is_some());
-        let exported = Record::from(json!({"Id": "003A", "LastModifiedDate": "2026-01-02T03:04:05.678Z"}));
+        let exported =
+            Record::from(json!({"Id": "003A", "LastModifiedDate": "2026-01-02T03:04:05.678Z"}));
         assert_eq!(RecordVersion::of(&exported), RecordVersion::of(&bulk));
         assert_eq!(RecordVersion::of(&json!({"Id": "003A"}).into()), None);
         assert_eq!(

@@ -376,7 +376,10 @@ syncs = ["accounts"]
             v: MESSAGE_VERSION,
             run_id: "r".into(),
             sync: "contacts".into(),
-            records: records.into_iter().map(sfsync_mapping::Record::from).collect(),
+            records: records
+                .into_iter()
+                .map(sfsync_mapping::Record::from)
+                .collect(),
         }
     }
 

@@ -9,7 +9,6 @@
 
 use std::collections::HashMap;
 
-
 use crate::client::Client;
 use crate::error::Error;
 

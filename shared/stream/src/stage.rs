@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use serde_json::json;
-use sfsync_mapping::{Record, SyncConfig};
 use sfsync_mapping::config::ExtractApi;
+use sfsync_mapping::{Record, SyncConfig};
 use sfsync_pipeline::ledger::{HandedOnBy, RecordVersion, StreamLedger};
 use sfsync_pipeline::message::{MESSAGE_VERSION, RecordsMessage};
 use sfsync_pipeline::queue::Queue;
@@ -553,10 +553,7 @@ impl<Q: Queue<RecordsMessage>, R: ReplayStore> Stage<'_, Q, R> {
             .as_ref()
             .map(|_| RecordVersion::of_records(&records));
         let n = records.len() as u64;
-        let deleted = records
-            .iter()
-            .filter(|r| r.bool_field("IsDeleted") == Some(true))
-            .count() as u64;
+        let deleted = records.iter().filter(|r| r.is_deleted()).count() as u64;
         let message = RecordsMessage {
             v: MESSAGE_VERSION,
             run_id: self.settings.run_id.clone(),

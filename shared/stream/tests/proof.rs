@@ -78,12 +78,7 @@ fn title(t: &str) -> Map<String, Value> {
 fn ids_in(rx: &mut mpsc::UnboundedReceiver<RecordsMessage>) -> Vec<String> {
     let mut out = Vec::new();
     while let Ok(message) = rx.try_recv() {
-        out.extend(
-            message
-                .records
-                .iter()
-                .filter_map(|r| r.string_field("Id")),
-        );
+        out.extend(message.records.iter().filter_map(|r| r.string_field("Id")));
     }
     out
 }
@@ -201,12 +196,7 @@ async fn polling_reports_exactly_what_the_stream_missed<S: StateStore, R: Replay
             .await
             .expect("streamed within 30 s")
             .expect("stream running");
-        got.extend(
-            message
-                .records
-                .iter()
-                .filter_map(|r| r.string_field("Id")),
-        );
+        got.extend(message.records.iter().filter_map(|r| r.string_field("Id")));
     }
     let _ = stop.send(());
     let report = task.await.expect("task").expect("stream ran");

@@ -171,7 +171,8 @@ impl Running {
                 .await
                 .unwrap_or_else(|_| panic!("record {id} within 30 s"))
                 .expect("stream running");
-            self.seen.extend(message.records.iter().map(Record::to_value));
+            self.seen
+                .extend(message.records.iter().map(Record::to_value));
         }
     }
 
@@ -194,7 +195,12 @@ async fn polled(client: &Client, sync: &SyncConfig, id: &str) -> Option<Value> {
         },
     );
     while let Some(page) = ex.next_page().await.expect("page") {
-        if let Some(r) = page.records.iter().map(Record::to_value).find(|r| r["Id"] == id) {
+        if let Some(r) = page
+            .records
+            .iter()
+            .map(Record::to_value)
+            .find(|r| r["Id"] == id)
+        {
             return Some(r);
         }
     }

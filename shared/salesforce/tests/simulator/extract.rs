@@ -446,7 +446,15 @@ async fn a_released_query_cursor_restarts_after_the_last_record_read() {
     let client = client(&sim.url());
     let plan = client.plan(&contacts_sync(&["Email"])).await.unwrap();
     let mut e = client.extract(&plan, window(None, until, ExtractApi::Rest));
-    let mut records: Vec<serde_json::Value> = e.next_page().await.unwrap().unwrap().records.iter().map(sfsync_mapping::Record::to_value).collect();
+    let mut records: Vec<serde_json::Value> = e
+        .next_page()
+        .await
+        .unwrap()
+        .unwrap()
+        .records
+        .iter()
+        .map(sfsync_mapping::Record::to_value)
+        .collect();
     for _ in 0..10 {
         let mut other = client.extract(&plan, window(None, until, ExtractApi::Rest));
         assert!(other.next_page().await.unwrap().is_some());
