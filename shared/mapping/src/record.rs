@@ -33,7 +33,17 @@ pub struct Record(Box<RawValue>);
 /// line of JSON lines output and of a message body.
 impl<'de> Deserialize<'de> for Record {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        Box::<RawValue>::deserialize(deserializer).map(Record::from_raw)
+        let raw = Box::<RawValue>::deserialize(deserializer)?;
+        // Keeping the text does not decode its strings, and a `\u` escape may encode what
+        // no string can hold (a lone surrogate, `\ud800`): such a record is refused here,
+        // as a parser building a `Value` refuses it, rather than mapped with a wrong Id or
+        // sent on as it is. Only records with a `\u` escape are decoded to check.
+        if memchr::memmem::find(raw.get().as_bytes(), b"\\u").is_some()
+            && let Err(e) = serde_json::from_str::<Value>(raw.get())
+        {
+            return Err(de::Error::custom(format_args!("a record's text: {e}")));
+        }
+        Ok(Record::from_raw(raw))
     }
 }
 
@@ -474,6 +484,14 @@ mod tests {
         let nested = Record::from_value(&json!({"Id": "1", "Account": {"IsDeleted": true}}));
         assert!(!nested.is_deleted(), "only the record's own field counts");
         assert_ne!(a, Record::from_value(&json!({"Id": "2"})));
+    }
+
+    #[test]
+    fn a_record_with_an_escape_no_string_can_hold_is_refused() {
+        let err = serde_json::from_str::<Record>(r#"{"Id":"\ud800"}"#).expect_err("lone surrogate");
+        assert!(err.to_string().contains("a record's text"), "{err}");
+        let fine: Record = serde_json::from_str(r#"{"Id":"\u00e9\ud83d\ude80"}"#).expect("valid");
+        assert_eq!(fine.string_field("Id").as_deref(), Some("é🚀"));
     }
 
     #[test]
