@@ -15,9 +15,14 @@
 //!   JSON the destination received, from `Value`s: no mapping), gzip the request bodies at
 //!   the level sfsync uses. `floor/total` is the three in a row. `floor/scan` only
 //!   tokenizes the pages (serde's `IgnoredAny`: nothing kept), a bound below any parser;
+//! - **bound**: below the floor: scan the pages, copy the bodies' bytes (no JSON written),
+//!   gzip them. sfsync no longer builds `Value`s, so it can do less than the floor's general
+//!   parse and serialize; the bound is what no program reading those pages and sending those
+//!   bodies can go under;
 //! - **stage**: sfsync's own code for what lies between: `map` (`map_calls`: records →
 //!   calls), `encode_pack` (the destination engine: calls → wire JSON → batches → request
-//!   bodies), and `sfsync_in_process` = parse + map + encode/pack + gzip;
+//!   bodies), and `sfsync_in_process` = read the pages (each record kept as its text, as the
+//!   client does) + map + encode/pack + gzip;
 //! - **lambda**: the map function's work on one records message as it comes off SQS
 //!   (gunzip + base64 + parse, map, pack gzip calls messages) and the deliver function's on
 //!   the calls messages (decode, encode/pack, gzip), without the HTTP around them;
@@ -449,8 +454,9 @@ fn sfsync_in_process(w: &Workload) -> usize {
 /// Pairs measured: enough for steady quartiles, about ten seconds in all.
 const PAIRS: usize = 31;
 
-/// sfsync in process as a multiple of the floor, measured in pairs: the floor, then
-/// sfsync (or the other way round, alternately), each pair a fraction of a second apart.
+/// sfsync in process as a multiple of the floor (or of the bound), measured in pairs: the
+/// floor, then sfsync (or the other way round, alternately), each pair a fraction of a
+/// second apart.
 /// This machine's speed drifts by tens of per cent within seconds, and criterion measures
 /// one function for seconds before the next, so a ratio of two criterion rows moves with
 /// the drift (1.31 to 1.96 in one run); within a pair it mostly cancels. Prints the median
