@@ -1000,17 +1000,32 @@ def main():
     for name in chosen:
         if name not in benches:
             sys.exit(f"unknown benchmark {name!r}; choose from {', '.join(benches)}")
-    for name in chosen:
-        benches[name](results)
-        results[f"{name}_at"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
-        results_path.write_text(json.dumps(results, indent=2))
-        this_run["benchmarks"][name] = results[name]
+    done = []
+    try:
+        for name in chosen:
+            benches[name](results)
+            results[f"{name}_at"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+            results_path.write_text(json.dumps(results, indent=2))
+            this_run["benchmarks"][name] = results[name]
+            done.append(name)
+    except Exception as e:
+        # The benchmarks that finished keep their figures (a later one failing, say on a
+        # full disk, must not lose minutes of measurements); the failure is recorded.
+        this_run["failed"] = f"{chosen[len(done)]}: {e}"
+        if done:
+            write_results(started, this_run, results, done)
+        raise
+    write_results(started, this_run, results, done)
+
+
+def write_results(started, this_run, results, done):
+    """One file per invocation, named by date, commit and the benchmarks that finished
+    (committed: docs/benchmarks.md cites it)."""
     this_run["load_at_end"] = round(os.getloadavg()[0], 1)
-    text = summary(results, chosen)
+    text = summary(results, done)
     this_run["summary"] = text
-    # One file per invocation, named by date and commit (committed: docs/benchmarks.md cites it).
     RESULTS.mkdir(parents=True, exist_ok=True)
-    name = f"{started.strftime('%Y-%m-%dT%H%M')}-{this_run['measured']['commit'][:8]}-{'-'.join(chosen)}.json"
+    name = f"{started.strftime('%Y-%m-%dT%H%M')}-{this_run['measured']['commit'][:8]}-{'-'.join(done)}.json"
     (RESULTS / name).write_text(json.dumps(this_run, indent=2, ensure_ascii=False) + "\n")
     log(f"figures written to bench/results/{name}")
     print(text)
