@@ -7,8 +7,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
-use sfsync_mapping::map_record;
 use sfsync_mapping::version::{VersionField, version_field};
+use sfsync_mapping::{Record, map_raw};
 
 use crate::{common, output};
 
@@ -71,10 +71,11 @@ pub fn map_lines(
             continue;
         }
         stats.read += 1;
-        let record: serde_json::Value = serde_json::from_str(&line)
+        // Kept as its text, as the pipeline keeps a page's records (see `Record`).
+        let record: Record = serde_json::from_str(&line)
             .with_context(|| format!("stdin line {number}: not valid JSON"))?;
-        let version = record.as_object().and_then(version_field);
-        match map_record(sync, record) {
+        let version = record.fields().as_ref().and_then(version_field);
+        match map_raw(sync, &record) {
             Ok(call) => {
                 if version == Some(VersionField::LastModifiedDate) && !noted_fallback {
                     noted_fallback = true;

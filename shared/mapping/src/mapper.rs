@@ -42,7 +42,7 @@ use crate::config::{SyncConfig, SyncKind};
 use crate::object::ObjectBuilder;
 use crate::record::{Fields, Kind, Record, as_str, is_true, kind};
 use crate::time::{format_rfc3339, parse_date_or_datetime, parse_salesforce_datetime};
-use crate::version::version_field_of;
+use crate::version::version_field;
 
 /// Reserved traits for people: Salesforce field → trait. `CreatedDate` is handled apart: it
 /// stays as it is and adds `created_at` (epoch seconds). `Name` falls back to the
@@ -222,7 +222,7 @@ pub fn map_raw(sync: &SyncConfig, record: &Record) -> Result<Call, Skip> {
         record_id: Some(record_id.clone()),
         reason,
     };
-    let Some(version) = version_field_of(&record) else {
+    let Some(version) = version_field(&record) else {
         return Err(skip(SkipReason::MissingRecordVersion));
     };
     let modstamp = datetime(&record, version.name()).map_err(skip)?;

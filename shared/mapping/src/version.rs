@@ -7,8 +7,6 @@
 //! `LastModifiedDate`; it then serves instead, so such a file still maps (to the same
 //! `messageId` every time). A record with neither cannot be versioned and is skipped.
 
-use serde_json::{Map, Value};
-
 use crate::record::{Fields, Kind, kind};
 
 /// The field that served as a record's version.
@@ -38,14 +36,7 @@ impl std::fmt::Display for VersionField {
 /// `LastModifiedDate` when that has one, else none. A present but unparseable value is not
 /// skipped over here: the mapping reports it as an invalid date rather than quietly using
 /// another field.
-pub fn version_field(record: &Map<String, Value>) -> Option<VersionField> {
-    [VersionField::SystemModstamp, VersionField::LastModifiedDate]
-        .into_iter()
-        .find(|field| record.get(field.name()).is_some_and(|v| !v.is_null()))
-}
-
-/// [`version_field`] of a record read as text.
-pub fn version_field_of(record: &Fields<'_>) -> Option<VersionField> {
+pub fn version_field(record: &Fields<'_>) -> Option<VersionField> {
     [VersionField::SystemModstamp, VersionField::LastModifiedDate]
         .into_iter()
         .find(|field| {
@@ -58,25 +49,21 @@ pub fn version_field_of(record: &Fields<'_>) -> Option<VersionField> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::Record;
     use serde_json::json;
 
-    fn object(v: Value) -> Map<String, Value> {
-        match v {
-            Value::Object(m) => m,
-            _ => Map::new(),
-        }
+    fn version(v: serde_json::Value) -> Option<VersionField> {
+        let record = Record::from_value(&v);
+        version_field(&record.fields().expect("an object"))
     }
 
     #[test]
     fn system_modstamp_first_then_last_modified_date() {
-        let both = object(json!({"SystemModstamp": "x", "LastModifiedDate": "y"}));
-        assert_eq!(version_field(&both), Some(VersionField::SystemModstamp));
-        let null_modstamp = object(json!({"SystemModstamp": null, "LastModifiedDate": "y"}));
-        assert_eq!(
-            version_field(&null_modstamp),
-            Some(VersionField::LastModifiedDate)
-        );
-        let neither = object(json!({"LastModifiedDate": null, "CreatedDate": "z"}));
-        assert_eq!(version_field(&neither), None);
+        let both = json!({"SystemModstamp": "x", "LastModifiedDate": "y"});
+        assert_eq!(version(both), Some(VersionField::SystemModstamp));
+        let null_modstamp = json!({"SystemModstamp": null, "LastModifiedDate": "y"});
+        assert_eq!(version(null_modstamp), Some(VersionField::LastModifiedDate));
+        let neither = json!({"LastModifiedDate": null, "CreatedDate": "z"});
+        assert_eq!(version(neither), None);
     }
 }

@@ -61,7 +61,7 @@ impl RecordVersion {
             .get_exact("Id")
             .and_then(as_str)
             .filter(|id| !id.is_empty())?;
-        let field = sfsync_mapping::version::version_field_of(&fields)?;
+        let field = sfsync_mapping::version::version_field(&fields)?;
         let stamp = fields.get_exact(field.name()).and_then(as_str)?;
         let at = sfsync_mapping::time::parse_salesforce_datetime(&stamp).ok()?;
         Some(RecordVersion {
