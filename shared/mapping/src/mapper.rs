@@ -819,7 +819,7 @@ mod tests {
                 (serde_json::to_string(&record).expect("writes"), expected)
             };
             let raw = RawValue::from_string(text).expect("valid JSON");
-            let record = Record::from_raw(raw);
+            let record = Record::from_raw(raw).expect("valid JSON");
             let fields = record.fields().expect("an object");
             let actual = selected_fields(&sync, &fields, reserved).build();
             let expected = crate::JsonObject::from_map(&expected);

@@ -28,22 +28,12 @@ use serde_json::value::RawValue;
 pub struct Record(Box<RawValue>);
 
 /// Read as the JSON text it is (with serde_json, which keeps a value's text; records only
-/// ever come from JSON text: pages, message bodies, JSON lines). Text with a line break in
-/// it (a pretty-printed page) is written again on one line, so that a record is always one
-/// line of JSON lines output and of a message body.
+/// ever come from JSON text: pages, message bodies, JSON lines), and checked by
+/// [`Record::from_raw`].
 impl<'de> Deserialize<'de> for Record {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let raw = Box::<RawValue>::deserialize(deserializer)?;
-        // Keeping the text does not decode its strings, and a `\u` escape may encode what
-        // no string can hold (a lone surrogate, `\ud800`): such a record is refused here,
-        // as a parser building a `Value` refuses it, rather than mapped with a wrong Id or
-        // sent on as it is. Only records with a `\u` escape are decoded to check.
-        if memchr::memmem::find(raw.get().as_bytes(), b"\\u").is_some()
-            && let Err(e) = serde_json::from_str::<Value>(raw.get())
-        {
-            return Err(de::Error::custom(format_args!("a record's text: {e}")));
-        }
-        Ok(Record::from_raw(raw))
+        Record::from_raw(raw).map_err(|e| de::Error::custom(format_args!("a record's text: {e}")))
     }
 }
 
@@ -57,14 +47,23 @@ impl Record {
         }
     }
 
-    /// Wraps JSON text already checked by the parser (a REST page's record), written
-    /// again on one line if it spans several.
-    pub fn from_raw(raw: Box<RawValue>) -> Record {
+    /// A record from JSON text the parser has kept (a REST page's record).
+    ///
+    /// Keeping a value's text checks its syntax only: a number too large for a float
+    /// (`1e400`), nesting deeper than serde_json's limit of 128, or a `\u` escape no string
+    /// can hold (a lone surrogate, `\ud800`) would pass, where a parser building a `Value`
+    /// refuses them. So the text is read once more by the same parser with the same rules,
+    /// building nothing ([`Checked`]), and refused with the parser's error if it breaks
+    /// them: such a record never reaches the mapping, the wire or the records message, as
+    /// it never did. Text spread over lines (a pretty-printed page) is written again on one
+    /// line, so that a record is always one line of JSON lines output and of a message body.
+    pub fn from_raw(raw: Box<RawValue>) -> Result<Record, serde_json::Error> {
+        serde_json::from_str::<Checked>(raw.get())?;
         if memchr::memchr2(b'\n', b'\r', raw.get().as_bytes()).is_some() {
-            let value: Value = serde_json::from_str(raw.get()).unwrap_or(Value::Null);
-            return Record::from_value(&value);
+            let value: Value = serde_json::from_str(raw.get())?;
+            return Ok(Record::from_value(&value));
         }
-        Record(raw)
+        Ok(Record(raw))
     }
 
     /// The record's JSON text.
@@ -84,9 +83,12 @@ impl Record {
     }
 
     /// True when the record's `IsDeleted` is `true`. Most records lack the field or say
-    /// `false`: a record whose text does not even hold the name is not parsed.
+    /// `false`: a record whose text holds neither the name nor an escape is not parsed.
     pub fn is_deleted(&self) -> bool {
-        memchr::memmem::find(self.json().as_bytes(), b"IsDeleted").is_some()
+        let text = self.json().as_bytes();
+        // A name written with an escape (`Is\u0044eleted`) is the same name.
+        (memchr::memmem::find(text, b"IsDeleted").is_some()
+            || memchr::memmem::find(text, b"\\u").is_some())
             && self.bool_field("IsDeleted") == Some(true)
     }
 
@@ -128,6 +130,55 @@ impl PartialEq for Record {
 impl fmt::Debug for Record {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.json())
+    }
+}
+
+/// Accepts exactly the JSON a parser building a `Value` accepts, building nothing: every
+/// number is read as a number (so one out of a float's range is an error), every string
+/// with an escape is decoded (so a lone surrogate is an error), and nesting counts against
+/// serde_json's recursion limit, as when a `Value` is built.
+struct Checked;
+
+impl<'de> Deserialize<'de> for Checked {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(CheckedVisitor)
+    }
+}
+
+struct CheckedVisitor;
+
+impl<'de> Visitor<'de> for CheckedVisitor {
+    type Value = Checked;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Checked, E> {
+        Ok(Checked)
+    }
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<Checked, E> {
+        Ok(Checked)
+    }
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<Checked, E> {
+        Ok(Checked)
+    }
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<Checked, E> {
+        Ok(Checked)
+    }
+    fn visit_str<E: de::Error>(self, _: &str) -> Result<Checked, E> {
+        Ok(Checked)
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<Checked, E> {
+        Ok(Checked)
+    }
+    fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Checked, A::Error> {
+        while seq.next_element::<Checked>()?.is_some() {}
+        Ok(Checked)
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Checked, A::Error> {
+        while map.next_key::<Checked>()?.is_some() {
+            map.next_value::<Checked>()?;
+        }
+        Ok(Checked)
     }
 }
 
@@ -475,7 +526,7 @@ mod tests {
     #[test]
     fn a_record_from_a_value_equals_the_same_json_in_another_order() {
         let a = Record::from_value(&json!({"Id": "1", "Name": "n"}));
-        let b = Record::from_raw(raw(r#"{ "Name": "n", "Id": "1" }"#));
+        let b = Record::from_raw(raw(r#"{ "Name": "n", "Id": "1" }"#)).expect("valid");
         assert_eq!(a, b);
         assert_eq!(b.string_field("Id").as_deref(), Some("1"));
         assert!(!b.is_deleted());
@@ -487,11 +538,46 @@ mod tests {
     }
 
     #[test]
-    fn a_record_with_an_escape_no_string_can_hold_is_refused() {
-        let err = serde_json::from_str::<Record>(r#"{"Id":"\ud800"}"#).expect_err("lone surrogate");
-        assert!(err.to_string().contains("a record's text"), "{err}");
-        let fine: Record = serde_json::from_str(r#"{"Id":"\u00e9\ud83d\ude80"}"#).expect("valid");
+    fn a_record_a_value_parser_refuses_is_refused() {
+        let deep = format!(
+            "{{\"Id\":\"1\",\"X\":{}{}}}",
+            "[".repeat(200),
+            "]".repeat(200)
+        );
+        for (text, why) in [
+            (r#"{"Id":"\ud800"}"#.to_string(), "escape"),
+            (r#"{"Id":"1","Score__c":1e400}"#.to_string(), "out of range"),
+            (
+                format!(r#"{{"Id":"1","N":{}}}"#, "9".repeat(400)),
+                "out of range",
+            ),
+            (deep, "recursion limit"),
+            (
+                "{\n\"Id\":\"1\",\n\"N\":-1e400}".to_string(),
+                "out of range",
+            ),
+        ] {
+            let page = format!(r#"{{"records":[{text}]}}"#);
+            let err = serde_json::from_str::<serde_json::Map<String, Value>>(&page)
+                .expect_err("a Value parser refuses it");
+            assert!(err.to_string().contains(why), "{err}");
+            #[derive(Debug, Deserialize)]
+            struct Page {
+                #[allow(dead_code)]
+                records: Vec<Record>,
+            }
+            let err = serde_json::from_str::<Page>(&page).expect_err("refused");
+            assert!(err.to_string().contains("a record's text"), "{err}");
+            assert!(err.to_string().contains(why), "{err}");
+        }
+        let fine: Record =
+            serde_json::from_str(r#"{"Id":"\u00e9\ud83d\ude80","N":1e300}"#).expect("valid");
         assert_eq!(fine.string_field("Id").as_deref(), Some("é🚀"));
+        let escaped = Record::from_value(&json!({"Id": "1", "IsDeleted": true}));
+        let escaped_name: Record =
+            serde_json::from_str(&escaped.json().replace("IsDeleted", "Is\\u0044eleted"))
+                .expect("valid");
+        assert!(escaped_name.is_deleted(), "{escaped_name:?}");
     }
 
     #[test]
@@ -503,7 +589,7 @@ mod tests {
         }
         let page: Page = serde_json::from_str(page).expect("valid");
         assert_eq!(page.records[0].json(), r#"{"Id":"1","Note":"a\nb"}"#);
-        let compact = Record::from_raw(raw(r#"{"Id" : "1"}"#));
+        let compact = Record::from_raw(raw(r#"{"Id" : "1"}"#)).expect("valid");
         assert_eq!(compact.json(), r#"{"Id" : "1"}"#, "kept as sent");
     }
 }
