@@ -53,10 +53,6 @@ impl JsonObject {
         self.0.get()
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.json() == "{}"
-    }
-
     /// The object as a map.
     pub fn to_map(&self) -> Map<String, Value> {
         // The text is always a JSON object written by serde_json.
